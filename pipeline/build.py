@@ -1,0 +1,145 @@
+"""The Beam graph of one run: read -> stages -> shards, rejects, dead letters -> finalize.
+
+Every input record ends in exactly one place: the kept shards, the rejects or the dead
+letters. The counts that prove it are computed as data inside the pipeline (Beam combiners),
+not read back from metrics on the driver, so they are exact on every runner and the driver
+may exit once a Dataflow job is submitted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+import xxhash
+
+from winnow.format import output_schema, reject_schema
+from winnow.pipeline.config import RunConfig
+from winnow.pipeline.finalize import Finalize
+from winnow.pipeline.sink import WriteShards
+from winnow.pipeline.stages import registry
+from winnow.pipeline.stages.base import StageOutputs
+
+__all__ = ["build_pipeline", "run_schema", "RunOutputs"]
+
+
+def run_schema(cfg: RunConfig) -> pa.Schema:
+    """The output schema: core columns, then each configured stage's columns in order."""
+    fields: list[pa.Field] = []
+    for name in cfg.stages:
+        spec = registry.STAGES[name]
+        fields.extend(spec.fields(cfg.options(name)))
+    return output_schema(fields)
+
+
+class RunOutputs:
+    """Handles on the main PCollections, for tests and callers that extend the graph."""
+
+    def __init__(self, kept: beam.PCollection, rejected: beam.PCollection, dead: beam.PCollection) -> None:
+        self.kept = kept
+        self.rejected = rejected
+        self.dead = dead
+
+
+def _example(r: dict, chars: int) -> tuple[int, str, str]:
+    """A small, comparable summary of a reject for the report (smallest hash wins)."""
+    text = r.get("text")
+    media = r.get("image") if r.get("image") is not None else r.get("audio")
+    ex = {
+        "stage": r["reject_stage"],
+        "reason": r["reject_reason"],
+        "id": r["id"],
+        "source": r["source"],
+        "modality": r.get("modality"),
+        "text": None if text is None else text[:chars],
+        "duplicate_of": r.get("duplicate_of"),
+        "error": r.get("error"),
+        "bytes": len(media) if media is not None else len((text or "").encode("utf-8", "replace")),
+    }
+    rank = xxhash.xxh3_64_intdigest(f"{r['id']}\x00{r['source']}".encode("utf-8", "replace"))
+    return rank, r["id"], json.dumps(ex, sort_keys=True, ensure_ascii=False)
+
+
+def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: float | None = None) -> RunOutputs:
+    """Add the whole run to pipeline ``p``.
+
+    Args:
+        p: the Beam pipeline.
+        cfg: the resolved run config (input and output set).
+        files: the expanded input files (from ``winnow.pipeline.readers.expand_inputs``).
+        started: wall-clock start, for elapsed time in stats.json.
+    """
+    from winnow.pipeline.readers import ReadRecords
+
+    schema = run_schema(cfg)
+    rschema = reject_schema(schema)
+    read = p | "Read" >> ReadRecords(files, cfg.reader)
+    records = read.records
+    rejected: list[beam.PCollection] = []
+    dead: list[beam.PCollection] = [read.dead]
+    ctx: dict[str, Any] = {"config": cfg, "schema": schema, "pipeline": p}
+    for name in cfg.stages:
+        spec = registry.STAGES[name]
+        out: StageOutputs = records | f"Stage[{name}]" >> spec.build(cfg.options(name), ctx)
+        records = out.kept
+        rejected.append(out.rejected)
+        dead.append(out.dead)
+
+    all_rejected = rejected | "FlattenRejects" >> beam.Flatten() if rejected else p | "NoRejects" >> beam.Create([])
+    all_dead = dead | "FlattenDead" >> beam.Flatten()
+
+    out_dir = cfg.output
+    kept_info = records | "Shards" >> WriteShards(out_dir, "shards", schema, cfg.sink)
+    reject_sink = type(cfg.sink)(
+        shard_bytes=cfg.sink.shard_bytes, batch_bytes=cfg.sink.batch_bytes, min_shards=1,
+        compression=cfg.sink.compression, overwrite=cfg.sink.overwrite,
+    )
+    rejects_info = all_rejected | "Rejects" >> WriteShards(out_dir, "rejects", rschema, reject_sink)
+    dead_info = all_dead | "DeadLetters" >> WriteShards(out_dir, "dead_letter", rschema, reject_sink)
+
+    read_count = (
+        (read.records, read.dead) | "FlattenRead" >> beam.Flatten() | "CountRead" >> beam.combiners.Count.Globally()
+    )
+    reject_counts = (
+        all_rejected
+        | "RejectKey" >> beam.Map(lambda r: (r["reject_stage"], r["reject_reason"]))
+        | "CountRejects" >> beam.combiners.Count.PerElement()
+    )
+    dead_counts = (
+        all_dead | "DeadKey" >> beam.Map(lambda r: r["reject_stage"]) | "CountDead" >> beam.combiners.Count.PerElement()
+    )
+    kept_kinds = (
+        records
+        | "KeptKey" >> beam.Map(lambda r: (r.get("modality", "text"), r.get("aug_from") is not None))
+        | "CountKept" >> beam.combiners.Count.PerElement()
+    )
+    n_examples = cfg.report.examples_per_reason
+    chars = cfg.report.example_chars
+    examples = (
+        (all_rejected, all_dead)
+        | "FlattenExamples" >> beam.Flatten()
+        | "ExampleKey" >> beam.Map(lambda r: ((r["reject_stage"], r["reject_reason"]), _example(r, chars)))
+        | "TopExamples" >> beam.combiners.Top.SmallestPerKey(max(n_examples, 1))
+        | "ExampleValues" >> beam.FlatMap(lambda kv: [json.loads(e[2]) for e in kv[1][:n_examples]])
+    )
+    side = beam.pvalue
+    _ = (
+        p
+        | "FinalizeSeed" >> beam.Create([None])
+        | "Finalize" >> beam.ParDo(
+            Finalize(cfg, schema, started=started if started is not None else time.time()),
+            kept_info=side.AsList(kept_info),
+            rejects_info=side.AsList(rejects_info),
+            dead_info=side.AsList(dead_info),
+            read_count=side.AsSingleton(read_count),
+            reject_counts=side.AsList(reject_counts),
+            dead_counts=side.AsList(dead_counts),
+            kept_kinds=side.AsList(kept_kinds),
+            examples=side.AsList(examples),
+        )
+    )
+    return RunOutputs(records, all_rejected, all_dead)
+

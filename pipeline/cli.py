@@ -1,0 +1,133 @@
+"""The ``winnow`` command: run, demo, inspect.
+
+Usage and config mistakes exit with code 2 and one line on stderr; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Sequence
+
+from winnow.errors import WinnowError
+
+__all__ = ["main"]
+
+
+def _split_beam_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    argv = list(argv)
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1 :]
+    return argv, []
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="winnow",
+        description="Curate multimodal training corpora on Apache Beam.",
+        epilog="Beam runner flags go after `--`, e.g. `winnow run ... -- --runner=PortableRunner --job_endpoint=localhost:8099`.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a curation job")
+    r.add_argument("--config", help="YAML config file")
+    r.add_argument("--input", nargs="+", action="extend", help="input URIs or globs (any fsspec URL)")
+    r.add_argument("--output", help="output directory URI")
+    r.add_argument("--stages", help="comma-separated stage names, in order (overrides the config)")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set sink.shard_bytes=128MB (repeatable)")
+    r.add_argument("--workers", type=int, default=1, help="local worker processes (FnApiRunner multi_processing)")
+    r.add_argument("--overwrite", action="store_true", help="replace a previous run in --output")
+
+    d = sub.add_parser("demo", help="build the demo corpus from text on this machine and curate it")
+    d.add_argument("--output", default="out/demo", help="output directory (default out/demo)")
+    d.add_argument("--workers", type=int, default=1)
+    d.add_argument("--scale", type=float, default=1.0, help="text volume multiplier")
+    d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    i = sub.add_parser("inspect", help="summarise a finished run")
+    i.add_argument("output", help="the run's output directory URI")
+    i.add_argument("--rows", type=int, default=3, help="rows to show (default 3)")
+    return p
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("winnow").setLevel(logging.INFO)
+
+
+def _print_summary(out: str, stats: dict | None) -> None:
+    if not stats:
+        print(f"submitted; results will appear in {out}")
+        return
+    s = stats
+    print(
+        f"read {s['read']:,}  kept {s['kept']:,}  rejected {s['rejected']:,}  dead-lettered {s['dead_letter']:,}"
+        f"  ({'balanced' if s['balanced'] else 'NOT BALANCED'})"
+    )
+    print(f"shards: {s['shards']['count']} in {out}/shards  ({s['shards']['bytes']:,} bytes)")
+    print(f"manifest: {out}/index.json")
+    print(f"report:   {out}/report.html")
+
+
+def _cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from winnow.pipeline.config import load_config
+    from winnow.pipeline.runner import run
+
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages is not None else None
+    cfg = load_config(args.config, overrides=args.overrides, input=args.input, output=args.output, stages=stages)
+    result = run(cfg, workers=args.workers, beam_args=beam_args, overwrite=args.overwrite or None)
+    _print_summary(cfg.output, result.stats)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from winnow.pipeline.config import load_config
+    from winnow.pipeline.demo import build_demo_corpus
+    from winnow.pipeline.runner import run
+
+    out = args.output.rstrip("/")
+    corpus_dir = os.path.join(os.path.dirname(os.path.abspath(out)) or ".", os.path.basename(out) + "-corpus")
+    logging.getLogger("winnow").info("winnow: building the demo corpus in %s", corpus_dir)
+    corpus = build_demo_corpus(corpus_dir, scale=args.scale)
+    cfg = load_config(overrides=args.overrides, input=list(corpus.inputs), output=out)
+    result = run(cfg, workers=args.workers, beam_args=beam_args, overwrite=True)
+    _print_summary(out, result.stats)
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from winnow.pipeline.inspect import inspect_run
+
+    print(inspect_run(args.output, rows=args.rows))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``winnow`` console script."""
+    own, beam_args = _split_beam_args(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(own)
+    _setup_logging()
+    try:
+        if args.command == "run":
+            return _cmd_run(args, beam_args)
+        if args.command == "demo":
+            return _cmd_demo(args, beam_args)
+        if args.command == "inspect":
+            if beam_args:
+                raise WinnowError("inspect takes no Beam flags after --")
+            return _cmd_inspect(args)
+    except WinnowError as exc:
+        print(f"winnow: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("winnow: interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

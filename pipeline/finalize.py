@@ -1,0 +1,144 @@
+"""The last step of a run: stats.json, report.html, config.yaml, then index.json.
+
+It runs once, after every shard is written (its side inputs wait for the writers), and writes
+the manifest last so a reader never sees a manifest that lists a missing shard.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import time
+import uuid
+from typing import Any, Iterable, Mapping, Sequence
+
+import apache_beam as beam
+import fsspec
+import pyarrow as pa
+import yaml
+
+from winnow import __version__
+from winnow.format import Manifest, ShardInfo
+from winnow.pipeline.config import RunConfig, config_hash, config_to_dict
+from winnow.pipeline.records import READ_STAGE
+
+__all__ = ["Finalize", "compute_stats", "write_text"]
+
+
+def write_text(uri: str, text: str) -> None:
+    """Write a small text file atomically (temp name, then rename)."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    parent = posixpath.dirname(path)
+    fs.makedirs(parent, exist_ok=True)
+    tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}")
+    with fs.open(tmp, "wb") as fh:
+        fh.write(text.encode("utf-8"))
+    fs.mv(tmp, path)
+
+
+def compute_stats(
+    stages: Sequence[str],
+    read_count: int,
+    reject_counts: Iterable[tuple[tuple[str, str], int]],
+    dead_counts: Iterable[tuple[str, int]],
+    kept_kinds: Iterable[tuple[tuple[str, bool], int]],
+    shards: Sequence[ShardInfo],
+) -> dict[str, Any]:
+    """The funnel and the balance ``read = kept_originals + rejected + dead_letter``."""
+    rejected_by: dict[str, dict[str, int]] = {}
+    for (stage, reason), n in reject_counts:
+        rejected_by.setdefault(stage, {})[reason] = rejected_by.get(stage, {}).get(reason, 0) + n
+    dead_by: dict[str, int] = {}
+    for stage, n in dead_counts:
+        dead_by[stage] = dead_by.get(stage, 0) + n
+    modalities: dict[str, int] = {}
+    kept_originals = augmented = 0
+    for (modality, is_aug), n in kept_kinds:
+        modalities[modality] = modalities.get(modality, 0) + n
+        if is_aug:
+            augmented += n
+        else:
+            kept_originals += n
+    funnel = []
+    n_in = read_count
+    for stage in (READ_STAGE, *stages):
+        rej = dict(sorted(rejected_by.get(stage, {}).items()))
+        dead = dead_by.get(stage, 0)
+        out = n_in - sum(rej.values()) - dead
+        funnel.append({"name": stage, "in": n_in, "out": out, "rejected": rej, "dead_letter": dead})
+        n_in = out
+    rejected = sum(sum(v.values()) for v in rejected_by.values())
+    dead_letter = sum(dead_by.values())
+    rows = sum(s.rows for s in shards)
+    return {
+        "read": read_count,
+        "kept": kept_originals,
+        "rejected": rejected,
+        "dead_letter": dead_letter,
+        "augmented": augmented,
+        "balanced": read_count == kept_originals + rejected + dead_letter and rows == kept_originals + augmented,
+        "stages": funnel,
+        "modalities": dict(sorted(modalities.items())),
+        "shards": {"count": len(shards), "rows": rows, "bytes": sum(s.bytes for s in shards)},
+    }
+
+
+class Finalize(beam.DoFn):
+    """Write stats.json, report.html and config.yaml, then index.json last."""
+
+    def __init__(self, cfg: RunConfig, schema: pa.Schema, started: float) -> None:
+        self._cfg = cfg
+        self._schema = schema
+        self._started = started
+
+    def process(
+        self,
+        _: Any,
+        kept_info: list[dict],
+        rejects_info: list[dict],
+        dead_info: list[dict],
+        read_count: int,
+        reject_counts: list,
+        dead_counts: list,
+        kept_kinds: list,
+        examples: list[dict],
+    ) -> Iterable[dict]:
+        from winnow.pipeline.sink import join_uri
+        from winnow.pipeline.report import render_report
+
+        cfg = self._cfg
+        out = cfg.output
+        order = lambda infos: tuple(sorted((ShardInfo.from_json(i) for i in infos), key=lambda s: s.path))  # noqa: E731
+        shards, rejects, dead = order(kept_info), order(rejects_info), order(dead_info)
+        stats = compute_stats(cfg.stages, read_count, reject_counts, dead_counts, kept_kinds, shards)
+        chash = config_hash(cfg)
+        stats["config_hash"] = chash
+        stats["rejects_files"] = len(rejects)
+        stats["dead_letter_files"] = len(dead)
+        stats["elapsed_s"] = round(time.time() - self._started, 3)
+        examples = sorted(examples, key=lambda e: (e["stage"], e["reason"], e["id"], e["source"]))
+        resolved = config_to_dict(cfg)
+
+        write_text(join_uri(out, "config.yaml"), yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
+        write_text(join_uri(out, "stats.json"), json.dumps(stats, indent=2) + "\n")
+        write_text(join_uri(out, "report.html"), render_report(stats, examples, resolved))
+        counts = {
+            "read": stats["read"],
+            "kept": stats["kept"],
+            "rejected": stats["rejected"],
+            "dead_letter": stats["dead_letter"],
+            "augmented": stats["augmented"],
+        }
+        manifest = Manifest(
+            schema=self._schema,
+            shards=shards,
+            counts=counts,
+            compression=None if cfg.sink.compression == "none" else cfg.sink.compression,
+            tokenizer=None,
+            config_hash=chash,
+            rejects=rejects,
+            dead_letter=dead,
+            created_by=f"winnow {__version__}",
+        )
+        write_text(join_uri(out, "index.json"), manifest.dumps())
+        yield stats

@@ -1,0 +1,124 @@
+"""Mapping pure stages over PCollections: metrics, rejects and dead letters.
+
+A stage transform takes a PCollection of records and returns :class:`StageOutputs`: the kept
+records, the rejects (with ``reject_stage`` and ``reject_reason``) and the dead letters (a
+record on which the stage raised, with the error). Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from winnow.filters.base import RecordFilter
+from winnow.pipeline.records import make_dead_letter, make_reject
+
+__all__ = ["StageOutputs", "RecordStage", "REJECTED", "DEAD", "error_text", "StageCounters"]
+
+REJECTED = "rejected"
+DEAD = "dead"
+
+
+@dataclass
+class StageOutputs:
+    """What a stage transform returns."""
+
+    kept: beam.PCollection
+    rejected: beam.PCollection
+    dead: beam.PCollection
+
+
+def error_text(exc: BaseException) -> str:
+    """``Type: message`` plus the innermost frame, short enough for a report."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
+    return f"{type(exc).__name__}: {exc}{where}"[:2000]
+
+
+class StageCounters:
+    """Beam Metrics counters ``<stage>/<reason>``, created once per reason."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self._counters: dict[str, Any] = {}
+
+    def inc(self, reason: str, n: int = 1) -> None:
+        c = self._counters.get(reason)
+        if c is None:
+            c = self._counters[reason] = Metrics.counter("winnow", f"{self.stage}/{reason}")
+        c.inc(n)
+
+
+class _RecordStageFn(beam.DoFn):
+    def __init__(self, factory: Callable[[], RecordFilter], stage: str) -> None:
+        self._factory = factory
+        self._stage_name = stage
+        self._stage: RecordFilter | None = None
+
+    def setup(self) -> None:
+        self._stage = self._factory()
+        self._counters = StageCounters(self._stage_name)
+
+    def _one(self, record: dict) -> Iterable[Any]:
+        try:
+            out, verdict = self._stage.process(dict(record))
+        except Exception as exc:  # noqa: BLE001 - one bad record must not fail the run
+            self._counters.inc("dead_letter")
+            yield beam.pvalue.TaggedOutput(
+                DEAD, make_dead_letter(stage=self._stage_name, error=error_text(exc), source=record.get("source", "?"), record=record)
+            )
+            return
+        if verdict.keep:
+            self._counters.inc("kept")
+            yield out
+        else:
+            self._counters.inc(verdict.reason)
+            yield beam.pvalue.TaggedOutput(REJECTED, make_reject(out, self._stage_name, verdict.reason))
+
+    def process(self, element: Any) -> Iterable[Any]:
+        if isinstance(element, list):  # a batch from BatchElements
+            try:
+                results = list(self._stage.process_batch([dict(r) for r in element]))
+            except Exception:  # noqa: BLE001 - isolate the bad record by going one at a time
+                for r in element:
+                    yield from self._one(r)
+                return
+            for out, verdict in results:
+                if verdict.keep:
+                    self._counters.inc("kept")
+                    yield out
+                else:
+                    self._counters.inc(verdict.reason)
+                    yield beam.pvalue.TaggedOutput(REJECTED, make_reject(out, self._stage_name, verdict.reason))
+        else:
+            yield from self._one(element)
+
+
+class RecordStage(beam.PTransform):
+    """Map a pure per-record stage over a PCollection.
+
+    Args:
+        stage: the stage name (metrics namespace and ``reject_stage``).
+        factory: builds the pure stage; called in ``DoFn.setup``, once per worker process,
+            so models load there and never get pickled.
+        batch_size: >1 hands the stage batches (``process_batch``) for vectorised work.
+    """
+
+    def __init__(self, stage: str, factory: Callable[[], RecordFilter], batch_size: int = 1) -> None:
+        super().__init__(label=stage)
+        self._stage = stage
+        self._factory = factory
+        self._batch_size = batch_size
+
+    def expand(self, records: beam.PCollection) -> StageOutputs:
+        pc = records
+        if self._batch_size > 1:
+            pc = pc | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._batch_size)
+        outs = pc | "Apply" >> beam.ParDo(_RecordStageFn(self._factory, self._stage)).with_outputs(
+            REJECTED, DEAD, main="kept"
+        )
+        return StageOutputs(kept=outs.kept, rejected=outs[REJECTED], dead=outs[DEAD])
