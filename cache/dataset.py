@@ -1,0 +1,362 @@
+"""``StreamingDataset``: the torch-facing loader over the three tiers.
+
+One instance per rank. It reads ``index.json`` from any fsspec URL once, in the constructor;
+each process that iterates it (the main process, every DataLoader worker) then builds its own
+L1 reader and prefetcher, and all of them share the node's L2 cache directory.
+
+Two ways out:
+
+* ``batched=False`` (default): one ``dict`` per sample; use ``DataLoader(batch_size=B)`` with the
+  same ``B`` as ``batch_size`` here.
+* ``batched=True``: one ``dict`` of tensors per step of ``batch_size`` samples, gathered with one
+  vectorised ``take`` per shard and column; use ``DataLoader(batch_size=None)``. This is the
+  fast path: no Python object per sample.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+import xxhash
+from torch.utils.data import IterableDataset, get_worker_info
+
+from winnow.errors import CacheError, CacheFullError, ConfigError
+
+from winnow.cache.memory import INDEX_KEY, MemoryTier
+from winnow.cache.metrics import Metrics, MetricsSink, summarize
+from winnow.cache.order import PARTITIONS, EpochOrder, RankPlan, worker_steps
+from winnow.cache.prefetch import Prefetcher
+from winnow.cache.remote import Remote, RetryPolicy
+from winnow.cache.sizes import format_size, parse_size
+from winnow.cache.store import DiskCache
+
+__all__ = ["StreamingDataset", "detect_rank", "INDEX_KEY"]
+
+_VERIFY = ("fetch", "open")
+
+
+def detect_rank() -> tuple[int, int]:
+    """``(rank, world_size)`` from ``torch.distributed`` if initialised, else ``RANK``/``WORLD_SIZE``."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+@dataclass
+class _Runtime:
+    pid: int
+    tier: MemoryTier
+    prefetcher: Prefetcher
+    metrics: Metrics
+    sink: MetricsSink
+
+
+class StreamingDataset(IterableDataset):
+    """Stream a winnow shard directory into PyTorch.
+
+    Args:
+        remote: fsspec URL of the directory holding ``index.json`` (``s3://b/run``, ``/data/run``).
+        local: node-local cache directory (shared by workers, ranks and datasets).
+        cache_limit: byte budget of the L2 cache (``"50GB"``).
+        memory_limit: byte budget of L1 per process: mapped shards plus decoded batches.
+        columns: columns to read (default all); a sample also carries ``_index``, its global id.
+        shuffle: shuffle shards and, within blocks, samples.
+        seed: shuffle seed; the order is a function of (seed, epoch, manifest) only.
+        batch_size: samples per step per rank; ranks get equal step counts.
+        batched: yield whole steps as dicts of tensors instead of single samples.
+        shuffle_block: minimum samples per shuffle block (blocks are whole shards).
+        drop_last: drop the tail that does not fill a step on every rank (else wrap and repeat).
+        partition: ``"interleave"`` or ``"contiguous"`` (see :mod:`winnow.cache.order`).
+        prefetch: bytes that may be downloaded ahead of the current block.
+        fetch_workers: parallel downloads per process.
+        retry: retry policy for the object store.
+        storage_options: fsspec options (``client_kwargs={"endpoint_url": ...}``, ...).
+        verify: ``"fetch"``: xxh3 at download, size and Arrow structure at each use; ``"open"``:
+            also re-hash each cached shard the first time a process maps it.
+        rank: this rank (default from torch.distributed or ``RANK``).
+        world_size: number of ranks (default from torch.distributed or ``WORLD_SIZE``).
+        wait_timeout: longest wait for another process's download or for cache space.
+        chunk_bytes: size of one ranged read from the object store.
+
+    Raises:
+        ConfigError: a bad argument.
+        ManifestError: ``index.json`` is missing or unreadable.
+        CacheFullError: ``cache_limit`` is below what two consecutive shuffle blocks need.
+    """
+
+    def __init__(self, *, remote: str, local: str, cache_limit: int | str = "50GB",
+                 memory_limit: int | str = "4GB", columns: Sequence[str] | None = None, shuffle: bool = True,
+                 seed: int = 0, batch_size: int = 1, batched: bool = False, shuffle_block: int = 1 << 18,
+                 drop_last: bool = False, partition: str = "interleave", prefetch: int | str = "2GB",
+                 fetch_workers: int = 4, retry: RetryPolicy | None = None,
+                 storage_options: Mapping[str, Any] | None = None, verify: str = "fetch",
+                 rank: int | None = None, world_size: int | None = None, wait_timeout: float = 600.0,
+                 chunk_bytes: int | str = "16MB") -> None:
+        super().__init__()
+        self.cache_limit = parse_size(cache_limit, "cache_limit")
+        self.memory_limit = parse_size(memory_limit, "memory_limit")
+        self.prefetch = parse_size(prefetch, "prefetch")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError("batch_size", batch_size, "a positive integer")
+        if not isinstance(seed, int) or seed < 0:
+            raise ConfigError("seed", seed, "a non-negative integer")
+        if partition not in PARTITIONS:
+            raise ConfigError("partition", partition, f"one of {PARTITIONS}")
+        if verify not in _VERIFY:
+            raise ConfigError("verify", verify, f"one of {_VERIFY}")
+        if shuffle_block < 1:
+            raise ConfigError("shuffle_block", shuffle_block, "a positive number of samples")
+        r, w = detect_rank()
+        self.rank = r if rank is None else int(rank)
+        self.world_size = w if world_size is None else int(world_size)
+        if not 0 <= self.rank < self.world_size:
+            raise ConfigError("rank", self.rank, f"0 <= rank < world_size={self.world_size}")
+        self.remote = Remote(remote, storage_options, retry, parse_size(chunk_bytes, "chunk_bytes"))
+        self.manifest = self.remote.read_manifest()
+        if not self.manifest.shards or self.manifest.total_rows == 0:
+            raise CacheError(f"{remote}/index.json lists no rows; nothing to stream")
+        names = self.manifest.schema.names
+        if columns is not None:
+            missing = [c for c in columns if c not in names]
+            if missing:
+                raise ConfigError("columns", list(columns), f"names from the manifest schema {names}",
+                                  f"{missing} are not in {remote}")
+        self.columns = list(columns) if columns is not None else None
+        self.local = os.path.abspath(local)
+        self.shuffle, self.seed, self.batch_size, self.batched = bool(shuffle), seed, batch_size, bool(batched)
+        self.shuffle_block, self.drop_last, self.partition = int(shuffle_block), bool(drop_last), partition
+        self.fetch_workers, self.verify, self.wait_timeout = int(fetch_workers), verify, float(wait_timeout)
+        self.rows = [s.rows for s in self.manifest.shards]
+        self.fingerprint = xxhash.xxh3_64_hexdigest("".join(s.xxh3_128 for s in self.manifest.shards).encode())
+        self.session = uuid.uuid4().hex[:12]
+        self.epoch = 0
+        self._resume: dict[str, Any] | None = None
+        self._consumed = 0
+        self._orders: dict[int, EpochOrder] = {}
+        self._rt: _Runtime | None = None
+        self.cache_needed(0)
+
+    # --- order -------------------------------------------------------------------------
+    def order(self, epoch: int | None = None) -> EpochOrder:
+        """The epoch's sample order (cached for the last two epochs)."""
+        e = self.epoch if epoch is None else int(epoch)
+        o = self._orders.get(e)
+        if o is None:
+            o = EpochOrder(self.rows, seed=self.seed, epoch=e, shuffle=self.shuffle, block_samples=self.shuffle_block)
+            if len(self._orders) >= 2:
+                self._orders.pop(next(iter(self._orders)))
+            self._orders[e] = o
+        return o
+
+    def cache_needed(self, epoch: int | None = None) -> int:
+        """Bytes of the two largest consecutive shuffle blocks; raises if ``cache_limit`` is smaller."""
+        o = self.order(epoch)
+        sizes = [sum(self.manifest.shards[s].bytes for s in b) for b in o.blocks]
+        need = max(a + b for a, b in zip(sizes, sizes[1:])) if len(sizes) > 1 else sizes[0]
+        if need > self.cache_limit:
+            raise CacheFullError(
+                f"cache_limit={format_size(self.cache_limit)} is below the {format_size(need)} that two "
+                f"consecutive shuffle blocks of {self.remote.url} need (shuffle_block={self.shuffle_block} samples); "
+                f"raise cache_limit to at least {format_size(need)} or lower shuffle_block"
+            )
+        return need
+
+    def plan(self, epoch: int | None = None) -> RankPlan:
+        """This rank's plan for the epoch, resumed if a state for that epoch was loaded."""
+        e = self.epoch if epoch is None else int(epoch)
+        p = RankPlan(self.order(e).total, self.world_size, self.rank, self.batch_size, self.drop_last, self.partition)
+        st = self._resume
+        if st is not None and st["epoch"] == e:
+            p = RankPlan(p.total, p.world, p.rank, p.batch_size, p.drop_last, p.partition, st["start"], st["skip"])
+        return p
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch to iterate next (call on every rank, as with ``DistributedSampler``)."""
+        self.epoch = int(epoch)
+        self._consumed = 0
+
+    def __len__(self) -> int:
+        """Steps (batched) or samples (per-sample) this rank yields in the current epoch."""
+        steps = self.plan().steps
+        return steps if self.batched else steps * self.batch_size
+
+    # --- per-process runtime -----------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_rt"] = None
+        state["_orders"] = {}
+        return state
+
+    def _runtime(self) -> _Runtime:
+        rt = self._rt
+        if rt is not None and rt.pid == os.getpid():
+            return rt
+        if rt is not None:  # inherited through fork: close our copies, never unlock the parent's
+            rt.tier.abandon()
+        cache = DiskCache(self.local, self.cache_limit, self.wait_timeout)
+        m = Metrics()
+        tier = MemoryTier(self.manifest, self.columns, cache, self.remote, self.memory_limit, self.verify, m)
+        budget = max(0, min(self.prefetch, self.cache_limit - self.cache_needed()))
+        pf = Prefetcher(cache, self.remote, self.manifest.shards, budget, self.fetch_workers)
+        self._rt = _Runtime(os.getpid(), tier, pf, m, MetricsSink(os.path.join(self.local, "metrics"), self.session))
+        return self._rt
+
+    def _snapshot(self) -> dict[str, Any]:
+        rt = self._runtime()
+        m = Metrics()
+        m.add(rt.metrics.snapshot())
+        m.add(rt.prefetcher.metrics.snapshot())
+        return m.snapshot()
+
+    def metrics(self) -> dict[str, Any]:
+        """Counters and rates of this process and of the DataLoader workers of this instance."""
+        total = Metrics()
+        total.add(self._snapshot())
+        total.add(self._runtime().sink.collect(exclude_pid=os.getpid()).snapshot())
+        return summarize(total.snapshot())
+
+    def close(self) -> None:
+        """Stop prefetching and unmap everything this process holds."""
+        rt = self._rt
+        if rt is not None and rt.pid == os.getpid():
+            rt.prefetcher.stop()
+            rt.tier.drop()
+        self._rt = None
+
+    # --- reading -----------------------------------------------------------------------
+    def step(self, step: int, epoch: int | None = None) -> dict[str, Any]:
+        """The arrays of this rank's ``step`` of ``epoch`` (no prefetch; used by mixing)."""
+        plan = self.plan(epoch)
+        pos = plan.position(step)
+        return self._runtime().tier.gather(self.order(epoch).ids(pos, self.batch_size))
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """Random access to one sample by global id (manifest order)."""
+        out = self._runtime().tier.gather(np.asarray([index], dtype=np.int64))
+        return next(_samples(out))
+
+    def _blocks(self, plan: RankPlan, steps: range, order: EpochOrder) -> list[int]:
+        first = plan.position(steps[0])
+        last = plan.position(steps[-1]) + self.batch_size - 1
+        b0, b1 = order.block_of(first), order.block_of(last)
+        nb = len(order.blocks)
+        if last - first + 1 >= order.total:
+            return [(b0 + i) % nb for i in range(nb)]
+        return list(range(b0, b1 + 1)) if b1 >= b0 else list(range(b0, nb)) + list(range(0, b1 + 1))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        epoch = self.epoch
+        plan = self.plan(epoch)
+        wi = get_worker_info()
+        wid, nw = (wi.id, wi.num_workers) if wi is not None else (0, 1)
+        steps = worker_steps(plan.steps, wid, nw)
+        if wi is None:
+            self._consumed = 0
+        if len(steps) == 0:
+            return
+        rt = self._runtime()
+        self.cache_needed(epoch)
+        order = self.order(epoch)
+        blocks = self._blocks(plan, steps, order)
+        rt.prefetcher.start([order.blocks[b] for b in blocks])
+        m, tier, B = rt.metrics, rt.tier, self.batch_size
+        bp, cur = 0, blocks[0]
+        try:
+            for s in steps:
+                t0 = time.perf_counter()
+                pos = plan.position(s)
+                b = order.block_of(pos)
+                if b != cur:
+                    while bp + 1 < len(blocks) and blocks[bp] != b:
+                        bp += 1
+                    cur = b
+                    rt.prefetcher.advance(bp)
+                out = tier.gather(order.ids(pos, B))
+                m.steps += 1
+                m.samples += B
+                m.busy_s += time.perf_counter() - t0
+                if wi is not None:
+                    rt.sink.maybe_flush(self._snapshot)
+                else:
+                    self._consumed += 1
+                if self.batched:
+                    yield _to_torch(out)
+                else:
+                    yield from _samples(out)
+            if wi is None and self._resume is not None and self._resume["epoch"] == epoch:
+                self._resume = None  # the resumed epoch is done
+        finally:
+            rt.prefetcher.stop()
+            if wi is not None:
+                rt.sink.maybe_flush(self._snapshot, force=True)
+
+    # --- resume ------------------------------------------------------------------------
+    def state_dict(self, num_batches: int | None = None, num_samples: int | None = None) -> dict[str, Any]:
+        """Where this rank stands, to continue mid-epoch.
+
+        Args:
+            num_batches: steps this rank consumed since the current epoch's iteration began
+                (a :class:`~winnow.cache.loader.StreamingDataLoader` passes this for you).
+            num_samples: the same in samples (divided by ``batch_size``).
+                Without either, the count of steps yielded by a ``num_workers=0`` iteration is used.
+        """
+        if num_batches is None:
+            num_batches = self._consumed if num_samples is None else int(num_samples) // self.batch_size
+        plan = self.plan().resumed(int(num_batches))
+        return {"version": 1, "epoch": self.epoch, "partition": self.partition, "start": plan.start,
+                "skip": plan.skip, "world_size": self.world_size, "batch_size": self.batch_size,
+                "seed": self.seed, "shuffle": self.shuffle, "shuffle_block": self.shuffle_block,
+                "fingerprint": self.fingerprint}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``state``: the next iteration of its epoch skips the consumed samples.
+
+        With ``partition="interleave"`` the world size, batch size and worker count may differ
+        from the run that saved the state; with ``"contiguous"`` only the worker count may.
+
+        Raises:
+            CacheError: the state belongs to another dataset, seed or shuffle setting.
+        """
+        for key, mine in (("fingerprint", self.fingerprint), ("seed", self.seed), ("shuffle", self.shuffle),
+                          ("shuffle_block", self.shuffle_block), ("partition", self.partition)):
+            if state.get(key) != mine:
+                raise CacheError(f"state_dict has {key}={state.get(key)!r} but this dataset has {mine!r}; "
+                                 "resume with the same manifest and order settings")
+        if self.partition == "contiguous" and (state["world_size"], state["batch_size"]) != (self.world_size, self.batch_size):
+            raise CacheError("partition='contiguous' resumes only with the same world_size and batch_size; "
+                             "use partition='interleave' to change them between runs")
+        self.epoch = int(state["epoch"])
+        self._resume = {"epoch": self.epoch, "start": int(state["start"]), "skip": int(state["skip"])}
+        self._consumed = 0
+
+
+def _to_torch(out: dict[str, Any]) -> dict[str, Any]:
+    res: dict[str, Any] = {}
+    for k, v in out.items():
+        if isinstance(v, np.ndarray):
+            res[k] = torch.from_numpy(v)
+        elif isinstance(v, tuple):
+            res[k] = torch.from_numpy(v[0])
+            res[f"{k}_offsets"] = torch.from_numpy(v[1])
+        else:
+            res[k] = v
+    return res
+
+
+def _samples(out: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    idx = out[INDEX_KEY]
+    cols = [(k, v) for k, v in out.items() if k != INDEX_KEY]
+    for i in range(len(idx)):
+        d: dict[str, Any] = {INDEX_KEY: int(idx[i])}
+        for k, v in cols:
+            if isinstance(v, tuple):
+                d[k] = v[0][v[1][i]:v[1][i + 1]]
+            else:
+                d[k] = v[i]
+        yield d

@@ -1,0 +1,140 @@
+"""Reading rows out of one memory-mapped Arrow IPC shard, column by column, without copies.
+
+A :class:`ShardReader` maps the file and, per record batch, prepares a *gatherer* per column:
+
+* fixed-width numbers without nulls: a NumPy view of the mapped values;
+* lists of numbers (``list``, ``large_list``, ``fixed_size_list``) without nulls: the offsets and
+  values as NumPy views, and a 2-D ``(rows, length)`` view when every list has one length;
+* anything else (strings, binaries, nullable columns): Arrow ``take``, then Python objects.
+
+Uncompressed shards are zero-copy. Compressed shards decode one record batch at a time into a
+bounded LRU that the caller owns (see :mod:`winnow.cache.memory`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import pyarrow as pa
+
+__all__ = ["ColumnView", "BatchView", "ShardReader", "column_kind"]
+
+#: ``fixed``: one number per row; ``fixed2d``: equal-length number lists; ``ragged``: lists of
+#: numbers of varying length; ``object``: anything else.
+KINDS = ("fixed", "fixed2d", "ragged", "object")
+
+
+def column_kind(t: pa.DataType) -> str:
+    """The gather strategy a column type allows, before looking at the data."""
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        return "fixed"
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        vt = t.value_type
+        if pa.types.is_integer(vt) or pa.types.is_floating(vt):
+            return "ragged"
+    return "object"
+
+
+class ColumnView:
+    """NumPy views of one column of one record batch."""
+
+    __slots__ = ("kind", "values", "offsets", "width", "arrow")
+
+    def __init__(self, arr: pa.Array, kind: str) -> None:
+        self.arrow = arr
+        self.values: np.ndarray | None = None
+        self.offsets: np.ndarray | None = None
+        self.width = -1
+        self.kind = "object"
+        if kind == "fixed" and arr.null_count == 0:
+            self.values = arr.to_numpy(zero_copy_only=True)
+            self.kind = "fixed"
+        elif kind == "ragged" and arr.null_count == 0 and arr.values.null_count == 0:
+            if pa.types.is_fixed_size_list(arr.type):
+                w = arr.type.list_size
+                flat = arr.flatten().to_numpy(zero_copy_only=True)
+                self.values = flat.reshape(len(arr), w)
+                self.offsets = np.arange(0, (len(arr) + 1) * w, w, dtype=np.int64)
+                self.width, self.kind = w, "fixed2d"
+                return
+            offs = np.frombuffer(arr.buffers()[1], dtype=np.int64 if pa.types.is_large_list(arr.type) else np.int32)
+            offs = offs[arr.offset:arr.offset + len(arr) + 1]
+            vals = arr.values.to_numpy(zero_copy_only=True)
+            lengths = np.diff(offs)
+            if len(arr) and (lengths == lengths[0]).all():
+                w = int(lengths[0])
+                base = int(offs[0])
+                self.values = vals[base:base + w * len(arr)].reshape(len(arr), w)
+                self.width, self.kind = w, "fixed2d"
+            else:
+                self.values = vals
+                self.kind = "ragged"
+            self.offsets = offs.astype(np.int64, copy=False)
+
+
+class BatchView:
+    """Gatherers for every requested column of one record batch."""
+
+    __slots__ = ("rows", "columns", "nbytes")
+
+    def __init__(self, batch: pa.RecordBatch, kinds: dict[str, str]) -> None:
+        self.rows = batch.num_rows
+        self.columns = {name: ColumnView(batch.column(name), kind) for name, kind in kinds.items()}
+        self.nbytes = batch.nbytes
+
+
+class ShardReader:
+    """One memory-mapped shard.
+
+    Args:
+        path: the cached Arrow IPC file.
+        kinds: column name -> kind from :func:`column_kind`.
+        compressed: whether record batches must be decoded (not zero-copy).
+        batch_cache: for compressed shards, ``get(key, make)`` returning a cached
+            :class:`BatchView` or building and caching one.
+        key: a stable name for this shard (its checksum) used in ``batch_cache`` keys.
+        row_counts: rows per record batch if known (saves a decoding pass on compressed shards).
+    """
+
+    def __init__(self, path: str, kinds: dict[str, str], *, compressed: bool,
+                 batch_cache: Any = None, key: str = "", row_counts: list[int] | None = None) -> None:
+        self.path = path
+        self.kinds = kinds
+        self.key = key
+        self.compressed = compressed
+        self._mm = pa.memory_map(path, "r")
+        self._reader = pa.ipc.open_file(self._mm)
+        self._cache = batch_cache
+        n = self._reader.num_record_batches
+        self._views: list[BatchView | None] = [None] * n
+        if not compressed:
+            for i in range(n):
+                self._views[i] = BatchView(self._reader.get_batch(i), kinds)
+            counts = [v.rows for v in self._views]  # type: ignore[union-attr]
+        elif row_counts is not None:
+            counts = list(row_counts)
+        else:
+            counts = [self._reader.get_batch(i).num_rows for i in range(n)]
+        self.row_counts = counts
+        self.batch_start = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(counts, out=self.batch_start[1:])
+        self.rows = int(self.batch_start[-1])
+        self.single = n == 1
+        self.mapped_bytes = self._mm.size()
+
+    def view(self, i: int) -> BatchView:
+        """The gatherers of record batch ``i`` (decoded through the LRU if compressed)."""
+        v = self._views[i]
+        if v is not None:
+            return v
+        make: Callable[[], BatchView] = lambda: BatchView(self._reader.get_batch(i), self.kinds)
+        return self._cache.get((self.key, i), make)
+
+    def close(self) -> None:
+        """Drop the mapping (buffers still referenced elsewhere keep it alive until freed)."""
+        self._views = []
+        self._reader = None
+        if self._mm is not None:
+            self._mm.close()
+            self._mm = None
