@@ -73,13 +73,13 @@ class LineReader:
                 if nl >= 0 and not buf and not over and end - pos <= self._max:
                     line, size = chunk[pos:end], end - pos  # the common case: no copy into buf
                 else:
+                    if not over and size + (end - pos) > self._max:
+                        over = True
+                        del buf[_HEAD:]
                     if not over:
-                        if size + (end - pos) > self._max:
-                            over = True
-                            buf += chunk[pos : pos + max(0, _HEAD - len(buf))]
-                            del buf[_HEAD:]
-                        else:
-                            buf += chunk[pos:end]
+                        buf += chunk[pos:end]
+                    elif len(buf) < _HEAD:  # keep only a head of an over-long line
+                        buf += chunk[pos : min(end, pos + _HEAD - len(buf))]
                     size += end - pos
                     if nl < 0:
                         break
