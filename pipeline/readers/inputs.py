@@ -118,7 +118,7 @@ class _Expander:
                 return self._walk(path), True
             if fs.exists(path):
                 return [path], False
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - permissions, network, backend errors
             raise InputError(f"input {self.uri!r} cannot be listed ({type(exc).__name__}: {exc}); check access") from exc
         return [], False
 

@@ -119,6 +119,7 @@ class TarBuilder:
         ("a.tar", "webdataset"),
         ("a.tar.gz", "webdataset"),
         ("a.tgz", "webdataset"),
+        ("a.tar.zst", "webdataset"),
         ("a.jpg", "imagedir"),
         ("a.TIFF", "imagedir"),
         ("a.txt", None),
@@ -201,6 +202,13 @@ def test_expand_errors(tmp_path: Path, files: dict, uri: str, fmt: str, needle: 
         expand_inputs([str(tmp_path / uri) if uri else str(tmp_path)], cfg(format=fmt))
     assert needle in str(exc.value)
     assert str(tmp_path) in str(exc.value)  # says what was given
+
+
+def test_file_url_input(tmp_path: Path) -> None:
+    (tmp_path / "a.ndjson").write_bytes(jsonl({"text": "via file://"}))
+    files = expand_inputs([f"file://{tmp_path}/"], cfg())
+    assert files == [InputFile(f"file://{tmp_path}/a.ndjson", "jsonl")]
+    assert [r["source"] for r in read_file(files[0], cfg())] == [f"file://{tmp_path}/a.ndjson:1"]
 
 
 def test_expand_no_input() -> None:
@@ -597,6 +605,16 @@ def test_webdataset_truncated_at_member_boundary(tmp_path: Path) -> None:
     assert "end-of-archive marker" in dead[0]["error"]
 
 
+@pytest.mark.parametrize("suffix", ["tar", "tar.gz", "tgz", "tar.bz2", "tar.xz", "tar.zst"])
+def test_webdataset_compressed_archives(tmp_path: Path, suffix: str) -> None:
+    codec = {"tar": None, "tar.gz": "gz", "tgz": "gz", "tar.bz2": "bz2", "tar.xz": "xz", "tar.zst": "zst"}[suffix]
+    path = tmp_path / f"s.{suffix}"
+    path.write_bytes(compress(TarBuilder().add("a.png", image_bytes()).add("a.txt", b"cap").bytes(), codec))
+    assert expand_inputs([str(path)], cfg()) == [InputFile(str(path), "webdataset")]
+    records, dead = read_path(path)
+    assert dead == [] and [(r["source"], r["text"], r["modality"]) for r in records] == [(f"{path}#a", "cap", "image_text")]
+
+
 def test_webdataset_not_a_tar(tmp_path: Path) -> None:
     path = tmp_path / "junk.tar"
     path.write_bytes(b"\x07" * 1500)
@@ -712,3 +730,48 @@ def test_progress_is_rate_limited(monkeypatch: pytest.MonkeyPatch, caplog: pytes
     progress.add(11, 119_900, 1)
     msgs = [r.getMessage() for r in caplog.records if r.name == "winnow"]
     assert msgs == ["winnow: read 12 files, 120,000 records, 3 dead letters"]
+
+
+# ---------------------------------------------------------------------------------------------
+# S3 on loopback
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch):
+    moto_server = pytest.importorskip("moto.server")
+    pytest.importorskip("s3fs")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        for k, v in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+            monkeypatch.setenv(k, v)
+        monkeypatch.setitem(
+            fsspec.config.conf, "s3", {"client_kwargs": {"endpoint_url": f"http://{host}:{port}"}, "skip_instance_cache": True}
+        )
+        fs = fsspec.filesystem("s3")
+        fs.mkdir("winnow-test")
+        yield fs
+    finally:
+        server.stop()
+
+
+def test_s3_inputs_through_fsspec(s3: Any) -> None:
+    png = image_bytes()
+    s3.pipe("winnow-test/in/a.jsonl.gz", gzip.compress(jsonl({"text": "from s3"}, b"{oops")))
+    s3.pipe("winnow-test/in/imgs/x.png", png)
+    s3.pipe("winnow-test/in/imgs/x.txt", b"s3 caption")
+    s3.pipe("winnow-test/in/s.tar", TarBuilder().add("k.txt", b"tar text").bytes())
+    files = expand_inputs(["s3://winnow-test/in"], cfg())
+    assert files == [
+        InputFile("s3://winnow-test/in/a.jsonl.gz", "jsonl"),
+        InputFile("s3://winnow-test/in/imgs/x.png", "imagedir", "s3://winnow-test/in/imgs/x.txt"),
+        InputFile("s3://winnow-test/in/s.tar", "webdataset"),
+    ]
+    records, dead = split([r for f in files for r in read_file(f, cfg())])
+    assert [(r["source"], r["text"]) for r in records] == [
+        ("s3://winnow-test/in/a.jsonl.gz:1", "from s3"),
+        ("s3://winnow-test/in/imgs/x.png", "s3 caption"),
+        ("s3://winnow-test/in/s.tar#k", "tar text"),
+    ]
+    assert [d["source"] for d in dead] == ["s3://winnow-test/in/a.jsonl.gz:2"]
