@@ -244,7 +244,7 @@ def _man_sections(raw: str) -> tuple[str, list[tuple[str, str]]]:
     sections: list[tuple[str, str]] = []
     paras: list[str] = []
     cur: list[str] = []
-    nofill = skip_def = False
+    nofill = skip_def = tag_next = False
 
     def brk() -> None:
         if cur:
@@ -259,9 +259,13 @@ def _man_sections(raw: str) -> tuple[str, list[tuple[str, str]]]:
         paras.clear()
 
     def text(s: str) -> None:
+        nonlocal tag_next
         s = _roff_inline(s)
         if s.strip() or nofill:
             cur.append(s.rstrip() if nofill else s.strip())
+            if tag_next:  # the line after .TP is the tag: a paragraph of its own
+                brk()
+                tag_next = False
 
     for line in raw.splitlines():
         if skip_def:
@@ -305,7 +309,14 @@ def _man_sections(raw: str) -> tuple[str, list[tuple[str, str]]]:
             nofill = False
         elif macro in ("de", "am", "ig"):
             skip_def = True
-        elif macro in ("IP", "It"):
+        elif macro == "IP":  # .IP tag indent
+            brk()
+            text(args[0] if args else "")
+            brk()
+        elif macro == "TP":
+            brk()
+            tag_next = True
+        elif macro == "It":
             brk()
             text(" ".join(a for a in args if a not in _MDOC_CALLS))
         elif macro in _BREAKS:

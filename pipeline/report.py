@@ -436,7 +436,11 @@ def _example_card(e: Mapping[str, Any], chars: int) -> str:
     text = e.get("text")
     if isinstance(text, str):
         shown = text if len(text) <= chars else text[:chars] + "\u2026"
-        body += f'<pre class="snippet">{esc(shown) if shown else "<i>(empty text)</i>"}</pre>'
+        if not shown.strip():
+            shown_html = f"<i>(empty text{': whitespace only, ' + esc(repr(text)) if text else ''})</i>"
+        else:
+            shown_html = esc(shown)
+        body += f'<pre class="snippet">{shown_html}</pre>'
     elif text is None and e.get("modality") in (None, "text") and not e.get("error"):
         body += '<p class="muted">(no text)</p>'
     return f'<div class="example"><dl>{dl}</dl>{body}</div>'

@@ -242,6 +242,8 @@ def test_uses_real_text(corpus: DemoCorpus, parsed: dict[str, Any]) -> None:
         ('.TH X 8\n.SH \\(:UBERSICHT\n.BR a ", " b\n.\\" a comment\ncaf\\(\'e\n',
          ("x(8)", [("ÜBERSICHT", "a, b café")])),
         (".so man1/other.1\n", ("", [])),
+        ('.TH Z 1\n.SH ENV\n.IP "DPKG_ROOT" 4\nSets the\nroot.\n.TP\n.B \\-v\nVerbose.\n',
+         ("z(1)", [("ENV", "DPKG_ROOT\n\nSets the root.\n\n-v\n\nVerbose.")])),
         (".TH Y 1\n.SH EXAMPLE\n.nf\nline one\nline two\n.fi\n", ("y(1)", [("EXAMPLE", "line one\nline two")])),
     ],
 )

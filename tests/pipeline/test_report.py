@@ -241,6 +241,14 @@ def test_examples_are_capped_and_truncated_by_the_report_config() -> None:
     assert snippets == ["word " * 6 + "\u2026"]
 
 
+def test_empty_and_whitespace_texts_are_visible() -> None:
+    ex = [_ex("normalize", "normalize_empty_text", "e1", text=""),
+          _ex("normalize", "normalize_empty_text", "e2", text="\n\t ")]
+    page = render_report(STATS, ex, {})
+    _parse(page)
+    assert "(empty text)" in page and "whitespace only, &#x27;\\n\\t &#x27;" in page
+
+
 def test_config_is_shown_as_yaml(page: str) -> None:
     assert "- a/*.jsonl.gz" in page and "examples_per_reason: 5" in page
     tupled = render_report({}, [], {"stages": ("a", "b"), "sink": {"shard_bytes": 1024}})
