@@ -348,6 +348,11 @@ def _summary(stats: Mapping[str, Any]) -> tuple[str, str]:
         banner = (f'<div class="banner bad" id="balance"><b>MISMATCH</b>: read {read:,} &ne; kept {kept:,} '
                   f"+ rejected {rej:,} + dead letters {dead:,} = {total:,} ({esc(why)}). "
                   "Records were lost or double-counted; do not train on this output before finding out why.</div>")
+    stages = _stages(stats)
+    aug = _int(stats.get("augmented"))
+    if stages and stages[-1]["out"] != kept + aug:
+        banner += (f'<div class="banner bad"><b>MISMATCH</b>: the last stage ({esc(stages[-1]["name"])}) passed '
+                   f'{stages[-1]["out"]:,} records but kept {kept:,} + augmented {aug:,} = {kept + aug:,}.</div>')
     shards = stats.get("shards") if isinstance(stats.get("shards"), Mapping) else {}
     cards = [("read", f"{read:,}", ""), ("kept", f"{kept:,}", f"{kept / read:.1%} of read" if read else ""),
              ("rejected", f"{rej:,}", f"{rej / read:.1%} of read" if read else ""),

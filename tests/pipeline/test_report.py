@@ -188,6 +188,7 @@ def test_balance_ok_and_mismatch_banner(page: str) -> None:
     _parse(bad)
     assert "MISMATCH" in bad and "Balance OK" not in bad
     assert "10 records unaccounted for" in bad and 'class="banner bad"' in bad
+    assert "the last stage (exact_dedup) passed 900 records but kept 890" in bad
     flagged = render_report(dict(STATS, balanced=False), [], {})
     assert "MISMATCH" in flagged and "balanced = false" in flagged
 
