@@ -8,6 +8,7 @@ may exit once a Dataflow job is submitted.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from typing import Any
@@ -59,6 +60,9 @@ def _example(r: dict, chars: int) -> tuple[int, str, str]:
         "error": r.get("error"),
         "bytes": len(media) if media is not None else len((text or "").encode("utf-8", "replace")),
     }
+    image = r.get("image")
+    if image is not None and len(image) <= 65536:
+        ex["image_b64"] = base64.b64encode(image).decode("ascii")  # thumbnailed in Finalize
     rank = xxhash.xxh3_64_intdigest(f"{r['id']}\x00{r['source']}".encode("utf-8", "replace"))
     return rank, r["id"], json.dumps(ex, sort_keys=True, ensure_ascii=False)
 

@@ -80,6 +80,10 @@ def _cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages is not None else None
     cfg = load_config(args.config, overrides=args.overrides, input=args.input, output=args.output, stages=stages)
     result = run(cfg, workers=args.workers, beam_args=beam_args, overwrite=args.overwrite or None)
+    if result.state == "DRY_RUN":
+        n = len(result.job.proto_pipeline.components.transforms) if result.job is not None else 0
+        print(f"dry run: the {result.runner} job graph translated ({n} transforms); nothing was submitted")
+        return 0
     _print_summary(cfg.output, result.stats)
     return 0
 
@@ -93,7 +97,9 @@ def _cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     corpus_dir = os.path.join(os.path.dirname(os.path.abspath(out)) or ".", os.path.basename(out) + "-corpus")
     logging.getLogger("winnow").info("winnow: building the demo corpus in %s", corpus_dir)
     corpus = build_demo_corpus(corpus_dir, scale=args.scale)
-    cfg = load_config(overrides=args.overrides, input=list(corpus.inputs), output=out)
+    # Small shards so the demo output exercises the loader's multi-shard paths.
+    overrides = ["sink.shard_bytes=2MB", "sink.batch_bytes=256KB", *args.overrides]
+    cfg = load_config(overrides=overrides, input=list(corpus.inputs), output=out)
     result = run(cfg, workers=args.workers, beam_args=beam_args, overwrite=True)
     _print_summary(out, result.stats)
     return 0

@@ -6,6 +6,7 @@ the manifest last so a reader never sees a manifest that lists a missing shard.
 
 from __future__ import annotations
 
+import base64
 import json
 import posixpath
 import time
@@ -104,7 +105,7 @@ class Finalize(beam.DoFn):
         examples: list[dict],
     ) -> Iterable[dict]:
         from winnow.pipeline.sink import join_uri
-        from winnow.pipeline.report import render_report
+        from winnow.pipeline.report import make_thumbnail, render_report
 
         cfg = self._cfg
         out = cfg.output
@@ -117,6 +118,12 @@ class Finalize(beam.DoFn):
         stats["dead_letter_files"] = len(dead)
         stats["elapsed_s"] = round(time.time() - self._started, 3)
         examples = sorted(examples, key=lambda e: (e["stage"], e["reason"], e["id"], e["source"]))
+        for e in examples:
+            raw = e.pop("image_b64", None)
+            if raw is not None:
+                thumb = make_thumbnail(base64.b64decode(raw))
+                if thumb is not None:
+                    e["thumb_png"] = base64.b64encode(thumb).decode("ascii")
         resolved = config_to_dict(cfg)
 
         write_text(join_uri(out, "config.yaml"), yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))

@@ -40,6 +40,7 @@ class RunResult:
     stats: dict[str, Any] | None
     runner: str
     state: str
+    job: Any = None  # the translated job of a Dataflow ``--dry_run``
 
 
 def pipeline_options(workers: int = 1, beam_args: Sequence[str] = ()) -> PipelineOptions:
@@ -130,10 +131,11 @@ def run(
     result = p.run()
     state = result.wait_until_finish()
     stats = None
-    if not dry_run:
-        try:
-            with fsspec.open(join_uri(cfg.output, "stats.json"), "r", encoding="utf-8") as fh:
-                stats = json.load(fh)
-        except FileNotFoundError:
-            stats = None  # a remote runner may still be writing; the driver does not need it
+    if dry_run:
+        return RunResult(output=cfg.output, stats=None, runner=runner, state="DRY_RUN", job=getattr(result, "job", None))
+    try:
+        with fsspec.open(join_uri(cfg.output, "stats.json"), "r", encoding="utf-8") as fh:
+            stats = json.load(fh)
+    except FileNotFoundError:
+        stats = None  # a remote runner may still be writing; the driver does not need it
     return RunResult(output=cfg.output, stats=stats, runner=runner, state=str(state))
