@@ -45,22 +45,10 @@ class StreamingDataLoader(DataLoader):
         self._yielded = 0
         self.wait_s = 0.0
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> "_CountingIterator":
         self._yielded = 0
         self.wait_s = 0.0
-        it = super().__iter__()
-        while True:
-            t0 = time.perf_counter()
-            try:
-                batch = next(it)
-            except StopIteration:
-                break
-            self.wait_s += time.perf_counter() - t0
-            self._yielded += 1
-            yield batch
-        ds = self.dataset
-        if getattr(ds, "_resume", None) is not None and ds._resume.get("epoch") == ds.epoch:
-            ds._resume = None  # that epoch's remainder has been delivered
+        return _CountingIterator(self, super().__iter__())
 
     def state_dict(self) -> dict[str, Any]:
         """The dataset's state after the steps handed out by the current iteration."""
@@ -70,3 +58,30 @@ class StreamingDataLoader(DataLoader):
         """Resume: the next iteration continues where ``state`` was taken."""
         self.dataset.load_state_dict(state)
         self._yielded = 0
+
+
+class _CountingIterator:
+    """The DataLoader's iterator (workers start at once), counting and timing each ``next``."""
+
+    def __init__(self, loader: StreamingDataLoader, inner: Iterator[Any]) -> None:
+        self._loader = loader
+        self._inner = inner
+
+    def __iter__(self) -> "_CountingIterator":
+        return self
+
+    def __next__(self) -> Any:
+        t0 = time.perf_counter()
+        try:
+            batch = next(self._inner)
+        except StopIteration:
+            ds = self._loader.dataset
+            if getattr(ds, "_resume", None) is not None and ds._resume.get("epoch") == ds.epoch:
+                ds._resume = None  # that epoch's remainder has been delivered
+            raise
+        self._loader.wait_s += time.perf_counter() - t0
+        self._loader._yielded += 1
+        return batch
+
+    def __getattr__(self, name: str) -> Any:  # e.g. _workers of the multiprocessing iterator
+        return getattr(self._inner, name)

@@ -23,6 +23,10 @@ from winnow.format import Manifest, ShardInfo
 
 __all__ = ["RetryPolicy", "Remote", "FetchStats"]
 
+#: Filesystems inherited through fork: kept referenced so that their finalizers do not try to
+#: close the parent's connections from the child's event loop.
+_INHERITED: list[Any] = []
+
 #: Errors that retrying cannot fix.
 _PERMANENT = (FileNotFoundError, PermissionError, NotImplementedError, TypeError, IsADirectoryError)
 
@@ -98,6 +102,8 @@ class Remote:
     def fs(self) -> fsspec.AbstractFileSystem:
         """This process's filesystem object."""
         if self._fs is None or self._pid != os.getpid():
+            if self._fs is not None:
+                _INHERITED.append(self._fs)
             protocol = fsspec.core.split_protocol(self.url)[0] or "file"
             cls = fsspec.get_filesystem_class(protocol)
             self._fs = cls(skip_instance_cache=True, **self.storage_options)

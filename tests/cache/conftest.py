@@ -43,8 +43,6 @@ def s3_options(endpoint: str, read_timeout: float = 1.0) -> dict:
         "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
         "config_kwargs": {"retries": {"max_attempts": 1, "mode": "standard"}, "read_timeout": read_timeout,
                           "connect_timeout": 1.0},
-        "retries": 1,
-        "skip_instance_cache": True,
     }
 
 
