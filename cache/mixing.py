@@ -132,7 +132,7 @@ class MixedDataset(IterableDataset):
                 s = pos + i
                 j = int(counts[k])
                 counts[k] += 1
-                if s % nw != wid:
+                if (s - self.start) % nw != wid:
                     continue
                 d = self.datasets[k]
                 out = _to_torch(d.step(j % self.per_epoch[k], epoch=d.epoch + j // self.per_epoch[k]))
