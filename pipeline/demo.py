@@ -20,31 +20,30 @@ Layout under ``dest``::
     images/pairs-0000.tar         WebDataset samples <key>.png|jpg + <key>.txt (+ <key>.json)
     images/dir/                   images with sidecar <stem>.txt captions
     demo-manifest.json            this description (not an input)
+
+The text is collected by :mod:`winnow.pipeline.demo_text` and the images are drawn by
+:mod:`winnow.pipeline.demo_images`; this module assembles them, plants the problems and
+writes the files.
 """
 
 from __future__ import annotations
 
 import gzip
-import importlib
-import inspect
-import io
 import json
 import math
 import random
-import re
 import shutil
-import tarfile
-import unicodedata
-import warnings
 import zlib
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any
 
 import xxhash
 
 from winnow.errors import OutputError
+from winnow.pipeline.demo_images import draw_image, tar_bytes
+from winnow.pipeline.demo_text import STDLIB_MODULES, clean_records, collect_real_text
+from winnow.pipeline.demo_text import man_sections as _man_sections  # noqa: F401 - the old private name
 
 __all__ = [
     "BASE_TEXT_BYTES",
@@ -63,24 +62,6 @@ BASE_TEXT_BYTES = 8_000_000
 BASE_IMAGES = 300
 _FILE_TEXT_BYTES = 2_500_000
 _MANIFEST = "demo-manifest.json"
-
-#: Standard-library modules whose docstrings feed the corpus (missing ones are skipped).
-STDLIB_MODULES: tuple[str, ...] = tuple(sorted("""
-    abc argparse array ast asyncio base64 binascii bisect calendar cmath codecs collections
-    contextlib copy csv dataclasses datetime decimal difflib dis email enum fractions functools
-    gettext graphlib gzip hashlib heapq hmac http.client inspect io itertools json locale
-    logging math multiprocessing operator os.path pathlib pickle platform pprint queue random re
-    sched secrets select selectors shutil signal socket sqlite3 ssl statistics string struct
-    subprocess sysconfig tarfile tempfile textwrap threading time tokenize typing unittest
-    urllib.parse xml.etree.ElementTree zipfile zoneinfo
-""".split()))
-
-
-class _Doc(NamedTuple):
-    origin: str  # "pydoc", "docstring" or "man"
-    lang: str
-    title: str
-    text: str
 
 
 @dataclass(frozen=True)
@@ -140,311 +121,6 @@ class DemoCorpus:
         d = asdict(self)
         d["expected_read"] = self.expected_read
         return d
-
-
-# ---------------------------------------------------------------------------------------------
-# Real text
-
-
-def _pydoc_docs() -> list[_Doc]:
-    try:
-        from pydoc_data.topics import topics
-    except ImportError:
-        return []
-    return [_Doc("pydoc", "en", name, text.strip()) for name, text in sorted(topics.items())]
-
-
-def _docstring_docs() -> list[_Doc]:
-    out: list[_Doc] = []
-
-    def add(title: str, obj: Any) -> None:
-        doc = getattr(obj, "__doc__", None)
-        if isinstance(doc, str) and doc.strip():
-            out.append(_Doc("docstring", "en", title, inspect.cleandoc(doc)))
-
-    with warnings.catch_warnings():  # deprecated aliases (typing.io ...) warn when touched
-        warnings.simplefilter("ignore")
-        for modname in STDLIB_MODULES:
-            _module_docs(modname, add)
-    return out
-
-
-def _module_docs(modname: str, add: Any) -> None:
-    try:
-        mod = importlib.import_module(modname)
-    except Exception:  # noqa: BLE001 - a module missing on this build is simply skipped
-        return
-    add(modname, mod)
-    members = vars(mod)
-    for name in sorted(members):
-        obj = members[name]
-        if name.startswith("_") or getattr(obj, "__module__", None) != mod.__name__:
-            continue
-        if not (inspect.isclass(obj) or inspect.isfunction(obj) or inspect.isbuiltin(obj)):
-            continue
-        add(f"{modname}.{name}", obj)
-        if inspect.isclass(obj):
-            attrs = vars(obj)
-            for attr in sorted(attrs):
-                if not attr.startswith("_"):
-                    add(f"{modname}.{name}.{attr}", attrs[attr])
-
-
-_ROFF_CHARS = {
-    "em": "\u2014", "en": "\u2013", "bu": "\u2022", "aq": "'", "dq": '"', "lq": "\u201c",
-    "rq": "\u201d", "oq": "\u2018", "cq": "\u2019", "co": "\u00a9", "rg": "\u00ae", "hy": "-",
-    "mi": "-", "ti": "~", "ha": "^", "de": "\u00b0", ">=": "\u2265", "<=": "\u2264",
-    "->": "\u2192", "<-": "\u2190", "mu": "\u00d7", "pl": "+", "eq": "=", "sl": "/",
-    "rs": "\\", "ga": "`", "ul": "_", "tm": "\u2122", "R": "\u00ae", "Tm": "\u2122",
-}
-_ROFF_CHARS.update({"/l": "\u0142", "/L": "\u0141", "/o": "\u00f8", "/O": "\u00d8", "ss": "\u00df",
-                    "Fo": "\u00ab", "Fc": "\u00bb", "Bq": "\u201e", "Aq": "'", "C`": '"', "C'": '"',
-                    'L"': "\u201c", 'R"': "\u201d", "Em": "\u2014", "Gt": ">", "Lt": "<"})
-_ROFF_ACCENTS = {"'": "\u0301", "`": "\u0300", ":": "\u0308", "^": "\u0302", "~": "\u0303",
-                 ",": "\u0327", "o": "\u030a", "v": "\u030c"}
-_ROFF_SINGLE = {"-": "-", "e": "\\", "\\": "\\", " ": " ", "0": " ", "~": " ", "'": "'",
-                "`": "`", "t": "\t", ".": "."}
-_ROFF_ESC = re.compile(
-    r"\\(f\[[^\]]*\]|f\(..|f.|s[-+]?\d|\*\[[^\]]*\]|\*\(..|\*.|\(..|\[[^\]]*\]"
-    r"|[hvwNlLDXbozkHSx]'[^']*'|n\(..|n.|.)", re.S)
-_ROFF_ARGS = re.compile(r'"((?:[^"]|"")*)"?|(\S+)')
-_JOINED = {"BR", "BI", "IB", "IR", "RB", "RI"}
-_BREAKS = {"PP", "LP", "P", "Pp", "sp", "br", "TP", "TQ", "HP", "RS", "RE", "Bl", "El", "Bd",
-           "Ed", "Dl", "Sy"}
-_MDOC_CALLS = {"Fl", "Ar", "Op", "Oo", "Oc", "Nm", "Xr", "Pa", "Ev", "Cm", "Dv", "Ic", "Li",
-               "Em", "Sy", "Ql", "Dq", "Sq", "Pq", "Ns", "Va", "Fn", "Fa", "Ft", "Er", "Aq"}
-
-
-def _roff_inline(s: str) -> str:
-    def sub(m: re.Match[str]) -> str:
-        e = m.group(1)
-        if e[0] == "(" or e[0] == "[":
-            name = e[1:-1] if e[0] == "[" else e[1:]
-            if name.startswith("u") and len(name) in (5, 6):
-                try:
-                    return chr(int(name[1:], 16))
-                except ValueError:
-                    return ""
-            if len(name) == 2 and name[0] in _ROFF_ACCENTS and name[1].isalpha():
-                return unicodedata.normalize("NFC", name[1] + _ROFF_ACCENTS[name[0]])
-            return _ROFF_CHARS.get(name, "")
-        if e[0] == "*" and len(e) > 1:
-            name = e[2:].strip("[]()") if e[1] in "[(" else e[1:]
-            return _ROFF_CHARS.get(name, "")
-        if len(e) > 1 or e in "fsn":
-            return ""
-        return _ROFF_SINGLE.get(e, "" if e in "&|^%:c),/!{}" else e)
-
-    return _ROFF_ESC.sub(sub, s)
-
-
-def _man_sections(raw: str) -> tuple[str, list[tuple[str, str]]]:
-    """Crudely turn one roff page into (page name, [(section heading, plain text)])."""
-    page, heading = "", ""
-    sections: list[tuple[str, str]] = []
-    paras: list[str] = []
-    cur: list[str] = []
-    nofill = skip_def = tag_next = False
-
-    def brk() -> None:
-        if cur:
-            paras.append(("\n" if nofill else " ").join(cur).strip())
-            cur.clear()
-
-    def end_section() -> None:
-        brk()
-        text = "\n\n".join(p for p in paras if p)
-        if heading and text:
-            sections.append((heading, text))
-        paras.clear()
-
-    def text(s: str) -> None:
-        nonlocal tag_next
-        s = _roff_inline(s)
-        if s.strip() or nofill:
-            cur.append(s.rstrip() if nofill else s.strip())
-            if tag_next:  # the line after .TP is the tag: a paragraph of its own
-                brk()
-                tag_next = False
-
-    for line in raw.splitlines():
-        if skip_def:
-            skip_def = not line.startswith("..")
-            continue
-        line = re.sub(r'(?<!\\)\\".*$', "", line)
-        if line.startswith("\\#") or line.startswith('.\\"'):
-            continue
-        while line[:1] in (".", "'") and re.match(r"^[.'](ie|if|el)\b", line):
-            m = re.match(r"^[.'](?:i[ef]\s+\S+|el)\s*(.*)$", line)
-            line = m.group(1).lstrip("\\{") if m else ""
-        if line[:1] not in (".", "'"):
-            if not line.strip() and not nofill:
-                brk()
-            else:
-                text(line)
-            continue
-        parts = line[1:].strip().split(None, 1)
-        if not parts:
-            continue
-        macro, rest = parts[0], parts[1] if len(parts) > 1 else ""
-        args = [m.group(2) if m.group(1) is None else m.group(1).replace('""', '"')
-                for m in _ROFF_ARGS.finditer(rest)]
-        if macro == "so":
-            return page, []
-        if macro in ("TH", "Dt") and args:
-            name = _roff_inline(args[0]).lower()
-            page = f"{name}({_roff_inline(args[1])})" if len(args) > 1 else name
-        elif macro in ("SH", "Sh"):
-            end_section()
-            heading = _roff_inline(" ".join(args)).strip()
-        elif macro in ("SS", "Ss"):
-            brk()
-            text(" ".join(args))
-            brk()
-        elif macro in ("nf", "EX"):
-            brk()
-            nofill = True
-        elif macro in ("fi", "EE"):
-            brk()
-            nofill = False
-        elif macro in ("de", "am", "ig"):
-            skip_def = True
-        elif macro == "IP":  # .IP tag indent
-            brk()
-            text(args[0] if args else "")
-            brk()
-        elif macro == "TP":
-            brk()
-            tag_next = True
-        elif macro == "It":
-            brk()
-            text(" ".join(a for a in args if a not in _MDOC_CALLS))
-        elif macro in _BREAKS:
-            brk()
-        elif macro in ("B", "I", "SM", "SB"):
-            text(" ".join(args))
-        elif macro in _JOINED:
-            text("".join(args))
-        elif macro[:1].isupper() and macro in _MDOC_CALLS | {"Nd"}:
-            words = ["-" + a if p == "Fl" else a for p, a in zip([macro] + args, args)]
-            text(" ".join(w for w in words if w not in _MDOC_CALLS))
-    end_section()
-    return page, sections
-
-
-def _man_docs(root: Path, pages_per_lang: int = 80, english_pages: int = 500) -> list[_Doc]:
-    if not root.is_dir():
-        return []
-    langs = sorted(d.name for d in root.iterdir()
-                   if d.is_dir() and not d.name.startswith("man") and "." not in d.name)
-    out: list[_Doc] = []
-    for locale in ["en", *langs]:
-        base = root if locale == "en" else root / locale
-        files = sorted(p for sec in sorted(base.glob("man[1-9]"))
-                       for p in sec.glob("*.gz") if p.is_file() and not p.is_symlink())
-        families: dict[str, int] = {}
-        for p in files:  # at most 3 pages of one family (gcloud alone has thousands)
-            families[re.split(r"[._-]", p.name, maxsplit=1)[0]] = 0
-        kept = []
-        for p in files:
-            fam = re.split(r"[._-]", p.name, maxsplit=1)[0]
-            families[fam] += 1
-            if families[fam] <= 3:
-                kept.append(p)
-        files = kept
-        cap = english_pages if locale == "en" else pages_per_lang
-        if len(files) > cap:  # evenly spaced, so every letter of the alphabet shows up
-            files = [files[i * len(files) // cap] for i in range(cap)]
-        for path in files:
-            try:
-                raw = gzip.decompress(path.read_bytes()).decode("utf-8")
-            except (OSError, EOFError, UnicodeDecodeError, zlib.error):
-                continue
-            page, sections = _man_sections(raw)
-            for heading, text in sections:
-                title = f"{page or path.name} {heading}"
-                out.append(_Doc("man", locale.split("_")[0], title, text))
-    return out
-
-
-def _dedup_key(text: str) -> bytes:
-    """Equal for texts the exact-dedup stage (default options) would call duplicates."""
-    return xxhash.xxh3_128_digest(unicodedata.normalize("NFC", " ".join(text.split())).encode())
-
-
-@lru_cache(maxsize=2)
-def collect_real_text(man_root: str = "/usr/share/man") -> tuple[_Doc, ...]:
-    """Every usable real document on this machine, deduplicated, in a fixed order.
-
-    Returns:
-        ``(origin, lang, title, text)`` tuples: pydoc topics, then docstrings, then man-page
-        sections; texts that are empty or duplicate an earlier one are left out.
-    """
-    seen: set[bytes] = set()
-    out: list[_Doc] = []
-    for doc in [*_pydoc_docs(), *_docstring_docs(), *_man_docs(Path(man_root))]:
-        key = _dedup_key(doc.text)
-        if doc.text.strip() and key not in seen:
-            seen.add(key)
-            out.append(doc)
-    return tuple(out)
-
-
-def _mutate(text: str, rng: random.Random) -> str:
-    """A light, deterministic edit: paragraph swap/drop and ~2.5% word edits."""
-    paras = text.split("\n\n")
-    if len(paras) > 2 and rng.random() < 0.4:
-        del paras[rng.randrange(len(paras))]
-    if len(paras) > 1 and rng.random() < 0.5:
-        i, j = rng.randrange(len(paras)), rng.randrange(len(paras))
-        paras[i], paras[j] = paras[j], paras[i]
-    words = "\n\n".join(paras).split(" ")
-    for _ in range(max(1, len(words) // 40)):
-        i, op = rng.randrange(len(words)), rng.random()
-        if op < 0.3 and len(words) > 1:
-            del words[i]
-        elif op < 0.6:
-            words.insert(i, words[rng.randrange(len(words))])
-        elif op < 0.8:
-            j = min(i + 1, len(words) - 1)
-            words[i], words[j] = words[j], words[i]
-        else:
-            words[i] = words[i].upper() if words[i] != words[i].upper() else words[i].lower() + "s"
-    return " ".join(words)
-
-
-def _clean_records(target_bytes: int, seed: int, man_root: str) -> Iterator[dict[str, Any]]:
-    """Distinct records totalling about ``target_bytes`` of UTF-8 text, in a seeded order.
-
-    Real documents come first (sampled when there are more than needed); past that, mutated
-    copies keep the volume growing without creating exact duplicates.
-    """
-    pool = collect_real_text(man_root)
-    rng = random.Random(f"winnow-demo-text-{seed}")
-    order = list(range(len(pool)))
-    rng.shuffle(order)
-    seen = {_dedup_key(d.text) for d in pool}
-    total, rounds = 0, 0
-    while total < target_bytes and pool:
-        for i in order:
-            doc = pool[i]
-            text, rid = doc.text, f"{doc.origin}-{i:06d}"
-            if rounds:
-                for _ in range(4):
-                    text = _mutate(text, rng)
-                    key = _dedup_key(text)
-                    if key not in seen:
-                        break
-                else:
-                    continue
-                seen.add(key)
-                rid = f"{rid}-v{rounds}"
-            rec = {"id": rid, "text": text, "origin": doc.origin, "lang": doc.lang, "title": doc.title}
-            total += len(text.encode("utf-8"))
-            yield rec
-            if total >= target_bytes:
-                return
-        rounds += 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -511,7 +187,7 @@ def write_text_corpus(dest: str, target_bytes: int, seed: int = 0, *,
         man_root: where man pages are looked for.
     """
     root = _prepare_dest(dest)
-    recs = list(_clean_records(target_bytes, seed, man_root))
+    recs = list(clean_records(target_bytes, seed, man_root))
     text_bytes = sum(len(r["text"].encode("utf-8")) for r in recs)
     parts = max(1, math.ceil(text_bytes / (4 * _FILE_TEXT_BYTES)))
     files = []
@@ -523,93 +199,6 @@ def write_text_corpus(dest: str, target_bytes: int, seed: int = 0, *,
                         len(recs), 0, text_bytes)
     _write(root / _MANIFEST, json.dumps(corpus.to_json(), indent=2).encode() + b"\n")
     return corpus
-
-
-# ---------------------------------------------------------------------------------------------
-# Images
-
-_COLORS: dict[str, tuple[int, int, int]] = {
-    "red": (214, 39, 40), "green": (44, 160, 44), "blue": (31, 90, 200), "yellow": (240, 210, 30),
-    "purple": (128, 60, 170), "orange": (255, 127, 14), "white": (245, 245, 245),
-    "black": (20, 20, 20), "gray": (127, 127, 127), "pink": (240, 140, 190),
-    "teal": (23, 160, 160), "brown": (140, 86, 45),
-}
-_SHAPES = ("circle", "square", "triangle", "ring", "cross", "diamond")
-_WORDS = ("sun", "river", "winnow", "hello", "42", "data", "seed", "north", "blue sky", "map")
-
-
-def _draw_image(rng: random.Random) -> tuple[bytes, str, str, dict[str, Any]]:
-    """One generated image: (encoded bytes, extension, caption, metadata)."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    w, h = rng.choice((64, 96, 128, 192, 256)), rng.choice((64, 96, 128, 192, 256))
-    names = sorted(_COLORS)
-    bg1, bg2 = rng.sample(names, 2)
-    style = rng.choice(("plain", "vertical", "horizontal"))
-    if style == "plain":
-        img = Image.new("RGB", (w, h), _COLORS[bg1])
-        background = f"a plain {bg1} background"
-    else:
-        mask = Image.linear_gradient("L").resize((w, h))
-        if style == "horizontal":
-            mask = mask.transpose(Image.Transpose.ROTATE_90).resize((w, h))
-        img = Image.composite(Image.new("RGB", (w, h), _COLORS[bg2]),
-                              Image.new("RGB", (w, h), _COLORS[bg1]), mask)
-        background = f"a {bg1}-to-{bg2} {style} gradient"
-    draw = ImageDraw.Draw(img)
-    things = []
-    for _ in range(rng.choice((1, 1, 2, 3))):
-        color = rng.choice([c for c in names if c not in (bg1, bg2)])
-        shape = rng.choice(_SHAPES)
-        big = rng.random() < 0.5
-        r = int(min(w, h) * (0.3 if big else 0.15))
-        cx, cy = rng.randint(r, w - r), rng.randint(r, h - r)
-        box = (cx - r, cy - r, cx + r, cy + r)
-        fill = _COLORS[color]
-        if shape == "circle":
-            draw.ellipse(box, fill=fill)
-        elif shape == "ring":
-            draw.ellipse(box, outline=fill, width=max(2, r // 4))
-        elif shape == "square":
-            draw.rectangle(box, fill=fill)
-        elif shape == "triangle":
-            draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
-        elif shape == "diamond":
-            draw.polygon([(cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy)], fill=fill)
-        else:
-            draw.rectangle((cx - r, cy - r // 4, cx + r, cy + r // 4), fill=fill)
-            draw.rectangle((cx - r // 4, cy - r, cx + r // 4, cy + r), fill=fill)
-        vert = "top" if cy < h / 3 else "bottom" if cy > 2 * h / 3 else ""
-        horiz = "left" if cx < w / 3 else "right" if cx > 2 * w / 3 else ""
-        where = (f"in the {vert} {horiz}" if vert and horiz else f"at the {vert}" if vert
-                 else f"on the {horiz}" if horiz else "in the center")
-        things.append(f"a {'large' if big else 'small'} {color} {shape} {where}")
-    caption = f"{', '.join(things[:-1])} and {things[-1]}" if len(things) > 1 else things[0]
-    caption = f"{caption} on {background}"
-    word = rng.choice(_WORDS) if rng.random() < 0.3 else None
-    if word:
-        ink = rng.choice([c for c in ("black", "white") if c not in (bg1, bg2)] or ["red"])
-        draw.text((4, 4), word, fill=_COLORS[ink], font=ImageFont.load_default())
-        caption += f', with the word "{word}" written in {ink}'
-    ext = "png" if rng.random() < 0.7 else "jpg"
-    buf = io.BytesIO()
-    if ext == "png":
-        img.save(buf, format="PNG")
-    else:
-        img.save(buf, format="JPEG", quality=85)
-    meta = {"width": w, "height": h, "shapes": len(things), "generator": "winnow-demo"}
-    return buf.getvalue(), ext, caption[0].upper() + caption[1:] + ".", meta
-
-
-def _tar(members: list[tuple[str, bytes]]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
-        for name, data in sorted(members):
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = len(data), 1_700_000_000, 0o644
-            info.uname = info.gname = "winnow"
-            tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -693,7 +282,7 @@ def _images(root: Path, scale: float, rng: random.Random,
     seen: set[bytes] = set()
     made: list[tuple[bytes, str, str, dict[str, Any]]] = []
     while len(made) < n_img:
-        item = _draw_image(rng)
+        item = draw_image(rng)
         if xxhash.xxh3_128_digest(item[0]) not in seen:
             seen.add(xxhash.xxh3_128_digest(item[0]))
             made.append(item)
@@ -714,7 +303,7 @@ def _images(root: Path, scale: float, rng: random.Random,
         if meta is not None and rng.random() < 0.5:
             members.append((f"{key}.json", json.dumps(meta, sort_keys=True).encode()))
     tar_path = root / "images" / "pairs-0000.tar"
-    _write(tar_path, _tar(members))
+    _write(tar_path, tar_bytes(members))
     planted.update(duplicate_images=len(dups), corrupt_image=len(corrupt), escaping_tar_member=1)
 
     img_dir = root / "images" / "dir"
@@ -745,7 +334,7 @@ def build_demo_corpus(dest: str, *, scale: float = 1.0, seed: int = 0,
         raise ValueError(f"scale={scale!r}: expected a positive number such as 0.1 or 10")
     root = _prepare_dest(dest)
     rng = random.Random(f"winnow-demo-{seed}")
-    recs = list(_clean_records(int(BASE_TEXT_BYTES * scale), seed, man_root))
+    recs = list(clean_records(int(BASE_TEXT_BYTES * scale), seed, man_root))
     text_bytes = sum(len(r["text"].encode("utf-8")) for r in recs)
     n_noid, n_trunc = max(1, len(recs) // 20), max(5, len(recs) // 100)
     noid, trunc, main = recs[:n_noid], recs[n_noid:n_noid + n_trunc], recs[n_noid + n_trunc:]

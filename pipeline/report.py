@@ -21,17 +21,24 @@ Later stages add their own sections::
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
-import html
-import io
-import math
-import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import yaml
+
+from winnow.pipeline.report_svg import (
+    esc,
+    html_table,
+    human_bytes,
+    make_thumbnail,
+    plural,
+    slug,
+    svg_bars,
+    svg_histogram,
+    thumb_data_uri,
+    to_int,
+)
 
 __all__ = [
     "ReportSection",
@@ -91,225 +98,11 @@ def registered_sections() -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Small helpers
+# The page
 
-_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _KEPT, _DEAD, _IN = "#3d9a5b", "#c0392b", "#d5dae1"
 _PALETTE = ("#e39b24", "#7e57c2", "#2f7fc1", "#d0598f", "#8d6e4f", "#1aa3a3", "#9aa937",
             "#e0664a", "#5c6bc0", "#7f8c8d")
-
-
-def esc(value: Any) -> str:
-    """HTML-escape anything; control characters and lone surrogates become visible escapes."""
-    s = value if isinstance(value, str) else str(value)
-    s = _UNSAFE.sub(lambda m: "\ufffd" if "\ud800" <= m.group() <= "\udfff" else f"\\x{ord(m.group()):02x}", s)
-    return html.escape(s, quote=True)
-
-
-def human_bytes(n: float) -> str:
-    """``1536`` -> ``1.5 KiB``."""
-    n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _num(x: float) -> str:
-    if isinstance(x, int) or (isinstance(x, float) and x.is_integer() and abs(x) < 1e15):
-        return f"{int(x):,}"
-    return f"{x:.4g}"
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" + ("" if n == 1 else "s")
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-") or "section"
-
-
-def html_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, numeric: Sequence[int] = (),
-               cls: str = "") -> str:
-    """An HTML table; every cell is escaped, ints get thousands separators.
-
-    Args:
-        headers: column titles.
-        rows: cell values.
-        numeric: indexes of right-aligned columns.
-        cls: extra CSS class of the table.
-    """
-    def cell(i: int, v: Any, tag: str) -> str:
-        text = f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else ("" if v is None else v)
-        return f'<{tag}{" class=num" if i in numeric else ""}>{esc(text)}</{tag}>'
-
-    head = "".join(cell(i, h, "th") for i, h in enumerate(headers))
-    body = "".join("<tr>" + "".join(cell(i, v, "td") for i, v in enumerate(r)) + "</tr>" for r in rows)
-    return f'<table class="{esc(cls)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def make_thumbnail(data: bytes, size: int = 96) -> bytes | None:
-    """A small PNG of encoded image bytes for an example's ``thumb_png``; ``None`` if undecodable."""
-    try:
-        from PIL import Image
-
-        with Image.open(io.BytesIO(data)) as im:
-            im = im.convert("RGB")
-            im.thumbnail((size, size))
-            buf = io.BytesIO()
-            im.save(buf, format="PNG")
-            return buf.getvalue()
-    except Exception:  # noqa: BLE001 - a corrupt image simply gets no thumbnail
-        return None
-
-
-def _thumb_data_uri(thumb: Any) -> str | None:
-    if isinstance(thumb, str):
-        try:
-            thumb = base64.b64decode(thumb, validate=True)
-        except (binascii.Error, ValueError):
-            return None
-    if not isinstance(thumb, (bytes, bytearray, memoryview)):
-        return None
-    data = bytes(thumb)
-    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return None
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-
-
-# ---------------------------------------------------------------------------------------------
-# SVG charts
-
-
-def _bins_of(values_or_bins: Any, bins: int) -> tuple[list[tuple[float, float, int]], list[float] | None]:
-    """(lo, hi, count) bins, plus the raw values when they were given."""
-    if isinstance(values_or_bins, Mapping):
-        edges = [float(e) for e in values_or_bins.get("edges", [])]
-        counts = [_int(c) for c in values_or_bins.get("counts", [])]
-        if len(edges) != len(counts) + 1:
-            raise ValueError(f"histogram bins need len(edges) == len(counts) + 1, got {len(edges)} and {len(counts)}")
-        return [(edges[i], edges[i + 1], counts[i]) for i in range(len(counts))], None
-    seq = list(values_or_bins)
-    if seq and all(isinstance(b, (tuple, list)) and len(b) == 3 for b in seq):
-        return [(float(lo), float(hi), _int(c)) for lo, hi, c in seq], None
-    vals = [float(v) for v in seq if isinstance(v, (int, float)) and math.isfinite(v)]
-    if not vals:
-        return [], vals
-    lo, hi = min(vals), max(vals)
-    if lo == hi:
-        lo, hi = lo - 0.5, hi + 0.5
-    n = max(1, min(bins, len(vals)))
-    width = (hi - lo) / n
-    counts = [0] * n
-    for v in vals:
-        counts[min(n - 1, int((v - lo) / width))] += 1
-    return [(lo + i * width, lo + (i + 1) * width, counts[i]) for i in range(n)], vals
-
-
-def svg_histogram(values_or_bins: Any, *, title: str, x_label: str, threshold: float | None = None,
-                  bins: int = 30, width: int = 640, height: int = 220, color: str = "#2f7fc1") -> str:
-    """An inline SVG histogram.
-
-    Args:
-        values_or_bins: raw numbers (non-finite ones are skipped), a mapping
-            ``{"edges": [...], "counts": [...]}``, or ``(lo, hi, count)`` triples.
-        title: shown above the chart.
-        x_label: shown under the x axis.
-        threshold: draws a dashed line there and counts the values on each side.
-        bins: bin count for raw values.
-        width: SVG width in pixels.
-        height: SVG height in pixels.
-        color: bar fill.
-    """
-    data, raw = _bins_of(values_or_bins, bins)
-    left, right, top, bottom = 56, 16, 28, 44
-    pw, ph = width - left - right, height - top - bottom
-    parts = [f'<svg class="chart histogram" role="img" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
-             f"<title>{esc(title)}</title>",
-             f'<text x="{left}" y="16" class="ctitle">{esc(title)}</text>']
-    if not data:
-        parts.append(f'<text x="{left}" y="{top + ph // 2}" class="muted">no data</text></svg>')
-        return "".join(parts)
-    lo, hi = min(b[0] for b in data), max(b[1] for b in data)
-    span = (hi - lo) or 1.0
-    cmax = max(b[2] for b in data) or 1
-    x = lambda v: left + (v - lo) / span * pw  # noqa: E731
-    parts.append(f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" class="axis"/>')
-    for b_lo, b_hi, c in data:
-        h = c / cmax * ph
-        parts.append(f'<rect class="bin" x="{x(b_lo):.1f}" y="{top + ph - h:.1f}" '
-                     f'width="{max(x(b_hi) - x(b_lo) - 1, 0.5):.1f}" height="{h:.1f}" fill="{esc(color)}">'
-                     f"<title>{esc(_num(b_lo))} to {esc(_num(b_hi))}: {c:,}</title></rect>")
-    for v, anchor in ((lo, "start"), ((lo + hi) / 2, "middle"), (hi, "end")):
-        parts.append(f'<text x="{x(v):.1f}" y="{top + ph + 14}" text-anchor="{anchor}" class="tick">{esc(_num(v))}</text>')
-    parts.append(f'<text x="{left - 6}" y="{top + 8}" text-anchor="end" class="tick">{cmax:,}</text>')
-    parts.append(f'<text x="{left - 6}" y="{top + ph}" text-anchor="end" class="tick">0</text>')
-    parts.append(f'<text x="{left + pw / 2:.1f}" y="{height - 8}" text-anchor="middle" class="xlabel">{esc(x_label)}</text>')
-    if threshold is not None and math.isfinite(threshold):
-        tx = x(min(max(threshold, lo), hi))
-        if raw is not None:
-            below = sum(1 for v in raw if v < threshold)
-            above = len(raw) - below
-        else:
-            below = sum(c for b_lo, b_hi, c in data if b_hi <= threshold)
-            above = sum(c for b_lo, b_hi, c in data if b_lo >= threshold)
-        parts.append(f'<line class="threshold" x1="{tx:.1f}" y1="{top - 4}" x2="{tx:.1f}" y2="{top + ph}"/>')
-        label = f"threshold {_num(threshold)}: {below:,} below, {above:,} at or above"
-        anchor = "end" if tx > left + pw / 2 else "start"
-        dx = -4 if anchor == "end" else 4
-        parts.append(f'<text x="{tx + dx:.1f}" y="{top + 6}" text-anchor="{anchor}" class="tlabel">{esc(label)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def svg_bars(items: Mapping[str, float] | Sequence[tuple[str, float]], *, title: str = "",
-             colors: Mapping[str, str] | None = None, width: int = 640, unit: str = "") -> str:
-    """Labelled horizontal bars, one per item, scaled to the largest value.
-
-    Args:
-        items: ``{label: value}`` or ``[(label, value), ...]``, drawn in the given order.
-        title: shown above the bars.
-        colors: fill per label (default blue).
-        width: SVG width in pixels.
-        unit: appended to each value label.
-    """
-    rows = list(items.items()) if isinstance(items, Mapping) else [tuple(i) for i in items]
-    label_w, value_w, row_h, top = 170, 110, 24, 26 if title else 6
-    height = top + row_h * max(len(rows), 1) + 6
-    vmax = max([float(v) for _, v in rows if isinstance(v, (int, float))] + [0.0]) or 1.0
-    parts = [f'<svg class="chart bars" role="img" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">']
-    if title:
-        parts.append(f'<title>{esc(title)}</title><text x="0" y="16" class="ctitle">{esc(title)}</text>')
-    for i, (label, value) in enumerate(rows):
-        y = top + i * row_h
-        v = float(value) if isinstance(value, (int, float)) else 0.0
-        w = max(v / vmax * (width - label_w - value_w), 1.0 if v > 0 else 0.0)
-        short = label if len(str(label)) <= 24 else str(label)[:23] + "\u2026"
-        fill = (colors or {}).get(label, "#2f7fc1")
-        parts.append(
-            f'<g class="bar"><title>{esc(label)}: {esc(_num(v))}{esc(unit)}</title>'
-            f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end" class="label">{esc(short)}</text>'
-            f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 8}" fill="{esc(fill)}"/>'
-            f'<text x="{label_w + w + 6:.1f}" y="{y + 15}" class="value">{esc(_num(v))}{esc(unit)}</text></g>'
-        )
-    if not rows:
-        parts.append(f'<text x="0" y="{top + 14}" class="muted">no data</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-# ---------------------------------------------------------------------------------------------
-# The page
 
 
 def _stages(stats: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -317,9 +110,9 @@ def _stages(stats: Mapping[str, Any]) -> list[dict[str, Any]]:
     for s in stats.get("stages") or []:
         if isinstance(s, Mapping):
             rejected = s.get("rejected") if isinstance(s.get("rejected"), Mapping) else {}
-            out.append({"name": str(s.get("name", "?")), "in": _int(s.get("in")), "out": _int(s.get("out")),
-                        "rejected": {str(k): _int(v) for k, v in rejected.items()},
-                        "dead_letter": _int(s.get("dead_letter"))})
+            out.append({"name": str(s.get("name", "?")), "in": to_int(s.get("in")), "out": to_int(s.get("out")),
+                        "rejected": {str(k): to_int(v) for k, v in rejected.items()},
+                        "dead_letter": to_int(s.get("dead_letter"))})
     return out
 
 
@@ -336,7 +129,7 @@ def _reason_colors(stages: list[dict[str, Any]], examples: Sequence[Mapping[str,
 
 def _summary(stats: Mapping[str, Any]) -> tuple[str, str]:
     """(balance banner, summary cards)."""
-    read, kept, rej, dead = (_int(stats.get(k)) for k in ("read", "kept", "rejected", "dead_letter"))
+    read, kept, rej, dead = (to_int(stats.get(k)) for k in ("read", "kept", "rejected", "dead_letter"))
     total = kept + rej + dead
     flagged = stats.get("balanced")
     eq = f"read {read:,} = kept {kept:,} + rejected {rej:,} + dead letters {dead:,}"
@@ -349,17 +142,17 @@ def _summary(stats: Mapping[str, Any]) -> tuple[str, str]:
                   f"+ rejected {rej:,} + dead letters {dead:,} = {total:,} ({esc(why)}). "
                   "Records were lost or double-counted; do not train on this output before finding out why.</div>")
     stages = _stages(stats)
-    aug = _int(stats.get("augmented"))
+    aug = to_int(stats.get("augmented"))
     if stages and stages[-1]["out"] != kept + aug:
         banner += (f'<div class="banner bad"><b>MISMATCH</b>: the last stage ({esc(stages[-1]["name"])}) passed '
                    f'{stages[-1]["out"]:,} records but kept {kept:,} + augmented {aug:,} = {kept + aug:,}.</div>')
     shards = stats.get("shards") if isinstance(stats.get("shards"), Mapping) else {}
     cards = [("read", f"{read:,}", ""), ("kept", f"{kept:,}", f"{kept / read:.1%} of read" if read else ""),
              ("rejected", f"{rej:,}", f"{rej / read:.1%} of read" if read else ""),
-             ("dead letters", f"{dead:,}", _plural(_int(stats.get("dead_letter_files")), "file")),
-             ("augmented", f"{_int(stats.get('augmented')):,}", "counted on their own"),
-             ("shards", f"{_int(shards.get('count')):,}",
-              f"{_int(shards.get('rows')):,} rows, {human_bytes(_int(shards.get('bytes')))}")]
+             ("dead letters", f"{dead:,}", plural(to_int(stats.get("dead_letter_files")), "file")),
+             ("augmented", f"{to_int(stats.get('augmented')):,}", "counted on their own"),
+             ("shards", f"{to_int(shards.get('count')):,}",
+              f"{to_int(shards.get('rows')):,} rows, {human_bytes(to_int(shards.get('bytes')))}")]
     html_cards = "".join(f'<div class="card"><div class="k">{esc(k)}</div><div class="v">{esc(v)}</div>'
                          f'<div class="s">{esc(s)}</div></div>' for k, v, s in cards)
     return banner, f'<div class="cards">{html_cards}</div>'
@@ -424,16 +217,16 @@ def _funnel(stages: list[dict[str, Any]], colors: Mapping[str, str]) -> str:
 
 
 def _example_anchor(stage: str, reason: str) -> str:
-    return f"ex-{_slug(stage)}--{_slug(reason)}"
+    return f"ex-{slug(stage)}--{slug(reason)}"
 
 
 def _example_card(e: Mapping[str, Any], chars: int) -> str:
     fields = [("id", e.get("id")), ("source", e.get("source")), ("modality", e.get("modality")),
-              ("size", human_bytes(_int(e.get("bytes"))) if e.get("bytes") is not None else None),
+              ("size", human_bytes(to_int(e.get("bytes"))) if e.get("bytes") is not None else None),
               ("duplicate of", e.get("duplicate_of"))]
     dl = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in fields if v not in (None, ""))
     body = ""
-    uri = _thumb_data_uri(e.get("thumb_png"))
+    uri = thumb_data_uri(e.get("thumb_png"))
     if uri:
         body += f'<img class="thumb" alt="thumbnail of {esc(e.get("id", ""))}" src="{esc(uri)}">'
     if e.get("error"):
@@ -454,8 +247,8 @@ def _example_card(e: Mapping[str, Any], chars: int) -> str:
 def _examples(stages: list[dict[str, Any]], examples: Sequence[Mapping[str, Any]],
               colors: Mapping[str, str], config: Mapping[str, Any]) -> str:
     rep = config.get("report") if isinstance(config.get("report"), Mapping) else {}
-    per_reason = _int(rep.get("examples_per_reason")) if "examples_per_reason" in rep else 50
-    chars = max(_int(rep.get("example_chars")), 20) if "example_chars" in rep else 400
+    per_reason = to_int(rep.get("examples_per_reason")) if "examples_per_reason" in rep else 50
+    chars = max(to_int(rep.get("example_chars")), 20) if "example_chars" in rep else 400
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     counts: dict[tuple[str, str], int] = {}
     for s in stages:
@@ -507,9 +300,9 @@ def _run_sections(stats: Mapping[str, Any], examples: Sequence[Mapping[str, Any]
                 raise TypeError(f"returned {type(sec).__name__}, expected ReportSection or None")
         except Exception as exc:  # noqa: BLE001 - one broken section must not cost the report
             sec = ReportSection(f"{name} (failed)", f'<p class="warn">This section could not be built: '
-                                f"{esc(type(exc).__name__)}: {esc(exc)}</p>", anchor=f"sec-{_slug(name)}")
+                                f"{esc(type(exc).__name__)}: {esc(exc)}</p>", anchor=f"sec-{slug(name)}")
         if sec is not None:
-            out.append(sec if sec.anchor else dataclasses.replace(sec, anchor=f"sec-{_slug(name)}"))
+            out.append(sec if sec.anchor else dataclasses.replace(sec, anchor=f"sec-{slug(name)}"))
     return out
 
 
@@ -534,9 +327,9 @@ def render_report(stats: Mapping[str, Any], examples: Sequence[Mapping[str, Any]
     blocks = [ReportSection("Funnel", _funnel(stages, colors), "funnel")]
     if modalities:
         blocks.append(ReportSection("Kept records by modality", svg_bars(
-            {str(k): _int(v) for k, v in modalities.items()}), "modalities"))
+            {str(k): to_int(v) for k, v in modalities.items()}), "modalities"))
     blocks += _run_sections(stats, examples, config)
-    blocks += [s if s.anchor else dataclasses.replace(s, anchor=f"sec-{_slug(s.title)}") for s in sections]
+    blocks += [s if s.anchor else dataclasses.replace(s, anchor=f"sec-{slug(s.title)}") for s in sections]
     blocks.append(ReportSection("Examples of each drop reason", _examples(stages, examples, colors, config), "examples"))
     try:
         cfg_text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True, default_flow_style=False)
@@ -547,9 +340,9 @@ def render_report(stats: Mapping[str, Any], examples: Sequence[Mapping[str, Any]
     used: set[str] = {"balance", "summary"}
     body = []
     for sec in blocks:
-        anchor, k = _slug(sec.anchor), 2
+        anchor, k = slug(sec.anchor), 2
         while anchor in used:
-            anchor, k = f"{_slug(sec.anchor)}-{k}", k + 1
+            anchor, k = f"{slug(sec.anchor)}-{k}", k + 1
         used.add(anchor)
         body.append((anchor, sec.title, f'<section id="{esc(anchor)}"><h2>{esc(sec.title)}</h2>{sec.html}</section>'))
     nav = "".join(f'<a href="#{esc(a)}">{esc(t)}</a>' for a, t, _ in body)
@@ -558,7 +351,7 @@ def render_report(stats: Mapping[str, Any], examples: Sequence[Mapping[str, Any]
     sub = [f"config <code title=\"{esc(chash)}\">{esc(chash[:12]) or 'unknown'}</code>"]
     if isinstance(elapsed, (int, float)):
         sub.append(f"{elapsed:,.1f} s")
-    sub.append(_plural(_int(stats.get("rejects_files")), "reject file"))
+    sub.append(plural(to_int(stats.get("rejects_files")), "reject file"))
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
