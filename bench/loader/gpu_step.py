@@ -72,7 +72,7 @@ def main() -> None:
     need_tokens = tokens_per_step * (a.steps + a.warmup + 4) * 3 // 2
     lengths = (256, 2048)
     docs = int(need_tokens / np.mean(lengths)) + 1
-    remote = os.path.join(a.work, "shards")
+    remote = os.path.join(a.work, f"shards-{docs}")
     t0 = time.time()
     if not os.path.exists(os.path.join(remote, "index.json")):
         write_token_shards(remote, num_samples=docs, rows_per_shard=8192, lengths=lengths)
