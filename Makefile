@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench bench-pipeline bench-loader clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+bench-pipeline: $(STAMP)
+	$(PY) bench/run.py pipeline
+
+bench-loader: $(STAMP)
+	$(PY) bench/run.py loader
 
 clean:
 	rm -rf out .pytest_cache

@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("module", ["winnow.filters.normalize", "winnow.filters.exact", "winnow.filters.base", "winnow.tokenizer", "winnow.format"])
+@pytest.mark.parametrize("module", ["winnow.filters.normalize", "winnow.filters.exact", "winnow.filters.base", "winnow.tokenizer", "winnow.format", "winnow.cache"])
 def test_pure_packages_import_without_beam(module):
     code = (
         "import sys\n"
@@ -22,6 +22,18 @@ def test_pure_packages_import_without_beam(module):
         "sys.meta_path.insert(0, Block())\n"
         f"import {module}\n"
         "assert not any(m.startswith('apache_beam') for m in sys.modules), 'apache_beam got imported'\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_cache_never_imports_the_pipeline():
+    code = (
+        "import sys\n"
+        "import winnow.cache\n"
+        "bad = sorted(m for m in sys.modules if m.startswith('winnow.pipeline'))\n"
+        "assert not bad, bad\n"
         "print('ok')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")

@@ -1,0 +1,34 @@
+"""`make bench`: every benchmark script, one after the other, each printing ratios against
+the peer it measures in the same run (a bare read for the pipeline, MosaicML Streaming and a
+bare memory-mapped gather for the loader)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = [
+    ("pipeline", [str(HERE / "pipeline_bench.py")]),
+    ("loader", [str(HERE / "loader" / "bench_loader.py")]),
+]
+
+
+def main() -> int:
+    only = set(sys.argv[1:])
+    failed = []
+    for name, cmd in SCRIPTS:
+        if only and name not in only:
+            continue
+        print(f"\n===== {name} benchmark =====", flush=True)
+        if subprocess.run([sys.executable, *cmd]).returncode != 0:
+            failed.append(name)
+    if failed:
+        print(f"benchmarks failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
