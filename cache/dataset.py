@@ -10,7 +10,9 @@ Two ways out:
   same ``B`` as ``batch_size`` here.
 * ``batched=True``: one ``dict`` of tensors per step of ``batch_size`` samples, gathered with one
   vectorised ``take`` per shard and column; use ``DataLoader(batch_size=None)``. This is the
-  fast path: no Python object per sample.
+  fast path: no Python object per sample. Through a :class:`StreamingDataLoader` with workers,
+  each worker ships ``transfer_steps`` consecutive steps as one item, which the loader splits
+  back into steps (see :mod:`winnow.cache.loader`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -28,9 +31,10 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from winnow.errors import CacheError, CacheFullError, ConfigError
 
+from winnow.cache.loader import TransferChunk, step_to_torch
 from winnow.cache.memory import INDEX_KEY, MemoryTier
 from winnow.cache.metrics import Metrics, MetricsSink, summarize
-from winnow.cache.order import PARTITIONS, EpochOrder, RankPlan, worker_steps
+from winnow.cache.order import PARTITIONS, EpochOrder, RankPlan, worker_chunks
 from winnow.cache.prefetch import Prefetcher
 from winnow.cache.remote import Remote, RetryPolicy
 from winnow.cache.sizes import format_size, parse_size
@@ -39,6 +43,10 @@ from winnow.cache.store import DiskCache
 __all__ = ["StreamingDataset", "detect_rank", "INDEX_KEY"]
 
 _VERIFY = ("fetch", "open")
+
+#: Steps per DataLoader item when ``transfer_steps`` is left at None (batched, through a
+#: StreamingDataLoader with workers).
+DEFAULT_TRANSFER_STEPS = 8
 
 
 def detect_rank() -> tuple[int, int]:
@@ -83,6 +91,13 @@ class StreamingDataset(IterableDataset):
         world_size: number of ranks (default from torch.distributed or ``WORLD_SIZE``).
         wait_timeout: longest wait for another process's download or for cache space.
         chunk_bytes: size of one ranged read from the object store.
+        transfer_steps: batched mode, DataLoader workers only: consecutive steps a worker ships
+            to the main process as one item (split back into single steps, in order, by
+            :class:`~winnow.cache.loader.StreamingDataLoader`), which amortises the per-item cost
+            of the worker-to-main transfer. ``None`` (default): ``8``. It takes effect only
+            through a ``StreamingDataLoader``; iterated in-process, or by a plain ``DataLoader``
+            (which could not split the items), the dataset yields single steps. Each worker holds
+            up to ``prefetch_factor`` items of that many steps in flight.
 
     Raises:
         ConfigError: a bad argument.
@@ -97,8 +112,11 @@ class StreamingDataset(IterableDataset):
                  fetch_workers: int = 4, retry: RetryPolicy | None = None,
                  storage_options: Mapping[str, Any] | None = None, verify: str = "fetch",
                  rank: int | None = None, world_size: int | None = None, wait_timeout: float = 600.0,
-                 chunk_bytes: int | str = "16MB") -> None:
+                 chunk_bytes: int | str = "16MB", transfer_steps: int | None = None) -> None:
         super().__init__()
+        if transfer_steps is not None and (isinstance(transfer_steps, bool) or not isinstance(transfer_steps, int)
+                                           or transfer_steps < 1):
+            raise ConfigError("transfer_steps", transfer_steps, "None or a positive integer")
         self.cache_limit = parse_size(cache_limit, "cache_limit")
         self.memory_limit = parse_size(memory_limit, "memory_limit")
         self.prefetch = parse_size(prefetch, "prefetch")
@@ -135,6 +153,8 @@ class StreamingDataset(IterableDataset):
         self.rows = [s.rows for s in self.manifest.shards]
         self.fingerprint = xxhash.xxh3_64_hexdigest("".join(s.xxh3_128 for s in self.manifest.shards).encode())
         self.session = uuid.uuid4().hex[:12]
+        self.transfer_steps = transfer_steps
+        self._transfer_ok = False  # set in a worker's copy by StreamingDataLoader, which splits chunks
         self.epoch = 0
         self._resume: dict[str, Any] | None = None
         self._consumed = 0
@@ -191,6 +211,7 @@ class StreamingDataset(IterableDataset):
         state = self.__dict__.copy()
         state["_rt"] = None
         state["_orders"] = {}
+        state["_transfer_ok"] = False
         return state
 
     def _runtime(self) -> _Runtime:
@@ -241,7 +262,19 @@ class StreamingDataset(IterableDataset):
         out = self._runtime().tier.gather(np.asarray([index], dtype=np.int64))
         return next(_samples(out))
 
-    def _blocks(self, plan: RankPlan, steps: range, order: EpochOrder) -> list[int]:
+    def _transfer_chunk(self, worker_info: Any) -> int:
+        """Steps per yielded item: 1 except in a StreamingDataLoader worker over a batched dataset."""
+        if worker_info is None or not self.batched:
+            return 1
+        k = DEFAULT_TRANSFER_STEPS if self.transfer_steps is None else self.transfer_steps
+        if k > 1 and not self._transfer_ok:
+            if self.transfer_steps is not None:
+                warnings.warn(f"transfer_steps={k} needs StreamingDataLoader to split the chunks; this DataLoader "
+                              "worker yields single steps instead", stacklevel=3)
+            return 1
+        return k
+
+    def _blocks(self, plan: RankPlan, steps: Sequence[int], order: EpochOrder) -> list[int]:
         first = plan.position(steps[0])
         last = plan.position(steps[-1]) + self.batch_size - 1
         b0, b1 = order.block_of(first), order.block_of(last)
@@ -250,45 +283,55 @@ class StreamingDataset(IterableDataset):
             return [(b0 + i) % nb for i in range(nb)]
         return list(range(b0, b1 + 1)) if b1 >= b0 else list(range(b0, nb)) + list(range(0, b1 + 1))
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[Any]:
         epoch = self.epoch
         plan = self.plan(epoch)
         wi = get_worker_info()
         wid, nw = (wi.id, wi.num_workers) if wi is not None else (0, 1)
-        steps = worker_steps(plan.steps, wid, nw)
+        k = self._transfer_chunk(wi)
+        chunks = worker_chunks(plan.steps, wid, nw, k)
         if wi is None:
             self._consumed = 0
-        if len(steps) == 0:
+        if not chunks:
             return
         rt = self._runtime()
         self.cache_needed(epoch)
         order = self.order(epoch)
-        blocks = self._blocks(plan, steps, order)
+        blocks = self._blocks(plan, [chunks[0][0], chunks[-1][-1]], order)
         rt.prefetcher.start([order.blocks[b] for b in blocks])
         m, tier, B = rt.metrics, rt.tier, self.batch_size
         bp, cur = 0, blocks[0]
         try:
-            for s in steps:
-                t0 = time.perf_counter()
-                pos = plan.position(s)
-                b = order.block_of(pos)
-                if b != cur:
-                    while bp + 1 < len(blocks) and blocks[bp] != b:
-                        bp += 1
-                    cur = b
-                    rt.prefetcher.advance(bp)
-                out = tier.gather(order.ids(pos, B))
-                m.steps += 1
-                m.samples += B
-                m.busy_s += time.perf_counter() - t0
-                if wi is not None:
-                    rt.sink.maybe_flush(self._snapshot)
-                else:
-                    self._consumed += 1
-                if self.batched:
-                    yield _to_torch(out)
-                else:
-                    yield from _samples(out)
+            for chunk in chunks:
+                outs = []
+                for s in chunk:
+                    t0 = time.perf_counter()
+                    pos = plan.position(s)
+                    b = order.block_of(pos)
+                    if b != cur:
+                        while bp + 1 < len(blocks) and blocks[bp] != b:
+                            bp += 1
+                        cur = b
+                        rt.prefetcher.advance(bp)
+                    out = tier.gather(order.ids(pos, B))
+                    m.steps += 1
+                    m.samples += B
+                    m.busy_s += time.perf_counter() - t0
+                    if wi is not None:
+                        rt.sink.maybe_flush(self._snapshot)
+                    else:
+                        self._consumed += 1
+                    if k > 1:
+                        outs.append(out)
+                    elif self.batched:
+                        yield _to_torch(out)
+                    else:
+                        yield from _samples(out)
+                if outs:
+                    t0 = time.perf_counter()
+                    item = TransferChunk.pack(outs)
+                    m.busy_s += time.perf_counter() - t0
+                    yield item
             if wi is None and self._resume is not None and self._resume["epoch"] == epoch:
                 self._resume = None  # the resumed epoch is done
         finally:
@@ -336,17 +379,7 @@ class StreamingDataset(IterableDataset):
         self._consumed = 0
 
 
-def _to_torch(out: dict[str, Any]) -> dict[str, Any]:
-    res: dict[str, Any] = {}
-    for k, v in out.items():
-        if isinstance(v, np.ndarray):
-            res[k] = torch.from_numpy(v)
-        elif isinstance(v, tuple):
-            res[k] = torch.from_numpy(v[0])
-            res[f"{k}_offsets"] = torch.from_numpy(v[1])
-        else:
-            res[k] = v
-    return res
+_to_torch = step_to_torch  # one gathered step as tensors (also used by mixing)
 
 
 def _samples(out: dict[str, Any]) -> Iterator[dict[str, Any]]:

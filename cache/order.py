@@ -10,8 +10,9 @@ The epoch order is built in two levels so that a reader needs only a few shards 
 The result, :class:`EpochOrder`, maps a global position ``0 <= p < N`` to a sample id (the
 row's index in manifest order). It never depends on the number of nodes, ranks or workers.
 :class:`RankPlan` then cuts that sequence into equal per-rank steps of ``batch_size`` samples,
-and :func:`worker_steps` deals a rank's steps to DataLoader workers round-robin, which is the
-order in which a DataLoader hands worker outputs back, so the rank sees its steps in order.
+and :func:`worker_steps` deals a rank's steps to DataLoader workers round-robin (single steps, or
+chunks of consecutive steps shipped as one DataLoader item), which is the order in which a
+DataLoader hands worker outputs back, so the rank sees its steps in order.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 
 from winnow.errors import CacheError
 
-__all__ = ["EpochOrder", "RankPlan", "worker_steps", "PARTITIONS"]
+__all__ = ["EpochOrder", "RankPlan", "worker_steps", "worker_chunks", "PARTITIONS"]
 
 #: ``interleave``: global step s is positions [s*G, (s+1)*G), rank r takes its r-th slice
 #: (the samples of a global step are the same whatever the world size).
@@ -175,10 +176,27 @@ class RankPlan:
                         self.partition, self.start, self.skip + steps_done)
 
 
-def worker_steps(steps: int, worker: int, num_workers: int) -> range:
-    """The steps a DataLoader worker produces: ``worker, worker+W, ...``.
+def worker_steps(steps: int, worker: int, num_workers: int, chunk: int = 1) -> range | list[int]:
+    """The steps a DataLoader worker produces, in the order it produces them.
 
-    A DataLoader asks its workers round-robin and returns their outputs in that order, so the
-    rank receives steps 0, 1, 2, ... whatever ``num_workers`` is.
+    Steps are dealt in chunks of ``chunk`` consecutive steps, round-robin over the workers:
+    step ``s`` belongs to worker ``(s // chunk) % num_workers``. With ``chunk=1`` that is
+    ``worker, worker+W, ...``. A DataLoader asks its workers round-robin and returns their
+    outputs in that order, so if each worker yields one item per chunk the rank receives steps
+    0, 1, 2, ... whatever ``num_workers`` and ``chunk`` are.
     """
-    return range(worker, steps, num_workers)
+    if chunk == 1:
+        return range(worker, steps, num_workers)
+    return [s for c in worker_chunks(steps, worker, num_workers, chunk) for s in c]
+
+
+def worker_chunks(steps: int, worker: int, num_workers: int, chunk: int) -> list[range]:
+    """The chunks of :func:`worker_steps`: ranges of up to ``chunk`` consecutive steps.
+
+    Chunk ``c`` is steps ``[c*chunk, min((c+1)*chunk, steps))``; only the epoch's last chunk may
+    be short. Worker ``w`` gets chunks ``w, w+W, ...``.
+    """
+    if chunk < 1 or num_workers < 1 or not 0 <= worker < num_workers:
+        raise CacheError(f"worker_chunks(worker={worker}, num_workers={num_workers}, chunk={chunk}) is invalid")
+    n = -(-steps // chunk) if steps > 0 else 0
+    return [range(c * chunk, min((c + 1) * chunk, steps)) for c in range(worker, n, num_workers)]
