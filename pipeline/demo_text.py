@@ -13,8 +13,12 @@ from __future__ import annotations
 import gzip
 import importlib
 import inspect
+import json
+import os
 import random
 import re
+import subprocess
+import sys
 import unicodedata
 import warnings
 import zlib
@@ -59,6 +63,25 @@ def _pydoc_docs() -> list[_Doc]:
 
 
 def _docstring_docs() -> list[_Doc]:
+    """Standard-library docstrings, collected in a fresh interpreter.
+
+    What a module exposes depends on what else the process imported or patched (test tools,
+    HTTP mocks, ...), so collecting in-process would make the corpus depend on its caller.
+    """
+    code = (
+        "import json, sys\n"
+        "from winnow.pipeline.demo_text import _docstring_docs_here\n"
+        "json.dump([list(d) for d in _docstring_docs_here()], sys.stdout)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONHASHSEED"] = "0"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"collecting standard-library docstrings failed: {proc.stderr[-2000:]}")
+    return [_Doc(*d) for d in json.loads(proc.stdout)]
+
+
+def _docstring_docs_here() -> list[_Doc]:
     out: list[_Doc] = []
 
     def add(title: str, obj: Any) -> None:

@@ -8,6 +8,7 @@ sorted by (id, source) and cut into record batches by bytes.
 
 from __future__ import annotations
 
+import logging
 import math
 import posixpath
 import uuid
@@ -23,6 +24,8 @@ from winnow.pipeline.config import SinkConfig
 from winnow.pipeline.records import record_bytes
 
 __all__ = ["WriteShards", "shard_of", "write_arrow_file", "rows_to_batches", "join_uri"]
+
+_log = logging.getLogger("winnow")
 
 
 def join_uri(base: str, *parts: str) -> str:
@@ -109,6 +112,7 @@ class _WriteShardFn(beam.DoFn):
             rows_to_batches(rows, self._schema, self._cfg.batch_bytes),
             self._cfg.compression,
         )
+        _log.info("winnow: wrote %s (%d rows, %d bytes)", rel, len(rows), nbytes)
         yield ShardInfo(rel, len(rows), nbytes, digest).to_json()
 
 

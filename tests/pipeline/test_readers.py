@@ -750,7 +750,8 @@ def s3(monkeypatch: pytest.MonkeyPatch):
             fsspec.config.conf, "s3", {"client_kwargs": {"endpoint_url": f"http://{host}:{port}"}, "skip_instance_cache": True}
         )
         fs = fsspec.filesystem("s3")
-        fs.mkdir("winnow-test")
+        if not fs.exists("winnow-readers"):  # moto keeps buckets across servers in one process
+            fs.mkdir("winnow-readers")
         yield fs
     finally:
         server.stop()
@@ -758,20 +759,20 @@ def s3(monkeypatch: pytest.MonkeyPatch):
 
 def test_s3_inputs_through_fsspec(s3: Any) -> None:
     png = image_bytes()
-    s3.pipe("winnow-test/in/a.jsonl.gz", gzip.compress(jsonl({"text": "from s3"}, b"{oops")))
-    s3.pipe("winnow-test/in/imgs/x.png", png)
-    s3.pipe("winnow-test/in/imgs/x.txt", b"s3 caption")
-    s3.pipe("winnow-test/in/s.tar", TarBuilder().add("k.txt", b"tar text").bytes())
-    files = expand_inputs(["s3://winnow-test/in"], cfg())
+    s3.pipe("winnow-readers/in/a.jsonl.gz", gzip.compress(jsonl({"text": "from s3"}, b"{oops")))
+    s3.pipe("winnow-readers/in/imgs/x.png", png)
+    s3.pipe("winnow-readers/in/imgs/x.txt", b"s3 caption")
+    s3.pipe("winnow-readers/in/s.tar", TarBuilder().add("k.txt", b"tar text").bytes())
+    files = expand_inputs(["s3://winnow-readers/in"], cfg())
     assert files == [
-        InputFile("s3://winnow-test/in/a.jsonl.gz", "jsonl"),
-        InputFile("s3://winnow-test/in/imgs/x.png", "imagedir", "s3://winnow-test/in/imgs/x.txt"),
-        InputFile("s3://winnow-test/in/s.tar", "webdataset"),
+        InputFile("s3://winnow-readers/in/a.jsonl.gz", "jsonl"),
+        InputFile("s3://winnow-readers/in/imgs/x.png", "imagedir", "s3://winnow-readers/in/imgs/x.txt"),
+        InputFile("s3://winnow-readers/in/s.tar", "webdataset"),
     ]
     records, dead = split([r for f in files for r in read_file(f, cfg())])
     assert [(r["source"], r["text"]) for r in records] == [
-        ("s3://winnow-test/in/a.jsonl.gz:1", "from s3"),
-        ("s3://winnow-test/in/imgs/x.png", "s3 caption"),
-        ("s3://winnow-test/in/s.tar#k", "tar text"),
+        ("s3://winnow-readers/in/a.jsonl.gz:1", "from s3"),
+        ("s3://winnow-readers/in/imgs/x.png", "s3 caption"),
+        ("s3://winnow-readers/in/s.tar#k", "tar text"),
     ]
-    assert [d["source"] for d in dead] == ["s3://winnow-test/in/a.jsonl.gz:2"]
+    assert [d["source"] for d in dead] == ["s3://winnow-readers/in/a.jsonl.gz:2"]
