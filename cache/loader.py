@@ -44,44 +44,52 @@ def step_to_torch(out: Mapping[str, Any]) -> dict[str, Any]:
     return res
 
 
-def _shared_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """A NumPy array backed by a fresh shared-memory tensor: the DataLoader then sends it without a copy."""
-    t = torch.empty(0, dtype=torch.from_numpy(np.empty(0, dtype=dtype)).dtype)
-    n = int(np.prod(shape, dtype=np.int64))
+_ALIGN = 64
+
+
+def _torch_dtype(dtype: np.dtype) -> torch.dtype | None:
+    try:
+        return torch.from_numpy(np.empty(0, dtype=dtype)).dtype
+    except TypeError:
+        return None
+
+
+def _shared_bytes(nbytes: int) -> torch.Tensor:
+    """A uint8 tensor in a fresh shared-memory segment when in a DataLoader worker (the DataLoader
+    then sends it without copying it again), else ordinary memory."""
+    t = torch.empty(0, dtype=torch.uint8)
     if get_worker_info() is not None:
         try:
-            t = t.set_(torch.UntypedStorage._new_shared(max(n, 1) * t.element_size()), 0, shape)
-            return t.numpy()
-        except (AttributeError, RuntimeError):  # private API moved: an ordinary buffer (one more copy)
+            return t.set_(torch.UntypedStorage._new_shared(max(nbytes, 1)), 0, (nbytes,))
+        except (AttributeError, RuntimeError):  # private API moved: ordinary memory (one more copy)
             pass
-    return np.empty(shape, dtype=dtype)
-
-
-def _concat(arrays: Sequence[np.ndarray]) -> np.ndarray:
-    out = _shared_empty((sum(len(a) for a in arrays), *arrays[0].shape[1:]), arrays[0].dtype)
-    a = 0
-    for x in arrays:
-        out[a:a + len(x)] = x
-        a += len(x)
-    return out
+    return torch.empty(nbytes, dtype=torch.uint8)
 
 
 class TransferChunk:
     """Consecutive steps of one worker, shipped to the main process as one DataLoader item.
 
+    Everything of fixed element type travels in ONE shared-memory buffer (one segment and one
+    file descriptor per item, whatever the number of columns); the rest is a few small Python
+    objects pickled inline.
+
     Attributes:
-        rows: int64 tensor, the number of samples of each step (``len(rows)`` steps).
-        fields: ``(name, kind, data)`` in the steps' key order; ``kind`` is ``"cat"`` (a tensor,
-            the steps concatenated along dim 0), ``"ragged"`` (``(values, offsets)`` tensors: the
-            steps' values concatenated, offsets shifted into one array of ``sum(rows) + 1``),
-            ``"list"`` (a Python list, concatenated) or ``"each"`` (a list with each step's own
-            value, for a column whose shape differs between steps).
+        rows: the number of samples of each step (a tuple of ints, pickled inline: a tensor would
+            cost a shared-memory segment and a descriptor transfer of its own).
+        buf: uint8 tensor holding the arrays (each at a 64-byte aligned offset).
+        fields: ``(name, kind, meta)`` in the steps' key order; ``kind`` is ``"cat"`` (the steps'
+            arrays concatenated along dim 0: ``meta = (dtype, shape, offset)``), ``"ragged"`` (the
+            steps' values concatenated and their offsets shifted into one int64 array of
+            ``sum(rows) + 1``: ``meta = (dtype, count, values offset, offsets offset)``), ``"list"``
+            (a Python list, concatenated) or ``"each"`` (a list with each step's own tensors, for
+            a column whose shape or type differs between steps).
     """
 
-    __slots__ = ("rows", "fields")
+    __slots__ = ("rows", "buf", "fields")
 
-    def __init__(self, rows: torch.Tensor, fields: list[tuple[str, str, Any]]) -> None:
+    def __init__(self, rows: tuple[int, ...], buf: torch.Tensor, fields: list[tuple[str, str, Any]]) -> None:
         self.rows = rows
+        self.buf = buf
         self.fields = fields
 
     def __len__(self) -> int:
@@ -93,55 +101,93 @@ class TransferChunk:
         if not steps:
             raise ValueError("TransferChunk.pack needs at least one step")
         first = steps[0]
-        rows = np.asarray([_rows(s) for s in steps], dtype=np.int64)
-        fields: list[tuple[str, str, Any]] = []
+        rows = tuple(_rows(s) for s in steps)
+        total = sum(rows)
+        plan: list[tuple[str, str, Any, list[Any]]] = []
+        size = 0
+
+        def room(nbytes: int) -> int:
+            nonlocal size
+            off = size
+            size += -(-nbytes // _ALIGN) * _ALIGN
+            return off
+
         for name, v0 in first.items():
             vs = [s.get(name) for s in steps]
-            if isinstance(v0, np.ndarray) and all(
-                    isinstance(v, np.ndarray) and v.shape[1:] == v0.shape[1:] and v.dtype == v0.dtype and v.ndim >= 1
-                    for v in vs):
-                fields.append((name, "cat", torch.from_numpy(_concat(vs))))
-            elif isinstance(v0, tuple) and all(isinstance(v, tuple) and v[0].dtype == v0[0].dtype for v in vs):
-                values = _concat([v[0][int(v[1][0]):int(v[1][-1])] for v in vs])
-                offsets = np.empty(int(rows.sum()) + 1, dtype=np.int64)
+            if (isinstance(v0, np.ndarray) and v0.ndim >= 1 and _torch_dtype(v0.dtype) is not None
+                    and all(isinstance(v, np.ndarray) and v.shape[1:] == v0.shape[1:] and v.dtype == v0.dtype
+                            for v in vs)):
+                shape = (total, *v0.shape[1:])
+                nbytes = int(np.prod(shape, dtype=np.int64)) * v0.dtype.itemsize
+                plan.append((name, "cat", (v0.dtype, shape, room(nbytes)), vs))
+            elif (isinstance(v0, tuple) and _torch_dtype(v0[0].dtype) is not None
+                  and all(isinstance(v, tuple) and v[0].dtype == v0[0].dtype for v in vs)):
+                count = sum(int(v[1][-1] - v[1][0]) for v in vs)
+                meta = (v0[0].dtype, count, room(count * v0[0].dtype.itemsize), room((total + 1) * 8))
+                plan.append((name, "ragged", meta, vs))
+            elif isinstance(v0, list) and all(isinstance(v, list) for v in vs):
+                plan.append((name, "list", [x for v in vs for x in v], vs))
+            else:
+                plan.append((name, "each", [step_to_torch({name: v}) for v in vs], vs))
+        buf = _shared_bytes(size)
+        raw = buf.numpy()
+        fields: list[tuple[str, str, Any]] = []
+        for name, kind, meta, vs in plan:
+            if kind == "cat":
+                dtype, shape, off = meta
+                out = raw[off:off + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize].view(dtype).reshape(shape)
+                a = 0
+                for v in vs:
+                    out[a:a + len(v)] = v
+                    a += len(v)
+                meta = (dtype.str, shape, off)
+            elif kind == "ragged":
+                dtype, count, voff, ooff = meta
+                values = raw[voff:voff + count * dtype.itemsize].view(dtype)
+                offsets = raw[ooff:ooff + (total + 1) * 8].view(np.int64)
                 offsets[0] = 0
                 a, base = 1, 0
-                for v in vs:
-                    o = v[1]
+                for vals, o in vs:
+                    n = int(o[-1] - o[0])
+                    values[base:base + n] = vals[int(o[0]):int(o[-1])]
                     offsets[a:a + len(o) - 1] = o[1:] - o[0] + base
-                    base += int(o[-1] - o[0])
+                    base += n
                     a += len(o) - 1
-                fields.append((name, "ragged", (torch.from_numpy(values), torch.from_numpy(offsets))))
-            elif isinstance(v0, list) and all(isinstance(v, list) for v in vs):
-                fields.append((name, "list", [x for v in vs for x in v]))
-            else:
-                fields.append((name, "each", [step_to_torch({name: v}) for v in vs]))
-        return cls(torch.from_numpy(rows), fields)
+                meta = (dtype.str, count, voff, ooff)
+            fields.append((name, kind, meta))
+        return cls(rows, buf, fields)
+
+    def _array(self, dtype: str, shape: tuple[int, ...], off: int) -> torch.Tensor:
+        dt = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        return self.buf[off:off + nbytes].view(_torch_dtype(dt)).view(shape)
 
     def split(self) -> list[dict[str, Any]]:
         """The steps again, each as :func:`step_to_torch` would give it; tensors are views of the chunk."""
-        rows = self.rows.tolist()
+        rows = list(self.rows)
         bounds = [0]
         for r in rows:
             bounds.append(bounds[-1] + r)
+        total = bounds[-1]
         out: list[dict[str, Any]] = [{} for _ in rows]
-        for name, kind, data in self.fields:
+        for name, kind, meta in self.fields:
             if kind == "cat":
-                for i, part in enumerate(data.split(rows)):
+                for i, part in enumerate(self._array(*meta).split(rows)):
                     out[i][name] = part
             elif kind == "ragged":
-                values, offsets = data
+                dtype, count, voff, ooff = meta
+                values = self._array(dtype, (count,), voff)
+                offsets = self._array("<i8", (total + 1,), ooff)
                 edges = offsets[bounds].tolist()
                 for i in range(len(rows)):
-                    a, b = bounds[i], bounds[i + 1]
                     out[i][name] = values[edges[i]:edges[i + 1]]
-                    o = offsets[a:b + 1]
+                    o = offsets[bounds[i]:bounds[i + 1] + 1]
                     out[i][f"{name}_offsets"] = o - edges[i] if edges[i] else o
             elif kind == "list":
                 for i in range(len(rows)):
-                    out[i][name] = data[bounds[i]:bounds[i + 1]]
+                    out[i][name] = meta[bounds[i]:bounds[i + 1]]
             else:
-                for i, d in enumerate(data):
+                for i, d in enumerate(meta):
                     out[i].update(d)
         return out
 
@@ -149,11 +195,11 @@ class TransferChunk:
         """Pinned copy (called by the DataLoader's pin-memory thread); the split steps stay pinned."""
         from torch.utils.data._utils.pin_memory import pin_memory as _pin
 
-        fields = [(n, k, _pin(d)) for n, k, d in self.fields]
-        return TransferChunk(self.rows, fields)
+        fields = [(n, k, _pin(m) if k == "each" else m) for n, k, m in self.fields]
+        return TransferChunk(self.rows, self.buf.pin_memory(), fields)
 
     def __repr__(self) -> str:
-        return f"TransferChunk(steps={len(self.rows)}, samples={int(self.rows.sum())})"
+        return f"TransferChunk(steps={len(self.rows)}, samples={sum(self.rows)}, bytes={self.buf.numel()})"
 
 
 def _rows(step: Mapping[str, Any]) -> int:
