@@ -5,17 +5,27 @@ connection resets, timeouts, short reads, bytes that do not match the manifest).
 read in ranged chunks; a failed chunk is fetched again from where it broke off, and the
 xxh3-128 of the whole shard is checked against the manifest before the caller renames the file
 into the cache. A missing object or a refused credential is not transient and fails at once.
+
+On S3 (s3fs) a chunk's response body is streamed into the file in the pieces the socket
+delivers (about 64-256 kB), hashed and written as it arrives, instead of being assembled into
+one ``chunk_bytes`` bytes object first. That keeps a download's memory at a few hundred kB
+whatever ``chunk_bytes`` is, and avoids faulting in fresh chunk-sized buffers, which in a newly
+forked DataLoader worker cost more CPU than the transfer itself (see ``download``). A chunk that
+breaks mid-body resumes from the last byte written. Other filesystems read whole chunks with
+``cat_file``.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import fsspec
+import fsspec.asyn
 import xxhash
 
 from winnow.errors import ChecksumError, FetchError, ManifestError
@@ -29,6 +39,21 @@ _INHERITED: list[Any] = []
 
 #: Errors that retrying cannot fix.
 _PERMANENT = (FileNotFoundError, PermissionError, NotImplementedError, TypeError, IsADirectoryError)
+
+#: Serialises the lazy creation of a process's filesystem object: the prefetcher's threads all
+#: ask for it at once in a new DataLoader worker, and each would otherwise build its own client.
+_FS_LOCK = threading.Lock()
+
+
+def _reset_fs_lock() -> None:  # a lock held by another thread at fork time stays held in the child
+    global _FS_LOCK
+    _FS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_fs_lock)
+
+#: Largest piece read from a streamed body at once (the socket usually delivers less).
+_PIECE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -68,6 +93,44 @@ class ShortReadError(IOError):
     """The store returned fewer bytes than asked for."""
 
 
+class _LocalWriteError(Exception):
+    """Writing the local file failed (disk full, I/O error): not the store's fault, not retried."""
+
+
+def _pwrite(fd: int, data: bytes, off: int) -> None:
+    try:
+        os.pwrite(fd, data, off)
+    except OSError as exc:
+        raise _LocalWriteError(f"writing {len(data)} bytes at {off}: {exc}") from exc
+
+
+async def _s3_stream(fs: Any, path: str, start: int, end: int, fd: int, h: Any, pos: list[int]) -> None:
+    """GET ``path[start:end]`` from S3 and write the body into ``fd`` as it arrives.
+
+    ``pos[0]`` is advanced past every byte written and hashed, so a caller whose call raised
+    knows where to resume.
+    """
+    bucket, key, version = fs.split_path(path)
+    extra = {"VersionId": version} if version else {}
+    resp = await fs._call_s3("get_object", Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}", **extra)
+    body = resp["Body"]
+    try:
+        length = resp.get("ContentLength")
+        if length is not None and int(length) != end - start:
+            raise ShortReadError(f"asked for {path}[{start}:{end}], the store answered {length} bytes")
+        off = start
+        while off < end:
+            data = await body.read(min(_PIECE, end - off))
+            if not data:
+                raise ShortReadError(f"got {off - start} bytes of {path}[{start}:{end}], expected {end - start}")
+            _pwrite(fd, data, off)
+            h.update(data)
+            off += len(data)
+            pos[0] = off
+    finally:
+        body.close()
+
+
 class Remote:
     """An fsspec location holding ``index.json`` and the shards it lists.
 
@@ -101,16 +164,20 @@ class Remote:
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
         """This process's filesystem object."""
-        if self._fs is None or self._pid != os.getpid():
-            if self._fs is not None:
-                _INHERITED.append(self._fs)
-            protocol = fsspec.core.split_protocol(self.url)[0] or "file"
-            cls = fsspec.get_filesystem_class(protocol)
-            self._fs = cls(skip_instance_cache=True, **self.storage_options)
-            self._root = cls._strip_protocol(self.url)
-            self._pid = os.getpid()
-            self._rng = random.Random(os.getpid() ^ time.monotonic_ns())
-        return self._fs
+        fs = self._fs
+        if fs is not None and self._pid == os.getpid():
+            return fs
+        with _FS_LOCK:
+            if self._fs is None or self._pid != os.getpid():
+                if self._fs is not None:
+                    _INHERITED.append(self._fs)
+                protocol = fsspec.core.split_protocol(self.url)[0] or "file"
+                cls = fsspec.get_filesystem_class(protocol)
+                self._fs = cls(skip_instance_cache=True, **self.storage_options)
+                self._root = cls._strip_protocol(self.url)
+                self._rng = random.Random(os.getpid() ^ time.monotonic_ns())
+                self._pid = os.getpid()
+            return self._fs
 
     def path(self, rel: str) -> str:
         """The filesystem path of ``rel`` under the dataset directory."""
@@ -122,6 +189,8 @@ class Remote:
         for attempt in range(1, self.retry.attempts + 1):
             try:
                 return fn()
+            except _LocalWriteError as exc:
+                raise exc.__cause__ or exc  # the local disk, not the store: retrying does not help
             except _PERMANENT as exc:
                 raise FetchError(f"{what}: {type(exc).__name__}: {exc}; check the URL and credentials") from exc
             except Exception as exc:  # transient: 5xx, resets, timeouts, short reads
@@ -165,21 +234,32 @@ class Remote:
         stats = FetchStats()
         t0 = time.perf_counter()
         path = self.path(info.path)
+        fs = self.fs
+        stream = callable(getattr(fs, "_call_s3", None)) and getattr(fs, "loop", None) is not None
         for attempt in range(1, self.retry.attempts + 1):
             h = xxhash.xxh3_128()
             off = 0
             while off < info.bytes:
                 end = min(off + self.chunk_bytes, info.bytes)
+                if stream:
+                    pos = [off]
 
-                def chunk(off: int = off, end: int = end) -> bytes:
-                    data = self.fs.cat_file(path, start=off, end=end)
-                    if len(data) != end - off:
-                        raise ShortReadError(f"got {len(data)} bytes of {info.path}[{off}:{end}], expected {end - off}")
-                    return data
+                    def chunk(end: int = end, pos: list[int] = pos) -> None:
+                        # resumes from the last byte written if an earlier try broke mid-body
+                        fsspec.asyn.sync(fs.loop, _s3_stream, fs, path, pos[0], end, fd, h, pos)
 
-                data = self._retrying(f"downloading {self.url}/{info.path}", chunk, stats)
-                os.pwrite(fd, data, off)
-                h.update(data)
+                    self._retrying(f"downloading {self.url}/{info.path}", chunk, stats)
+                else:
+                    def chunk_bytes(off: int = off, end: int = end) -> bytes:
+                        data = fs.cat_file(path, start=off, end=end)
+                        if len(data) != end - off:
+                            raise ShortReadError(f"got {len(data)} bytes of {info.path}[{off}:{end}], expected {end - off}")
+                        return data
+
+                    data = self._retrying(f"downloading {self.url}/{info.path}", chunk_bytes, stats)
+                    os.pwrite(fd, data, off)
+                    h.update(data)
+                    del data
                 off = end
             stats.bytes += info.bytes
             digest = h.hexdigest()
