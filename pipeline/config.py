@@ -99,10 +99,10 @@ class SinkConfig:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
-        if self.shard_bytes < 1024:
-            raise ConfigError("sink.shard_bytes", self.shard_bytes, "at least 1KB", "e.g. 256MB")
-        if self.batch_bytes < 1024:
-            raise ConfigError("sink.batch_bytes", self.batch_bytes, "at least 1KB", "e.g. 8MB")
+        if self.shard_bytes < 1000:
+            raise ConfigError("sink.shard_bytes", self.shard_bytes, "at least 1KB (1000 bytes)", "e.g. 256MB")
+        if self.batch_bytes < 1000:
+            raise ConfigError("sink.batch_bytes", self.batch_bytes, "at least 1KB (1000 bytes)", "e.g. 8MB")
         if self.min_shards < 1:
             raise ConfigError("sink.min_shards", self.min_shards, "an integer >= 1")
 
@@ -325,9 +325,12 @@ def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
 
 
 def config_hash(cfg: RunConfig) -> str:
-    """sha256 of the resolved config, without input and output locations."""
+    """sha256 of what decides the shards: the resolved config without the output location,
+    the report settings and ``sink.overwrite``."""
     d = config_to_dict(cfg)
     d.pop("output", None)
+    d.pop("report", None)
+    d["sink"].pop("overwrite", None)
     return hashlib.sha256(yaml.safe_dump(d, sort_keys=True).encode()).hexdigest()
 
 

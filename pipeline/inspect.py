@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import fsspec
 import pyarrow as pa
@@ -21,15 +22,52 @@ def _read(uri: str) -> bytes:
             return fh.read()
     except FileNotFoundError as exc:
         raise ManifestError(f"{uri} does not exist; is this the output directory of a finished run?") from exc
+    except (OSError, ImportError, ValueError) as exc:
+        raise ManifestError(f"{uri} cannot be read ({type(exc).__name__}: {exc})") from exc
+
+
+def _stats_lines(stats: dict[str, Any]) -> list[str]:
+    lines = ["stages:"]
+    for st in stats["stages"]:
+        parts = [f"  {st['name']:<14} in {st['in']:>10,}  out {st['out']:>10,}"]
+        parts += [f"{reason} {n:,}" for reason, n in st["rejected"].items()]
+        if st["dead_letter"]:
+            parts.append(f"dead_letter {st['dead_letter']:,}")
+        lines.append("  ".join(parts))
+    lines.append(f"balance: {'ok' if stats['balanced'] else 'MISMATCH'}")
+    return lines
+
+
+def _row_lines(out: str, m: Manifest, rows: int) -> list[str]:
+    lines: list[str] = []
+    for shard in m.shards:
+        if len(lines) >= rows:
+            break
+        uri = join_uri(out, shard.path)
+        try:
+            with fsspec.open(uri, "rb") as fh:  # seekable: reads the footer and one batch, not the shard
+                reader = pa.ipc.open_file(fh)
+                for b in range(reader.num_record_batches):
+                    for r in reader.get_batch(b).slice(0, rows - len(lines)).to_pylist():
+                        text = (r.get("text") or "").replace("\n", " ")
+                        media = r.get("image") or r.get("audio")
+                        extra = f" [{len(media):,} media bytes]" if media else ""
+                        lines.append(f"  {r['id'][:16]}  {r['modality']:<10} {text[:90]!r}{extra}")
+                    if len(lines) >= rows:
+                        break
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise ManifestError(f"{uri} is listed in index.json but unreadable ({type(exc).__name__}: {exc})") from exc
+    return lines
 
 
 def inspect_run(out: str, rows: int = 3) -> str:
     """A text summary of a finished run.
 
     Raises:
-        ManifestError: no readable index.json in ``out``.
+        ManifestError: no readable index.json in ``out``, or a listed shard is unreadable.
     """
-    m = Manifest.loads(_read(join_uri(out, "index.json")), where=join_uri(out, "index.json"))
+    index = join_uri(out, "index.json")
+    m = Manifest.loads(_read(index), where=index)
     lines = [
         f"{out}: {len(m.shards)} shard(s), {m.total_rows:,} rows, {format_size(sum(s.bytes for s in m.shards))}"
         f", compression {m.compression or 'none'}, {m.created_by}",
@@ -38,32 +76,8 @@ def inspect_run(out: str, rows: int = 3) -> str:
     ]
     try:
         stats = json.loads(_read(join_uri(out, "stats.json")))
-    except ManifestError:
-        stats = None
-    if stats:
-        lines.append("stages:")
-        for st in stats["stages"]:
-            parts = [f"  {st['name']:<14} in {st['in']:>10,}  out {st['out']:>10,}"]
-            for reason, n in st["rejected"].items():
-                parts.append(f"{reason} {n:,}")
-            if st["dead_letter"]:
-                parts.append(f"dead_letter {st['dead_letter']:,}")
-            lines.append("  ".join(parts))
-        lines.append(f"balance: {'ok' if stats['balanced'] else 'MISMATCH'}")
-    shown = 0
-    for shard in m.shards:
-        if shown >= rows:
-            break
-        with fsspec.open(join_uri(out, shard.path), "rb") as fh:
-            reader = pa.ipc.open_file(pa.py_buffer(fh.read()))
-        for b in range(reader.num_record_batches):
-            batch = reader.get_batch(b)
-            for r in batch.slice(0, rows - shown).to_pylist():
-                text = (r.get("text") or "").replace("\n", " ")
-                media = r.get("image") or r.get("audio")
-                extra = f" [{len(media):,} media bytes]" if media else ""
-                lines.append(f"  {r['id'][:16]}  {r['modality']:<10} {text[:90]!r}{extra}")
-                shown += 1
-            if shown >= rows:
-                break
+        lines += _stats_lines(stats)
+    except (ManifestError, ValueError, KeyError, TypeError):
+        lines.append("stats.json: missing or unreadable")
+    lines += _row_lines(out, m, rows)
     return "\n".join(lines)

@@ -9,6 +9,7 @@ stage agrees on the shape.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Mapping
 
 from winnow.format import MODALITIES, content_id
@@ -21,12 +22,46 @@ __all__ = [
     "record_bytes",
     "READ_STAGE",
     "DEAD_LETTER_REASON",
+    "clean_str",
+    "meta_json",
 ]
 
 #: reject_stage of records that failed before any stage ran (parse errors).
 READ_STAGE = "read"
 #: reject_reason of every dead letter; the error text says what went wrong.
 DEAD_LETTER_REASON = "dead_letter"
+
+
+def clean_str(s: str) -> str:
+    """``s`` made encodable: lone surrogates (from undecodable file names or surrogate-escaped
+    bytes) become visible ``\\xNN`` escapes instead of breaking every coder downstream."""
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        pass
+    try:
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def meta_json(meta: Mapping[str, Any]) -> str:
+    """Strict JSON of source metadata: sorted keys; NaN and infinities become null."""
+    try:
+        return json.dumps(meta, sort_keys=True, ensure_ascii=False, default=str, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(dict(meta)), sort_keys=True, ensure_ascii=False, default=str, allow_nan=False)
 
 
 def make_record(
@@ -64,12 +99,12 @@ def make_record(
     if meta is None:
         meta_s = "{}"
     elif isinstance(meta, str):
-        meta_s = meta
+        meta_s = clean_str(meta)
     else:
-        meta_s = json.dumps(meta, sort_keys=True, ensure_ascii=False, default=str)
+        meta_s = clean_str(meta_json(meta))
     return {
-        "id": id,
-        "source": source,
+        "id": clean_str(id),
+        "source": clean_str(source),
         "modality": modality,
         "text": text,
         "image": image,
@@ -79,13 +114,22 @@ def make_record(
 
 
 def make_reject(
-    record: Mapping[str, Any], stage: str, reason: str, duplicate_of: str | None = None
+    record: Mapping[str, Any],
+    stage: str,
+    reason: str,
+    duplicate_of: str | None = None,
+    duplicate_of_source: str | None = None,
 ) -> dict[str, Any]:
-    """A copy of ``record`` marked as rejected by ``stage`` for ``reason``."""
+    """A copy of ``record`` marked as rejected by ``stage`` for ``reason``.
+
+    ``duplicate_of`` is the kept record's id; ids need not be unique across sources, so
+    ``duplicate_of_source`` names the kept record exactly.
+    """
     out = dict(record)
     out["reject_stage"] = stage
     out["reject_reason"] = reason
     out["duplicate_of"] = duplicate_of
+    out["duplicate_of_source"] = duplicate_of_source
     out["error"] = None
     return out
 
@@ -119,7 +163,7 @@ def make_dead_letter(
             text = raw[:65536]
         out = {
             "id": content_id(source, text),
-            "source": source,
+            "source": clean_str(source),
             "modality": "text",
             "text": text,
             "image": None,
@@ -129,7 +173,9 @@ def make_dead_letter(
     out["reject_stage"] = stage
     out["reject_reason"] = DEAD_LETTER_REASON
     out["duplicate_of"] = None
-    out["error"] = error
+    out["duplicate_of_source"] = None
+    out["error"] = clean_str(error)
+    out["source"] = clean_str(out.get("source") or source)
     return out
 
 
@@ -142,7 +188,7 @@ def record_bytes(record: Mapping[str, Any]) -> int:
     n = 64 + len(record.get("id") or "") + len(record.get("source") or "") + len(record.get("meta") or "")
     t = record.get("text")
     if t is not None:
-        n += len(t)  # characters; close enough to UTF-8 bytes for sizing
+        n += len(t) if t.isascii() else len(t.encode("utf-8", "surrogatepass"))
     for k in ("image", "audio"):
         v = record.get(k)
         if v is not None:

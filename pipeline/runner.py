@@ -18,7 +18,7 @@ import apache_beam as beam
 import fsspec
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from winnow.errors import ConfigError, OutputError
+from winnow.errors import ConfigError, OutputError, WinnowError
 from winnow.pipeline.config import RunConfig
 from winnow.pipeline.sink import join_uri
 
@@ -70,8 +70,21 @@ def prepare_output(uri: str, overwrite: bool) -> None:
     """Refuse to mix runs in one directory; with ``overwrite``, remove a previous run's files.
 
     Raises:
-        OutputError: the directory holds something and ``overwrite`` is false.
+        OutputError: the directory holds something and ``overwrite`` is false, or it cannot
+            be listed or created (missing filesystem package, credentials, permissions).
     """
+    try:
+        _prepare_output(uri, overwrite)
+    except WinnowError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the output is the user's to fix
+        raise OutputError(
+            f"--output {uri} cannot be prepared ({type(exc).__name__}: {exc}); check the path, that its "
+            "filesystem package is installed (s3fs for s3://, gcsfs for gs://) and that credentials allow writing"
+        ) from exc
+
+
+def _prepare_output(uri: str, overwrite: bool) -> None:
     fs, path = fsspec.core.url_to_fs(uri)
     if not fs.exists(path):
         fs.makedirs(path, exist_ok=True)
@@ -86,14 +99,15 @@ def prepare_output(uri: str, overwrite: bool) -> None:
             f"--output {uri} is not empty ({', '.join(sorted(entries)[:5])}{', ...' if len(entries) > 5 else ''}); "
             "choose a new directory or pass --overwrite to replace a previous run"
         )
-    foreign = sorted(set(entries) - set(OUTPUT_ENTRIES))
+    foreign = sorted(e for e in set(entries) - set(OUTPUT_ENTRIES) if not e.startswith(".tmp-"))
     if foreign:
         raise OutputError(
             f"--output {uri} holds files winnow did not write ({', '.join(foreign[:5])}); "
             "refusing to overwrite it; choose a new directory"
         )
     # The manifest goes first so no reader sees one that lists deleted shards.
-    for name in OUTPUT_ENTRIES:
+    leftovers = [e for e in entries if e.startswith(".tmp-")]  # temp files of a killed run
+    for name in (*OUTPUT_ENTRIES, *leftovers):
         p = join_uri(path, name)
         if fs.exists(p):
             fs.rm(p, recursive=True)
@@ -126,7 +140,10 @@ def run(
         prepare_output(cfg.output, cfg.sink.overwrite if overwrite is None else overwrite)
     log.info("winnow: %d input file(s), stages %s, output %s, runner %s", len(files), ",".join(cfg.stages), cfg.output, runner)
     started = time.time()
-    p = beam.Pipeline(options=options)
+    try:
+        p = beam.Pipeline(options=options)
+    except ValueError as exc:  # e.g. an unknown --runner name
+        raise ConfigError("--runner", runner, "a Beam runner name such as FnApiRunner, PortableRunner or DataflowRunner", str(exc)) from exc
     build_pipeline(p, cfg, files, started=started)
     result = p.run()
     state = result.wait_until_finish()

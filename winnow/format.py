@@ -56,6 +56,7 @@ REJECT_FIELDS: tuple[pa.Field, ...] = (
     pa.field("reject_stage", pa.string(), nullable=False),
     pa.field("reject_reason", pa.string(), nullable=False),
     pa.field("duplicate_of", pa.string(), nullable=True),
+    pa.field("duplicate_of_source", pa.string(), nullable=True),
     pa.field("error", pa.large_string(), nullable=True),
 )
 
@@ -179,6 +180,7 @@ class Manifest:
             "format_version": FORMAT_VERSION,
             "created_by": self.created_by,
             "schema": schema_to_json(self.schema),
+            "reject_schema": schema_to_json(reject_schema(self.schema)),
             "compression": self.compression,
             "shards": [s.to_json() for s in self.shards],
             "rejects": [s.to_json() for s in self.rejects],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 __all__ = ["parse_size", "format_size"]
@@ -23,6 +24,8 @@ def parse_size(value: int | float | str, *, name: str = "size") -> int:
     if isinstance(value, bool):
         raise ValueError(f"{name}={value!r}: expected a byte size such as 50GB or 4GiB")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError(f"{name}={value!r}: expected a finite byte size such as 50GB")
         if value < 0:
             raise ValueError(f"{name}={value!r}: expected a non-negative byte size")
         return int(value)

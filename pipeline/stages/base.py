@@ -16,6 +16,7 @@ from apache_beam.metrics import Metrics
 
 from winnow.filters.base import RecordFilter
 from winnow.pipeline.records import make_dead_letter, make_reject
+from winnow.pipeline.stages.validate import FieldChecks
 
 __all__ = ["StageOutputs", "RecordStage", "REJECTED", "DEAD", "error_text", "StageCounters"]
 
@@ -62,22 +63,31 @@ class _RecordStageFn(beam.DoFn):
     def setup(self) -> None:
         self._stage = self._factory()
         self._counters = StageCounters(self._stage_name)
+        self._checks = FieldChecks(self._stage_name, self._stage.fields())
+
+    def _dead(self, record: dict, error: str) -> Any:
+        self._counters.inc("dead_letter")
+        return beam.pvalue.TaggedOutput(
+            DEAD, make_dead_letter(stage=self._stage_name, error=error, source=record.get("source", "?"), record=record)
+        )
+
+    def _route(self, original: dict, out: dict, verdict: Any) -> Any:
+        problem = self._checks.problem(out)
+        if problem is not None:
+            return self._dead(original, problem)
+        if verdict.keep:
+            self._counters.inc("kept")
+            return out
+        self._counters.inc(verdict.reason)
+        return beam.pvalue.TaggedOutput(REJECTED, make_reject(out, self._stage_name, verdict.reason))
 
     def _one(self, record: dict) -> Iterable[Any]:
         try:
             out, verdict = self._stage.process(dict(record))
         except Exception as exc:  # noqa: BLE001 - one bad record must not fail the run
-            self._counters.inc("dead_letter")
-            yield beam.pvalue.TaggedOutput(
-                DEAD, make_dead_letter(stage=self._stage_name, error=error_text(exc), source=record.get("source", "?"), record=record)
-            )
+            yield self._dead(record, error_text(exc))
             return
-        if verdict.keep:
-            self._counters.inc("kept")
-            yield out
-        else:
-            self._counters.inc(verdict.reason)
-            yield beam.pvalue.TaggedOutput(REJECTED, make_reject(out, self._stage_name, verdict.reason))
+        yield self._route(record, out, verdict)
 
     def process(self, element: Any) -> Iterable[Any]:
         if isinstance(element, list):  # a batch from BatchElements
@@ -87,13 +97,12 @@ class _RecordStageFn(beam.DoFn):
                 for r in element:
                     yield from self._one(r)
                 return
-            for out, verdict in results:
-                if verdict.keep:
-                    self._counters.inc("kept")
-                    yield out
-                else:
-                    self._counters.inc(verdict.reason)
-                    yield beam.pvalue.TaggedOutput(REJECTED, make_reject(out, self._stage_name, verdict.reason))
+            if len(results) != len(element):
+                raise RuntimeError(
+                    f"stage {self._stage_name}: process_batch returned {len(results)} results for {len(element)} records"
+                )
+            for original, (out, verdict) in zip(element, results):
+                yield self._route(original, out, verdict)
         else:
             yield from self._one(element)
 

@@ -52,7 +52,7 @@ class _PickFn(beam.DoFn):
             k = (r["id"], r["source"])
             if best is None or k < best:
                 best = k
-        survivor_id = best[0]  # type: ignore[index]
+        survivor_id, survivor_source = best  # type: ignore[misc]
         emitted = False
         for r in group:
             if not emitted and (r["id"], r["source"]) == best:
@@ -63,7 +63,7 @@ class _PickFn(beam.DoFn):
                 yield out
             else:
                 self._counters.inc(REASON)
-                yield beam.pvalue.TaggedOutput(REJECTED, make_reject(r, NAME, REASON, duplicate_of=survivor_id))
+                yield beam.pvalue.TaggedOutput(REJECTED, make_reject(r, NAME, REASON, survivor_id, survivor_source))
 
 
 class ExactDedup(beam.PTransform):

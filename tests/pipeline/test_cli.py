@@ -32,11 +32,15 @@ def corpus(tmp_path, n=200):
         (["run", "--input", "IN", "--output", "OUT", "--", "--runner=DaskRunner"], "loses data"),
         (["run", "--config", "/no/such.yaml"], "readable YAML"),
         (["inspect", "/no/such/run"], "does not exist"),
+        (["run", "--input", "IN", "--output", "OUT", "--set", "sink.shard_bytes=.inf"], "byte size"),
+        (["run", "--input", "IN", "--output", "OUT", "--", "--runner=NoSuchRunner"], "--runner='NoSuchRunner'"),
+        (["run", "--input", "IN", "--output", "IN/sub"], "cannot be prepared"),
+        (["inspect", "IN"], "cannot be read"),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line(tmp_path, args, fragment):
     src = corpus(tmp_path)
-    args = [a.replace("IN", src).replace("OUT", str(tmp_path / "out")) if a in ("IN", "OUT") else a for a in args]
+    args = [a.replace("IN", src).replace("OUT", str(tmp_path / "out")) if a in ("IN", "OUT", "IN/sub") else a for a in args]
     res = cli(*args)
     assert res.returncode == 2, res.stderr
     err = [l for l in res.stderr.splitlines() if l.startswith("winnow: error:")]
@@ -62,6 +66,24 @@ def test_run_then_refuse_overwrite_then_inspect(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "1 shard(s), 200 rows" in text and "normalize" in text and "balance: ok" in text
     assert text.count(" text ") >= 2  # two rows shown
+
+
+def test_inspect_reports_a_corrupt_shard_without_a_traceback(tmp_path, capsys):
+    src, out = corpus(tmp_path), tmp_path / "out"
+    assert main(["run", "--input", src, "--output", str(out)]) == 0
+    capsys.readouterr()
+    shard = next((out / "shards").glob("*.arrow"))
+    shard.write_bytes(b"not arrow")
+    assert main(["inspect", str(out)]) == 2
+    assert "unreadable" in capsys.readouterr().err
+
+
+def test_overwrite_clears_temp_files_of_a_killed_run(tmp_path, capsys):
+    src, out = corpus(tmp_path), tmp_path / "out"
+    assert main(["run", "--input", src, "--output", str(out)]) == 0
+    (out / ".tmp-0123-stats.json").write_text("{")
+    assert main(["run", "--input", src, "--output", str(out), "--overwrite"]) == 0
+    assert not list(out.glob(".tmp-*"))
 
 
 def test_output_with_foreign_files_is_never_overwritten(tmp_path, capsys):

@@ -7,7 +7,7 @@ import pathlib
 import pyarrow as pa
 import pytest
 
-from winnow.format import Manifest, reject_schema, xxh3_128_hex
+from winnow.format import Manifest, reject_schema, schema_from_json, xxh3_128_hex
 from winnow.pipeline.config import load_config
 from winnow.pipeline.demo import build_demo_corpus
 from winnow.pipeline.runner import run
@@ -87,11 +87,13 @@ def test_rejects_and_dead_letters_say_why(demo_run):
     rejects = pa.concat_tables(pa.ipc.open_file(str(out / s.path)).read_all() for s in m.rejects).to_pylist()
     dead = pa.concat_tables(pa.ipc.open_file(str(out / s.path)).read_all() for s in m.dead_letter).to_pylist()
     assert pa.ipc.open_file(str(out / m.rejects[0].path)).schema == reject_schema(m.schema)
+    listed = schema_from_json(json.loads((out / "index.json").read_text())["reject_schema"])
+    assert all(pa.ipc.open_file(str(out / s.path)).schema == listed for s in (*m.rejects, *m.dead_letter))
     assert {r["reject_reason"] for r in rejects} == {"normalize_empty_text", "exact_dedup_duplicate"}
     kept_ids = set(pa.concat_tables(pa.ipc.open_file(str(out / s.path)).read_all() for s in m.shards).column("id").to_pylist())
     for r in rejects:
         if r["reject_reason"] == "exact_dedup_duplicate":
-            assert r["duplicate_of"] in kept_ids and r["duplicate_of"] <= r["id"]
+            assert r["duplicate_of"] in kept_ids and r["duplicate_of"] <= r["id"] and r["duplicate_of_source"]
     assert dead and all(r["reject_reason"] == "dead_letter" and r["error"] and r["source"] for r in dead)
     # Each dead letter points at its file and line or member.
     assert all((":" in r["source"]) or ("#" in r["source"]) for r in dead)

@@ -82,8 +82,12 @@ def test_exact_dedup_keeps_smallest_id_and_points_rejects_at_it():
         label="kept",
     )
     assert_that(
-        out.rejected | "r" >> beam.Map(lambda r: (r["id"], r["duplicate_of"], r["reject_reason"])),
-        equal_to([("c", "a", "exact_dedup_duplicate"), ("b", "a", "exact_dedup_duplicate"), ("z", "z", "exact_dedup_duplicate")]),
+        out.rejected | "r" >> beam.Map(lambda r: (r["id"], r["duplicate_of"], r["duplicate_of_source"], r["reject_reason"])),
+        equal_to([
+            ("c", "a", "f:2", "exact_dedup_duplicate"),
+            ("b", "a", "f:2", "exact_dedup_duplicate"),
+            ("z", "z", "f:4", "exact_dedup_duplicate"),
+        ]),
         label="rejected",
     )
     result = p.run()
@@ -99,4 +103,42 @@ def test_exact_dedup_large_group_is_streamed():
     out = recs | ExactDedup()
     assert_that(out.kept | beam.Map(lambda r: (r["id"], r["exact_dup_count"])), equal_to([("000000", n)]), label="kept")
     assert_that(out.rejected | beam.combiners.Count.Globally(), equal_to([n - 1]), label="count")
+    p.run().wait_until_finish()
+
+
+class WrongType(RecordFilter):
+    """Declares a float column but returns a string for one record."""
+
+    name = "wrong"
+
+    def fields(self):
+        import pyarrow as pa
+
+        return (pa.field("wrong_score", pa.float64()), pa.field("wrong_n", pa.int8(), nullable=False))
+
+    def annotate(self, record):
+        if record["text"] == "odd":
+            return {"wrong_score": "not-a-float", "wrong_n": 1}
+        if record["text"] == "big":
+            return {"wrong_score": 1.0, "wrong_n": 300}  # does not fit int8
+        if record["text"] == "none":
+            return {"wrong_score": None, "wrong_n": None}  # non-nullable left empty
+        return {"wrong_score": 0.5, "wrong_n": 2}
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_values_that_do_not_fit_declared_columns_are_dead_lettered(batch_size):
+    recs = [make_record(source=f"t:{i}", text=t) for i, t in enumerate(["ok", "odd", "big", "none", "fine"])]
+    p = beam.Pipeline(runner="FnApiRunner")
+    out = p | beam.Create(recs) | RecordStage("wrong", WrongType, batch_size=batch_size)
+    assert_that(out.kept | beam.Map(lambda r: r["text"]), equal_to(["ok", "fine"]), label="kept")
+    assert_that(
+        out.dead | "d" >> beam.Map(lambda r: (r["text"], r["reject_stage"], r["error"].split(" for column ")[-1].split(",")[0])),
+        equal_to([
+            ("odd", "wrong", "wrong_score"),
+            ("big", "wrong", "wrong_n"),
+            ("none", "wrong", "stage wrong left non-nullable column wrong_n (int8) empty"),
+        ]),
+        label="dead",
+    )
     p.run().wait_until_finish()
