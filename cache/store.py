@@ -36,6 +36,10 @@ from winnow.cache.sizes import format_size
 
 __all__ = ["DiskCache", "Lease"]
 
+#: Longest sleep between two looks at a shard another process is downloading. A reader that
+#: needs the shard notices the finished download at most this late (two flock calls a look).
+_WAIT_POLL_MAX = 0.01
+
 
 def _try_flock(fd: int, op: int) -> bool:
     try:
@@ -158,7 +162,7 @@ class DiskCache:
                         f"is downloading or evicting in {self.root}; is the object store reachable?"
                     )
                 time.sleep(sleep)
-                sleep = min(sleep * 2, 0.05)
+                sleep = min(sleep * 2, _WAIT_POLL_MAX)
         except BaseException:
             lease.release()
             raise
