@@ -49,7 +49,11 @@ AUDIO_EXTENSIONS: tuple[str, ...] = ("wav", "flac", "mp3", "ogg", "opus")
 #: Compression suffix -> codec name.
 COMPRESSIONS: dict[str, str] = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2", ".xz": "xz"}
 
-_ZSTD_READ = 1 << 16  # compressed bytes fed to the decompressor at a time
+_ZSTD_READ = 1 << 16  # compressed bytes read from the file at a time
+# Compressed bytes given to one decompress() call. zstd's output per input byte is bounded (a
+# 4-byte RLE block gives up to 128 KiB), so 256 bytes of input give at most ~8 MiB of output:
+# memory stays bounded on a zstd bomb, for a small cost in speed (JSON parsing dominates).
+_ZSTD_SLICE = 1 << 8
 
 
 def split_compression(path: str) -> tuple[str, str | None]:
@@ -78,7 +82,8 @@ class _ZstdReader(io.RawIOBase):
     """A raw stream over zstd frames that, unlike ``stream_reader``, reports a truncated tail.
 
     Frames are decompressed one after another; input that ends inside a frame raises
-    :class:`EOFError`, as :mod:`gzip`, :mod:`bz2` and :mod:`lzma` do.
+    :class:`EOFError`, as :mod:`gzip`, :mod:`bz2` and :mod:`lzma` do. The decompressor gets
+    :data:`_ZSTD_SLICE` compressed bytes per call, which bounds what one call can produce.
     """
 
     def __init__(self, raw: IO[bytes]) -> None:
@@ -86,7 +91,8 @@ class _ZstdReader(io.RawIOBase):
         self._raw = raw
         self._dctx = zstandard.ZstdDecompressor()
         self._obj: Any = None
-        self._pending = b""
+        self._in = memoryview(b"")  # compressed bytes read from the file
+        self._pos = 0  # of the first byte of _in not yet given to the decompressor
         self._buf = memoryview(b"")
         self._done = False
 
@@ -94,18 +100,20 @@ class _ZstdReader(io.RawIOBase):
         return True
 
     def _fill(self) -> None:
-        data = self._pending or self._raw.read(_ZSTD_READ)
-        self._pending = b""
-        if not data:
-            if self._obj is not None:
-                raise EOFError("zstd stream ended before the end of a frame")
-            self._done = True
-            return
+        if self._pos >= len(self._in):
+            self._in, self._pos = memoryview(self._raw.read(_ZSTD_READ)), 0
+            if not len(self._in):
+                if self._obj is not None:
+                    raise EOFError("zstd stream ended before the end of a frame")
+                self._done = True
+                return
         if self._obj is None:
             self._obj = self._dctx.decompressobj()
+        data = self._in[self._pos : self._pos + _ZSTD_SLICE]
+        self._pos += len(data)
         self._buf = memoryview(self._obj.decompress(data))
-        if self._obj.eof:
-            self._pending = self._obj.unused_data
+        if self._obj.eof:  # the frame ended inside this slice: its rest starts the next frame
+            self._pos -= len(self._obj.unused_data)
             self._obj = None
 
     def readinto(self, b: Any) -> int:

@@ -1,9 +1,11 @@
 """A folder of images, each with an optional sidecar caption beside it.
 
 Each image file is its own input (so work splits per file) and becomes one record with the
-image path as its source. The caption is the first of ``<stem>.<ext>`` for ``ext`` in
-``reader.caption_extensions`` that exists: a ``json`` sidecar gives its ``text_field`` (and
-its other fields as meta, its ``id_field`` as id), any other is read as UTF-8 text.
+image path as its source. Every ``<stem>.<ext>`` for ``ext`` in ``reader.caption_extensions``
+beside it is a sidecar of that image (never an input of its own). The caption comes from the
+first sidecar that exists, read as UTF-8 text, or, for ``json``, its ``text_field``. A
+``json`` sidecar gives its other fields as meta and its ``id_field`` as id even when another
+sidecar gives the caption, as a WebDataset sample's ``json`` member does.
 """
 
 from __future__ import annotations
@@ -45,35 +47,58 @@ def _read_limited(uri: str, limit: int) -> bytes:
     return data
 
 
-def _find_sidecar(image_uri: str, cfg: ReaderConfig) -> tuple[str, bytes] | None:
+def _find_sidecars(image_uri: str, cfg: ReaderConfig) -> tuple[str, ...]:
+    """The sidecars of an image, found by opening each candidate (when listing did not)."""
+    found = []
     for cand in sidecar_candidates(image_uri, cfg):
         try:
-            return cand, _read_limited(cand, cfg.max_record_bytes)
+            with open_uri(cand):
+                found.append(cand)
         except FileNotFoundError:
             continue
-    return None
+    return tuple(found)
 
 
-def _caption_fields(name: str, data: bytes, cfg: ReaderConfig) -> dict[str, Any]:
-    if name.lower().endswith(".json"):
-        try:
-            obj = json.loads(decode_text(data, f"sidecar {name}", strip=False))
-        except ValueError as exc:
-            raise RecordError(f"sidecar {name} is not valid JSON ({exc}); expected a JSON object") from exc
-        if not isinstance(obj, dict):
-            raise RecordError(f"sidecar {name} holds {describe(obj)}; expected a JSON object")
-        return obj
-    return {cfg.text_field: decode_text(data, f"sidecar {name}")}
+def _json_fields(name: str, data: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(decode_text(data, f"sidecar {name}", strip=False))
+    except ValueError as exc:
+        raise RecordError(f"sidecar {name} is not valid JSON ({exc}); expected a JSON object") from exc
+    if not isinstance(obj, dict):
+        raise RecordError(f"sidecar {name} holds {describe(obj)}; expected a JSON object")
+    return obj
 
 
-def read_image(uri: str, cfg: ReaderConfig, caption_uri: str | None = None) -> Iterator[dict[str, Any]]:
+def _is_json(name: str) -> bool:
+    return name.lower().endswith(".json")
+
+
+def _sidecar_fields(sidecars: tuple[str, ...], cfg: ReaderConfig) -> dict[str, Any]:
+    """Caption and meta fields from the sidecars (priority order); raises _TooLarge, OSError."""
+    if not sidecars:
+        return {}
+    caption = sidecars[0]
+    meta_json = next((s for s in sidecars if _is_json(s)), None)
+    fields: dict[str, Any] = {}
+    if meta_json is not None:
+        fields.update(_json_fields(meta_json, _read_limited(meta_json, cfg.max_record_bytes)))
+        if meta_json != caption:
+            fields.pop(cfg.text_field, None)  # the caption comes from the first sidecar only
+    if caption != meta_json:
+        fields[cfg.text_field] = decode_text(
+            _read_limited(caption, cfg.max_record_bytes), f"sidecar {caption}"
+        )
+    return fields
+
+
+def read_image(uri: str, cfg: ReaderConfig, sidecars: tuple[str, ...] | None = None) -> Iterator[dict[str, Any]]:
     """The record (or dead letter) of one image file.
 
     Args:
         uri: the image file.
         cfg: the reader config.
-        caption_uri: the sidecar found when listing; ``""`` when listing found none; None to
-            look for one now (one existence check per caption extension).
+        sidecars: the sidecars found when listing, in priority order; ``()`` when listing
+            found none; None to look for them now (one check per caption extension).
     """
     limit = cfg.max_record_bytes
     try:
@@ -85,20 +110,13 @@ def read_image(uri: str, cfg: ReaderConfig, caption_uri: str | None = None) -> I
         yield dead(uri, f"cannot open {uri}: {error_text(exc)}; check that it exists and is readable")
         return
     try:
-        if caption_uri is None:
-            found = _find_sidecar(uri, cfg)
-        elif caption_uri:
-            found = caption_uri, _read_limited(caption_uri, limit)
-        else:
-            found = None
-    except _TooLarge as exc:
-        yield dead(uri, f"sidecar {exc} is over reader.max_record_bytes={limit:,} bytes; raise reader.max_record_bytes")
-        return
-    except Exception as exc:  # noqa: BLE001
-        yield dead(uri, f"sidecar caption of {uri} cannot be read: {error_text(exc)}")
-        return
-    try:
-        fields = _caption_fields(*found, cfg) if found else {}
+        if sidecars is None:
+            sidecars = _find_sidecars(uri, cfg)
+        fields = _sidecar_fields(tuple(sidecars), cfg)
         yield build_record(fields, cfg, uri, image=image, image_what=f"image file {uri}")
     except RecordError as exc:
         yield dead(uri, str(exc))
+    except _TooLarge as exc:
+        yield dead(uri, f"sidecar {exc} is over reader.max_record_bytes={limit:,} bytes; raise reader.max_record_bytes")
+    except Exception as exc:  # noqa: BLE001
+        yield dead(uri, f"sidecar of {uri} cannot be read: {error_text(exc)}")

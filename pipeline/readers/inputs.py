@@ -3,14 +3,16 @@
 Any fsspec URL works (local paths, ``file://``, ``s3://``, ``memory://`` ...). The result is
 sorted and de-duplicated, so the same inputs always give the same file list. Inside a
 directory or glob, names starting with ``.`` or ``_`` are skipped (``_SUCCESS``, ``.git``, as
-Spark and pyarrow datasets do); a file named explicitly is always read.
+Spark and pyarrow datasets do); a file named explicitly is always read. The same file named
+two ways (``/x/a.jsonl``, ``file:///x/a.jsonl``, ``/x//a.jsonl``) is read once, under the
+smallest of its URIs.
 """
 
 from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import fsspec
 
@@ -19,7 +21,7 @@ from winnow.pipeline.config import ReaderConfig
 from winnow.pipeline.readers.common import IMAGE_EXTENSIONS, split_compression
 from winnow.pipeline.readers.imagedir import sidecar_candidates
 
-__all__ = ["FORMATS", "InputFile", "expand_inputs", "format_of"]
+__all__ = ["FORMATS", "InputFile", "InputFiles", "expand_inputs", "expand_input", "merge_inputs", "format_of"]
 
 #: The formats a reader exists for (``reader.format`` minus ``auto``).
 FORMATS: tuple[str, ...] = ("jsonl", "parquet", "webdataset", "imagedir")
@@ -38,13 +40,15 @@ class InputFile:
     Attributes:
         uri: the file's URL (a plain absolute path for local inputs given without a scheme).
         format: one of :data:`FORMATS`.
-        caption: ``imagedir`` only: the sidecar caption found when listing, ``""`` when
-            listing found none, None when unknown (the reader then looks for one).
+        sidecars: ``imagedir`` only: the sidecars found beside the image when listing
+            (``<stem>.<ext>`` for each of ``reader.caption_extensions`` that exists, in that
+            priority order; the first gives the caption, a ``.json`` one also gives meta),
+            ``()`` when listing found none, None when unknown (the reader then looks).
     """
 
     uri: str
     format: str
-    caption: str | None = None
+    sidecars: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -76,6 +80,22 @@ def _has_magic(path: str) -> bool:
     return any(c in path for c in "*?[")
 
 
+#: What identifies a file whatever its spelling: (protocol, normalized absolute path).
+FileKey = tuple[str, str]
+
+
+class InputFiles(list):  # type: ignore[type-arg]
+    """The list :func:`expand_inputs` returns, remembering the inputs it was expanded from.
+
+    :class:`~winnow.pipeline.readers.ReadRecords` uses ``uris`` to expand a long list again on
+    the workers instead of embedding it in the job graph.
+    """
+
+    def __init__(self, files: Sequence[InputFile] = (), uris: Sequence[str] = ()) -> None:
+        super().__init__(files)
+        self.uris: tuple[str, ...] = tuple(uris)
+
+
 class _Expander:
     """Expands the inputs of one URI on one filesystem."""
 
@@ -91,6 +111,7 @@ class _Expander:
             ) from exc
         self.keep_protocol = "://" in uri
         protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        self.protocol = protocols[0]
         self.local = "file" in protocols or "local" in protocols
         self._listings: dict[str, set[str]] = {}
 
@@ -98,6 +119,12 @@ class _Expander:
         if self.local:
             path = posixpath.normpath(path)
         return self.fs.unstrip_protocol(path) if self.keep_protocol else path
+
+    def key(self, path: str) -> FileKey:
+        """The file's identity, the same however its input spelled it."""
+        if self.local:
+            return self.protocol, posixpath.normpath(path)
+        return self.protocol, path.rstrip("/")
 
     def _walk(self, root: str) -> list[str]:
         root = root.rstrip("/")
@@ -132,7 +159,8 @@ class _Expander:
                 return None
         return self._listings[parent]
 
-    def expand(self) -> list[InputFile]:
+    def expand(self) -> list[tuple[FileKey, InputFile]]:
+        """The files of this input, each with its :meth:`key`."""
         files, listed = self.candidates()
         if not files:
             what = "matches no file" if listed or _has_magic(self.path) else "does not exist"
@@ -153,18 +181,19 @@ class _Expander:
                 images.append(p)
             else:
                 other.append((p, f))
-        out: list[InputFile] = []
+        out: list[tuple[FileKey, InputFile]] = []
         sidecars: set[str] = set()
         for p in images:
             siblings = self.sibling_paths(p)
-            caption: str | None = None
+            found: tuple[str, ...] | None = None
             if siblings is not None:
-                found = next((c for c in sidecar_candidates(p, self.cfg) if c in siblings), None)
-                caption = self.to_uri(found) if found else ""
-                if found:
-                    sidecars.add(found)
-            out.append(InputFile(self.to_uri(p), "imagedir", caption))
-        unknown = [p for p, f in other if f is None and p not in sidecars]
+                # every caption-extension sibling is a sidecar, never an input of its own
+                paths = [c for c in sidecar_candidates(p, self.cfg) if c in siblings]
+                sidecars.update(paths)
+                found = tuple(self.to_uri(c) for c in paths)
+            out.append((self.key(p), InputFile(self.to_uri(p), "imagedir", found)))
+        other = [(p, f) for p, f in other if p not in sidecars]
+        unknown = [p for p, f in other if f is None]
         if unknown:
             if not listed:
                 raise InputError(
@@ -177,16 +206,43 @@ class _Expander:
                 f"input {self.uri!r} holds {len(unknown)} file(s) of unknown format ({shown}{more}); "
                 f"{_EXPECTED}; narrow the input with a glob or set reader.format"
             )
-        out.extend(InputFile(self.to_uri(p), f) for p, f in other if f is not None and p not in sidecars)
+        out.extend((self.key(p), InputFile(self.to_uri(p), f)) for p, f in other if f is not None)
         return out
 
 
-def expand_inputs(uris: Sequence[str] | str, cfg: ReaderConfig) -> list[InputFile]:
+def _order(f: InputFile) -> tuple[str, str, tuple[str, ...]]:
+    return f.uri, f.format, f.sidecars or ()
+
+
+def expand_input(uri: str, cfg: ReaderConfig) -> list[tuple[FileKey, InputFile]]:
+    """The files of one input URI, glob or directory, each with a key naming the file.
+
+    The key is (protocol, normalized absolute path): the same for every spelling of one file.
+    Used by :func:`expand_inputs` on the driver and by ``ReadRecords`` on workers.
+
+    Raises:
+        InputError: as :func:`expand_inputs`.
+    """
+    return _Expander(str(uri), cfg).expand()
+
+
+def merge_inputs(keyed: Iterable[tuple[FileKey, InputFile]]) -> list[InputFile]:
+    """One :class:`InputFile` per key (the smallest by URI), sorted by URI."""
+    found: dict[FileKey, InputFile] = {}
+    for key, f in keyed:
+        have = found.get(key)
+        if have is None or _order(f) < _order(have):
+            found[key] = f
+    return sorted(found.values(), key=_order)
+
+
+def expand_inputs(uris: Sequence[str] | str, cfg: ReaderConfig) -> InputFiles:
     """Expand input URIs, globs and directories into files to read, sorted by URI.
 
     With ``cfg.format == "auto"`` each file's format comes from its extension. Each image
-    file is its own input (format ``imagedir``); a caption beside it (``<stem>.txt`` and the
-    other ``caption_extensions``) is read with it rather than as an input of its own.
+    file is its own input (format ``imagedir``); the sidecars beside it (``<stem>.txt`` and
+    the other ``caption_extensions``) are read with it rather than as inputs of their own.
+    A file reached through several inputs or spellings is listed once, under its smallest URI.
 
     Raises:
         InputError: no input given, an input matches no file, cannot be listed, or holds a
@@ -196,8 +252,5 @@ def expand_inputs(uris: Sequence[str] | str, cfg: ReaderConfig) -> list[InputFil
         uris = [uris]
     if not uris:
         raise InputError("no input given; pass --input PATH (a file, folder, glob or fsspec URL)")
-    found: dict[str, InputFile] = {}
-    for uri in uris:
-        for f in _Expander(str(uri), cfg).expand():
-            found.setdefault(f.uri, f)
-    return sorted(found.values(), key=lambda f: f.uri)
+    uris = [str(u) for u in uris]
+    return InputFiles(merge_inputs(kf for uri in uris for kf in expand_input(uri, cfg)), uris)

@@ -19,7 +19,7 @@ _READERS: dict[str, Callable[[InputFile, ReaderConfig], Iterator[dict[str, Any]]
     "jsonl": lambda f, cfg: read_jsonl(f.uri, cfg),
     "parquet": lambda f, cfg: read_parquet(f.uri, cfg),
     "webdataset": lambda f, cfg: read_webdataset(f.uri, cfg),
-    "imagedir": lambda f, cfg: read_image(f.uri, cfg, f.caption),
+    "imagedir": lambda f, cfg: read_image(f.uri, cfg, f.sidecars),
 }
 
 

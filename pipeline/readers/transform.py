@@ -2,6 +2,12 @@
 
 Files are the unit of work: ``Create(files) | Reshuffle() | ParDo(read)`` spreads them across
 workers, and each worker streams its files through :func:`read_file`.
+
+The driver expands the inputs first (:func:`~winnow.pipeline.readers.expand_inputs`), which
+gives early, clear errors. A list of more than :data:`EMBED_MAX_FILES` files is not embedded in
+the job graph (millions of images would pass Dataflow's 10 MB limit on the graph): the graph
+holds the input URIs instead, and the workers expand them again with the same code, one file
+per key (the same choice as the driver's), so the same files are read either way.
 """
 
 from __future__ import annotations
@@ -12,16 +18,20 @@ import time
 from typing import Any, Iterable, NamedTuple, Sequence
 
 import apache_beam as beam
+from fsspec.core import split_protocol
+from fsspec.implementations.local import make_path_posix
 
 from winnow.pipeline.config import ReaderConfig
-from winnow.pipeline.readers.inputs import InputFile
+from winnow.pipeline.readers.inputs import InputFile, expand_input, merge_inputs
 from winnow.pipeline.readers.read import read_file
 from winnow.pipeline.records import is_dead_letter
 from winnow.pipeline.stages.base import StageCounters
 
-__all__ = ["ReadRecords", "ReadOutputs", "DEAD", "PROGRESS_INTERVAL_S"]
+__all__ = ["ReadRecords", "ReadOutputs", "DEAD", "PROGRESS_INTERVAL_S", "EMBED_MAX_FILES"]
 
 DEAD = "dead"
+#: Most files whose list is embedded in the job graph; past it, workers expand the inputs.
+EMBED_MAX_FILES = 5000
 #: Seconds between progress lines of one process.
 PROGRESS_INTERVAL_S = 5.0
 _FLUSH_EVERY = 4096  # items between counter updates within one file
@@ -97,6 +107,25 @@ class _ReadFn(beam.DoFn):
         self._flush(1, records, dead)
 
 
+def _to_bytes(text: str) -> bytes:
+    # URIs travel as bytes: a non-UTF-8 file name (surrogate-escaped) would fail Beam's str coder
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _expand_on_worker(uri: bytes, cfg: ReaderConfig) -> Iterable[tuple[bytes, InputFile]]:
+    for (protocol, path), f in expand_input(uri.decode("utf-8", "surrogateescape"), cfg):
+        yield _to_bytes(f"{protocol}\0{path}"), f
+
+
+def _one_per_file(files: Iterable[InputFile]) -> InputFile:
+    return merge_inputs((("", ""), f) for f in files)[0]
+
+
+def _absolute(uri: str) -> str:
+    """A local path made absolute here, so workers with another working folder find it."""
+    return make_path_posix(uri) if split_protocol(uri)[0] is None else uri
+
+
 class ReadRecords(beam.PTransform):
     """Read input files into records and dead letters.
 
@@ -107,21 +136,47 @@ class ReadRecords(beam.PTransform):
     Args:
         files: from :func:`~winnow.pipeline.readers.expand_inputs`.
         cfg: the reader config.
+        uris: the inputs ``files`` were expanded from; by default those
+            :func:`~winnow.pipeline.readers.expand_inputs` recorded. When there are more than
+            :data:`EMBED_MAX_FILES` files and the inputs are known, the workers expand them
+            again instead of the graph holding every file.
 
     Returns:
         :class:`ReadOutputs` with ``records`` and ``dead`` (read-stage dead letters).
     """
 
-    def __init__(self, files: Sequence[InputFile], cfg: ReaderConfig, label: str | None = None) -> None:
+    def __init__(
+        self,
+        files: Sequence[InputFile],
+        cfg: ReaderConfig,
+        label: str | None = None,
+        uris: Sequence[str] | None = None,
+    ) -> None:
         super().__init__(label)
         self._files = list(files)
+        self._uris = [str(u) for u in (uris if uris is not None else getattr(files, "uris", ()))]
         self._cfg = cfg
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> ReadOutputs:
-        files = (
-            pbegin
-            | "Files" >> beam.Create(self._files)
-            | "Spread" >> beam.Reshuffle()
-        )
+        if len(self._files) > EMBED_MAX_FILES and self._uris:
+            _log.info(
+                "winnow: %s input files: the workers list %s input(s) again rather than the job graph holding every file",
+                f"{len(self._files):,}",
+                len(self._uris),
+            )
+            files = (
+                pbegin
+                | "Inputs" >> beam.Create([_to_bytes(_absolute(u)) for u in self._uris])
+                | "Expand" >> beam.FlatMap(_expand_on_worker, self._cfg)
+                | "OnePerFile" >> beam.CombinePerKey(_one_per_file)
+                | "DropKeys" >> beam.Values()
+                | "Spread" >> beam.Reshuffle()
+            )
+        else:
+            files = (
+                pbegin
+                | "Files" >> beam.Create(self._files)
+                | "Spread" >> beam.Reshuffle()
+            )
         outs = files | "Read" >> beam.ParDo(_ReadFn(self._cfg)).with_outputs(DEAD, main="records")
         return ReadOutputs(records=outs.records, dead=outs[DEAD])

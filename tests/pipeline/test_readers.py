@@ -12,6 +12,9 @@ import io
 import json
 import logging
 import lzma
+import os
+import subprocess
+import sys
 import tarfile
 import zlib
 from pathlib import Path
@@ -161,9 +164,9 @@ def test_expand_directory_formats_sidecars_hidden_sorted(tmp_path: Path) -> None
     assert got == [
         InputFile(f"{t}/a.jsonl", "jsonl"),
         InputFile(f"{t}/b.jsonl.gz", "jsonl"),
-        InputFile(f"{t}/imgs/x.jpg", "imagedir", f"{t}/imgs/x.txt"),
-        InputFile(f"{t}/imgs/y.png", "imagedir", ""),
-        InputFile(f"{t}/imgs/z.png", "imagedir", f"{t}/imgs/z.json"),
+        InputFile(f"{t}/imgs/x.jpg", "imagedir", (f"{t}/imgs/x.txt",)),
+        InputFile(f"{t}/imgs/y.png", "imagedir", ()),
+        InputFile(f"{t}/imgs/z.png", "imagedir", (f"{t}/imgs/z.json",)),
         InputFile(f"{t}/shards/s.tar", "webdataset"),
         InputFile(f"{t}/sub/c.parquet", "parquet"),
     ]
@@ -172,9 +175,9 @@ def test_expand_directory_formats_sidecars_hidden_sorted(tmp_path: Path) -> None
 def test_expand_glob_of_images_finds_sidecars(tmp_path: Path) -> None:
     _tree(tmp_path, {"a.jpg": image_bytes("JPEG"), "a.caption": b"c", "b.jpg": image_bytes("JPEG")})
     got = expand_inputs([str(tmp_path / "*.jpg")], cfg())
-    assert [(f.uri.rsplit("/", 1)[1], f.caption and f.caption.rsplit("/", 1)[1]) for f in got] == [
-        ("a.jpg", "a.caption"),
-        ("b.jpg", ""),
+    assert [(f.uri.rsplit("/", 1)[1], [c.rsplit("/", 1)[1] for c in f.sidecars or ()]) for f in got] == [
+        ("a.jpg", ["a.caption"]),
+        ("b.jpg", []),
     ]
 
 
@@ -209,6 +212,22 @@ def test_file_url_input(tmp_path: Path) -> None:
     files = expand_inputs([f"file://{tmp_path}/"], cfg())
     assert files == [InputFile(f"file://{tmp_path}/a.ndjson", "jsonl")]
     assert [r["source"] for r in read_file(files[0], cfg())] == [f"file://{tmp_path}/a.ndjson:1"]
+
+
+def test_expand_same_file_named_two_ways_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _tree(tmp_path, {"x/a.jsonl": jsonl({"text": "once"}), "x/b.jsonl": jsonl({"text": "b"})})
+    monkeypatch.chdir(tmp_path)
+    t = str(tmp_path)
+    spellings = [f"{t}/x/a.jsonl", f"file://{t}/x/a.jsonl", f"{t}/x//a.jsonl", f"{t}/x/../x/a.jsonl", "./x/a.jsonl", "x/a.jsonl"]
+    expected = [InputFile(f"{t}/x/a.jsonl", "jsonl"), InputFile(f"{t}/x/b.jsonl", "jsonl")]
+    assert expand_inputs(spellings + [f"{t}/x/b.jsonl"], cfg()) == expected
+    assert expand_inputs(spellings[::-1] + [f"{t}/x/b.jsonl"], cfg()) == expected  # whatever the order
+    assert expand_inputs([f"file://{t}/x/"] + spellings, cfg()) == [
+        InputFile(f"{t}/x/a.jsonl", "jsonl"),
+        InputFile(f"file://{t}/x/b.jsonl", "jsonl"),
+    ]
+    # a file:// spelling alone keeps its scheme; with a plain one, the smaller URI is shown
+    assert expand_inputs([f"file://{t}/x//a.jsonl"], cfg()) == [InputFile(f"file://{t}/x/a.jsonl", "jsonl")]
 
 
 def test_expand_no_input() -> None:
@@ -379,6 +398,33 @@ def test_jsonl_truncated_tail(tmp_path: Path, codec: str) -> None:
     assert len(dead) == 1
     assert dead[0]["source"] == f"{path}:{complete + 1}"
     assert "truncated" in dead[0]["error"] and f"after line {complete}" in dead[0]["error"]
+
+
+_BOMB_READER = """
+import resource, sys
+from winnow.pipeline.config import ReaderConfig
+from winnow.pipeline.readers.jsonl import read_jsonl
+items = [(r["source"], None if r.get("error") else r["text"], r.get("error")) for r in read_jsonl(sys.argv[1], ReaderConfig(max_record_bytes=1 << 20))]
+print(repr(items))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_jsonl_zstd_bomb_stays_within_memory(tmp_path: Path) -> None:
+    # 512 MiB of one JSON line compress to ~16 KB; the reader must not inflate it at once
+    path = tmp_path / "bomb.jsonl.zst"
+    cobj = zstandard.ZstdCompressor(level=1).compressobj()
+    block = b"a" * (1 << 20)
+    parts = [cobj.compress(b'{"text": "')] + [cobj.compress(block) for _ in range(512)]
+    parts += [cobj.compress(b'"}\n{"text": "after"}\n'), cobj.flush()]
+    path.write_bytes(b"".join(parts))
+    assert path.stat().st_size < 100_000
+    out = subprocess.run([sys.executable, "-c", _BOMB_READER, str(path)], capture_output=True, text=True, check=True)
+    items_line, rss_mb = out.stdout.strip().splitlines()
+    items = eval(items_line)  # noqa: S307 - our own repr of tuples of str/None
+    assert [(src, text) for src, text, _ in items] == [(f"{path}:1", None), (f"{path}:2", "after")]
+    assert "over reader.max_record_bytes" in items[0][2] and "536,870,9" in items[0][2]
+    assert int(rss_mb) < 350, f"peak RSS {rss_mb} MB reading a zstd bomb"
 
 
 @pytest.mark.parametrize(
@@ -655,6 +701,44 @@ def test_imagedir_with_sidecars(tmp_path: Path) -> None:
     assert "not valid UTF-8" in dead[1]["error"] and "e.txt" in dead[1]["error"]
 
 
+def test_imagedir_every_sidecar_belongs_to_its_image(tmp_path: Path) -> None:
+    jpg = image_bytes("JPEG")
+    pretty = json.dumps({"text": "json caption", "id": "A", "author": "x", "tags": ["t"]}, indent=2).encode()
+    _tree(
+        tmp_path,
+        {
+            "a.jpg": jpg,
+            "a.txt": b"txt caption\n",
+            "a.caption": b"second choice",
+            "a.json": pretty,  # pretty-printed: would be dead letters as a JSONL input
+            "b.jpg": jpg,
+            "b.json": pretty,
+            "c.jpg": jpg,
+            "c.txt": b"c caption",
+            "c.json": b"[1, 2]",
+        },
+    )
+    t = str(tmp_path)
+    files = expand_inputs([t], cfg())
+    assert files == [
+        InputFile(f"{t}/a.jpg", "imagedir", (f"{t}/a.txt", f"{t}/a.caption", f"{t}/a.json")),
+        InputFile(f"{t}/b.jpg", "imagedir", (f"{t}/b.json",)),
+        InputFile(f"{t}/c.jpg", "imagedir", (f"{t}/c.txt", f"{t}/c.json")),
+    ]
+    expected = [
+        (f"{t}/a.jpg", "txt caption", "A", {"author": "x", "tags": ["t"]}),  # json meta, txt caption
+        (f"{t}/b.jpg", "json caption", "A", {"author": "x", "tags": ["t"]}),
+    ]
+    for listed in (files, [InputFile(f.uri, f.format) for f in files]):  # found when listing, or looked for
+        records, dead = split([r for f in listed for r in read_file(f, cfg())])
+        assert [(r["source"], r["text"], r["id"], json.loads(r["meta"])) for r in records] == expected
+        assert [d["source"] for d in dead] == [f"{t}/c.jpg"]
+        assert "c.json" in dead[0]["error"] and "expected a JSON object" in dead[0]["error"]
+    # without json among the caption extensions, a .json beside an image is an input of its own
+    files = expand_inputs([t], cfg(caption_extensions=("txt", "caption")))
+    assert [f.uri.rsplit("/", 1)[1] for f in files] == ["a.jpg", "a.json", "b.jpg", "b.json", "c.jpg", "c.json"]
+
+
 def test_imagedir_hand_built_input_looks_for_sidecar(tmp_path: Path) -> None:
     _tree(tmp_path, {"a.png": image_bytes(), "a.caption": b"found it"})
     records, dead = read_path(tmp_path / "a.png", fmt="imagedir")
@@ -766,7 +850,7 @@ def test_s3_inputs_through_fsspec(s3: Any) -> None:
     files = expand_inputs(["s3://winnow-readers/in"], cfg())
     assert files == [
         InputFile("s3://winnow-readers/in/a.jsonl.gz", "jsonl"),
-        InputFile("s3://winnow-readers/in/imgs/x.png", "imagedir", "s3://winnow-readers/in/imgs/x.txt"),
+        InputFile("s3://winnow-readers/in/imgs/x.png", "imagedir", ("s3://winnow-readers/in/imgs/x.txt",)),
         InputFile("s3://winnow-readers/in/s.tar", "webdataset"),
     ]
     records, dead = split([r for f in files for r in read_file(f, cfg())])
