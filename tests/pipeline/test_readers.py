@@ -804,6 +804,87 @@ def test_read_records_pipeline_outputs_and_counters(tmp_path: Path) -> None:
     assert counters["read/files"] == 3
 
 
+def _row(r: dict) -> tuple:
+    return (r["source"], r["id"], r["text"], r["meta"], r["image"], r.get("error"))
+
+
+def _read_in_pipeline(files: list[InputFile], c: ReaderConfig, expected: list[dict]) -> tuple[bytes, dict[str, int]]:
+    """Run ReadRecords, check it gives ``expected`` (records and dead letters); the graph and counters."""
+    p = beam.Pipeline(runner="FnApiRunner")
+    out = p | "ReadAll" >> ReadRecords(files, c)
+    recs, dead = split(expected)
+    assert_that(out.records | "R" >> beam.Map(_row), equal_to([_row(r) for r in recs]), label="Records")
+    assert_that(out.dead | "D" >> beam.Map(_row), equal_to([_row(r) for r in dead]), label="Dead")
+    graph = p.to_runner_api().SerializeToString()
+    result = p.run()
+    result.wait_until_finish()
+    counters = {
+        c.key.metric.name: c.committed
+        for c in result.metrics().query(MetricsFilter().with_namespace("winnow"))["counters"]
+    }
+    return graph, counters
+
+
+@pytest.mark.parametrize("embed_max", [read_transform.EMBED_MAX_FILES, 2])
+def test_read_records_undecodable_file_and_member_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embed_max: int
+) -> None:
+    monkeypatch.setattr(read_transform, "EMBED_MAX_FILES", embed_max)
+    bad_file = tmp_path / os.fsdecode(b"bad\xff.jsonl")  # not UTF-8: surrogate-escaped in Python
+    bad_file.write_bytes(jsonl({"text": "from a badly named file"}))
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w", format=tarfile.GNU_FORMAT, encoding="latin-1") as tf:
+        data = b"latin-1 member"
+        info = tarfile.TarInfo("caf\xe9.txt")  # stored as the latin-1 bytes caf\xe9
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    (tmp_path / "w.tar").write_bytes(tar.getvalue())
+    (tmp_path / "ok.jsonl").write_bytes(jsonl({"text": "fine"}))
+    files = expand_inputs([str(tmp_path)], cfg())
+    assert [f.uri for f in files] == [str(bad_file), str(tmp_path / "ok.jsonl"), str(tmp_path / "w.tar")]
+    expected = [r for f in files for r in read_file(f, cfg())]  # opened by the real name
+    t = str(tmp_path)
+    assert [(r["source"], r["text"]) for r in expected] == [
+        (f"{t}/bad\\xff.jsonl:1", "from a badly named file"),  # readable, encodable
+        (f"{t}/ok.jsonl:1", "fine"),
+        (f"{t}/w.tar#caf\\xe9", "latin-1 member"),
+    ]
+    _, counters = _read_in_pipeline(files, cfg(), expected)
+    assert counters["read/records"] == 3 and counters["read/files"] == 3
+
+
+def test_read_records_expands_long_lists_on_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    jpg = image_bytes("JPEG")
+    tree = {f"j/f{i}.jsonl": jsonl({"text": f"doc {i}"}, b"{bad") for i in range(6)}
+    tree.update(
+        {
+            "imgs/a.jpg": jpg,
+            "imgs/a.txt": b"cap a",
+            "imgs/a.json": json.dumps({"id": "A", "k": 1}, indent=1).encode(),
+            "imgs/b.png": image_bytes(),
+            "s.tar": TarBuilder().add("k.png", image_bytes()).add("k.txt", b"tar cap").bytes(),
+            "_SUCCESS": b"",
+        }
+    )
+    _tree(tmp_path, tree)
+    t = str(tmp_path)
+    inputs = [t, f"{t}/j/*.jsonl", f"file://{t}/j/f1.jsonl", f"{t}/imgs//a.jpg"]  # overlapping
+    files = expand_inputs(inputs, cfg())
+    assert len(files) == 9 and files.uris == tuple(inputs)
+    expected = [r for f in files for r in read_file(f, cfg())]
+    assert len(expected) == 6 * 2 + 3
+    embedded, counters = _read_in_pipeline(files, cfg(), expected)
+    assert counters["read/files"] == 9
+    monkeypatch.setattr(read_transform, "EMBED_MAX_FILES", 8)  # 9 files: past the limit
+    listed, counters = _read_in_pipeline(files, cfg(), expected)  # the same items either way
+    assert counters["read/files"] == 9
+    assert b"ReadAll/Files" in embedded and b"ReadAll/Expand" not in embedded
+    assert b"ReadAll/Expand" in listed and b"ReadAll/Files" not in listed  # the graph holds only the inputs
+    # a hand-built list without its inputs is embedded whatever its length
+    graph, _ = _read_in_pipeline(list(files), cfg(), expected)
+    assert b"ReadAll/Files" in graph
+
+
 def test_progress_is_rate_limited(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     progress = read_transform._Progress()
     caplog.set_level(logging.INFO, logger="winnow")
