@@ -71,7 +71,8 @@ def end_to_end(files_glob: str, out: str, workers: int) -> dict:
         "t = time.perf_counter()\n"
         f"res = run(cfg, workers={workers}, overwrite=True)\n"
         "el = time.perf_counter() - t\n"
-        "rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        "own = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
+        "rss = max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
         "print(json.dumps({'elapsed': el, 'rss_kb': rss, 'stats': res.stats}))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
