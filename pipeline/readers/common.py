@@ -24,6 +24,7 @@ from PIL import Image
 from winnow.errors import RecordError
 from winnow.pipeline.config import ReaderConfig
 from winnow.pipeline.records import READ_STAGE, make_dead_letter, make_record
+from winnow.pipeline.stages.base import error_text
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -32,6 +33,7 @@ __all__ = [
     "split_compression",
     "caption_extensions",
     "open_uri",
+    "open_or_dead",
     "decompress",
     "dead",
     "json_type",
@@ -151,6 +153,14 @@ def decompress(raw: IO[bytes], codec: str | None) -> IO[bytes]:
 def dead(source: str, error: str, raw: bytes | str | None = None) -> dict[str, Any]:
     """A read-stage dead letter."""
     return make_dead_letter(stage=READ_STAGE, error=error, source=source, raw=raw)
+
+
+def open_or_dead(uri: str) -> tuple[IO[bytes] | None, dict[str, Any] | None]:
+    """``(file, None)``, or ``(None, dead letter)`` when the file cannot be opened at all."""
+    try:
+        return open_uri(uri), None
+    except Exception as exc:  # noqa: BLE001 - any open failure dead-letters the file
+        return None, dead(uri, f"cannot open {uri}: {error_text(exc)}; check that it exists and is readable")
 
 
 _JSON_TYPES = {bool: "boolean", int: "number", float: "number", str: "string", list: "array", dict: "object"}

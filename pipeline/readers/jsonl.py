@@ -20,7 +20,7 @@ from winnow.pipeline.readers.common import (
     decompress,
     describe,
     image_from_field,
-    open_uri,
+    open_or_dead,
     split_compression,
 )
 from winnow.pipeline.stages.base import error_text
@@ -146,10 +146,9 @@ def read_jsonl(uri: str, cfg: ReaderConfig) -> Iterator[dict[str, Any]]:
         cfg: the reader config (text, id, meta and image fields, size limit).
     """
     _, codec = split_compression(uri)
-    try:
-        raw = open_uri(uri)
-    except Exception as exc:  # noqa: BLE001 - any open failure dead-letters the file
-        yield dead(uri, f"cannot open {uri}: {error_text(exc)}; check that it exists and is readable")
+    raw, failed = open_or_dead(uri)
+    if raw is None:
+        yield failed
         return
     with raw:
         lines = LineReader(decompress(raw, codec), cfg.max_record_bytes)

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from winnow.errors import RecordError
 from winnow.pipeline.config import ReaderConfig
-from winnow.pipeline.readers.common import build_record, dead, decode_text, image_from_field, open_uri
+from winnow.pipeline.readers.common import build_record, dead, decode_text, image_from_field, open_or_dead
 from winnow.pipeline.stages.base import error_text
 
 __all__ = ["read_parquet"]
@@ -113,10 +113,9 @@ def read_parquet(uri: str, cfg: ReaderConfig) -> Iterator[dict[str, Any]]:
     Binary columns other than the image column are not copied into ``meta`` unless
     ``cfg.meta_fields`` names them (they would bloat it as escaped text).
     """
-    try:
-        raw = open_uri(uri)
-    except Exception as exc:  # noqa: BLE001 - any open failure dead-letters the file
-        yield dead(uri, f"cannot open {uri}: {error_text(exc)}; check that it exists and is readable")
+    raw, failed = open_or_dead(uri)
+    if raw is None:
+        yield failed
         return
     with raw:
         try:

@@ -31,7 +31,7 @@ from winnow.pipeline.readers.common import (
     decode_text,
     decompress,
     describe,
-    open_uri,
+    open_or_dead,
     split_compression,
 )
 from winnow.pipeline.stages.base import error_text
@@ -139,10 +139,9 @@ def _sample_record(uri: str, sample: _Sample, cfg: ReaderConfig, captions: tuple
 def read_webdataset(uri: str, cfg: ReaderConfig) -> Iterator[dict[str, Any]]:
     """Records and dead letters of one tar archive (``.tar``, ``.tar.gz``/``.tgz``, ``.tar.zst`` ...)."""
     _, codec = split_compression(uri)
-    try:
-        raw = open_uri(uri)
-    except Exception as exc:  # noqa: BLE001 - any open failure dead-letters the file
-        yield dead(uri, f"cannot open {uri}: {error_text(exc)}; check that it exists and is readable")
+    raw, failed = open_or_dead(uri)
+    if raw is None:
+        yield failed
         return
     with raw:
         try:

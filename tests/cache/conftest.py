@@ -80,3 +80,20 @@ def proxy(moto_server):
     yield _proxy
     for p in started:
         p.stop()
+
+
+@pytest.fixture(scope="module")
+def fixed(tmp_path_factory):
+    """Local shards of equal-length token rows (2400 samples, 8 shards, several batches each)."""
+    root = tmp_path_factory.mktemp("fixed")
+    write_token_shards(str(root), num_samples=2400, rows_per_shard=300, lengths=(32, 32), rows_per_batch=128)
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def ragged_zstd(tmp_path_factory):
+    """Local zstd-compressed shards of ragged token rows (1500 samples)."""
+    root = tmp_path_factory.mktemp("ragged")
+    write_token_shards(str(root), num_samples=1500, rows_per_shard=250, lengths=(3, 60), rows_per_batch=64,
+                       compression="zstd")
+    return str(root)

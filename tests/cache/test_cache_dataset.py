@@ -15,21 +15,6 @@ from winnow.cache.synth import expected_tokens, sample_length, write_token_shard
 from winnow.errors import CacheError, CacheFullError, ConfigError
 
 
-@pytest.fixture(scope="module")
-def fixed(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fixed")
-    write_token_shards(str(root), num_samples=2400, rows_per_shard=300, lengths=(32, 32), rows_per_batch=128)
-    return str(root)
-
-
-@pytest.fixture(scope="module")
-def ragged_zstd(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ragged")
-    write_token_shards(str(root), num_samples=1500, rows_per_shard=250, lengths=(3, 60), rows_per_batch=64,
-                       compression="zstd")
-    return str(root)
-
-
 def check_batch(batch, lengths=(32, 32)):
     """Every sample's tokens equal what was written for its id; returns the ids."""
     ids = batch[INDEX_KEY].numpy()

@@ -16,23 +16,8 @@ from torch.utils.data import DataLoader
 from winnow.cache import INDEX_KEY, StreamingDataLoader, StreamingDataset
 from winnow.cache.loader import TransferChunk
 from winnow.cache.order import worker_chunks, worker_steps
-from winnow.cache.synth import expected_tokens, sample_length, write_token_shards
+from winnow.cache.synth import expected_tokens, sample_length
 from winnow.errors import ConfigError
-
-
-@pytest.fixture(scope="module")
-def fixed(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fixed")
-    write_token_shards(str(root), num_samples=2400, rows_per_shard=300, lengths=(32, 32), rows_per_batch=128)
-    return str(root)
-
-
-@pytest.fixture(scope="module")
-def ragged(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ragged")
-    write_token_shards(str(root), num_samples=1500, rows_per_shard=250, lengths=(3, 60), rows_per_batch=64,
-                       compression="zstd")
-    return str(root)
 
 
 def make(remote, local, **kw):
@@ -120,10 +105,10 @@ def test_global_order_equals_in_process(fixed, tmp_path, workers, k, split_calls
 
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("workers,k", [(2, 3), (3, 8)])
-def test_ragged_and_list_columns(ragged, tmp_path, workers, k, split_calls):
+def test_ragged_and_list_columns(ragged_zstd, tmp_path, workers, k, split_calls):
     cols = ["id", "tokens", "modality"]
-    ref = steps_of(StreamingDataLoader(make(ragged, tmp_path, columns=cols), num_workers=0))
-    got = steps_of(StreamingDataLoader(make(ragged, tmp_path, columns=cols, transfer_steps=k), num_workers=workers))
+    ref = steps_of(StreamingDataLoader(make(ragged_zstd, tmp_path, columns=cols), num_workers=0))
+    got = steps_of(StreamingDataLoader(make(ragged_zstd, tmp_path, columns=cols, transfer_steps=k), num_workers=workers))
     assert_same(ref, got)
     assert "tokens_offsets" in got[0] and isinstance(got[0]["id"], list)
     for b in got:
