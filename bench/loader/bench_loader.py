@@ -2,26 +2,36 @@
 
 Usage (from the repository root)::
 
-    .venv/bin/python bench/loader/bench_loader.py            # default, a few minutes on 2 cores
-    .venv/bin/python bench/loader/bench_loader.py --samples 262144 --reps 5 --json out/bench.json
+    .venv/bin/python bench/loader/bench_loader.py            # default, about 4 minutes on 2 cores
+    .venv/bin/python bench/loader/bench_loader.py --only warm --reps 7 --json out/bench.json
 
 The same rows (``--samples`` x 256 int32 tokens) are written once as winnow shards (Arrow IPC
 + index.json), once as one Arrow file (the bare-gather reference) and once as MDS for the
-peer. Every measurement runs in a fresh subprocess (peak memory is that process tree's RSS)
-and is repeated ``--reps`` times; the medians are printed with ratios:
+peer. Every measurement runs in a fresh subprocess (peak memory is the sum of the per-process
+peaks, VmHWM, of that process and its workers).
 
-* warm: shuffled epoch from the local cache, batch 256, DataLoader with 2 workers, for
-  winnow (batched path through StreamingDataLoader: workers ship ``transfer_steps`` steps per
-  item, default 8, and the consumer still receives single batches of 256; also shown with one
-  step per item) and MDS (per-sample dicts collated by DataLoader(batch_size=256)), plus winnow
-  per-sample and in-process (0 workers);
-* bare: a shuffled ``take`` of 256-row batches from one memory-mapped Arrow file, one process;
-* cold: an epoch from a moto S3 server on loopback into an empty cache, against a plain
-  sequential s3fs read of the same shard bytes;
-* time to first batch, and random-access latency p50/p99 per tier.
+Ratios are measured in interleaved ROUNDS (``--reps`` rounds, default 5): a round runs the
+reference and every measured item back to back, each in its own fresh process (odd rounds in
+reverse order), and each ratio is taken against that round's reference. On a shared, noisy
+machine the load changes between processes; a ratio of two runs seconds apart is far steadier
+than one of two medians taken minutes apart. The script prints the median of the per-round
+ratios with their min-max, next to the median absolute figures.
 
-The peer is installed by this script with ``pip --no-deps`` into ``.bench/peer`` from
-``requirements-peer.txt`` (never into ``.venv``).
+* warm round: bare gather (a shuffled ``take`` of 256-row batches from one memory-mapped Arrow
+  file, one process); winnow batched in-process; winnow batched through StreamingDataLoader with
+  2 workers (``transfer_steps`` default 8 steps per item, and 1 step per item; the consumer
+  asserts batches of 256 either way); MosaicML Streaming (MDS, per-sample dicts collated by
+  DataLoader(batch_size=256), 2 workers); the DataLoader floor (2 workers handing over ready-made
+  batches of the same shape, no reading); with ``--per-sample`` also winnow per-sample, 2
+  workers. All shuffled epochs of the same data from the local cache, batch 256. A process runs one epoch if that lasts
+  ``--min-seconds``; a faster item runs one untimed warm-up epoch and then epochs until the timed
+  ones last ``--min-seconds``.
+* cold round: a plain sequential s3fs read of the same shard bytes from a moto S3 server on
+  loopback, then one winnow epoch into an empty cache in-process and with 2 workers.
+* latency (one process each): random-access ``ds[i]`` p50/p99 per tier, and MDS warm.
+
+``--only warm|cold|latency`` runs one part. The peer is installed by this script with
+``pip --no-deps`` into ``.bench/peer`` from ``requirements-peer.txt`` (never into ``.venv``).
 """
 
 from __future__ import annotations
@@ -43,32 +53,75 @@ TOKENS = 256
 
 
 # --- helpers -------------------------------------------------------------------------
+def _vmhwm(pid: int) -> int:
+    """Peak resident set (VmHWM) of one live process in bytes, 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 class PeakRSS:
-    """Samples the RSS of this process and its children every 20 ms."""
+    """Peak memory of this process and its children: the largest sum, over the processes alive at
+    one moment, of each process's own peak resident set (VmHWM).
 
-    def __init__(self) -> None:
-        import psutil
+    Every 100 ms a thread reads ``/proc/<pid>/status`` of this process and of its live children
+    (a few small reads, no scan of the process table). Children are found in multiprocessing's
+    registry of started processes (DataLoader workers), plus a psutil scan of the process table
+    once a second for anything started otherwise. VmHWM is kept by the kernel, so a spike between
+    two reads still counts; only a child's growth in its last 100 ms can be missed. The figure is
+    an upper bound of the tree's simultaneous peak (like summed RSS, it counts shared pages once
+    per process). ``ru_maxrss`` is not used: for a child exec'd from a big parent it carries the
+    parent's pre-exec size.
+    """
 
-        self.proc, self.peak, self._stop = psutil.Process(), 0, False
+    def __init__(self, interval: float = 0.1, scan_every: int = 10) -> None:
+        self.interval, self.scan_every = interval, scan_every
+        self.pid, self.peak = os.getpid(), 0
+        self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
+        self._found: set[int] = set()
 
-    def _run(self) -> None:
-        while not self._stop:
+    def _children(self, scan: bool) -> set[int]:
+        import multiprocessing.process as mpp
+
+        pids = set()
+        try:
+            pids.update(p.pid for p in list(mpp._children)  # read only: never polls or reaps
+                        if p.pid and getattr(p._popen, "returncode", 0) is None)
+        except Exception:
+            pass
+        if scan:
             try:
-                total = self.proc.memory_info().rss + sum(
-                    c.memory_info().rss for c in self.proc.children(recursive=True))
-                self.peak = max(self.peak, total)
+                import psutil
+
+                self._found = {c.pid for c in psutil.Process(self.pid).children(recursive=True)}
             except Exception:
                 pass
-            time.sleep(0.02)
+        return pids | self._found
+
+    def _sample(self, scan: bool) -> None:
+        self.peak = max(self.peak, sum(_vmhwm(pid) for pid in {self.pid} | self._children(scan)))
+
+    def _run(self) -> None:
+        tick = 0
+        while not self._stop.is_set():
+            self._sample(tick % self.scan_every == 0)
+            tick += 1
+            self._stop.wait(self.interval)
 
     def __enter__(self) -> "PeakRSS":
         self._t.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop = True
+        self._stop.set()
         self._t.join()
+        self._sample(False)
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -104,19 +157,29 @@ def sub(kind: str, cfg: dict, peer: bool = False, timeout: float = 900) -> dict:
 
 
 # --- measurements (each in its own process) ------------------------------------------
-def _epochs(make_iter, reps: int, count) -> dict:
-    rates, ttfb = [], []
+def _epochs(make_iter, count, min_s: float, max_epochs: int = 500) -> dict:
+    """Shuffled epochs (epoch r from ``make_iter(r)``) in one process.
+
+    One epoch is the measurement if it lasts ``min_s``; otherwise it was an untimed warm-up, and
+    epochs follow until the timed ones last ``min_s`` together. ``rate`` is their samples over
+    their seconds; ``ttfb`` the median time to the first batch of the timed epochs.
+    """
+    runs = []  # (samples, seconds, ttfb) per epoch
     with PeakRSS() as mem:
-        for r in range(reps):
+        for r in range(max_epochs):
             t0 = time.perf_counter()
             n, first = 0, None
             for b in make_iter(r):
                 if first is None:
                     first = time.perf_counter() - t0
                 n += count(b)
-            rates.append(n / (time.perf_counter() - t0))
-            ttfb.append(first)
-    return {"rates": rates, "ttfb": ttfb, "peak_rss": mem.peak, "samples": n}
+            runs.append((n, time.perf_counter() - t0, first))
+            if runs[0][1] >= min_s or sum(x[1] for x in runs[1:]) >= min_s:
+                break
+    timed = runs if runs[0][1] >= min_s else runs[1:]
+    return {"rate": sum(x[0] for x in timed) / sum(x[1] for x in timed),
+            "ttfb": statistics.median(x[2] for x in timed), "peak_rss": mem.peak,
+            "samples": timed[0][0], "epochs": len(timed), "warmup": len(runs) - len(timed)}
 
 
 def run_ours(cfg: dict) -> dict:
@@ -138,7 +201,7 @@ def run_ours(cfg: dict) -> dict:
         assert n == B or not cfg["batched"], f"the consumer got a batch of {n}, not {B}"
         return n
 
-    res = _epochs(it, cfg["reps"], count)
+    res = _epochs(it, count, cfg["min_s"])
     res["metrics"] = ds.metrics()
     return res
 
@@ -152,7 +215,12 @@ def run_mds(cfg: dict) -> dict:
                         batch_size=cfg["batch"], predownload=cfg.get("predownload"))
         return torch.utils.data.DataLoader(ds, batch_size=cfg["batch"], num_workers=cfg["workers"])
 
-    return _epochs(it, cfg["reps"], lambda b: len(b["tokens"]))
+    def count(b) -> int:
+        n = len(b["tokens"])
+        assert n == cfg["batch"], f"the consumer got a batch of {n}, not {cfg['batch']}"
+        return n
+
+    return _epochs(it, count, cfg["min_s"])
 
 
 def run_bare(cfg: dict) -> dict:
@@ -168,7 +236,7 @@ def run_bare(cfg: dict) -> dict:
         for a in range(0, len(perm), B):
             yield vals[perm[a:a + B]]
 
-    return _epochs(it, cfg["reps"], len)
+    return _epochs(it, len, cfg["min_s"])
 
 
 def run_latency(cfg: dict) -> dict:
@@ -214,35 +282,28 @@ def run_latency_mds(cfg: dict) -> dict:
 
 
 def run_s3fs(cfg: dict) -> dict:
+    """One plain sequential read of every shard object (16 MB reads), bytes/s."""
     import fsspec
 
     fs = fsspec.filesystem("s3", skip_instance_cache=True, **cfg["storage_options"])
-    paths = cfg["paths"]
-    rates = []
-    for _ in range(cfg["reps"]):
-        t0 = time.perf_counter()
-        n = 0
-        for p in paths:
-            with fs.open(p, "rb", block_size=16 << 20) as f:
-                while True:
-                    chunk = f.read(16 << 20)
-                    if not chunk:
-                        break
-                    n += len(chunk)
-        rates.append(n / (time.perf_counter() - t0))
-    return {"rates": rates, "bytes": n}
+    t0 = time.perf_counter()
+    n = 0
+    for p in cfg["paths"]:
+        with fs.open(p, "rb", block_size=16 << 20) as f:
+            while True:
+                chunk = f.read(16 << 20)
+                if not chunk:
+                    break
+                n += len(chunk)
+    return {"byte_rate": n / (time.perf_counter() - t0), "bytes": n}
 
 
 def run_cold(cfg: dict) -> dict:
-    rates, ttfb, byte_rates, peaks = [], [], [], []
-    for r in range(cfg["reps"]):
-        shutil.rmtree(cfg["local"], ignore_errors=True)
-        one = run_ours({**cfg, "reps": 1})
-        rates += one["rates"]
-        ttfb += one["ttfb"]
-        peaks.append(one["peak_rss"])
-        byte_rates.append(one["rates"][0] * cfg["bytes_per_sample"])
-    return {"rates": rates, "ttfb": ttfb, "byte_rates": byte_rates, "peak_rss": max(peaks)}
+    """One winnow epoch from S3 into an empty cache (emptied here, before the clock starts)."""
+    shutil.rmtree(cfg["local"], ignore_errors=True)
+    res = run_ours({**cfg, "min_s": 0.0})  # exactly one epoch
+    res["byte_rate"] = res["rate"] * cfg["bytes_per_sample"]
+    return res
 
 
 def run_ipc_floor(cfg: dict) -> dict:
@@ -263,8 +324,8 @@ def run_ipc_floor(cfg: dict) -> dict:
                 idx = rng.integers(0, len(pool), B)
                 yield {"tokens": torch.from_numpy(pool[idx]), "_index": torch.from_numpy(idx)}
 
-    return _epochs(lambda r: DataLoader(Ready(), batch_size=None, num_workers=2), cfg["reps"],
-                   lambda b: len(b["_index"]))
+    return _epochs(lambda r: DataLoader(Ready(), batch_size=None, num_workers=2), lambda b: len(b["_index"]),
+                   cfg["min_s"])
 
 
 RUNS = {"ipc_floor": run_ipc_floor, "ours": run_ours, "mds": run_mds, "bare": run_bare, "latency": run_latency,
@@ -333,12 +394,37 @@ def start_s3(arrow: str) -> tuple[object, dict, list[str]]:
 
 
 # --- report --------------------------------------------------------------------------
+def rounds(items: list[tuple[str, object]], reps: int, label: str) -> dict[str, list[dict]]:
+    """``reps`` rounds of ``items`` ((key, thunk running one fresh process)), back to back, odd
+    rounds in reverse order; returns key -> the results of each round."""
+    out: dict[str, list[dict]] = {k: [] for k, _ in items}
+    for r in range(reps):
+        t0 = time.time()
+        for key, run in (items if r % 2 == 0 else items[::-1]):
+            out[key].append(run())
+        print(f"  {label} round {r + 1}/{reps} done in {time.time() - t0:.0f}s", flush=True)
+    return out
+
+
+def per_round(R: dict[str, list[dict]], num: str, den: str, field: str = "rate") -> list[float]:
+    return [a[field] / b[field] for a, b in zip(R[num], R[den])]
+
+
+def spread(xs: list[float], fmt: str) -> str:
+    return f"{statistics.median(xs):{fmt}}  [{min(xs):{fmt}}-{max(xs):{fmt}}]"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=131072)
     ap.add_argument("--rows-per-shard", type=int, default=32768)
     ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5, help="rounds (warm and cold each; default 5)")
+    ap.add_argument("--min-seconds", type=float, default=0.6,
+                    help="timed seconds per warm process: a shorter first epoch becomes a warm-up")
+    ap.add_argument("--per-sample", action="store_true",
+                    help="add winnow per-sample with 2 workers to the warm rounds (about 5 s more per round)")
+    ap.add_argument("--only", choices=("warm", "cold", "latency"), default=None, help="run one part")
     ap.add_argument("--work", default=os.path.join(ROOT, ".bench", "loader"))
     ap.add_argument("--skip-peer", action="store_true")
     ap.add_argument("--skip-cold", action="store_true")
@@ -348,96 +434,135 @@ def main() -> None:
     if a.run:
         print(json.dumps(RUNS[a.run[0]](json.loads(a.run[1]))))
         return
+    parts = {a.only} if a.only else {"warm", "latency"} | (set() if a.skip_cold else {"cold"})
 
     os.makedirs(a.work, exist_ok=True)
-    peer = not a.skip_peer and ensure_peer()
-    if not a.skip_peer and not peer:
+    peer = not a.skip_peer and parts != {"cold"} and ensure_peer()
+    if not a.skip_peer and parts != {"cold"} and not peer:
         print("MosaicML Streaming could not be imported; peer columns are skipped")
     t0 = time.time()
     data = prepare(a.work, a.samples, a.rows_per_shard, peer)
     total_bytes = sum(s["bytes"] for s in data["manifest"]["shards"])
+    B = a.batch
     print(f"data: {a.samples} samples x {TOKENS} int32 tokens, {len(data['manifest']['shards'])} shards, "
-          f"{total_bytes / 1e6:.0f} MB (prepared in {time.time() - t0:.0f}s); batch {a.batch}, shuffle on, "
-          f"{a.reps} reps, medians")
+          f"{total_bytes / 1e6:.0f} MB (prepared in {time.time() - t0:.0f}s); batch {B}, shuffle on; "
+          + (f"{a.reps} interleaved rounds per part, each item a fresh process" if parts & {"warm", "cold"}
+             else "one process each"), flush=True)
     local = os.path.join(data["work"], "cache-warm")
-    base = {"remote": data["arrow"], "local": local, "batch": a.batch, "reps": a.reps}
-    R: dict[str, dict] = {}
-    sub("ours", {**base, "reps": 1, "workers": 0, "batched": True})  # fill the L2 cache
-    R["ours_w2_batched"] = sub("ours", {**base, "workers": 2, "batched": True})  # transfer_steps default (8)
-    R["ours_w2_step1"] = sub("ours", {**base, "workers": 2, "batched": True, "transfer_steps": 1})
-    R["ours_w0_batched"] = sub("ours", {**base, "workers": 0, "batched": True})
-    R["ours_w2_samples"] = sub("ours", {**base, "workers": 2, "batched": False})
-    R["bare"] = sub("bare", {"path": data["one"], "batch": a.batch, "reps": a.reps})
-    R["ipc_floor"] = sub("ipc_floor", {"samples": a.samples, "batch": a.batch, "reps": a.reps})
-    if peer:
-        R["mds_w2"] = sub("mds", {"local": data["mds"], "batch": a.batch, "reps": a.reps, "workers": 2}, peer=True)
-    R["latency"] = sub("latency", {"remote": data["arrow"], "local": local, "n": 5000})
-    if peer:
-        R["latency_mds"] = sub("latency_mds", {"local": data["mds"], "n": 5000}, peer=True)
-    if not a.skip_cold:
+    base = {"remote": data["arrow"], "local": local, "batch": B, "min_s": a.min_seconds}
+    W: dict[str, list[dict]] = {}
+    C: dict[str, list[dict]] = {}
+    L: dict[str, dict] = {}
+    if parts & {"warm", "latency"}:
+        sub("ours", {**base, "min_s": 0.0, "workers": 0, "batched": True})  # fill the L2 cache
+    if "warm" in parts:
+        items = [("bare", lambda: sub("bare", {"path": data["one"], "batch": B, "min_s": a.min_seconds})),
+                 ("ours_w0_batched", lambda: sub("ours", {**base, "workers": 0, "batched": True})),
+                 ("ours_w2_batched", lambda: sub("ours", {**base, "workers": 2, "batched": True})),  # 8 steps/item
+                 ("ours_w2_step1", lambda: sub("ours", {**base, "workers": 2, "batched": True, "transfer_steps": 1})),
+                 ("ipc_floor", lambda: sub("ipc_floor", {"samples": a.samples, "batch": B, "min_s": a.min_seconds}))]
+        if a.per_sample:
+            items.append(("ours_w2_samples", lambda: sub("ours", {**base, "workers": 2, "batched": False})))
+        if peer:
+            items.insert(4, ("mds_w2", lambda: sub("mds", {"local": data["mds"], "batch": B, "min_s": a.min_seconds,
+                                                            "workers": 2}, peer=True)))
+        W = rounds(items, a.reps, "warm")
+    if "latency" in parts:
+        L["latency"] = sub("latency", {"remote": data["arrow"], "local": local, "n": 5000})
+        if peer:
+            L["latency_mds"] = sub("latency_mds", {"local": data["mds"], "n": 5000}, peer=True)
+    if "cold" in parts:
         server, opts, paths = start_s3(data["arrow"])
         try:
             url = "s3://bench/arrow"
-            sub("s3fs", {"storage_options": opts, "paths": paths, "reps": 1})  # moto serves first reads slower
-            R["s3fs"] = sub("s3fs", {"storage_options": opts, "paths": paths, "reps": a.reps})
-            for key, workers in (("cold_w0", 0), ("cold", 2)):
-                R[key] = sub("cold", {"remote": url, "local": os.path.join(data["work"], "cache-cold"), "batch": a.batch,
-                                      "reps": a.reps, "workers": workers, "batched": True, "storage_options": opts,
-                                      "bytes_per_sample": total_bytes / a.samples, "fetch_workers": 4})
+            sub("s3fs", {"storage_options": opts, "paths": paths})  # moto serves first reads slower
+            cold = {"remote": url, "local": os.path.join(data["work"], "cache-cold"), "batch": B, "batched": True,
+                    "storage_options": opts, "bytes_per_sample": total_bytes / a.samples, "fetch_workers": 4}
+            C = rounds([("s3fs", lambda: sub("s3fs", {"storage_options": opts, "paths": paths})),
+                        ("cold_w0", lambda: sub("cold", {**cold, "workers": 0})),
+                        ("cold_w2", lambda: sub("cold", {**cold, "workers": 2}))], a.reps, "cold")
         finally:
             server.stop()
 
-    med = {k: statistics.median(v["rates"]) for k, v in R.items() if "rates" in v}
-    rows = [("winnow batched, 2 workers (8 steps/item)", "ours_w2_batched"),
-            ("winnow batched, 2 workers, 1 step/item", "ours_w2_step1"),
-            ("winnow batched, in-process", "ours_w0_batched"),
-            ("winnow per-sample, 2 workers", "ours_w2_samples"), ("MosaicML Streaming (MDS), 2 workers", "mds_w2"),
-            ("bare mmap Arrow gather, 1 process", "bare"),
-            ("DataLoader floor: 2 workers, no reading", "ipc_floor")]
-    print("\nwarm, shuffled, from the local cache (samples/s, median; time to first batch; peak RSS of the tree)")
-    for label, key in rows:
-        if key in R:
-            r = R[key]
-            print(f"  {label:<40} {med[key]:>12,.0f}   ttfb {statistics.median(r['ttfb']) * 1e3:7.1f} ms"
-                  f"   peak {r['peak_rss'] / 1e6:7.0f} MB")
-    print("\nratios (same data, shuffle, batch size, same run)")
-    if "mds_w2" in med:
-        print(f"  winnow batched 2w / MDS 2w         {med['ours_w2_batched'] / med['mds_w2']:8.1f}x   (target >= 10x)")
-        print(f"  winnow 2w 1 step/item / MDS 2w     {med['ours_w2_step1'] / med['mds_w2']:8.1f}x")
-        print(f"  winnow per-sample 2w / MDS 2w      {med['ours_w2_samples'] / med['mds_w2']:8.1f}x")
-    print(f"  winnow batched 2w / bare gather    {med['ours_w2_batched'] / med['bare']:8.2f}    (target >= 0.5)")
-    print(f"  winnow 2w 1 step/item / bare       {med['ours_w2_step1'] / med['bare']:8.2f}")
-    print(f"  winnow in-process / bare gather    {med['ours_w0_batched'] / med['bare']:8.2f}")
-    print(f"  winnow 2w 1 step/item / DataLoader floor {med['ours_w2_step1'] / med['ipc_floor']:6.2f}    "
-          "(what worker-to-main transfer of one step per item allows on this machine)")
-    print(f"  winnow batched 2w / DataLoader floor {med['ours_w2_batched'] / med['ipc_floor']:6.2f}    "
-          "(above 1: several steps per item amortise the transfer)")
-    if "cold" in R:
-        print(f"\ncold epoch from loopback S3 (moto) into an empty cache; plain sequential s3fs read of the same "
-              f"shards {med['s3fs'] / 1e6:.0f} MB/s")
-        for key, label in (("cold_w0", "in-process"), ("cold", "2 workers")):
-            c = R[key]
-            cold_b = statistics.median(c["byte_rates"])
-            print(f"  winnow {label:<11} {cold_b / 1e6:6.0f} MB/s ({med[key]:,.0f} samples/s, ttfb "
-                  f"{statistics.median(c['ttfb']) * 1e3:.0f} ms, peak {c['peak_rss'] / 1e6:.0f} MB); "
-                  f"ratio to s3fs {cold_b / med['s3fs']:.2f} (target >= 0.8)")
-    lat = R["latency"]
-    print("\nrandom-access latency of one sample (ds[i])")
-    for tier, key, target in (("L1 (mapped)", "l1", 0.1), ("L2 (local file, unmapped)", "l2", 2.0)):
-        xs = lat[key]
-        print(f"  winnow {tier:<28} p50 {pct(xs, .5) * 1e3:7.3f} ms   p99 {pct(xs, .99) * 1e3:7.3f} ms"
-              f"   (target p99 < {target} ms, n={len(xs)})")
-    if "latency_mds" in R:
-        xs = R["latency_mds"]["warm"]
-        print(f"  MDS warm (local, ds[i])              p50 {pct(xs, .5) * 1e3:7.3f} ms   p99 {pct(xs, .99) * 1e3:7.3f} ms")
-    m = R["ours_w2_batched"]["metrics"]
-    print(f"\nwinnow metrics (2-worker warm run): L1 hit rate {m['hit_rate_l1']:.3f}, L2 {m['hit_rate_l2']:.3f}, "
-          f"L3 {m['miss_rate_l3']:.3f}, stall {m['stall_s']:.2f}s")
+    n = a.reps
+    if W:
+        rows = [("winnow batched, 2 workers (8 steps/item)", "ours_w2_batched"),
+                ("winnow batched, 2 workers, 1 step/item", "ours_w2_step1"),
+                ("winnow batched, in-process", "ours_w0_batched"),
+                ("winnow per-sample, 2 workers", "ours_w2_samples"), ("MosaicML Streaming (MDS), 2 workers", "mds_w2"),
+                ("bare mmap Arrow gather, 1 process", "bare"),
+                ("DataLoader floor: 2 workers, no reading", "ipc_floor")]
+        print(f"\nwarm, shuffled, from the local cache (samples/s, median of {n} rounds [min-max]; time to first "
+              "batch; peak memory of the tree, max of rounds)")
+        for label, key in rows:
+            if key in W:
+                rs = W[key]
+                print(f"  {label:<40} {spread([r['rate'] for r in rs], '>10,.0f')}   ttfb "
+                      f"{statistics.median(r['ttfb'] for r in rs) * 1e3:6.1f} ms   "
+                      f"peak {max(r['peak_rss'] for r in rs) / 1e6:5.0f} MB")
+        print(f"\nratios, each taken within one round against that round's reference (same data, shuffle, "
+              f"batch {B}); median of {n} rounds [min-max]")
+        lines = []
+        if "mds_w2" in W:
+            lines += [("winnow batched 2w / MDS 2w", "ours_w2_batched", "mds_w2", ">7.1f", "x", "(target >= 10x)"),
+                      ("winnow 2w 1 step/item / MDS 2w", "ours_w2_step1", "mds_w2", ">7.1f", "x", "")]
+            if "ours_w2_samples" in W:
+                lines.append(("winnow per-sample 2w / MDS 2w", "ours_w2_samples", "mds_w2", ">7.1f", "x", ""))
+        lines += [("winnow batched 2w / bare gather", "ours_w2_batched", "bare", ">7.2f", "", "(target >= 0.5)"),
+                  ("winnow in-process / bare gather", "ours_w0_batched", "bare", ">7.2f", "", "(target >= 0.5)"),
+                  ("winnow 2w 1 step/item / bare", "ours_w2_step1", "bare", ">7.2f", "", ""),
+                  ("winnow 2w 1 step/item / DataLoader floor", "ours_w2_step1", "ipc_floor", ">7.2f", "",
+                   "(what worker-to-main transfer of one step per item allows on this machine)"),
+                  ("winnow batched 2w / DataLoader floor", "ours_w2_batched", "ipc_floor", ">7.2f", "",
+                   "(above 1: several steps per item amortise the transfer)")]
+        for label, num, den, fmt, unit, note in lines:
+            xs = per_round(W, num, den)
+            p = fmt[fmt.index("."):]
+            lo, hi = f"{min(xs):{p}}{unit}", f"{max(xs):{p}}{unit}"
+            print(f"  {label:<42} {statistics.median(xs):{fmt}}{unit:1}  [{lo}-{hi}]   {note}".rstrip())
+    if C:
+        print(f"\ncold epoch from loopback S3 (moto) into an empty cache (median of {n} rounds [min-max]; ratio "
+              "per round against that round's plain sequential s3fs read of the same shards)")
+        print(f"  plain s3fs sequential read   {spread([r['byte_rate'] / 1e6 for r in C['s3fs']], '>5.0f')} MB/s")
+        for key, label in (("cold_w0", "in-process"), ("cold_w2", "2 workers")):
+            rs = C[key]
+            xs = per_round(C, key, "s3fs", "byte_rate")
+            print(f"  winnow {label:<21} {spread([r['byte_rate'] / 1e6 for r in rs], '>5.0f')} MB/s "
+                  f"({statistics.median(r['rate'] for r in rs):,.0f} samples/s, ttfb "
+                  f"{statistics.median(r['ttfb'] for r in rs) * 1e3:.0f} ms, peak "
+                  f"{max(r['peak_rss'] for r in rs) / 1e6:.0f} MB)")
+            print(f"    ratio to s3fs {spread(xs, '.2f')}   (target >= 0.8)")
+    if L:
+        lat = L["latency"]
+        print("\nrandom-access latency of one sample (ds[i]), one process")
+        for tier, key, target in (("L1 (mapped)", "l1", 0.1), ("L2 (local file, unmapped)", "l2", 2.0)):
+            xs = lat[key]
+            print(f"  winnow {tier:<28} p50 {pct(xs, .5) * 1e3:7.3f} ms   p99 {pct(xs, .99) * 1e3:7.3f} ms"
+                  f"   (target p99 < {target} ms, n={len(xs)})")
+        if "latency_mds" in L:
+            xs = L["latency_mds"]["warm"]
+            print(f"  MDS warm (local, ds[i])              p50 {pct(xs, .5) * 1e3:7.3f} ms   "
+                  f"p99 {pct(xs, .99) * 1e3:7.3f} ms")
+    if W:
+        m = W["ours_w2_batched"][-1]["metrics"]
+        print(f"\nwinnow metrics (last 2-worker warm run): L1 hit rate {m['hit_rate_l1']:.3f}, "
+              f"L2 {m['hit_rate_l2']:.3f}, L3 {m['miss_rate_l3']:.3f}, stall {m['stall_s']:.2f}s")
     if a.json:
         os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
+        ratios = {}
+        if W:
+            for num, den in (("ours_w2_batched", "mds_w2"), ("ours_w2_step1", "mds_w2"), ("ours_w2_samples", "mds_w2"),
+                             ("ours_w2_batched", "bare"), ("ours_w0_batched", "bare"), ("ours_w2_step1", "bare"),
+                             ("ours_w2_step1", "ipc_floor"), ("ours_w2_batched", "ipc_floor")):
+                if num in W and den in W:
+                    ratios[f"{num}/{den}"] = per_round(W, num, den)
+        if C:
+            for num in ("cold_w0", "cold_w2"):
+                ratios[f"{num}/s3fs"] = per_round(C, num, "s3fs", "byte_rate")
         with open(a.json, "w") as f:
-            json.dump({"medians": med, "runs": {k: {kk: vv for kk, vv in v.items() if kk not in ("l1", "l2", "warm")}
-                                                for k, v in R.items()}}, f, indent=1, default=str)
+            json.dump({"ratios_per_round": ratios, "warm_rounds": W, "cold_rounds": C,
+                       "latency_ms": {f"{k}.{t}": {"p50": pct(xs, .5) * 1e3, "p99": pct(xs, .99) * 1e3, "n": len(xs)}
+                                      for k, v in L.items() for t, xs in v.items()}}, f, indent=1, default=str)
     print(f"\ntotal {time.time() - t0:.0f}s")
 
 
