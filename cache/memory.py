@@ -234,7 +234,7 @@ def _assemble(parts: list[tuple[Any, np.ndarray]], n: int) -> Any:
         a = 0
         for cv, rows in parts:
             b = a + len(rows)
-            cv.values.take(rows, axis=0, out=out[a:b])
+            cv.values.take(rows, axis=0, out=out[a:b], mode="clip")  # rows are in range; "raise" would buffer `out`
             a = b
         return out
     if k0 == "fixed" and all(cv.kind == "fixed" for cv, _ in parts):
@@ -269,6 +269,6 @@ def _ragged(parts: list[tuple[Any, np.ndarray]], n: int) -> tuple[np.ndarray, np
         m = int(ln.sum())
         flat = cv.values.reshape(-1) if cv.kind == "fixed2d" else cv.values[int(cv.offsets[0]):]
         idx = np.arange(m, dtype=np.int64) + np.repeat(s - (np.cumsum(ln) - ln), ln)
-        np.take(flat, idx, out=values[a:a + m])
+        np.take(flat, idx, out=values[a:a + m], mode="clip")  # in range; avoids buffering `out`
         a += m
     return values, offsets
