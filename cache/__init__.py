@@ -23,7 +23,7 @@ from winnow.cache.mixing import SOURCE_KEY, MixedDataset, WeightSchedule
 from winnow.cache.order import EpochOrder, RankPlan
 from winnow.cache.packing import TokenPacker
 from winnow.cache.remote import RetryPolicy
-from winnow.cache.sizes import format_size, parse_size
+from winnow.units import format_size, parse_size
 
 __all__ = [
     "StreamingDataset",

@@ -37,7 +37,7 @@ from winnow.cache.metrics import Metrics, MetricsSink, summarize
 from winnow.cache.order import PARTITIONS, EpochOrder, RankPlan, worker_chunks
 from winnow.cache.prefetch import Prefetcher
 from winnow.cache.remote import Remote, RetryPolicy
-from winnow.cache.sizes import format_size, parse_size
+from winnow.units import format_size, parse_size
 from winnow.cache.store import DiskCache
 
 __all__ = ["StreamingDataset", "detect_rank", "INDEX_KEY"]

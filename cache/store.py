@@ -32,7 +32,7 @@ from typing import Callable
 from winnow.errors import CacheError, CacheFullError
 from winnow.format import ShardInfo
 
-from winnow.cache.sizes import format_size
+from winnow.units import format_size
 
 __all__ = ["DiskCache", "Lease"]
 

@@ -190,7 +190,7 @@ def _coerce(value: Any, tp: Any, key: str, f: dataclasses.Field | None) -> Any:
     args = typing.get_args(tp)
     if f is not None and f.metadata.get("size"):
         try:
-            return parse_size(value, name=key)
+            return parse_size(value, key)
         except ValueError as exc:
             raise ConfigError(key, value, "a byte size such as 256MB, 4GiB or 1000000") from exc
     if tp is Any:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from winnow.cache.order import EpochOrder, RankPlan, worker_steps
-from winnow.cache.sizes import format_size, parse_size
+from winnow.units import format_size, parse_size
 from winnow.errors import CacheError, ConfigError
 
 ROWS = [100, 37, 250, 64, 1, 180, 90, 128]  # uneven shards, 850 rows
