@@ -9,6 +9,7 @@ may exit once a Dataflow job is submitted.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import time
 from typing import Any
@@ -97,10 +98,7 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
 
     out_dir = cfg.output
     kept_info = records | "Shards" >> WriteShards(out_dir, "shards", schema, cfg.sink)
-    reject_sink = type(cfg.sink)(
-        shard_bytes=cfg.sink.shard_bytes, batch_bytes=cfg.sink.batch_bytes, min_shards=1,
-        compression=cfg.sink.compression, overwrite=cfg.sink.overwrite,
-    )
+    reject_sink = dataclasses.replace(cfg.sink, min_shards=1)
     rejects_info = all_rejected | "Rejects" >> WriteShards(out_dir, "rejects", rschema, reject_sink)
     dead_info = all_dead | "DeadLetters" >> WriteShards(out_dir, "dead_letter", rschema, reject_sink)
 

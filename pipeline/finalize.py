@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import base64
 import json
-import posixpath
 import time
-import uuid
 from typing import Any, Iterable, Mapping, Sequence
 
 import apache_beam as beam
-import fsspec
 import pyarrow as pa
 import yaml
 
@@ -23,18 +20,7 @@ from winnow.format import Manifest, ShardInfo
 from winnow.pipeline.config import RunConfig, config_hash, config_to_dict
 from winnow.pipeline.records import READ_STAGE
 
-__all__ = ["Finalize", "compute_stats", "write_text"]
-
-
-def write_text(uri: str, text: str) -> None:
-    """Write a small text file atomically (temp name, then rename)."""
-    fs, path = fsspec.core.url_to_fs(uri)
-    parent = posixpath.dirname(path)
-    fs.makedirs(parent, exist_ok=True)
-    tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}")
-    with fs.open(tmp, "wb") as fh:
-        fh.write(text.encode("utf-8"))
-    fs.mv(tmp, path)
+__all__ = ["Finalize", "compute_stats"]
 
 
 def compute_stats(
@@ -104,7 +90,7 @@ class Finalize(beam.DoFn):
         kept_kinds: list,
         examples: list[dict],
     ) -> Iterable[dict]:
-        from winnow.pipeline.sink import join_uri
+        from winnow.pipeline.sink import atomic_write, join_uri
         from winnow.pipeline.report import make_thumbnail, render_report
 
         cfg = self._cfg
@@ -126,9 +112,9 @@ class Finalize(beam.DoFn):
                     e["thumb_png"] = base64.b64encode(thumb).decode("ascii")
         resolved = config_to_dict(cfg)
 
-        write_text(join_uri(out, "config.yaml"), yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
-        write_text(join_uri(out, "stats.json"), json.dumps(stats, indent=2) + "\n")
-        write_text(join_uri(out, "report.html"), render_report(stats, examples, resolved))
+        atomic_write(join_uri(out, "config.yaml"), yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True).encode("utf-8"))
+        atomic_write(join_uri(out, "stats.json"), (json.dumps(stats, indent=2) + "\n").encode("utf-8"))
+        atomic_write(join_uri(out, "report.html"), render_report(stats, examples, resolved).encode("utf-8"))
         counts = {
             "read": stats["read"],
             "kept": stats["kept"],
@@ -147,5 +133,5 @@ class Finalize(beam.DoFn):
             dead_letter=dead,
             created_by=f"winnow {__version__}",
         )
-        write_text(join_uri(out, "index.json"), manifest.dumps())
+        atomic_write(join_uri(out, "index.json"), manifest.dumps().encode("utf-8"))
         yield stats

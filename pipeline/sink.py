@@ -23,14 +23,25 @@ from winnow.format import ShardInfo, shard_name, xxh3_128_hex
 from winnow.pipeline.config import SinkConfig
 from winnow.pipeline.records import record_bytes
 
-__all__ = ["WriteShards", "shard_of", "write_arrow_file", "rows_to_batches", "join_uri"]
+__all__ = ["WriteShards", "shard_of", "write_arrow_file", "rows_to_batches", "join_uri", "atomic_write"]
 
 _log = logging.getLogger("winnow")
 
 
 def join_uri(base: str, *parts: str) -> str:
     """Join URI path parts with ``/`` (works for local paths and fsspec URLs alike)."""
-    return posixpath.join(base.rstrip("/"), *parts) if "://" in base else posixpath.join(base, *parts)
+    return posixpath.join(base, *parts)
+
+
+def atomic_write(uri: str, data: bytes | memoryview) -> None:
+    """Write ``data`` to a temporary name beside ``uri``, then rename it into place."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    parent = posixpath.dirname(path)
+    fs.makedirs(parent, exist_ok=True)
+    tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}")
+    with fs.open(tmp, "wb") as fh:
+        fh.write(data)
+    fs.mv(tmp, path)
 
 
 def shard_of(record: dict, n: int) -> int:
@@ -39,33 +50,32 @@ def shard_of(record: dict, n: int) -> int:
     return h % n
 
 
-def _sanitize(record: dict, names: Sequence[str]) -> dict:
+def _sanitize(record: dict) -> dict:
     # Strings with lone surrogates cannot go into Arrow; replace them visibly.
-    out = {}
-    for k in names:
-        v = record.get(k)
-        if isinstance(v, str):
-            try:
-                v.encode("utf-8")
-            except UnicodeEncodeError:
-                v = v.encode("utf-8", "replace").decode("utf-8")
-        out[k] = v
-    return out
+    return {
+        k: v.encode("utf-8", "replace").decode("utf-8") if isinstance(v, str) else v for k, v in record.items()
+    }
+
+
+def _to_batch(chunk: list[dict], schema: pa.Schema) -> pa.RecordBatch:
+    try:
+        return pa.RecordBatch.from_pylist(chunk, schema=schema)
+    except UnicodeEncodeError:  # rare: try first, sanitise only on a miss
+        return pa.RecordBatch.from_pylist([_sanitize(r) for r in chunk], schema=schema)
 
 
 def rows_to_batches(rows: Sequence[dict], schema: pa.Schema, batch_bytes: int) -> Iterable[pa.RecordBatch]:
     """Cut already-sorted rows into record batches of about ``batch_bytes`` each."""
-    names = schema.names
     chunk: list[dict] = []
     size = 0
     for r in rows:
-        chunk.append(_sanitize(r, names))
+        chunk.append(r)
         size += record_bytes(r)
         if size >= batch_bytes:
-            yield pa.RecordBatch.from_pylist(chunk, schema=schema)
+            yield _to_batch(chunk, schema)
             chunk, size = [], 0
     if chunk:
-        yield pa.RecordBatch.from_pylist(chunk, schema=schema)
+        yield _to_batch(chunk, schema)
 
 
 def write_arrow_file(
@@ -83,13 +93,7 @@ def write_arrow_file(
             writer.write_batch(b)
     buf = sink.getvalue()
     digest = xxh3_128_hex(memoryview(buf))
-    fs, path = fsspec.core.url_to_fs(uri)
-    parent = posixpath.dirname(path)
-    fs.makedirs(parent, exist_ok=True)
-    tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}")
-    with fs.open(tmp, "wb") as fh:
-        fh.write(memoryview(buf))
-    fs.mv(tmp, path)
+    atomic_write(uri, memoryview(buf))
     return buf.size, digest
 
 
