@@ -324,7 +324,7 @@ class StreamingDataset(IterableDataset):
                     if k > 1:
                         outs.append(out)
                     elif self.batched:
-                        yield _to_torch(out)
+                        yield step_to_torch(out)
                     else:
                         yield from _samples(out)
                 if outs:
@@ -379,7 +379,6 @@ class StreamingDataset(IterableDataset):
         self._consumed = 0
 
 
-_to_torch = step_to_torch  # one gathered step as tensors (also used by mixing)
 
 
 def _samples(out: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -17,7 +17,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from winnow.errors import ConfigError
 
-from winnow.cache.dataset import StreamingDataset, _to_torch
+from winnow.cache.dataset import StreamingDataset
+from winnow.cache.loader import step_to_torch
 
 __all__ = ["WeightSchedule", "MixedDataset", "SOURCE_KEY"]
 
@@ -135,7 +136,7 @@ class MixedDataset(IterableDataset):
                 if (s - self.start) % nw != wid:
                     continue
                 d = self.datasets[k]
-                out = _to_torch(d.step(j % self.per_epoch[k], epoch=d.epoch + j // self.per_epoch[k]))
+                out = step_to_torch(d.step(j % self.per_epoch[k], epoch=d.epoch + j // self.per_epoch[k]))
                 out[SOURCE_KEY] = k
                 yield out
             pos = end
