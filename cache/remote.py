@@ -181,7 +181,7 @@ class Remote:
 
     def path(self, rel: str) -> str:
         """The filesystem path of ``rel`` under the dataset directory."""
-        fs = self.fs
+        self.fs  # noqa: B018 - builds the filesystem, and with it _root, once per process
         return f"{self._root}/{rel}" if self._root else rel
 
     def _retrying(self, what: str, fn: Callable[[], Any], stats: FetchStats | None = None) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 import apache_beam as beam
 import pyarrow as pa

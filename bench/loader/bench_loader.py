@@ -334,7 +334,6 @@ RUNS = {"ipc_floor": run_ipc_floor, "ours": run_ours, "mds": run_mds, "bare": ru
 
 # --- data ----------------------------------------------------------------------------
 def prepare(work: str, samples: int, rows_per_shard: int, peer: bool) -> dict:
-    import numpy as np
     import pyarrow as pa
 
     from winnow.cache.synth import write_token_shards

@@ -14,6 +14,7 @@ import binascii
 import bz2
 import gzip
 import io
+import json
 import lzma
 from typing import IO, Any, Mapping
 
@@ -34,6 +35,7 @@ __all__ = [
     "caption_extensions",
     "open_uri",
     "open_or_dead",
+    "json_object",
     "decompress",
     "dead",
     "json_type",
@@ -215,6 +217,21 @@ def decode_text(data: bytes, what: str, *, strip: bool = True) -> str:
     if text.endswith("\n"):
         text = text[:-2] if text.endswith("\r\n") else text[:-1]
     return text
+
+
+def json_object(data: bytes, what: str) -> dict[str, Any]:
+    """Parse a JSON object (a sidecar or a tar member), naming ``what`` in the error.
+
+    Raises:
+        RecordError: invalid UTF-8 or JSON, or JSON that is not an object.
+    """
+    try:
+        obj = json.loads(decode_text(data, what, strip=False))
+    except ValueError as exc:
+        raise RecordError(f"{what} is not valid JSON ({exc}); expected a JSON object") from exc
+    if not isinstance(obj, dict):
+        raise RecordError(f"{what} holds {describe(obj)}; expected a JSON object")
+    return obj
 
 
 def image_from_field(fields: Mapping[str, Any], cfg: ReaderConfig) -> bytes | None:

@@ -10,7 +10,6 @@ sidecar gives the caption, as a WebDataset sample's ``json`` member does.
 
 from __future__ import annotations
 
-import json
 import posixpath
 from typing import Any, Iterator
 
@@ -21,7 +20,7 @@ from winnow.pipeline.readers.common import (
     caption_extensions,
     dead,
     decode_text,
-    describe,
+    json_object,
     open_uri,
 )
 from winnow.pipeline.stages.base import error_text
@@ -59,16 +58,6 @@ def _find_sidecars(image_uri: str, cfg: ReaderConfig) -> tuple[str, ...]:
     return tuple(found)
 
 
-def _json_fields(name: str, data: bytes) -> dict[str, Any]:
-    try:
-        obj = json.loads(decode_text(data, f"sidecar {name}", strip=False))
-    except ValueError as exc:
-        raise RecordError(f"sidecar {name} is not valid JSON ({exc}); expected a JSON object") from exc
-    if not isinstance(obj, dict):
-        raise RecordError(f"sidecar {name} holds {describe(obj)}; expected a JSON object")
-    return obj
-
-
 def _is_json(name: str) -> bool:
     return name.lower().endswith(".json")
 
@@ -81,7 +70,7 @@ def _sidecar_fields(sidecars: tuple[str, ...], cfg: ReaderConfig) -> dict[str, A
     meta_json = next((s for s in sidecars if _is_json(s)), None)
     fields: dict[str, Any] = {}
     if meta_json is not None:
-        fields.update(_json_fields(meta_json, _read_limited(meta_json, cfg.max_record_bytes)))
+        fields.update(json_object(_read_limited(meta_json, cfg.max_record_bytes), f"sidecar {meta_json}"))
         if meta_json != caption:
             fields.pop(cfg.text_field, None)  # the caption comes from the first sidecar only
     if caption != meta_json:

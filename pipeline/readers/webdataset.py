@@ -15,7 +15,6 @@ breaks (a truncated or corrupt archive) ends the file with one dead letter for t
 
 from __future__ import annotations
 
-import json
 import re
 import tarfile
 from typing import Any, Iterator
@@ -30,7 +29,7 @@ from winnow.pipeline.readers.common import (
     dead,
     decode_text,
     decompress,
-    describe,
+    json_object,
     open_or_dead,
     split_compression,
 )
@@ -109,13 +108,7 @@ def _sample_record(uri: str, sample: _Sample, cfg: ReaderConfig, captions: tuple
         fields: dict[str, Any] = {}
         if "json" in members:
             name, data = members["json"]
-            try:
-                obj = json.loads(decode_text(data, f"member {name!r}", strip=False))
-            except ValueError as exc:
-                raise RecordError(f"member {name!r} is not valid JSON ({exc}); expected a JSON object") from exc
-            if not isinstance(obj, dict):
-                raise RecordError(f"member {name!r} holds {describe(obj)}; expected a JSON object")
-            fields.update(obj)
+            fields.update(json_object(data, f"member {name!r}"))
             if caption_ext != "json":
                 fields.pop(cfg.text_field, None)  # the caption comes only from caption_extensions
         for ext, (name, data) in members.items():
