@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Iterable, Literal, Mapping
 
 import xxhash
 
@@ -62,6 +62,9 @@ def exact_key(record: Mapping[str, Any], cfg: ExactDedupConfig) -> str:
     return h.hexdigest()
 
 
-def pick_survivor(candidates: list[tuple[str, str]]) -> tuple[str, str]:
-    """The record kept from a duplicate group: the smallest (id, source), deterministically."""
+def pick_survivor(candidates: Iterable[tuple[str, str]]) -> tuple[str, str]:
+    """The record kept from a duplicate group: the smallest (id, source), deterministically.
+
+    Takes any iterable (one pass), so a huge group is never held in memory.
+    """
     return min(candidates)

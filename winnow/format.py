@@ -23,7 +23,6 @@ __all__ = [
     "MODALITIES",
     "CORE_FIELDS",
     "REJECT_FIELDS",
-    "core_schema",
     "output_schema",
     "reject_schema",
     "schema_to_json",
@@ -59,11 +58,6 @@ REJECT_FIELDS: tuple[pa.Field, ...] = (
     pa.field("duplicate_of_source", pa.string(), nullable=True),
     pa.field("error", pa.large_string(), nullable=True),
 )
-
-
-def core_schema() -> pa.Schema:
-    """The schema of a record straight from a reader."""
-    return pa.schema(list(CORE_FIELDS))
 
 
 def output_schema(stage_fields: Iterable[pa.Field]) -> pa.Schema:

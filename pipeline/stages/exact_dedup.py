@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import apache_beam as beam
 import pyarrow as pa
 
-from winnow.filters.exact import ExactDedupConfig, exact_key
+from winnow.filters.exact import ExactDedupConfig, exact_key, pick_survivor
 from winnow.pipeline.records import make_dead_letter, make_reject
 from winnow.pipeline.stages.base import DEAD, REJECTED, StageCounters, StageOutputs, error_text
 
@@ -45,14 +45,16 @@ class _PickFn(beam.DoFn):
 
     def process(self, element: tuple[str, Iterable[dict]]) -> Iterable[Any]:
         _, group = element
-        best: tuple[str, str] | None = None
         n = 0
-        for r in group:
-            n += 1
-            k = (r["id"], r["source"])
-            if best is None or k < best:
-                best = k
-        survivor_id, survivor_source = best  # type: ignore[misc]
+
+        def keys() -> Iterator[tuple[str, str]]:
+            nonlocal n
+            for r in group:
+                n += 1
+                yield r["id"], r["source"]
+
+        best = pick_survivor(keys())
+        survivor_id, survivor_source = best
         emitted = False
         for r in group:
             if not emitted and (r["id"], r["source"]) == best:
