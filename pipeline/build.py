@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import json
 import time
 from typing import Any
 
@@ -46,10 +45,21 @@ class RunOutputs:
         self.dead = dead
 
 
-def _example(r: dict, chars: int) -> tuple[int, str, str]:
-    """A small, comparable summary of a reject for the report (smallest hash wins)."""
+def _example(r: dict, chars: int) -> tuple[int, str, str, dict]:
+    """A reject's report example, ranked by a hash of (id, source) so the pick is deterministic.
+
+    Cheap per reject (references and a truncated text); encoding happens in :func:`_example_json`
+    for the few examples that survive the Top combiner.
+    """
     text = r.get("text")
-    media = r.get("image") if r.get("image") is not None else r.get("audio")
+    image = r.get("image")
+    media = image if image is not None else r.get("audio")
+    if media is not None:
+        nbytes = len(media)
+    elif text is None:
+        nbytes = 0
+    else:
+        nbytes = len(text) if text.isascii() else len(text.encode("utf-8", "replace"))
     ex = {
         "stage": r["reject_stage"],
         "reason": r["reject_reason"],
@@ -59,13 +69,19 @@ def _example(r: dict, chars: int) -> tuple[int, str, str]:
         "text": None if text is None else text[:chars],
         "duplicate_of": r.get("duplicate_of"),
         "error": r.get("error"),
-        "bytes": len(media) if media is not None else len((text or "").encode("utf-8", "replace")),
+        "bytes": nbytes,
+        "image": image if image is not None and len(image) <= 65536 else None,  # thumbnailed in Finalize
     }
-    image = r.get("image")
-    if image is not None and len(image) <= 65536:
-        ex["image_b64"] = base64.b64encode(image).decode("ascii")  # thumbnailed in Finalize
     rank = xxhash.xxh3_64_intdigest(f"{r['id']}\x00{r['source']}".encode("utf-8", "replace"))
-    return rank, r["id"], json.dumps(ex, sort_keys=True, ensure_ascii=False)
+    return rank, r["id"], r["source"], ex
+
+
+def _example_json(ex: dict) -> dict:
+    """The example as JSON-able data (image bytes as base64) for the Finalize side input."""
+    out = {k: v for k, v in ex.items() if k != "image"}
+    if ex["image"] is not None:
+        out["image_b64"] = base64.b64encode(ex["image"]).decode("ascii")
+    return out
 
 
 def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: float | None = None) -> RunOutputs:
@@ -124,8 +140,8 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
         (all_rejected, all_dead)
         | "FlattenExamples" >> beam.Flatten()
         | "ExampleKey" >> beam.Map(lambda r: ((r["reject_stage"], r["reject_reason"]), _example(r, chars)))
-        | "TopExamples" >> beam.combiners.Top.SmallestPerKey(max(n_examples, 1))
-        | "ExampleValues" >> beam.FlatMap(lambda kv: [json.loads(e[2]) for e in kv[1][:n_examples]])
+        | "TopExamples" >> beam.combiners.Top.PerKey(max(n_examples, 1), key=lambda e: e[:3], reverse=True)
+        | "ExampleValues" >> beam.FlatMap(lambda kv: [_example_json(e[3]) for e in kv[1][:n_examples]])
     )
     side = beam.pvalue
     _ = (
