@@ -35,6 +35,8 @@ DEAD_LETTER_REASON = "dead_letter"
 def clean_str(s: str) -> str:
     """``s`` made encodable: lone surrogates (from undecodable file names or surrogate-escaped
     bytes) become visible ``\\xNN`` escapes instead of breaking every coder downstream."""
+    if s.isascii():
+        return s
     try:
         s.encode("utf-8")
         return s
