@@ -101,6 +101,10 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
     records = read.records
     rejected: list[beam.PCollection] = []
     dead: list[beam.PCollection] = [read.dead]
+    stage_stats: list[beam.PCollection] = []
+    artifacts: list[beam.PCollection] = []
+    # ctx is shared by every stage's build: a stage may leave PCollections there for later
+    # stages (e.g. the trained tokenizer for the encoder) under keys it documents.
     ctx: dict[str, Any] = {"config": cfg, "schema": schema, "pipeline": p}
     for name in cfg.stages:
         spec = registry.STAGES[name]
@@ -108,6 +112,10 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
         records = out.kept
         rejected.append(out.rejected)
         dead.append(out.dead)
+        if out.stats is not None:
+            stage_stats.append(out.stats | f"StatsKey[{name}]" >> beam.Map(lambda d, n=name: (n, d)))
+        if out.artifacts is not None:
+            artifacts.append(out.artifacts)
 
     all_rejected = rejected | "FlattenRejects" >> beam.Flatten() if rejected else p | "NoRejects" >> beam.Create([])
     all_dead = dead | "FlattenDead" >> beam.Flatten()
@@ -143,6 +151,12 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
         | "TopExamples" >> beam.combiners.Top.PerKey(max(n_examples, 1), key=lambda e: e[:3], reverse=True)
         | "ExampleValues" >> beam.FlatMap(lambda kv: [_example_json(e[3]) for e in kv[1][:n_examples]])
     )
+    all_stats = (
+        stage_stats | "FlattenStageStats" >> beam.Flatten() if stage_stats else p | "NoStageStats" >> beam.Create([])
+    )
+    all_artifacts = (
+        artifacts | "FlattenArtifacts" >> beam.Flatten() if artifacts else p | "NoArtifacts" >> beam.Create([])
+    )
     side = beam.pvalue
     _ = (
         p
@@ -157,6 +171,8 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
             dead_counts=side.AsList(dead_counts),
             kept_kinds=side.AsList(kept_kinds),
             examples=side.AsList(examples),
+            stage_stats=side.AsList(all_stats),
+            artifacts=side.AsList(all_artifacts),
         )
     )
     return RunOutputs(records, all_rejected, all_dead)

@@ -89,9 +89,13 @@ class Finalize(beam.DoFn):
         dead_counts: list,
         kept_kinds: list,
         examples: list[dict],
+        stage_stats: list = (),
+        artifacts: list = (),
     ) -> Iterable[dict]:
         from winnow.pipeline.sink import atomic_write, join_uri
         from winnow.pipeline.report import make_thumbnail, render_report
+        from winnow.pipeline.stages import registry  # noqa: F401 - registers the stages' report sections
+        from winnow.pipeline.stages.stats import merge_stat_dicts
 
         cfg = self._cfg
         out = cfg.output
@@ -103,6 +107,18 @@ class Finalize(beam.DoFn):
         stats["rejects_files"] = len(rejects)
         stats["dead_letter_files"] = len(dead)
         stats["elapsed_s"] = round(time.time() - self._started, 3)
+        by_stage: dict[str, list[dict]] = {}
+        for stage, d in stage_stats:
+            by_stage.setdefault(stage, []).append(d)
+        # Sorted merge: the result does not depend on the order side inputs arrive in.
+        stats["stage_stats"] = {
+            s: merge_stat_dicts(sorted(ds, key=lambda d: json.dumps(d, sort_keys=True, default=str)))
+            for s, ds in sorted(by_stage.items())
+        }
+        manifest_extra = merge_stat_dicts(sorted(artifacts, key=lambda d: json.dumps(d, sort_keys=True, default=str)))
+        unknown = set(manifest_extra) - {"tokenizer"}
+        if unknown:
+            raise ValueError(f"stage artifacts may set only the manifest's 'tokenizer' field, got {sorted(unknown)}")
         examples = sorted(examples, key=lambda e: (e["stage"], e["reason"], e["id"], e["source"]))
         for e in examples:
             raw = e.pop("image_b64", None)
@@ -127,7 +143,7 @@ class Finalize(beam.DoFn):
             shards=shards,
             counts=counts,
             compression=None if cfg.sink.compression == "none" else cfg.sink.compression,
-            tokenizer=None,
+            tokenizer=manifest_extra.get("tokenizer"),
             config_hash=chash,
             rejects=rejects,
             dead_letter=dead,

@@ -26,11 +26,24 @@ DEAD = "dead"
 
 @dataclass
 class StageOutputs:
-    """What a stage transform returns."""
+    """What a stage transform returns.
+
+    Attributes:
+        kept: records that go on to the next stage.
+        rejected: records dropped with ``reject_stage`` and ``reject_reason``.
+        dead: records the stage raised on, with the error.
+        stats: optional PCollection of JSON-able dicts (usually one, from a combiner;
+            see :mod:`winnow.pipeline.stages.stats`); merged into
+            ``stats.json["stage_stats"][stage]`` for the report.
+        artifacts: optional PCollection of dicts ``{"tokenizer": {...}}`` merged into the
+            manifest's fields of the same name (files the stage wrote under OUT).
+    """
 
     kept: beam.PCollection
     rejected: beam.PCollection
     dead: beam.PCollection
+    stats: beam.PCollection | None = None
+    artifacts: beam.PCollection | None = None
 
 
 def error_text(exc: BaseException) -> str:
