@@ -178,13 +178,13 @@ class MemoryTier:
             ``{column: array or list, INDEX_KEY: int64 ids in output order}``; equal-length
             number lists come as 2-D arrays, ragged ones as ``(values, offsets)`` tuples.
         """
-        shard = np.searchsorted(self.offsets, ids, side="right") - 1
-        lo, hi = int(shard.min()), int(shard.max())
-        if lo == hi:
-            groups = [(lo, ids - self.offsets[lo])]
+        shard = self.offsets.searchsorted(ids, side="right") - 1
+        s0 = int(shard[0])
+        if (shard == s0).all():
+            groups = [(s0, ids - self.offsets[s0])]
             out_ids = ids
         else:
-            order = np.argsort(shard, kind="stable")
+            order = shard.argsort(kind="stable")
             out_ids = ids[order]
             ss = shard[order]
             rows_all = out_ids - self.offsets[ss]
@@ -192,6 +192,55 @@ class MemoryTier:
             bounds = [0, *cut, len(ss)]
             ssl = ss[bounds[:-1]].tolist()
             groups = [(ssl[j], rows_all[bounds[j]:bounds[j + 1]]) for j in range(len(ssl))]
+        out = self._gather_direct(groups, len(ids))
+        if out is not None:
+            out[INDEX_KEY] = out_ids
+            return out
+        return self._gather_views(ids, out_ids, groups)
+
+    def _gather_direct(self, groups: list[tuple[int, np.ndarray]], n: int) -> dict[str, Any] | None:
+        """The common case in one fancy index per shard and column: every column plain numbers
+        of one width (uncompressed shards). None when some shard or column does not allow it."""
+        pinned = {g[0] for g in groups} if len(groups) > 1 else (groups[0][0],)
+        readers = []
+        for s, _ in groups:
+            e = self.open.get(s)
+            if e is None:
+                rd = self.reader(s, pinned)
+            else:
+                self.open.move_to_end(s)
+                self.m.l1_hits += 1
+                rd = e[0]
+            if rd.direct is None:
+                return None
+            readers.append(rd)
+        out: dict[str, Any] = {}
+        for name in self.kinds:
+            arr0 = readers[0].direct[name][0]
+            if len(groups) == 1 and readers[0].direct[name][1] is None:
+                rows = groups[0][1]
+                out[name] = arr0.take(rows, axis=0) if arr0.flags.c_contiguous else arr0[rows]
+                continue
+            shape = (n, *arr0.shape[1:])
+            dst = np.empty(shape, dtype=arr0.dtype)
+            a = 0
+            for rd, (_, rows) in zip(readers, groups):
+                arr, first = rd.direct[name]
+                if arr.shape[1:] != shape[1:] or arr.dtype != dst.dtype:
+                    return None
+                b = a + len(rows)
+                if first is None:
+                    arr.take(rows, axis=0, out=dst[a:b], mode="clip")  # rows are in range; "raise" would buffer
+                else:
+                    bi = rd.batch_start.searchsorted(rows, side="right") - 1
+                    width = arr.shape[1] if arr.ndim == 2 else 1
+                    dst[a:b] = arr[first[bi] + (rows - rd.batch_start[bi]) * width]
+                a = b
+            out[name] = dst
+        return out
+
+    def _gather_views(self, ids: np.ndarray, out_ids: np.ndarray, groups: list[tuple[int, np.ndarray]]) -> dict[str, Any]:
+        """Any column type: per shard, per record batch (decoded through the LRU if compressed)."""
         pinned = {g[0] for g in groups}
         parts: list[tuple[BatchView, np.ndarray]] = []
         for s, rows in groups:

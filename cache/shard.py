@@ -122,6 +122,52 @@ class ShardReader:
         self.rows = int(self.batch_start[-1])
         self.single = n == 1
         self.mapped_bytes = self._mm.size()
+        self.direct = self._direct_gatherers() if not compressed else None
+
+    def _direct_gatherers(self) -> dict[str, tuple[np.ndarray, np.ndarray | None]] | None:
+        """Per column, an array to index rows of the whole shard with, whatever its record batches.
+
+        ``(values, None)`` for a single-batch shard (rows index ``values`` directly);
+        ``(file_rows, first)`` for several batches: ``file_rows`` views the whole mapped file
+        as overlapping rows of ``width`` numbers starting at every element, and ``first[b]`` is
+        the element where batch ``b``'s first row starts, so row ``r`` of batch ``b`` is
+        ``file_rows[first[b] + r * width]``: one fancy index per shard and column, however many
+        batches the shard has. None when a column is not plain numbers of one width in every
+        batch (the generic gather handles it).
+        """
+        views = self._views
+        if not views or any(v is None for v in views):
+            return None
+        out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+        flat_by_dtype: dict[np.dtype, np.ndarray] = {}
+        for name in self.kinds:
+            cvs = [v.columns[name] for v in views]  # type: ignore[union-attr]
+            c0 = cvs[0]
+            if c0.kind not in ("fixed", "fixed2d") or any(
+                    c.kind != c0.kind or c.width != c0.width or c.values.dtype != c0.values.dtype for c in cvs):
+                return None
+            if len(cvs) == 1:
+                out[name] = (c0.values, None)
+                continue
+            dt = c0.values.dtype
+            flat = flat_by_dtype.get(dt)
+            if flat is None:
+                self._mm.seek(0)
+                whole = self._mm.read_buffer(self._mm.size())  # zero-copy slice of the mapping
+                flat = flat_by_dtype[dt] = np.frombuffer(whole, dtype=dt, count=len(whole) // dt.itemsize)
+            base = flat.ctypes.data
+            first = []
+            for c in cvs:
+                delta = c.values.ctypes.data - base
+                if delta % dt.itemsize or c.width == 0:
+                    return None
+                first.append(delta // dt.itemsize)
+            if c0.kind == "fixed2d":
+                rows_view = np.lib.stride_tricks.sliding_window_view(flat, c0.width)
+                out[name] = (rows_view, np.asarray(first, dtype=np.int64))
+            else:
+                out[name] = (flat, np.asarray(first, dtype=np.int64))
+        return out
 
     def view(self, i: int) -> BatchView:
         """The gatherers of record batch ``i`` (decoded through the LRU if compressed)."""
@@ -134,6 +180,7 @@ class ShardReader:
     def close(self) -> None:
         """Drop the mapping (buffers still referenced elsewhere keep it alive until freed)."""
         self._views = []
+        self.direct = None
         self._reader = None
         if self._mm is not None:
             self._mm.close()

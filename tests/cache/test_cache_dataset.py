@@ -212,3 +212,57 @@ def test_metrics_from_workers_and_prometheus_endpoint(fixed, tmp_path):
         server.shutdown()
     assert "winnow_loader_samples_total 2400.0" in text
     assert "winnow_loader_hit_rate_l1 " in text
+
+
+def _numeric_shards(root, batches=(70, 1, 129, 40), shards=3):
+    """Shards of several record batches with a fixed-width int32 list, an int16 and a float64 column."""
+    import pyarrow as pa
+
+    from winnow.format import Manifest, ShardInfo, output_schema, shard_name, xxh3_128_hex
+
+    fields = [pa.field("tokens", pa.list_(pa.int32())), pa.field("n16", pa.int16()), pa.field("score", pa.float64())]
+    schema = output_schema(fields)
+    os.makedirs(os.path.join(root, "shards"), exist_ok=True)
+    infos, base = [], 0
+    for k in range(shards):
+        rows = sum(batches)
+        ids = np.arange(base, base + rows)
+        cols = {
+            "id": pa.array([str(i) for i in ids]), "source": pa.array(["t"] * rows), "modality": pa.array(["text"] * rows),
+            "text": pa.nulls(rows, pa.large_string()), "image": pa.nulls(rows, pa.large_binary()),
+            "audio": pa.nulls(rows, pa.large_binary()), "meta": pa.array(["{}"] * rows),
+            "tokens": pa.array([expected_tokens(int(i), 5).tolist() for i in ids], pa.list_(pa.int32())),
+            "n16": pa.array((ids % 30000).astype(np.int16)), "score": pa.array(ids * 0.5),
+        }
+        table = pa.table([cols[f.name] for f in schema], schema=schema)
+        rel = f"shards/{shard_name(k, shards)}"
+        with pa.OSFile(os.path.join(root, rel), "wb") as sink, pa.ipc.new_file(sink, schema) as w:
+            a = 0
+            for nb in batches:
+                w.write_batch(table.slice(a, nb).combine_chunks().to_batches()[0])
+                a += nb
+        data = open(os.path.join(root, rel), "rb").read()
+        infos.append(ShardInfo(rel, rows, len(data), xxh3_128_hex(data)))
+        base += rows
+    with open(os.path.join(root, "index.json"), "w") as f:
+        f.write(Manifest(schema=schema, shards=tuple(infos), counts={"kept": base}).dumps())
+    return base
+
+
+@pytest.mark.parametrize("block", [100, 500])  # steps within one shard / across shards
+def test_multibatch_numeric_shards_gather_in_one_index_per_shard(tmp_path, block):
+    total = _numeric_shards(str(tmp_path / "store"))
+    ds = make(str(tmp_path / "store"), tmp_path / "cache", batched=True, batch_size=64,
+              columns=["tokens", "n16", "score"], shuffle_block=block)
+    seen = []
+    for b in StreamingDataLoader(ds, num_workers=0):
+        ids = b[INDEX_KEY].numpy()
+        assert b["tokens"].shape == (64, 5) and b["n16"].dtype == torch.int16
+        for k, i in enumerate(ids.tolist()):
+            assert np.array_equal(b["tokens"][k].numpy(), expected_tokens(i, 5)), f"sample {i} corrupted"
+        assert np.array_equal(b["n16"].numpy(), (ids % 30000).astype(np.int16))
+        assert np.array_equal(b["score"].numpy(), ids * 0.5)
+        seen += ids.tolist()
+    assert set(seen) == set(range(total)) and len(seen) == -(-total // 64) * 64  # the tail step wraps
+    rd = ds._runtime().tier.reader(0)
+    assert not rd.single and rd.direct is not None  # the one-fancy-index path served these steps
