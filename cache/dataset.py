@@ -299,24 +299,31 @@ class StreamingDataset(IterableDataset):
         order = self.order(epoch)
         blocks = self._blocks(plan, [chunks[0][0], chunks[-1][-1]], order)
         rt.prefetcher.start([order.blocks[b] for b in blocks])
-        m, tier, B = rt.metrics, rt.tier, self.batch_size
+        m, tier, B, total = rt.metrics, rt.tier, self.batch_size, order.total
         bp, cur = 0, blocks[0]
+        lo, hi = int(order.block_start[cur]), int(order.block_start[cur + 1])
+        perf = time.perf_counter
         try:
             for chunk in chunks:
                 outs = []
                 for s in chunk:
-                    t0 = time.perf_counter()
-                    pos = plan.position(s)
-                    b = order.block_of(pos)
-                    if b != cur:
+                    t0 = perf()
+                    pos = plan.position(s) % total
+                    if not lo <= pos < hi:
+                        b = order.block_of(pos)
                         while bp + 1 < len(blocks) and blocks[bp] != b:
                             bp += 1
                         cur = b
+                        lo, hi = int(order.block_start[b]), int(order.block_start[b + 1])
                         rt.prefetcher.advance(bp)
-                    out = tier.gather(order.ids(pos, B))
+                    if pos + B <= hi:  # the step lies inside the current block: a slice of its order
+                        ids = order.block_ids(cur)[pos - lo:pos - lo + B].copy()  # handed out: never a view of the cache
+                    else:
+                        ids = order.ids(pos, B)
+                    out = tier.gather(ids)
                     m.steps += 1
                     m.samples += B
-                    m.busy_s += time.perf_counter() - t0
+                    m.busy_s += perf() - t0
                     if wi is not None:
                         rt.sink.maybe_flush(self._snapshot)
                     else:

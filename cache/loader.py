@@ -262,7 +262,27 @@ class StreamingDataLoader(DataLoader):
     def __iter__(self) -> "_CountingIterator":
         self._yielded = 0
         self.wait_s = 0.0
+        if self._direct():
+            return _CountingIterator(self, self._direct_iter())
         return _CountingIterator(self, super().__iter__())
+
+    def _direct(self) -> bool:
+        """In-process over a batched dataset with the default conversion: the dataset's steps
+        are already tensors, so iterate it directly (the DataLoader's per-item machinery costs
+        as much as a small step's gather)."""
+        from torch.utils.data._utils.collate import default_convert
+
+        return (self.num_workers == 0 and getattr(self.dataset, "batched", False)
+                and self.collate_fn is default_convert and self.batch_size is None)
+
+    def _direct_iter(self) -> Iterator[Any]:
+        if not (self.pin_memory and torch.accelerator.is_available()):
+            yield from self.dataset
+            return
+        from torch.utils.data._utils.pin_memory import pin_memory as _pin
+
+        for step in self.dataset:
+            yield _pin(step)
 
     def state_dict(self) -> dict[str, Any]:
         """The dataset's state after the steps handed out by the current iteration."""
