@@ -155,6 +155,7 @@ class StreamingDataset(IterableDataset):
         self.session = uuid.uuid4().hex[:12]
         self.transfer_steps = transfer_steps
         self._transfer_ok = False  # set in a worker's copy by StreamingDataLoader, which splits chunks
+        self._slot_pool: Any = None  # a worker's recycled transfer buffers (set by StreamingDataLoader)
         self.epoch = 0
         self._resume: dict[str, Any] | None = None
         self._consumed = 0
@@ -212,6 +213,7 @@ class StreamingDataset(IterableDataset):
         state["_rt"] = None
         state["_orders"] = {}
         state["_transfer_ok"] = False
+        state["_slot_pool"] = None
         return state
 
     def _runtime(self) -> _Runtime:
@@ -336,7 +338,11 @@ class StreamingDataset(IterableDataset):
                         yield from _samples(out)
                 if outs:
                     t0 = time.perf_counter()
-                    item = TransferChunk.pack(outs)
+                    item = TransferChunk.pack(outs, self._slot_pool)
+                    if item.slot is None:
+                        m.transfer_fresh += 1
+                    else:
+                        m.transfer_recycled += 1
                     m.busy_s += time.perf_counter() - t0
                     yield item
             if wi is None and self._resume is not None and self._resume["epoch"] == epoch:

@@ -10,11 +10,22 @@ KB. With a batched :class:`~winnow.cache.dataset.StreamingDataset` and ``num_wor
 worker therefore ships ``transfer_steps`` consecutive steps as one :class:`TransferChunk`
 (columns concatenated along dim 0), and this loader's iterator splits it back into the steps
 (views, no copy of the data) and hands them out one at a time, in the same global order.
+
+Recycled buffers: a fresh shared-memory segment per item costs a page fault per 4 KB on both
+sides, which is most of the transfer cost. Each worker therefore keeps a few segments and
+reuses one once the main process is done with it: the loader shares a small flag array with
+its workers (created before they start), a worker marks a slot busy when it ships it, and the
+main process clears the flag when the last tensor viewing that chunk is garbage collected
+(after the pin-memory copy, with ``pin_memory=True``). A worker that finds no free slot (a
+trainer holding many steps) takes a fresh segment: slower, never blocked.
 """
 
 from __future__ import annotations
 
+import itertools
+import multiprocessing
 import time
+import weakref
 from collections import deque
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -66,6 +77,51 @@ def _shared_bytes(nbytes: int) -> torch.Tensor:
     return torch.empty(nbytes, dtype=torch.uint8)
 
 
+#: Recycled segments per worker (in flight at once: the DataLoader's prefetch plus what the
+#: trainer holds; beyond that a worker takes fresh segments).
+POOL_SLOTS = 8
+
+_FLAGS: dict[int, Any] = {}  # loader iteration token -> its flag array (main process)
+_TOKENS = itertools.count(1)
+
+
+class _SlotPool:
+    """A worker's recycled shared-memory segments (see the module docs)."""
+
+    def __init__(self, token: int, flags: Any, worker: int, slots: int) -> None:
+        self.token, self.flags, self.base, self.slots = token, flags, worker * slots, slots
+        self.bufs: list[torch.Tensor | None] = [None] * slots
+        self.fresh = 0  # items that found no free slot
+
+    def alloc(self, nbytes: int) -> tuple[torch.Tensor, tuple[int, int] | None]:
+        flags = self.flags
+        for j in range(self.slots):
+            i = self.base + j
+            if flags[i] == 0:
+                buf = self.bufs[j]
+                if buf is None or buf.numel() < nbytes:
+                    buf = self.bufs[j] = _shared_bytes(max(nbytes, 1 << 20))
+                flags[i] = 1  # the main process clears it when this chunk's tensors are gone
+                return buf[:nbytes], (self.token, i)
+        self.fresh += 1
+        return _shared_bytes(nbytes), None
+
+
+def _release(token: int, i: int) -> None:
+    flags = _FLAGS.get(token)
+    if flags is not None:
+        flags[i] = 0
+
+
+def _rebuild_chunk(rows: tuple[int, ...], buf: torch.Tensor, fields: list,
+                   slot: tuple[int, int] | None) -> "TransferChunk":
+    if slot is not None and slot[0] in _FLAGS:  # in the main process: free the slot when the views die
+        # On the storage, not the tensor: a view of a view (or a NumPy array of it) does not keep
+        # `buf`'s Python object alive, but every one of them keeps the storage alive.
+        weakref.finalize(buf.untyped_storage(), _release, *slot)
+    return TransferChunk(rows, buf, fields)
+
+
 class TransferChunk:
     """Consecutive steps of one worker, shipped to the main process as one DataLoader item.
 
@@ -85,19 +141,25 @@ class TransferChunk:
             a column whose shape or type differs between steps).
     """
 
-    __slots__ = ("rows", "buf", "fields")
+    __slots__ = ("rows", "buf", "fields", "slot")
 
-    def __init__(self, rows: tuple[int, ...], buf: torch.Tensor, fields: list[tuple[str, str, Any]]) -> None:
+    def __init__(self, rows: tuple[int, ...], buf: torch.Tensor, fields: list[tuple[str, str, Any]],
+                 slot: tuple[int, int] | None = None) -> None:
         self.rows = rows
         self.buf = buf
         self.fields = fields
+        self.slot = slot  # (loader token, flag index) of a recycled segment, else None
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return _rebuild_chunk, (self.rows, self.buf, self.fields, self.slot)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     @classmethod
-    def pack(cls, steps: Sequence[Mapping[str, Any]]) -> "TransferChunk":
-        """Concatenate gathered steps (as :meth:`MemoryTier.gather` returns them) into one chunk."""
+    def pack(cls, steps: Sequence[Mapping[str, Any]], pool: _SlotPool | None = None) -> "TransferChunk":
+        """Concatenate gathered steps (as :meth:`MemoryTier.gather` returns them) into one chunk,
+        in a recycled segment of ``pool`` when one is free."""
         if not steps:
             raise ValueError("TransferChunk.pack needs at least one step")
         first = steps[0]
@@ -129,7 +191,7 @@ class TransferChunk:
                 plan.append((name, "list", [x for v in vs for x in v], vs))
             else:
                 plan.append((name, "each", [step_to_torch({name: v}) for v in vs], vs))
-        buf = _shared_bytes(size)
+        buf, slot = pool.alloc(size) if pool is not None else (_shared_bytes(size), None)
         raw = buf.numpy()
         fields: list[tuple[str, str, Any]] = []
         for name, kind, meta, vs in plan:
@@ -155,7 +217,7 @@ class TransferChunk:
                     a += len(o) - 1
                 meta = (dtype.str, count, voff, ooff)
             fields.append((name, kind, meta))
-        return cls(rows, buf, fields)
+        return cls(rows, buf, fields, slot)
 
     def _array(self, dtype: str, shape: tuple[int, ...], off: int) -> torch.Tensor:
         dt = np.dtype(dtype)
@@ -219,11 +281,15 @@ class _TransferInit:
 
     def __init__(self, user: Callable[[int], Any] | None) -> None:
         self.user = user
+        self.token = 0
+        self.flags: Any = None  # set by the loader before its workers start
 
     def __call__(self, worker_id: int) -> None:
         wi = get_worker_info()
         if wi is not None and hasattr(wi.dataset, "transfer_steps"):
             wi.dataset._transfer_ok = True
+            if self.flags is not None:
+                wi.dataset._slot_pool = _SlotPool(self.token, self.flags, worker_id, POOL_SLOTS)
         if self.user is not None:
             self.user(worker_id)
 
@@ -264,6 +330,16 @@ class StreamingDataLoader(DataLoader):
         self.wait_s = 0.0
         if self._direct():
             return _CountingIterator(self, self._direct_iter())
+        init = self.worker_init_fn
+        if isinstance(init, _TransferInit) and self.num_workers > 0:
+            ctx = self.multiprocessing_context or multiprocessing.get_context()
+            if isinstance(ctx, str):
+                ctx = multiprocessing.get_context(ctx)
+            init.token = next(_TOKENS)
+            init.flags = ctx.RawArray("b", self.num_workers * POOL_SLOTS)  # anonymous mapping: nothing to leak
+            _FLAGS[init.token] = init.flags
+            while len(_FLAGS) > 4:  # chunks of older iterations then free nothing, harmlessly
+                _FLAGS.pop(next(iter(_FLAGS)))
         return _CountingIterator(self, super().__iter__())
 
     def _direct(self) -> bool:

@@ -40,6 +40,8 @@ class Metrics:
     prefetched_shards: int = 0
     prefetch_bytes: int = 0
     prefetch_retries: int = 0
+    transfer_recycled: int = 0
+    transfer_fresh: int = 0
     stall_s: float = 0.0
     busy_s: float = 0.0
 

@@ -225,3 +225,43 @@ def test_pack_split_round_trip_every_kind():
         for key in (INDEX_KEY, "fixed", "grid", "rag"):
             assert b[key].untyped_storage().data_ptr() == base
     assert torch.equal(back[2]["rag_offsets"], torch.from_numpy(steps[2]["rag"][1]))
+
+
+@pytest.mark.timeout(240)
+def test_recycled_buffers_never_overwrite_steps_the_trainer_holds(fixed, tmp_path):
+    """Hold every step of an epoch (more chunks than a worker has slots): none may be overwritten."""
+    ds = make(fixed, tmp_path, transfer_steps=2)
+    held = list(StreamingDataLoader(ds, num_workers=2))  # 50 steps = 25 chunks, about 13 per worker > 8 slots
+    assert len(held) == 50
+    for b in held:
+        check_content(b, (32, 32))
+    assert sorted(i for b in held for i in b[INDEX_KEY].tolist()) == list(range(2400))
+    m = ds.metrics()
+    assert m["transfer_fresh"] > 0 and m["transfer_recycled"] + m["transfer_fresh"] == 25
+
+
+@pytest.mark.timeout(240)
+def test_steps_dropped_by_the_trainer_free_their_buffers_for_reuse(fixed, tmp_path):
+    ds = make(fixed, tmp_path, transfer_steps=2)
+    loader = StreamingDataLoader(ds, num_workers=2)
+    for epoch in range(2):
+        ds.set_epoch(epoch)
+        n = 0
+        for b in loader:  # each step is checked, then dropped
+            check_content(b, (32, 32))
+            n += 1
+        assert n == 50
+    m = ds.metrics()
+    # in flight per worker: prefetch_factor (2) queued + 1 being split + 1 being packed < 8 slots
+    assert m["transfer_recycled"] == 50 and m["transfer_fresh"] == 0
+
+
+@pytest.mark.timeout(240)
+def test_views_derived_from_steps_keep_their_buffer_busy(fixed, tmp_path):
+    """Only NumPy views of slices survive the loop: they alone must keep the chunk's segment busy."""
+    ds = make(fixed, tmp_path, transfer_steps=2)
+    kept = [(b[INDEX_KEY][1:].numpy(), b["tokens"][1:, 3:9].numpy()) for b in StreamingDataLoader(ds, num_workers=2)]
+    for ids, toks in kept:
+        for i, row in zip(ids.tolist(), toks):
+            assert np.array_equal(row, expected_tokens(i, 32)[3:9]), f"sample {i} overwritten"
+    assert len({i for ids, _ in kept for i in ids.tolist()}) == 50 * 47
