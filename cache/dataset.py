@@ -156,6 +156,7 @@ class StreamingDataset(IterableDataset):
         self.transfer_steps = transfer_steps
         self._transfer_ok = False  # set in a worker's copy by StreamingDataLoader, which splits chunks
         self._slot_pool: Any = None  # a worker's recycled transfer buffers (set by StreamingDataLoader)
+        self._shared_state: Any = None  # a worker's view of the loader's epoch and resume point
         self.epoch = 0
         self._resume: dict[str, Any] | None = None
         self._consumed = 0
@@ -214,6 +215,7 @@ class StreamingDataset(IterableDataset):
         state["_orders"] = {}
         state["_transfer_ok"] = False
         state["_slot_pool"] = None
+        state["_shared_state"] = None
         return state
 
     def _runtime(self) -> _Runtime:
@@ -286,6 +288,10 @@ class StreamingDataset(IterableDataset):
         return list(range(b0, b1 + 1)) if b1 >= b0 else list(range(b0, nb)) + list(range(0, b1 + 1))
 
     def __iter__(self) -> Iterator[Any]:
+        st = self._shared_state
+        if st is not None:  # a StreamingDataLoader worker, maybe persistent: the loader says where to start
+            self.epoch = int(st[0])
+            self._resume = {"epoch": int(st[2]), "start": int(st[3]), "skip": int(st[4])} if st[1] else None
         epoch = self.epoch
         plan = self.plan(epoch)
         wi = get_worker_info()

@@ -275,19 +275,26 @@ def _rows(step: Mapping[str, Any]) -> int:
     raise ValueError("a step without any column")
 
 
-class _TransferInit:
-    """``worker_init_fn`` of a :class:`StreamingDataLoader`: tells the worker's copy of the dataset
-    that this loader splits :class:`TransferChunk` items (then chains the user's function)."""
+class _WorkerInit:
+    """``worker_init_fn`` of a :class:`StreamingDataLoader` (chaining the user's function).
+
+    Tells the worker's copy of the dataset that this loader splits :class:`TransferChunk` items,
+    gives it its recycled transfer segments, and the shared iteration state: the epoch and resume
+    point each new iteration starts from, which persistent workers cannot get from a fresh copy
+    of the dataset.
+    """
 
     def __init__(self, user: Callable[[int], Any] | None) -> None:
         self.user = user
         self.token = 0
         self.flags: Any = None  # set by the loader before its workers start
+        self.state: Any = None
 
     def __call__(self, worker_id: int) -> None:
         wi = get_worker_info()
         if wi is not None and hasattr(wi.dataset, "transfer_steps"):
             wi.dataset._transfer_ok = True
+            wi.dataset._shared_state = self.state
             if self.flags is not None:
                 wi.dataset._slot_pool = _SlotPool(self.token, self.flags, worker_id, POOL_SLOTS)
         if self.user is not None:
@@ -315,12 +322,12 @@ class StreamingDataLoader(DataLoader):
                 raise ConfigError("batch_size", kwargs["batch_size"], "None for a batched dataset",
                                   "the dataset already yields whole steps")
             kwargs["batch_size"] = None
-            kwargs["worker_init_fn"] = _TransferInit(kwargs.get("worker_init_fn"))
         else:
             bs = kwargs.setdefault("batch_size", dataset.batch_size)
             if bs != dataset.batch_size:
                 raise ConfigError("batch_size", bs, f"the dataset's batch_size={dataset.batch_size}",
                                   "ranks get equal step counts only if both agree")
+        kwargs["worker_init_fn"] = _WorkerInit(kwargs.get("worker_init_fn"))
         super().__init__(dataset, **kwargs)
         self._yielded = 0
         self.wait_s = 0.0
@@ -331,15 +338,24 @@ class StreamingDataLoader(DataLoader):
         if self._direct():
             return _CountingIterator(self, self._direct_iter())
         init = self.worker_init_fn
-        if isinstance(init, _TransferInit) and self.num_workers > 0:
-            ctx = self.multiprocessing_context or multiprocessing.get_context()
-            if isinstance(ctx, str):
-                ctx = multiprocessing.get_context(ctx)
-            init.token = next(_TOKENS)
-            init.flags = ctx.RawArray("b", self.num_workers * POOL_SLOTS)  # anonymous mapping: nothing to leak
-            _FLAGS[init.token] = init.flags
-            while len(_FLAGS) > 4:  # chunks of older iterations then free nothing, harmlessly
-                _FLAGS.pop(next(iter(_FLAGS)))
+        if isinstance(init, _WorkerInit) and self.num_workers > 0:
+            if not (self.persistent_workers and self._iterator is not None):  # workers start now
+                ctx = self.multiprocessing_context or multiprocessing.get_context()
+                if isinstance(ctx, str):
+                    ctx = multiprocessing.get_context(ctx)
+                # Anonymous shared mappings, inherited by the workers: nothing to leak after a kill.
+                init.token = next(_TOKENS)
+                init.flags = ctx.RawArray("b", self.num_workers * POOL_SLOTS)
+                init.state = ctx.RawArray("q", 5)
+                _FLAGS[init.token] = init.flags
+                while len(_FLAGS) > 64:  # chunks of long-gone loaders then free nothing, harmlessly
+                    _FLAGS.pop(next(iter(_FLAGS)))
+            ds = self.dataset
+            resume = getattr(ds, "_resume", None)
+            init.state[0] = int(getattr(ds, "epoch", 0))
+            init.state[1] = int(resume is not None)
+            if resume is not None:
+                init.state[2], init.state[3], init.state[4] = resume["epoch"], resume["start"], resume["skip"]
         return _CountingIterator(self, super().__iter__())
 
     def _direct(self) -> bool:

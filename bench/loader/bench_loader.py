@@ -189,7 +189,8 @@ def run_ours(cfg: dict) -> dict:
                           columns=["tokens"], shuffle=True, seed=1, batch_size=cfg["batch"],
                           batched=cfg["batched"], storage_options=cfg.get("storage_options"),
                           fetch_workers=cfg.get("fetch_workers", 4), transfer_steps=cfg.get("transfer_steps"))
-    loader = StreamingDataLoader(ds, num_workers=cfg["workers"])
+    # Persistent workers (the usual training setup; set_epoch reaches them through the loader).
+    loader = StreamingDataLoader(ds, num_workers=cfg["workers"], persistent_workers=cfg["workers"] > 0)
     B = cfg["batch"]
 
     def it(r: int):
@@ -210,10 +211,14 @@ def run_mds(cfg: dict) -> dict:
     import torch
     from streaming import StreamingDataset as MDSDataset
 
+    # One dataset and persistent workers, as MosaicML recommends: each iteration is its next epoch.
+    ds = MDSDataset(local=cfg["local"], remote=cfg.get("remote"), shuffle=True, shuffle_seed=1,
+                    batch_size=cfg["batch"], predownload=cfg.get("predownload"))
+    loader = torch.utils.data.DataLoader(ds, batch_size=cfg["batch"], num_workers=cfg["workers"],
+                                         persistent_workers=cfg["workers"] > 0)
+
     def it(r: int):
-        ds = MDSDataset(local=cfg["local"], remote=cfg.get("remote"), shuffle=True, shuffle_seed=r + 1,
-                        batch_size=cfg["batch"], predownload=cfg.get("predownload"))
-        return torch.utils.data.DataLoader(ds, batch_size=cfg["batch"], num_workers=cfg["workers"])
+        return loader
 
     def count(b) -> int:
         n = len(b["tokens"])

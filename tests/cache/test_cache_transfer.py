@@ -265,3 +265,33 @@ def test_views_derived_from_steps_keep_their_buffer_busy(fixed, tmp_path):
         for i, row in zip(ids.tolist(), toks):
             assert np.array_equal(row, expected_tokens(i, 32)[3:9]), f"sample {i} overwritten"
     assert len({i for ids, _ in kept for i in ids.tolist()}) == 50 * 47
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("batched", [True, False])
+def test_persistent_workers_follow_set_epoch_and_resume(fixed, tmp_path, batched):
+    """Persistent workers keep their copy of the dataset: epoch and resume point must still reach them."""
+    def ref(epoch):
+        ds0 = make(fixed, tmp_path, batched=batched)
+        ds0.set_epoch(epoch)
+        return [b[INDEX_KEY].tolist() for b in StreamingDataLoader(ds0, num_workers=0)]
+
+    ds = make(fixed, tmp_path, batched=batched)
+    loader = StreamingDataLoader(ds, num_workers=2, persistent_workers=True)
+    seen = {}
+    for epoch in (0, 1):
+        ds.set_epoch(epoch)
+        seen[epoch] = [b[INDEX_KEY].tolist() for b in loader]
+        assert seen[epoch] == ref(epoch), f"epoch {epoch} differs from num_workers=0"
+    assert seen[0] != seen[1]
+    workers = loader._iterator._workers
+    # resume 37% into epoch 2 with the same (still running) workers
+    ds.set_epoch(2)
+    it = iter(loader)
+    first = [next(it)[INDEX_KEY].tolist() for _ in range(18)]
+    state = loader.state_dict()
+    del it
+    loader.load_state_dict(state)
+    rest = [b[INDEX_KEY].tolist() for b in loader]
+    assert loader._iterator._workers == workers  # the same processes served every iteration
+    assert first + rest == ref(2)
