@@ -311,10 +311,15 @@ class StreamingDataset(IterableDataset):
         bp, cur = 0, blocks[0]
         lo, hi = int(order.block_start[cur]), int(order.block_start[cur + 1])
         perf = time.perf_counter
+        layout = None  # after one chunk of fixed-shape columns, later chunks are gathered in place
+        in_place = self._slot_pool is not None
         try:
             for chunk in chunks:
                 outs = []
-                for s in chunk:
+                item = views = None
+                if layout is not None:
+                    item, views = TransferChunk.open(layout, len(chunk), B, self._slot_pool)
+                for i, s in enumerate(chunk):
                     t0 = perf()
                     pos = plan.position(s) % total
                     if not lo <= pos < hi:
@@ -328,7 +333,16 @@ class StreamingDataset(IterableDataset):
                         ids = order.block_ids(cur)[pos - lo:pos - lo + B].copy()  # handed out: never a view of the cache
                     else:
                         ids = order.ids(pos, B)
-                    out = tier.gather(ids)
+                    if views is not None:
+                        into = {name: v[i * B:(i + 1) * B] for name, v in views.items()}
+                        out = tier.gather(ids, into)
+                        if out is not into:  # this step could not be gathered in place: pack the chunk
+                            outs = [{n: v[j * B:(j + 1) * B].copy() for n, v in views.items()} for j in range(i)]
+                            self._slot_pool.give_back(item.slot)
+                            item = views = layout = None
+                            in_place = False  # and stop trying
+                    else:
+                        out = tier.gather(ids)
                     m.steps += 1
                     m.samples += B
                     m.busy_s += perf() - t0
@@ -337,14 +351,17 @@ class StreamingDataset(IterableDataset):
                     else:
                         self._consumed += 1
                     if k > 1:
-                        outs.append(out)
+                        if views is None:
+                            outs.append(out)
                     elif self.batched:
                         yield step_to_torch(out)
                     else:
                         yield from _samples(out)
-                if outs:
+                if outs or item is not None:
                     t0 = time.perf_counter()
-                    item = TransferChunk.pack(outs, self._slot_pool)
+                    if item is None:
+                        item = TransferChunk.pack(outs, self._slot_pool)
+                        layout = item.layout() if in_place else None
                     if item.slot is None:
                         m.transfer_fresh += 1
                     else:

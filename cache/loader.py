@@ -106,6 +106,11 @@ class _SlotPool:
         self.fresh += 1
         return _shared_bytes(nbytes), None
 
+    def give_back(self, slot: tuple[int, int] | None) -> None:
+        """Free a slot whose chunk is not sent after all."""
+        if slot is not None:
+            self.flags[slot[1]] = 0
+
 
 def _release(token: int, i: int) -> None:
     flags = _FLAGS.get(token)
@@ -218,6 +223,31 @@ class TransferChunk:
                 meta = (dtype.str, count, voff, ooff)
             fields.append((name, kind, meta))
         return cls(rows, buf, fields, slot)
+
+    def layout(self) -> list[tuple[str, np.dtype, tuple[int, ...]]] | None:
+        """``(name, dtype, row shape)`` per column when every column is fixed-shape ("cat"): the
+        layout :meth:`open` needs to let the next chunk be gathered in place. Else None."""
+        if not self.fields or any(kind != "cat" for _, kind, _ in self.fields):
+            return None
+        return [(name, np.dtype(meta[0]), tuple(meta[1][1:])) for name, _, meta in self.fields]
+
+    @classmethod
+    def open(cls, layout: Sequence[tuple[str, np.dtype, tuple[int, ...]]], steps: int, rows: int,
+             pool: _SlotPool | None) -> tuple["TransferChunk", dict[str, np.ndarray]]:
+        """An empty chunk of ``steps`` steps of ``rows`` rows in ``layout``, and NumPy views of its
+        columns to gather into (saves :meth:`pack`'s copy of every step)."""
+        total = steps * rows
+        size, plan = 0, []
+        for name, dtype, inner in layout:
+            shape = (total, *inner)
+            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            plan.append((name, dtype, shape, size, nbytes))
+            size += -(-nbytes // _ALIGN) * _ALIGN
+        buf, slot = pool.alloc(size) if pool is not None else (_shared_bytes(size), None)
+        raw = buf.numpy()
+        views = {name: raw[off:off + nbytes].view(dtype).reshape(shape) for name, dtype, shape, off, nbytes in plan}
+        fields = [(name, "cat", (dtype.str, shape, off)) for name, dtype, shape, off, _ in plan]
+        return cls((rows,) * steps, buf, fields, slot), views
 
     def _array(self, dtype: str, shape: tuple[int, ...], off: int) -> torch.Tensor:
         dt = np.dtype(dtype)

@@ -171,12 +171,18 @@ class MemoryTier:
         self.mapped = 0
 
     # --- gather ------------------------------------------------------------------------
-    def gather(self, ids: np.ndarray) -> dict[str, Any]:
+    def gather(self, ids: np.ndarray, into: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
         """Column arrays for the samples ``ids`` (global ids), grouped by shard.
+
+        Args:
+            ids: global sample ids.
+            into: optional destination arrays, one per column and ``INDEX_KEY``, of ``len(ids)``
+                rows; filled in place (and returned) when every column gathers directly.
 
         Returns:
             ``{column: array or list, INDEX_KEY: int64 ids in output order}``; equal-length
-            number lists come as 2-D arrays, ragged ones as ``(values, offsets)`` tuples.
+            number lists come as 2-D arrays, ragged ones as ``(values, offsets)`` tuples. It is
+            ``into`` itself when ``into`` was filled, else new arrays.
         """
         shard = self.offsets.searchsorted(ids, side="right") - 1
         s0 = int(shard[0])
@@ -192,13 +198,20 @@ class MemoryTier:
             bounds = [0, *cut, len(ss)]
             ssl = ss[bounds[:-1]].tolist()
             groups = [(ssl[j], rows_all[bounds[j]:bounds[j + 1]]) for j in range(len(ssl))]
-        out = self._gather_direct(groups, len(ids))
+        if into is not None and not all(
+                name in into and into[name].shape[0] == len(ids) for name in (*self.kinds, INDEX_KEY)):
+            into = None
+        out = self._gather_direct(groups, len(ids), into)
         if out is not None:
+            if into is not None:
+                into[INDEX_KEY][:] = out_ids
+                return into
             out[INDEX_KEY] = out_ids
             return out
         return self._gather_views(ids, out_ids, groups)
 
-    def _gather_direct(self, groups: list[tuple[int, np.ndarray]], n: int) -> dict[str, Any] | None:
+    def _gather_direct(self, groups: list[tuple[int, np.ndarray]], n: int,
+                       into: dict[str, np.ndarray] | None = None) -> dict[str, Any] | None:
         """The common case in one fancy index per shard and column: every column plain numbers
         of one width (uncompressed shards). None when some shard or column does not allow it."""
         pinned = {g[0] for g in groups} if len(groups) > 1 else (groups[0][0],)
@@ -217,12 +230,17 @@ class MemoryTier:
         out: dict[str, Any] = {}
         for name in self.kinds:
             arr0 = readers[0].direct[name][0]
-            if len(groups) == 1 and readers[0].direct[name][1] is None:
+            shape = (n, *arr0.shape[1:])
+            if into is None and len(groups) == 1 and readers[0].direct[name][1] is None:
                 rows = groups[0][1]
                 out[name] = arr0.take(rows, axis=0) if arr0.flags.c_contiguous else arr0[rows]
                 continue
-            shape = (n, *arr0.shape[1:])
-            dst = np.empty(shape, dtype=arr0.dtype)
+            if into is not None:
+                dst = into[name]
+                if dst.shape != shape or dst.dtype != arr0.dtype:
+                    return None
+            else:
+                dst = np.empty(shape, dtype=arr0.dtype)
             a = 0
             for rd, (_, rows) in zip(readers, groups):
                 arr, first = rd.direct[name]

@@ -214,7 +214,7 @@ def test_metrics_from_workers_and_prometheus_endpoint(fixed, tmp_path):
     assert "winnow_loader_hit_rate_l1 " in text
 
 
-def _numeric_shards(root, batches=(70, 1, 129, 40), shards=3):
+def _numeric_shards(root, batches=(70, 1, 129, 40), shards=3, ragged_shard=-1):
     """Shards of several record batches with a fixed-width int32 list, an int16 and a float64 column."""
     import pyarrow as pa
 
@@ -231,7 +231,8 @@ def _numeric_shards(root, batches=(70, 1, 129, 40), shards=3):
             "id": pa.array([str(i) for i in ids]), "source": pa.array(["t"] * rows), "modality": pa.array(["text"] * rows),
             "text": pa.nulls(rows, pa.large_string()), "image": pa.nulls(rows, pa.large_binary()),
             "audio": pa.nulls(rows, pa.large_binary()), "meta": pa.array(["{}"] * rows),
-            "tokens": pa.array([expected_tokens(int(i), 5).tolist() for i in ids], pa.list_(pa.int32())),
+            "tokens": pa.array([expected_tokens(int(i), 5 + (k == ragged_shard) * int(i % 2)).tolist() for i in ids],
+                               pa.list_(pa.int32())),
             "n16": pa.array((ids % 30000).astype(np.int16)), "score": pa.array(ids * 0.5),
         }
         table = pa.table([cols[f.name] for f in schema], schema=schema)
@@ -266,3 +267,32 @@ def test_multibatch_numeric_shards_gather_in_one_index_per_shard(tmp_path, block
     assert set(seen) == set(range(total)) and len(seen) == -(-total // 64) * 64  # the tail step wraps
     rd = ds._runtime().tier.reader(0)
     assert not rd.single and rd.direct is not None  # the one-fancy-index path served these steps
+
+
+@pytest.mark.timeout(120)
+def test_workers_fall_back_when_a_shard_cannot_be_gathered_in_place(tmp_path):
+    """A shard with ragged tokens among fixed-width ones: chunks gathered in place must give way to
+    packed ones mid-epoch, with the same steps as num_workers=0."""
+    total = _numeric_shards(str(tmp_path / "store"), shards=4, ragged_shard=0)  # block order 3,1,2,0: last
+
+    def steps(workers):
+        ds = make(str(tmp_path / "store"), tmp_path / "cache", batched=True, batch_size=40,
+                  columns=["tokens", "score"], shuffle_block=100, transfer_steps=2)
+        assert [b.tolist() for b in ds.order(0).blocks][-1] == [0]  # the ragged shard comes after fixed ones
+        out = []
+        for b in StreamingDataLoader(ds, num_workers=workers):
+            ids = b[INDEX_KEY].tolist()
+            toks, offs = b["tokens"], b.get("tokens_offsets")
+            rows = [toks[k] if offs is None else toks[offs[k]:offs[k + 1]] for k in range(len(ids))]
+            for i, row in zip(ids, rows):
+                want = expected_tokens(i, 5 + (i < 240) * (i % 2))
+                assert np.array_equal(row.numpy(), want), f"sample {i} corrupted"
+            assert np.array_equal(b["score"].numpy(), np.asarray(ids) * 0.5)
+            out.append(ids)
+        return out, ds.metrics()
+
+    ref, _ = steps(0)
+    got, m = steps(2)
+    assert got == ref and sorted(i for s in got for i in s) == sorted(i for s in ref for i in s)
+    assert {i for s in got for i in s} == set(range(total))
+    assert m["transfer_recycled"] > 0
