@@ -103,7 +103,7 @@ class DomainConfig:
     background: Literal["corpus", "uniform"] = "corpus"
     buckets: int = 1 << 18
     bigrams: bool = True
-    smoothing: float = 0.01
+    smoothing: float = 0.001
     max_chars: int = 100_000
     modalities: tuple[str, ...] = ("text",)
     hist_bins: int = 60
@@ -131,7 +131,7 @@ class DomainConfig:
         if not 256 <= self.buckets <= 1 << 24:
             raise ConfigError("domain.buckets", self.buckets, "an integer in 256..16777216")
         if not self.smoothing > 0:
-            raise ConfigError("domain.smoothing", self.smoothing, "a positive pseudo-count such as 0.01")
+            raise ConfigError("domain.smoothing", self.smoothing, "a positive pseudo-count such as 0.001")
         if self.max_chars < 1:
             raise ConfigError("domain.max_chars", self.max_chars, "a positive integer")
         if not 2 <= self.hist_bins <= 1000:

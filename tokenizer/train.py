@@ -53,8 +53,8 @@ class TokenizerConfig:
     normalization: Normalization = "identity"
     byte_fallback: bool = True
     dictionary: str = ""
-    sample_records: int = 20_000
-    sample_chars: int = 20_000
+    sample_records: int = 10_000
+    sample_chars: int = 10_000
     max_sentence_bytes: int = 4096
     character_coverage: float = 0.9995
     seed: int = 17
