@@ -106,7 +106,7 @@ class DomainConfig:
     smoothing: float = 0.001
     max_chars: int = 100_000
     modalities: tuple[str, ...] = ("text",)
-    hist_bins: int = 60
+    hist_bins: int = 96
 
     def __post_init__(self) -> None:
         if not self.references:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Literal, Sequence
+from typing import Any, Iterable, Iterator, Literal, Sequence
 
 from winnow.errors import ConfigError, InputError
 
@@ -145,6 +145,20 @@ def train_sentencepiece(texts: Sequence[str], cfg: TokenizerConfig, symbols: Seq
         raise InputError("tokenizer: the curated sample holds no text to train on")
     spm.set_random_generator_seed(cfg.seed)
     out = io.BytesIO()
+    try:
+        _train(spm, lines, out, cfg, symbols)
+    except RuntimeError as exc:
+        if "required_chars" in str(exc):
+            raise ConfigError(
+                "tokenizer.vocab_size", cfg.vocab_size,
+                "more pieces than the distinct characters the sample needs at this character_coverage",
+                f"raise tokenizer.vocab_size or lower tokenizer.character_coverage ({exc})",
+            ) from exc
+        raise
+    return out.getvalue()
+
+
+def _train(spm: Any, lines: list[str], out: io.BytesIO, cfg: TokenizerConfig, symbols: Sequence[str]) -> None:
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines),
         model_writer=out,
@@ -169,7 +183,6 @@ def train_sentencepiece(texts: Sequence[str], cfg: TokenizerConfig, symbols: Seq
         pad_id=-1,
         minloglevel=2,
     )
-    return out.getvalue()
 
 
 def vocab_tsv(model: bytes) -> bytes:

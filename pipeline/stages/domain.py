@@ -163,9 +163,10 @@ def _check_references(cfg: DomainConfig) -> None:
 
 
 def _hist_edges(cfg: DomainConfig) -> tuple[float, ...]:
+    # KL is at most log(1 / smallest smoothed probability): about 20 nats at the defaults.
     if cfg.score == "kl":
-        return linear_edges(0.0, 12.0, cfg.hist_bins)
-    return linear_edges(-6.0, 6.0, cfg.hist_bins)
+        return linear_edges(0.0, 24.0, cfg.hist_bins)
+    return linear_edges(-12.0, 12.0, cfg.hist_bins)
 
 
 class DomainStage(beam.PTransform):
