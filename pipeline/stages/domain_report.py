@@ -76,7 +76,7 @@ def tokenizer_section(stats: Mapping[str, Any], examples: Sequence[Mapping[str, 
         parts.append(f"<p>{e.get('tokens', 0):,} tokens for {e.get('words', 0):,} words: fertility "
                      f"<b>{'n/a' if fert is None else f'{fert:.3f}'}</b> tokens per word; mean "
                      f"{(e['tokens_hist'].get('mean') or 0):.1f} tokens per record.</p>")
-        parts.append(svg_histogram(e["tokens_hist"], title="tokens per record (log bins)", x_label="tokens"))
+        parts.append(svg_histogram(e["tokens_hist"], title="tokens per record", x_label="tokens (records over 4,096 in the last bin)"))
         terms = e.get("dictionary_terms") or []
         counts = e.get("dictionary_counts") or []
         if terms:

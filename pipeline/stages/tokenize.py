@@ -20,7 +20,7 @@ import pyarrow as pa
 from winnow.errors import ConfigError
 from winnow.pipeline.records import make_dead_letter
 from winnow.pipeline.stages.base import DEAD, StageCounters, StageOutputs, error_text
-from winnow.pipeline.stages.stats import HistogramFn, log_edges
+from winnow.pipeline.stages.stats import HistogramFn, linear_edges
 from winnow.tokenizer.encode import EncodeConfig, Encoder, arrow_token_type, count_words, token_dtype
 from winnow.tokenizer.train import (
     TokenizerConfig,
@@ -192,8 +192,8 @@ class _EncodeFn(beam.DoFn):
             for r in batch:
                 out = dict(r)
                 out["tokens"] = None
-                self._counters.inc("kept")
                 yield out
+            self._counters.inc("kept", len(batch))
             return
         idx = [i for i, r in enumerate(batch) if r.get("text") is not None]
         try:
@@ -206,7 +206,7 @@ class _EncodeFn(beam.DoFn):
         if ids is not None:
             for i, a in zip(idx, ids):
                 toks[i] = a.astype(self._dtype, copy=False)
-        n_tok = n_words = 0
+        n_tok = n_words = kept = 0
         lengths = []
         for i, r in enumerate(batch):
             if ids is None and r.get("text") is not None:
@@ -224,8 +224,9 @@ class _EncodeFn(beam.DoFn):
                 lengths.append(len(t))
                 n_tok += len(t)
                 n_words += count_words(r["text"])
-            self._counters.inc("kept")
+            kept += 1
             yield out
+        self._counters.inc("kept", kept)
         dict_counts = None
         if len(self._dict_ids) and idx:
             allt = np.concatenate([toks[i] for i in idx]).astype(np.int64)
@@ -238,7 +239,7 @@ class _EncodeStatsFn(beam.CombineFn):
     """Tokens-per-record histogram, totals for fertility, per-term dictionary counts."""
 
     def __init__(self, n_terms: int) -> None:
-        self._hist = HistogramFn(log_edges(1, 1 << 17, 34))
+        self._hist = HistogramFn(linear_edges(0, 4096, 64))  # longer records land in the last bin
         self._n_terms = n_terms
 
     def create_accumulator(self) -> list:
@@ -294,7 +295,8 @@ class EncodeTokens(beam.PTransform):
         model = self._model if self._model is not None else p | "NoModel" >> beam.Create([])
         out = (
             records
-            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=cfg.batch_size)
+            # fixed-size batches: sentencepiece's per-call cost stays amortised from the first record
+            | "Batch" >> beam.BatchElements(min_batch_size=cfg.batch_size, max_batch_size=cfg.batch_size)
             | "Encode" >> beam.ParDo(_EncodeFn(cfg, self._dtype, self._dictionary),
                                      model=beam.pvalue.AsList(model)).with_outputs(DEAD, "measure", main="kept")
         )
