@@ -17,7 +17,9 @@ Several named domains give a score each; the record's ``domain`` label is the cl
 from __future__ import annotations
 
 import json
+import math
 import re
+import struct
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterable, Iterator, Literal, Mapping, Sequence
 
@@ -40,6 +42,9 @@ __all__ = [
     "is_scored",
     "selection_key",
     "domain_verdict",
+    "score_prefix",
+    "locate_rank",
+    "keep_count",
     "REASON_BELOW",
     "REASON_NO_WORDS",
 ]
@@ -305,7 +310,8 @@ def selection_key(record: Mapping[str, Any], cfg: DomainConfig) -> tuple[float, 
     if not is_scored(record, cfg):
         return None
     v = record.get("domain_kl") if cfg.score == "kl" else record.get("domain_dsir")
-    tie = xxhash.xxh3_64_intdigest(f"{record['id']}\x00{record['source']}".encode("utf-8", "surrogatepass"))
+    # 63 bits: Beam's integer coder holds signed 64-bit values
+    tie = xxhash.xxh3_64_intdigest(f"{record['id']}\x00{record['source']}".encode("utf-8", "surrogatepass")) >> 1
     if v is None:
         return (float("inf"), tie)
     return (float(v) if cfg.score == "kl" else -float(v), tie)
@@ -326,3 +332,42 @@ def domain_verdict(record: Mapping[str, Any], cfg: DomainConfig, cut: Sequence[A
         return KEEP
     key = selection_key(record, cfg)
     return KEEP if key is not None and key <= tuple(cut) else drop(REASON_BELOW)
+
+
+# ---------------------------------------------------------------------------------------------
+# The exact global cut: a radix select over the selection keys, in two combiner passes.
+#
+# Pass 1 counts keys per ``score_prefix`` (the top bits of an order-preserving integer image of
+# the score); :func:`locate_rank` finds the prefix holding the k-th smallest key and its rank
+# inside that prefix; pass 2 gathers only the keys of that prefix and picks that rank. Counts
+# add up the same whatever the partitioning, so the cut is exact and identical on every runner
+# and worker count.
+
+#: Bits of the order-preserving score image kept as the bin id (sign, exponent, 16 mantissa bits).
+PREFIX_BITS = 28
+
+
+def score_prefix(score: float, bits: int = PREFIX_BITS) -> int:
+    """The top ``bits`` of an order-preserving unsigned 64-bit image of ``score``: a < b implies
+    ``score_prefix(a) <= score_prefix(b)``."""
+    (u,) = struct.unpack(">Q", struct.pack(">d", score + 0.0))  # -0.0 and 0.0 alike
+    u = (~u & 0xFFFFFFFFFFFFFFFF) if u >> 63 else (u | 1 << 63)
+    return u >> (64 - bits)
+
+
+def keep_count(n: int, fraction: float) -> int:
+    """How many of ``n`` scored records the best ``fraction`` keeps (rounded; at least one)."""
+    return 0 if n <= 0 else min(n, max(1, math.floor(fraction * n + 0.5)))
+
+
+def locate_rank(prefix_counts: Iterable[tuple[int, int]], k: int) -> tuple[int, int] | None:
+    """(prefix holding the k-th smallest key, 1-based rank of that key inside the prefix), or
+    ``None`` when there are fewer than ``k`` keys or ``k < 1``."""
+    if k < 1:
+        return None
+    seen = 0
+    for prefix, count in sorted(prefix_counts):
+        if seen + count >= k:
+            return prefix, k - seen
+        seen += count
+    return None

@@ -5,8 +5,12 @@ Graph (all global steps are Beam steps, nothing runs on the driver):
 1. reference feature counts per domain: read the configured files, featurize, CombinePerKey sum;
 2. background counts (``background: corpus``): featurize the incoming records, CombineGlobally;
 3. score every record (both of the above as side inputs);
-4. the selection cut: ``ApproximateQuantiles`` (1,001 quantiles, rank error < 0.1 %) over
-   ``(score, hash(id, source))`` keys, so ties break the same way on every runner;
+4. the selection cut: the exact k-th smallest ``(score, hash(id, source))`` key, k = the keep
+   fraction of the scored records, by a radix select in two combiner passes (counts per score
+   prefix, then the keys of the one prefix that holds rank k; see
+   :func:`winnow.filters.domain.locate_rank`). Counts add up the same however the data is
+   partitioned, so the cut, and with it the shards, are identical on every runner and worker
+   count; ties on the score break by the hash;
 5. keep records whose key is at or below the cut, reject the rest as ``domain_below_threshold``.
 """
 
@@ -26,6 +30,9 @@ from winnow.filters.domain import (
     domain_fields,
     domain_verdict,
     featurize,
+    keep_count,
+    locate_rank,
+    score_prefix,
     read_reference_texts,
     selection_key,
 )
@@ -33,11 +40,9 @@ from winnow.pipeline.records import make_dead_letter, make_reject
 from winnow.pipeline.stages.base import DEAD, REJECTED, StageCounters, StageOutputs, error_text
 from winnow.pipeline.stages.stats import HistogramFn, linear_edges
 
-__all__ = ["DomainStage", "SumCountsFn", "NUM_QUANTILES", "fields"]
+__all__ = ["DomainStage", "SumCountsFn", "PrefixCountFn", "fields"]
 
 NAME = "domain"
-#: Quantiles computed for the cut: the keep fraction resolves to 0.1 % steps.
-NUM_QUANTILES = 1001
 
 
 def fields(cfg: DomainConfig) -> tuple[pa.Field, ...]:
@@ -68,6 +73,59 @@ class SumCountsFn(beam.CombineFn):
         return acc
 
 
+class PrefixCountFn(beam.CombineFn):
+    """Sparse counts of selection keys per score prefix: ``[(prefix, count), ...]`` sorted."""
+
+    def create_accumulator(self) -> dict[int, int]:
+        return {}
+
+    def add_input(self, acc: dict[int, int], key: tuple[float, int]) -> dict[int, int]:
+        p = score_prefix(key[0])
+        acc[p] = acc.get(p, 0) + 1
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[dict[int, int]]) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for a in accs:
+            for p, c in a.items():
+                out[p] = out.get(p, 0) + c
+        return out
+
+    def extract_output(self, acc: dict[int, int]) -> list[tuple[int, int]]:
+        return sorted(acc.items())
+
+
+class _ExactCut(beam.PTransform):
+    def __init__(self, fraction: float) -> None:
+        super().__init__()
+        self._fraction = fraction
+
+    def expand(self, keys: beam.PCollection) -> beam.PCollection:
+        return _exact_cut(keys, self._fraction)
+
+
+def _exact_cut(keys: beam.PCollection, fraction: float) -> beam.PCollection:
+    """The k-th smallest key (k = ``keep_count(n, fraction)``) as a one-element PCollection."""
+    counts = keys | "PrefixCounts" >> beam.CombineGlobally(PrefixCountFn())
+
+    def where(pc: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        loc = locate_rank(pc, keep_count(sum(c for _, c in pc), fraction))
+        return [loc] if loc is not None else []
+
+    target = counts | "Locate" >> beam.FlatMap(where)
+    in_bin = keys | "InBin" >> beam.FlatMap(
+        lambda k, loc: [k] if loc and score_prefix(k[0]) == loc[0][0] else [], loc=beam.pvalue.AsList(target))
+
+    def pick(bin_keys: list, loc: list) -> list:
+        return [sorted(bin_keys)[loc[0][1] - 1]] if loc else []
+
+    return (
+        in_bin
+        | "BinKeys" >> beam.combiners.ToList()
+        | "Pick" >> beam.FlatMap(pick, loc=beam.pvalue.AsList(target))
+    )
+
+
 class _BatchCounts(beam.DoFn):
     """Feature counts of many texts summed per bundle (one array per bundle, not per text)."""
 
@@ -94,11 +152,10 @@ class _BatchCounts(beam.DoFn):
             np.add.at(acc, f, 1.0)
 
     def finish_bundle(self) -> Iterable[Any]:
-        from apache_beam.transforms.window import GlobalWindow
-        from apache_beam.utils.windowed_value import WindowedValue
+        from apache_beam.transforms.window import GlobalWindows
 
         for key, acc in sorted(self._acc.items(), key=lambda kv: str(kv[0])):
-            yield WindowedValue((key, acc) if self._keyed else acc, -1, [GlobalWindow()])
+            yield GlobalWindows.windowed_value((key, acc) if self._keyed else acc)
         self._acc = {}
 
 
@@ -143,14 +200,6 @@ class _SelectFn(beam.DoFn):
         else:
             self._counters.inc(v.reason)
             yield beam.pvalue.TaggedOutput(REJECTED, make_reject(record, NAME, v.reason))
-
-
-def _cut_from_quantiles(qs: list, fraction: float) -> Any:
-    """The selection key at ``fraction`` of the sorted keys (``qs`` has NUM_QUANTILES points)."""
-    if fraction >= 1.0:
-        return qs[-1]
-    i = min(len(qs) - 1, max(0, round(fraction * (len(qs) - 1))))
-    return qs[i]
 
 
 def _check_references(cfg: DomainConfig) -> None:
@@ -201,11 +250,7 @@ class DomainStage(beam.PTransform):
         ).with_outputs(DEAD, main="scored")
         keys = scored.scored | "Key" >> beam.FlatMap(lambda r: [k] if (k := selection_key(r, cfg)) is not None else [])
         if cfg.threshold is None:
-            cut = (
-                keys
-                | "Quantiles" >> beam.ApproximateQuantiles.Globally(NUM_QUANTILES)
-                | "Cut" >> beam.FlatMap(lambda qs: [_cut_from_quantiles(qs, cfg.keep_fraction)] if qs else [])
-            )
+            cut = keys | "Cut" >> _ExactCut(cfg.keep_fraction)
         else:
             cut = p | "NoCut" >> beam.Create([])
         selected = scored.scored | "Select" >> beam.ParDo(_SelectFn(cfg), cut=side.AsList(cut)).with_outputs(

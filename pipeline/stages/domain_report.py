@@ -31,7 +31,7 @@ def domain_section(stats: Mapping[str, Any], examples: Sequence[Mapping[str, Any
     mix_kept = d.get("mix_kept") or {}
     kept = sum(mix_kept.values())
     how = (f"absolute threshold {sel.get('threshold')}" if sel.get("threshold") is not None
-           else f"best {float(sel.get('keep_fraction', 0)):.0%} by global quantile")
+           else f"best {float(sel.get('keep_fraction', 0)):.0%} by an exact global rank cut")
     parts.append(
         f"<p>Scored {scored:,} records against {esc(', '.join(sel.get('domains') or []))} "
         f"({esc(how)}, score <b>{esc(score)}</b>"

@@ -21,8 +21,11 @@ from winnow.filters.domain import (
     domain_fields,
     domain_verdict,
     featurize,
+    keep_count,
+    locate_rank,
     log_distribution,
     read_reference_texts,
+    score_prefix,
     selection_key,
 )
 
@@ -203,3 +206,32 @@ def test_planted_off_domain_set_ranks_below_the_in_domain_set():
           f"page sections): KL {auc_kl:.4f}, DSIR {auc_dsir:.4f}")
     assert auc_kl >= 0.9
     assert auc_dsir >= 0.9
+
+
+# ---------------------------------------------------------------------------------------------
+# The exact cut's pure pieces
+
+
+def test_score_prefix_preserves_order():
+    rng = np.random.default_rng(0)
+    xs = sorted([*rng.normal(0, 20, 5000).tolist(), 0.0, -0.0, math.inf, -math.inf, 1e-300, -1e-300])
+    ps = [score_prefix(x) for x in xs]
+    assert ps == sorted(ps)
+
+
+@pytest.mark.parametrize("n, f, k", [(0, 0.8, 0), (1, 0.8, 1), (10, 0.8, 8), (9337, 0.8, 7470), (3, 0.01, 1),
+                                     (5, 1.0, 5), (7, 0.5, 4)])
+def test_keep_count(n, f, k):
+    assert keep_count(n, f) == k
+
+
+@pytest.mark.parametrize("counts, k, expected", [
+    ([(5, 2), (1, 3)], 1, (1, 1)),
+    ([(5, 2), (1, 3)], 3, (1, 3)),
+    ([(5, 2), (1, 3)], 4, (5, 1)),
+    ([(5, 2), (1, 3)], 5, (5, 2)),
+    ([(5, 2), (1, 3)], 6, None),
+    ([(5, 2)], 0, None),
+])
+def test_locate_rank(counts, k, expected):
+    assert locate_rank(counts, k) == expected

@@ -8,6 +8,7 @@ as single pieces, byte-identical model and shards (1 and 2 workers), and the loa
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import apache_beam as beam
@@ -61,6 +62,9 @@ def test_selection_keeps_the_configured_fraction_on_the_demo(demo_runs):
     print(f"\ndomain selection on the demo corpus (scale {SCALE}): kept {kept_scored} of {sel['scored']} scored "
           f"records = {frac:.4f} (configured 0.8), cut KL {sel['cut']:.4f}")
     assert abs(frac - 0.8) <= 0.01
+    from winnow.filters.domain import keep_count
+
+    assert kept_scored == keep_count(sel["scored"], 0.8)  # the radix-select cut is exact
     kept = _table(out)
     kl = [v for v in kept.column("domain_kl").to_pylist() if v is not None]
     assert max(kl) <= sel["cut"] + 1e-12  # every kept record is at or below the cut
@@ -206,3 +210,19 @@ def test_default_stages_tokenize_a_small_run(tmp_path):
     sp = spm.SentencePieceProcessor(model_file=str(out / m.tokenizer["model"]))
     assert [sp.decode(t) for t in kept.column("tokens").to_pylist()] == kept.column("text").to_pylist()
     assert stats["stage_stats"]["tokenizer"]["training"]["sample_records"] == 2
+
+
+def test_exact_cut_is_the_kth_smallest_key_with_ties():
+    import random
+
+    from winnow.filters.domain import keep_count
+    from winnow.pipeline.stages.domain import _ExactCut
+
+    rng = random.Random(5)
+    keys = [(float(rng.choice([1.5, 2.0, 2.25, math.inf]) if i % 3 else rng.uniform(0, 9)), rng.getrandbits(63))
+            for i in range(20000)]
+    for frac in (0.8, 0.31):
+        want = sorted(keys)[keep_count(len(keys), frac) - 1]
+        with beam.Pipeline(runner="FnApiRunner") as p:
+            cut = p | beam.Create(keys) | beam.Reshuffle() | _ExactCut(frac)
+            assert_that(cut, equal_to([want]))
