@@ -169,6 +169,10 @@ class _ScoreFn(beam.DoFn):
 
     def process(self, record: dict, refs: dict, background: list) -> Iterable[Any]:
         if self._scorer is None:
+            missing = [n for n in self._cfg.names if n not in refs]
+            if missing:  # fails the run: every record would be scored against nothing
+                raise InputError(f"domain references {missing} hold no text (empty files, or no "
+                                 f"'text_field' in their JSON lines); check domain.references")
             bg = background[0] if background else None
             self._scorer = DomainScorer(self._cfg, refs, bg)
         try:

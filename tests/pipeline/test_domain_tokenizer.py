@@ -226,3 +226,19 @@ def test_exact_cut_is_the_kth_smallest_key_with_ties():
         with beam.Pipeline(runner="FnApiRunner") as p:
             cut = p | beam.Create(keys) | beam.Reshuffle() | _ExactCut(frac)
             assert_that(cut, equal_to([want]))
+
+
+def test_reference_without_text_stops_the_run_with_a_clear_error(tmp_path):
+    ref = tmp_path / "ref.jsonl"
+    ref.write_text('{"body": "the text is under another key"}\n')
+    src = tmp_path / "in.jsonl"
+    _write_jsonl(src, ["hello world"])
+    spec = json.dumps([{"name": "x", "paths": [str(ref)]}])
+    cfg = load_config(input=[str(src)], output=str(tmp_path / "o"), stages=["normalize", "domain"],
+                      overrides=[f"domain.references={spec}"])
+    with pytest.raises(Exception, match="hold no text"):
+        run(cfg)
+    missing = json.dumps([{"name": "x", "paths": [str(tmp_path / "nothing-*.txt")]}])
+    with pytest.raises(Exception, match="matches no file"):
+        run(load_config(input=[str(src)], output=str(tmp_path / "o2"), stages=["normalize", "domain"],
+                        overrides=[f"domain.references={missing}"]))
