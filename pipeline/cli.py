@@ -106,7 +106,7 @@ def _cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     corpus = build_demo_corpus(corpus_dir, scale=args.scale)
     # Small shards so the demo output exercises the loader's multi-shard paths.
     overrides = ["sink.shard_bytes=2MB", "sink.batch_bytes=256KB", *args.overrides]
-    overrides = [*demo_domain_overrides(corpus_dir), *overrides]
+    overrides = [*demo_domain_overrides(corpus_dir), "encode.pack_length=2048", *overrides]
     cfg = load_config(overrides=overrides, input=list(corpus.inputs), output=out, stages=demo_stages())
     result = run(cfg, workers=args.workers, beam_args=beam_args, overwrite=True)
     _print_summary(out, result.stats)

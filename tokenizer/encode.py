@@ -31,6 +31,9 @@ class EncodeConfig:
             (it sets the column type); 0 reads it from the model file.
         add_eos: append ``</s>`` (id 2) to every record's tokens, the separator the loader's
             ``TokenPacker`` (or :func:`pack_tokens`) packs fixed-length sequences with.
+        pack_length: >0 also writes ``OUT/packed/``: a dataset (own index.json, same format) of
+            rows of exactly this many ids, the records' tokens joined with ``</s>`` separators.
+        pad_id: pads the last packed row of each group.
         batch_size: records encoded per sentencepiece call.
         threads: sentencepiece encoding threads per worker (0: sentencepiece's default).
     """
@@ -38,10 +41,14 @@ class EncodeConfig:
     model: str = ""
     vocab_size: int = 0
     add_eos: bool = False
+    pack_length: int = 0
+    pad_id: int = 0
     batch_size: int = 256
     threads: int = 1
 
     def __post_init__(self) -> None:
+        if self.pack_length < 0:
+            raise ConfigError("encode.pack_length", self.pack_length, "0 (no packing) or a sequence length such as 4096")
         if self.batch_size < 1:
             raise ConfigError("encode.batch_size", self.batch_size, "a positive integer")
         if self.threads < 0:

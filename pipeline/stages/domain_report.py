@@ -85,6 +85,11 @@ def tokenizer_section(stats: Mapping[str, Any], examples: Sequence[Mapping[str, 
                          f"encoded text ({seen / len(terms):.1%}); each is one piece.</p>")
             top = sorted(zip(terms, counts), key=lambda tc: (-tc[1], tc[0]))[:15]
             parts.append(svg_bars([(term, c) for term, c in top], title="most frequent dictionary terms"))
+    pk = (ss.get("encode") or {}).get("packing")
+    if pk:
+        parts.append(f"<p>Packed into <b>{pk['rows']:,}</b> rows of {pk['length']:,} ids ({pk['documents']:,} documents, "
+                     f"{pk['tokens']:,} tokens, </s> = {pk['eos_id']} between documents, padding "
+                     f"{pk['padding_share']:.2%}): <code>{esc(pk['path'])}</code>, readable by the loader.</p>")
     return ReportSection("Tokenizer and encoding", "".join(parts))
 
 

@@ -151,6 +151,18 @@ def _declared_vocab(cfg: EncodeConfig) -> int:
     return TokenizerConfig().vocab_size
 
 
+def _model_eos(cfg: EncodeConfig) -> int:
+    """The EOS id packing separates documents with: the configured model's, else the id the
+    ``tokenizer`` stage always trains with (2)."""
+    if not cfg.model:
+        return 2
+    import fsspec
+    import sentencepiece as spm
+
+    with fsspec.open(cfg.model, "rb") as fh:
+        return spm.SentencePieceProcessor(model_proto=fh.read()).eos_id()
+
+
 def encode_fields(cfg: EncodeConfig) -> tuple[pa.Field, ...]:
     """``tokens``: a list of the narrowest integer type for the vocabulary."""
     return (pa.field("tokens", arrow_token_type(_declared_vocab(cfg)), nullable=True),)
@@ -288,6 +300,9 @@ class EncodeTokens(beam.PTransform):
                                   f"{tcfg.vocab_size} (tokenizer.vocab_size), so the tokens column is {need.name}",
                                   f"pass --set encode.vocab_size={tcfg.vocab_size}")
         self._dtype = token_dtype(_declared_vocab(cfg))
+        self._eos = _model_eos(cfg) if cfg.pack_length else -1
+        if cfg.pack_length and self._eos < 0:
+            raise ConfigError("encode.pack_length", cfg.pack_length, "0 with a model that has no </s> piece")
 
     def expand(self, records: beam.PCollection) -> StageOutputs:
         cfg = self._cfg
@@ -306,4 +321,11 @@ class EncodeTokens(beam.PTransform):
             | "EncodeStats" >> beam.CombineGlobally(_EncodeStatsFn(len(terms)))
             | "EncodeStatsWrap" >> beam.Map(lambda s: {"encode": {**s, "dictionary_terms": list(terms)}})
         )
+        if cfg.pack_length:
+            from winnow.pipeline.stages.pack import PackTokens
+
+            run_cfg = self._ctx["config"]
+            packing = out.kept | "Pack" >> PackTokens(run_cfg.output, run_cfg.sink, cfg.pack_length, self._eos,
+                                                       cfg.pad_id, self._dtype)
+            stats = (stats, packing) | "EncodeAndPackStats" >> beam.Flatten()
         return StageOutputs(kept=out.kept, rejected=p | "NoRejects" >> beam.Create([]), dead=out[DEAD], stats=stats)

@@ -40,7 +40,7 @@ def _table(out: Path, sub: str = "shards") -> pa.Table:
 def demo_runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("dt")
     corpus = build_demo_corpus(str(base / "corpus"), scale=SCALE)
-    overrides = [*demo_domain_overrides(str(base / "corpus")), "sink.shard_bytes=500KB"]
+    overrides = [*demo_domain_overrides(str(base / "corpus")), "sink.shard_bytes=500KB", "encode.pack_length=256"]
     outs = []
     for workers in (1, 2):
         out = base / f"out{workers}"
@@ -118,6 +118,43 @@ def test_same_input_and_config_give_byte_identical_model_and_shards(demo_runs):
     assert [s.to_json() for s in ma.shards] == [s.to_json() for s in mb.shards]
     for s in ma.shards:
         assert (a / s.path).read_bytes() == (b / s.path).read_bytes()
+    pa_, pb = (Manifest.loads((d / "packed/index.json").read_text()) for d in (a, b))
+    assert [s.to_json() for s in pa_.shards] == [s.to_json() for s in pb.shards] and pa_.total_rows > 0
+    for s in pa_.shards:
+        assert (a / "packed" / s.path).read_bytes() == (b / "packed" / s.path).read_bytes()
+
+
+@pytest.mark.slow
+def test_packed_dataset_holds_every_document_between_eos_separators(demo_runs, tmp_path):
+    from collections import Counter
+
+    from winnow.cache import StreamingDataset
+
+    out, stats = demo_runs[0]
+    m = Manifest.loads((out / "packed/index.json").read_text())
+    assert m.schema.field("tokens").type == pa.list_(pa.int16(), 256)
+    packed = pa.concat_tables(pa.ipc.open_file(str(out / "packed" / s.path)).read_all() for s in m.shards)
+    groups: dict[str, list[int]] = {}
+    for rid, row in sorted(zip(packed.column("id").to_pylist(), packed.column("tokens").to_pylist())):
+        groups.setdefault(rid.rsplit("-", 1)[0], []).extend(row)
+    docs: Counter = Counter()
+    for stream in groups.values():
+        last = max(i for i, t in enumerate(stream) if t == 2)  # after it: padding only
+        assert all(t == 0 for t in stream[last + 1:])
+        cur: list[int] = []
+        for t in stream[: last + 1]:
+            if t == 2:
+                docs[tuple(cur)] += 1
+                cur = []
+            else:
+                cur.append(t)
+    want = Counter(tuple(t) for t in _table(out).column("tokens").to_pylist() if t)
+    assert docs == want
+    assert m.counts["documents"] == sum(want.values()) and stats["stage_stats"]["encode"]["packing"]["rows"] == len(packed)
+    ds = StreamingDataset(remote=f"file://{out}/packed", local=str(tmp_path / "c"), columns=["tokens"],
+                          shuffle=False, batch_size=8, batched=True)
+    step = next(iter(ds))
+    assert tuple(np.asarray(step["tokens"]).shape) == (8, 256)
 
 
 @pytest.mark.slow
