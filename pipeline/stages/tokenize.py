@@ -229,7 +229,7 @@ class _EncodeFn(beam.DoFn):
                     yield beam.pvalue.TaggedOutput(DEAD, make_dead_letter(
                         stage="encode", error=error_text(exc), source=r.get("source", "?"), record=r))
                     continue
-            t = toks[i] if eos is None else np.concatenate([toks[i], eos])
+            t = toks[i] if eos is None or r.get("text") is None else np.concatenate([toks[i], eos])
             out = dict(r)
             out["tokens"] = t
             if r.get("text") is not None:

@@ -279,3 +279,14 @@ def test_reference_without_text_stops_the_run_with_a_clear_error(tmp_path):
     with pytest.raises(Exception, match="matches no file"):
         run(load_config(input=[str(src)], output=str(tmp_path / "o2"), stages=["normalize", "domain"],
                         overrides=[f"domain.references={missing}"]))
+
+
+def test_add_eos_ends_every_text_record_with_the_separator(tmp_path):
+    src = tmp_path / "in.jsonl"
+    _write_jsonl(src, ["first record", "second record, longer than the first"])
+    out = tmp_path / "o"
+    run(load_config(input=[str(src)], output=str(out), overrides=["encode.add_eos=true"]))
+    kept = _table(out)
+    sp = spm.SentencePieceProcessor(model_file=str(out / "tokenizer/spm.model"))
+    for text, ids in zip(kept.column("text").to_pylist(), kept.column("tokens").to_pylist()):
+        assert ids[-1] == sp.eos_id() == 2 and sp.decode(ids[:-1]) == text
