@@ -1,4 +1,4 @@
-"""The ``winnow`` command: run, demo, inspect.
+"""The ``winnow`` command: run, demo, train-tokenizer, inspect.
 
 Usage and config mistakes exit with code 2 and one line on stderr; no traceback.
 """
@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--scale", type=float, default=1.0, help="text volume multiplier")
     d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
+    t = sub.add_parser("train-tokenizer", help="train the sentencepiece tokenizer on a finished run's shards")
+    t.add_argument("output", help="the run's output directory URI (its shards are read, OUT/tokenizer/ is written)")
+    t.add_argument("--config", help="YAML config whose `tokenizer` section is used (default: the run's config.yaml)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a tokenizer option, e.g. --set tokenizer.vocab_size=16000")
+
     i = sub.add_parser("inspect", help="summarise a finished run")
     i.add_argument("output", help="the run's output directory URI")
     i.add_argument("--rows", type=int, default=3, help="rows to show (default 3)")
@@ -91,6 +97,7 @@ def _cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
 def _cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     from winnow.pipeline.config import load_config
     from winnow.pipeline.demo import build_demo_corpus
+    from winnow.pipeline.demo_domain import demo_domain_overrides, demo_stages
     from winnow.pipeline.runner import run
 
     out = args.output.rstrip("/")
@@ -99,9 +106,19 @@ def _cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     corpus = build_demo_corpus(corpus_dir, scale=args.scale)
     # Small shards so the demo output exercises the loader's multi-shard paths.
     overrides = ["sink.shard_bytes=2MB", "sink.batch_bytes=256KB", *args.overrides]
-    cfg = load_config(overrides=overrides, input=list(corpus.inputs), output=out)
+    overrides = [*demo_domain_overrides(corpus_dir), "encode.pack_length=2048", *overrides]
+    cfg = load_config(overrides=overrides, input=list(corpus.inputs), output=out, stages=demo_stages())
     result = run(cfg, workers=args.workers, beam_args=beam_args, overwrite=True)
     _print_summary(out, result.stats)
+    return 0
+
+
+def _cmd_train_tokenizer(args: argparse.Namespace) -> int:
+    from winnow.pipeline.retrain import train_tokenizer_on_run
+
+    entry = train_tokenizer_on_run(args.output, config=args.config, overrides=args.overrides)
+    print(f"tokenizer: {entry['model']} ({entry['vocab_size']:,} pieces, sha256 {entry['sha256'][:16]}) "
+          f"trained on {entry['sample_records']:,} records; manifest updated: {args.output}/index.json")
     return 0
 
 
@@ -122,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args, beam_args)
         if args.command == "demo":
             return _cmd_demo(args, beam_args)
+        if args.command == "train-tokenizer":
+            if beam_args:
+                raise WinnowError("train-tokenizer takes no Beam flags after --")
+            return _cmd_train_tokenizer(args)
         if args.command == "inspect":
             if beam_args:
                 raise WinnowError("inspect takes no Beam flags after --")

@@ -27,7 +27,8 @@ __all__ = ["pipeline_options", "prepare_output", "run", "RunResult", "OUTPUT_ENT
 log = logging.getLogger("winnow")
 
 #: What a run writes into its output directory (and what ``overwrite`` removes).
-OUTPUT_ENTRIES = ("index.json", "shards", "rejects", "dead_letter", "tokenizer", "stats.json", "report.html", "config.yaml")
+OUTPUT_ENTRIES = ("index.json", "shards", "rejects", "dead_letter", "tokenizer", "packed", "stats.json", "report.html",
+                  "config.yaml")
 
 _UNSUPPORTED_RUNNERS = {"daskrunner": "Beam's DaskRunner loses data on branching pipelines; use FnApiRunner, PortableRunner or DataflowRunner"}
 

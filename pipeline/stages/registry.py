@@ -70,3 +70,39 @@ def _exact_fields(cfg: ExactDedupConfig) -> tuple[pa.Field, ...]:
 
 register(StageSpec("normalize", NormalizeConfig, _build_normalize, lambda c: (), Normalizer.reasons))
 register(StageSpec("exact_dedup", ExactDedupConfig, _build_exact, _exact_fields, ("exact_dedup_duplicate",)))
+
+
+# --- issue 5: domain scoring, tokenizer training, encoding --------------------------------------
+from winnow.filters.domain import REASON_BELOW, REASON_NO_WORDS, DomainConfig, domain_fields  # noqa: E402
+from winnow.tokenizer.encode import EncodeConfig  # noqa: E402
+from winnow.tokenizer.train import TokenizerConfig  # noqa: E402
+
+
+def _build_domain(cfg: DomainConfig, ctx: dict[str, Any]) -> beam.PTransform:
+    from winnow.pipeline.stages.domain import DomainStage
+
+    return DomainStage(cfg)
+
+
+def _build_tokenizer(cfg: TokenizerConfig, ctx: dict[str, Any]) -> beam.PTransform:
+    from winnow.pipeline.stages.tokenize import TrainTokenizer
+
+    return TrainTokenizer(cfg, ctx)
+
+
+def _build_encode(cfg: EncodeConfig, ctx: dict[str, Any]) -> beam.PTransform:
+    from winnow.pipeline.stages.tokenize import EncodeTokens
+
+    return EncodeTokens(cfg, ctx)
+
+
+def _encode_fields(cfg: EncodeConfig) -> tuple[pa.Field, ...]:
+    from winnow.pipeline.stages.tokenize import encode_fields
+
+    return encode_fields(cfg)
+
+
+register(StageSpec("domain", DomainConfig, _build_domain, domain_fields, (REASON_BELOW, REASON_NO_WORDS)))
+register(StageSpec("tokenizer", TokenizerConfig, _build_tokenizer, lambda c: ()))
+register(StageSpec("encode", EncodeConfig, _build_encode, _encode_fields))
+import winnow.pipeline.stages.domain_report  # noqa: E402,F401 - registers the report sections

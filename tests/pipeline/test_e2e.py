@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from winnow.format import Manifest, reject_schema, schema_from_json, xxh3_128_hex
-from winnow.pipeline.config import load_config
+from winnow.pipeline.config import DEFAULT_STAGES, load_config
 from winnow.pipeline.demo import build_demo_corpus
 from winnow.pipeline.runner import run
 
@@ -104,7 +104,7 @@ def test_report_and_config_written(demo_run):
     html = (out / "report.html").read_text()
     assert "normalize_empty_text" in html and "exact_dedup_duplicate" in html and "<svg" in html
     cfg = load_config(str(out / "config.yaml"))
-    assert cfg.stages == ("normalize", "exact_dedup") and cfg.sink.shard_bytes == 500_000
+    assert cfg.stages == DEFAULT_STAGES and cfg.sink.shard_bytes == 500_000
 
 
 def test_one_percent_malformed_lines_balance_exactly(tmp_path):
