@@ -70,3 +70,7 @@ def _exact_fields(cfg: ExactDedupConfig) -> tuple[pa.Field, ...]:
 
 register(StageSpec("normalize", NormalizeConfig, _build_normalize, lambda c: (), Normalizer.reasons))
 register(StageSpec("exact_dedup", ExactDedupConfig, _build_exact, _exact_fields, ("exact_dedup_duplicate",)))
+
+
+# --- near-duplicate removal (issue 3) --------------------------------------------------------
+from winnow.pipeline.stages import dedup_register  # noqa: E402,F401 - registers minhash_dedup, image_dedup
