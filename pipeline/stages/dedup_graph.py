@@ -74,20 +74,26 @@ class _StarEdgesFn(beam.DoFn):
 
 
 class _LargeStarFn(beam.DoFn):
+    def __init__(self, round_: int) -> None:
+        self._round = round_
+
     def process(self, element: tuple[tuple, Iterable[tuple]]) -> Iterable[Any]:
         u, nbrs = element
         ch = large_star_changes(u, nbrs)
         if ch:
-            yield beam.pvalue.TaggedOutput(_CHANGES, ch)
+            yield beam.pvalue.TaggedOutput(_CHANGES, (self._round, ch))
         yield from large_star(u, nbrs)
 
 
 class _SmallStarFn(beam.DoFn):
+    def __init__(self, round_: int) -> None:
+        self._round = round_
+
     def process(self, element: tuple[tuple, Iterable[tuple]]) -> Iterable[Any]:
         u, smaller = element
         ch = small_star_changes(u, smaller)
         if ch:
-            yield beam.pvalue.TaggedOutput(_CHANGES, ch)
+            yield beam.pvalue.TaggedOutput(_CHANGES, (self._round, ch))
         yield from small_star(u, smaller)
 
 
@@ -270,11 +276,10 @@ class ClusterAndPick(beam.PTransform):
         changes = []
         for r in range(self._max):
             ls = (edges | f"R{r}BothWays" >> beam.FlatMap(_both_ways) | f"R{r}GroupLS" >> beam.GroupByKey()
-                  | f"R{r}LargeStar" >> beam.ParDo(_LargeStarFn()).with_outputs(_CHANGES, main="edges"))
+                  | f"R{r}LargeStar" >> beam.ParDo(_LargeStarFn(r)).with_outputs(_CHANGES, main="edges"))
             ss = (ls.edges | f"R{r}GroupSS" >> beam.GroupByKey()
-                  | f"R{r}SmallStar" >> beam.ParDo(_SmallStarFn()).with_outputs(_CHANGES, main="edges"))
-            n = _sum((ls[_CHANGES], ss[_CHANGES]) | f"R{r}Changes" >> beam.Flatten(), f"R{r}Count")
-            changes.append(n | f"R{r}Tag" >> beam.Map(lambda c, r=r: (r, c)))
+                  | f"R{r}SmallStar" >> beam.ParDo(_SmallStarFn(r)).with_outputs(_CHANGES, main="edges"))
+            changes += [ls[_CHANGES], ss[_CHANGES]]
             edges = ss.edges
         labels = (edges | "GroupLabel" >> beam.GroupByKey()
                   | "Label" >> beam.Map(lambda kv: (min(kv[1]), kv[0])))
@@ -285,7 +290,7 @@ class ClusterAndPick(beam.PTransform):
                   | "Pick" >> beam.ParDo(_PickFn(self._stage, self._reason, self._prefix))
                   .with_outputs(REJECTED, _UNRESOLVED, main="kept"))
 
-        all_changes = changes | "FlatChanges" >> beam.Flatten()
+        all_changes = changes | "FlatChanges" >> beam.Flatten() | "SumChanges" >> beam.CombinePerKey(sum)
         unresolved = _sum(picked[_UNRESOLVED], "CountUnresolved")
         side = beam.pvalue
         rounds = (p | "RoundSeed" >> beam.Create([None])
