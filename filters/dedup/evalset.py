@@ -23,7 +23,7 @@ from typing import Iterable
 from winnow.filters.dedup.cluster import pairwise_scores, star_edges, star_rounds
 from winnow.filters.dedup.config import ImageDedupConfig, MinHashDedupConfig
 
-__all__ = ["Item", "COPY_LINES", "text_eval_set", "image_eval_set", "cluster_texts", "cluster_images", "score", "BOILERPLATE"]
+__all__ = ["Item", "COPY_LINES", "mutate_text", "image_variants", "text_eval_set", "image_eval_set", "cluster_texts", "cluster_images", "score", "BOILERPLATE"]
 
 #: Shared by many documents that are not duplicates of each other.
 BOILERPLATE = (
@@ -57,7 +57,8 @@ def _base_texts(min_words: int) -> list[str]:
     return [t.strip() for _, t in sorted(topics.items()) if len(t.split()) >= min_words]
 
 
-def _mutate(text: str, rate: float, rng: random.Random, boiler: bool, shuffle: bool) -> str:
+def mutate_text(text: str, rate: float, rng: random.Random, boiler: bool = False, shuffle: bool = False) -> str:
+    """A near-duplicate of ``text``: ``rate`` word edits per word, optionally a header line and a line swap."""
     lines = text.split("\n")
     if shuffle and len(lines) > 3:  # two neighbouring lines change places
         i = rng.randrange(len(lines) - 1)
@@ -101,7 +102,7 @@ def text_eval_set(clusters: int = 30, singletons: int = 20, seed: int = 0,
             rate = rng.choice(rates)
             boiler, shuffle = rng.random() < 0.3, rng.random() < 0.3
             kind = f"rate={rate}" + (",boilerplate" if boiler else "") + (",line-shuffle" if shuffle else "")
-            items.append(Item(f"{truth}-{k}", _mutate(base, rate, rng, boiler, shuffle), truth, kind))
+            items.append(Item(f"{truth}-{k}", mutate_text(base, rate, rng, boiler, shuffle), truth, kind))
     for s in range(singletons):
         base = bases[clusters + s]
         items.append(Item(f"s{s:04d}", f"{BOILERPLATE[0]}\n\n{base}\n\n{BOILERPLATE[1]}", f"s{s:04d}", "boilerplate"))
@@ -109,7 +110,8 @@ def text_eval_set(clusters: int = 30, singletons: int = 20, seed: int = 0,
     return items
 
 
-def _variants(img, rng: random.Random) -> list[tuple[str, object, str]]:
+def image_variants(img, rng: random.Random) -> list[tuple[str, object, str]]:
+    """``(kind, image, format)`` copies of a PIL image: resized, JPEG, cropped 3%, colour-shifted."""
     from PIL import Image, ImageEnhance
 
     w, h = img.size
@@ -141,7 +143,7 @@ def image_eval_set(clusters: int = 40, singletons: int = 40, seed: int = 0) -> l
             continue
         with Image.open(io.BytesIO(data)) as im:
             img = im.convert("RGB")
-        chosen = rng.sample(_variants(img, rng), rng.randint(1, 4))
+        chosen = rng.sample(image_variants(img, rng), rng.randint(1, 4))
         for k, (kind, v, fmt) in enumerate(chosen, 1):
             buf = io.BytesIO()
             if fmt == "jpg":
