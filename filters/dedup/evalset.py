@@ -126,17 +126,44 @@ def image_variants(img, rng: random.Random) -> list[tuple[str, object, str]]:
     return out
 
 
+_PALETTE = ((214, 39, 40), (44, 160, 44), (31, 90, 200), (240, 210, 30), (128, 60, 170), (255, 127, 14),
+            (245, 245, 245), (20, 20, 20), (127, 127, 127), (240, 140, 190), (23, 160, 160), (140, 86, 45))
+
+
+def _draw(rng: random.Random) -> bytes:
+    """A PNG of two to four coloured shapes on a plain or gradient background."""
+    from PIL import Image, ImageDraw
+
+    w, h = rng.choice((96, 128, 160, 192)), rng.choice((96, 128, 160, 192))
+    c1, c2 = rng.sample(_PALETTE, 2)
+    img = Image.composite(Image.new("RGB", (w, h), c1), Image.new("RGB", (w, h), c2),
+                          Image.linear_gradient("L").resize((w, h)).rotate(rng.choice((0, 90, 180, 270))))
+    draw = ImageDraw.Draw(img)
+    for _ in range(rng.randint(2, 4)):
+        r = int(min(w, h) * rng.uniform(0.1, 0.3))
+        cx, cy = rng.randint(r, w - r), rng.randint(r, h - r)
+        box, fill = (cx - r, cy - r, cx + r, cy + r), rng.choice(_PALETTE)
+        shape = rng.choice(("ellipse", "rectangle", "triangle"))
+        if shape == "ellipse":
+            draw.ellipse(box, fill=fill)
+        elif shape == "rectangle":
+            draw.rectangle(box, fill=fill)
+        else:
+            draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def image_eval_set(clusters: int = 40, singletons: int = 40, seed: int = 0) -> list[Item]:
     """Near-duplicate image clusters (resized, re-encoded, cropped, colour-shifted copies) plus
     distinct singletons, with ground truth."""
     from PIL import Image
 
-    from winnow.pipeline.demo_images import draw_image
-
     rng = random.Random(f"winnow-eval-image-{seed}")
     items: list[Item] = []
     for c in range(clusters + singletons):
-        data, ext, _caption, _ = draw_image(rng)
+        data = _draw(rng)
         truth = f"{'c' if c < clusters else 's'}{c:04d}"
         items.append(Item(f"{truth}-0", data, truth, "base"))
         if c >= clusters:
