@@ -111,8 +111,10 @@ class ImageDedupConfig:
     """Options of the ``image_dedup`` stage (perceptual-hash near-duplicates).
 
     Attributes:
-        max_distance: the largest Hamming distance (of 64 bits) between the perceptual hashes
-            of two images that count as duplicates.
+        max_distance: the largest Hamming distance (of 64 bits) between the luma perceptual
+            hashes of two images that count as duplicates.
+        max_color_distance: the largest summed distance of their two chroma hashes (of 128
+            bits; 128 turns the colour check off).
         bands, rows: Hamming LSH: ``bands`` keys of ``rows`` hash bits each (seeded bit
             samples); candidates are then checked against ``max_distance``.
         match: ``image`` (the image alone decides) or ``image+caption`` (image-text pairs must
@@ -123,6 +125,7 @@ class ImageDedupConfig:
     """
 
     max_distance: int = 10
+    max_color_distance: int = 20
     bands: int = 32
     rows: int = 12
     match: Literal["image", "image+caption"] = "image"
@@ -140,6 +143,8 @@ class ImageDedupConfig:
         s = "image_dedup"
         if not 0 <= self.max_distance <= 32:
             raise ConfigError(f"{s}.max_distance", self.max_distance, "an integer from 0 to 32 (bits of 64)")
+        if not 0 <= self.max_color_distance <= 128:
+            raise ConfigError(f"{s}.max_color_distance", self.max_color_distance, "an integer from 0 to 128")
         if not 1 <= self.bands <= 256:
             raise ConfigError(f"{s}.bands", self.bands, "an integer from 1 to 256")
         if not 4 <= self.rows <= 64:

@@ -212,16 +212,16 @@ def cluster_texts(items: list[Item], cfg: MinHashDedupConfig | None = None) -> d
 
 def cluster_images(items: list[Item], cfg: ImageDedupConfig | None = None) -> dict[str, str]:
     """Predicted cluster (its smallest id) of every image item, clustered in memory."""
-    from winnow.filters.dedup.phash import hamming, image_band_keys, phash
+    from winnow.filters.dedup.phash import image_band_keys, images_similar, phash_ycc
 
     cfg = cfg or ImageDedupConfig()
-    hashes = [phash(bytes(i.content)) for i in items]
+    hashes = [phash_ycc(bytes(i.content)) for i in items]
     buckets: dict[bytes, list] = defaultdict(list)
     for i, hv in enumerate(hashes):
-        for k in image_band_keys(hv, cfg.bands, cfg.rows, cfg.seed):
+        for k in image_band_keys(hv[0], cfg.bands, cfg.rows, cfg.seed):
             buckets[k].append(((0.0, items[i].id, ""), hv))
     edges = [e for members in buckets.values() if len(members) > 1
-             for e in star_edges(members, lambda a, b: hamming(a, b) <= cfg.max_distance)]
+             for e in star_edges(members, lambda a, b: images_similar(a, b, cfg.max_distance, cfg.max_color_distance))]
     return _components([i.id for i in items], edges)
 
 

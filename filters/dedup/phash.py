@@ -1,8 +1,10 @@
 """Perceptual hashes of images (pHash) and Hamming-distance LSH keys.
 
-pHash: the image as grey levels, resized to 32x32, a 2-D DCT (a precomputed matrix, numpy
-only), the 8x8 lowest frequencies compared with their median: 64 bits that survive resizing,
-re-encoding, light crops and colour shifts. Two hashes within a few bits are near-duplicates.
+pHash: a channel resized to 32x32, a 2-D DCT (a precomputed matrix, numpy only), the 8x8 lowest
+frequencies compared with their median: 64 bits that survive resizing, re-encoding, light crops
+and brightness or saturation shifts. :func:`phash_ycc` hashes the luma (Y) and both chroma
+channels (Cb, Cr): grey-level structure alone calls many different simple pictures alike (a
+gradient with a small shape), so candidates must also be close in colour layout.
 LSH for Hamming distance samples ``rows`` bit positions per band (seeded): images within
 distance d share a band with probability ``1 - (1 - C(64-d, rows)/C(64, rows))**bands``.
 """
@@ -15,7 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["phash", "phash_image", "hamming", "image_band_keys", "band_probability", "caption_similarity"]
+__all__ = ["phash", "phash_ycc", "phash_image", "images_similar", "hamming", "image_band_keys", "band_probability", "caption_similarity"]
 
 _SIZE, _LOW = 32, 8
 
@@ -30,25 +32,34 @@ def _dct_matrix() -> np.ndarray:
     return m[:_LOW]  # only the low-frequency rows are needed
 
 
-def phash_image(img) -> int:
-    """64-bit pHash of a PIL image."""
-    from PIL import Image
-
-    g = img.convert("L").resize((_SIZE, _SIZE), Image.Resampling.LANCZOS)
-    a = np.asarray(g, dtype=np.float64)
+def _hash_channel(a: np.ndarray) -> int:
     d = _dct_matrix()
     low = d @ a @ d.T  # 8x8 lowest frequencies
     bits = (low > np.median(low)).ravel()
     return int(np.packbits(bits).view(">u8")[0])
 
 
-def phash(data: bytes) -> int:
-    """64-bit pHash of encoded image bytes (raises on undecodable bytes)."""
+def phash_image(img) -> tuple[int, int, int]:
+    """64-bit pHashes ``(Y, Cb, Cr)`` of a PIL image."""
+    from PIL import Image
+
+    ycc = img.convert("RGB").convert("YCbCr").resize((_SIZE, _SIZE), Image.Resampling.LANCZOS)
+    a = np.asarray(ycc, dtype=np.float64)
+    return _hash_channel(a[:, :, 0]), _hash_channel(a[:, :, 1]), _hash_channel(a[:, :, 2])
+
+
+def phash_ycc(data: bytes) -> tuple[int, int, int]:
+    """``(Y, Cb, Cr)`` 64-bit pHashes of encoded image bytes (raises on undecodable bytes)."""
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as img:
-        img.draft("L", (2 * _SIZE, 2 * _SIZE))  # JPEG: decode at reduced size
+        img.draft("RGB", (2 * _SIZE, 2 * _SIZE))  # JPEG: decode at reduced size
         return phash_image(img)
+
+
+def phash(data: bytes) -> int:
+    """64-bit luma pHash of encoded image bytes (the banded part)."""
+    return phash_ycc(data)[0]
 
 
 def hamming(a: int, b: int) -> int:
@@ -76,6 +87,11 @@ def band_probability(distance: int, bands: int, rows: int) -> float:
         return 0.0
     p = math.comb(64 - distance, rows) / math.comb(64, rows)
     return 1.0 - (1.0 - p) ** bands
+
+
+def images_similar(a: tuple[int, int, int], b: tuple[int, int, int], max_distance: int, max_color_distance: int) -> bool:
+    """Luma hashes within ``max_distance`` bits and chroma hashes within ``max_color_distance`` (Cb + Cr)."""
+    return hamming(a[0], b[0]) <= max_distance and hamming(a[1], b[1]) + hamming(a[2], b[2]) <= max_color_distance
 
 
 def _grams(text: str | None, n: int) -> set[str]:

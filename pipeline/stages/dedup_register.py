@@ -8,7 +8,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from winnow.filters.dedup.config import ImageDedupConfig, MinHashDedupConfig
-from winnow.pipeline.report import ReportSection, esc, html_table, register_section, svg_histogram
+from winnow.pipeline.report import ReportSection, esc, html_table, register_section, svg_bars
 from winnow.pipeline.stages.registry import StageSpec, register
 
 __all__ = ["dedup_section"]
@@ -41,6 +41,17 @@ def _image_fields(cfg: ImageDedupConfig) -> tuple[pa.Field, ...]:
 register(StageSpec("minhash_dedup", MinHashDedupConfig, _build_minhash, _minhash_fields,
                    ("minhash_dedup_near_duplicate",)))
 register(StageSpec("image_dedup", ImageDedupConfig, _build_image, _image_fields, ("image_dedup_near_duplicate",)))
+
+
+def _size_bins(h: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """The histogram's non-empty bins as labelled bars ("2", "5-7", "1024-4095", ...)."""
+    edges, counts = h.get("edges") or [], h.get("counts") or []
+    out = []
+    for lo, hi, c in zip(edges, edges[1:], counts):
+        lo_i, hi_i = int(lo), int(hi) - 1
+        if c:
+            out.append((f"{lo_i}" if lo_i == hi_i else f"{lo_i}-{hi_i}", c))
+    return out
 
 
 def _thumb(side: Mapping[str, Any] | None) -> str:
@@ -77,11 +88,11 @@ def dedup_section(stage: str, title: str):
                      f"Connected components: {esc(st.get('cc_rounds'))} round(s) changed the graph "
                      f"(of {esc(st.get('cc_max_rounds'))} unrolled, two shuffles each), {conv}.</p>")
         params = {k: st.get(k) for k in ("num_perm", "ngram", "bands", "rows", "threshold", "verify",
-                                          "max_distance", "match") if st.get(k) is not None}
+                                          "max_distance", "max_color_distance", "match") if st.get(k) is not None}
         if params:
             parts.append(html_table(["parameter", "value"], [[k, str(v)] for k, v in params.items()]))
         if n_clusters:
-            parts.append(svg_histogram(sizes, title="cluster size (records per cluster)", x_label="records"))
+            parts.append(svg_bars(_size_bins(sizes), title="clusters by size (records per cluster)", unit=" clusters"))
         rows = []
         for e in st.get("examples") or []:
             rows.append(f"<tr><td>{_side(e.get('removed'), e.get('removed_id', ''))}</td>"
