@@ -301,7 +301,7 @@ def _near_duplicate_images(picks: list, rng: random.Random) -> list:
             img.resize((w * 3 // 4, h * 3 // 4), Image.Resampling.BILINEAR).save(buf, format="PNG")
             out.append((buf.getvalue(), "png", caption, meta))
         else:
-            img.save(buf, format="JPEG", quality=70)
+            img.save(buf, format="JPEG", quality=90)
             out.append((buf.getvalue(), "jpg", caption, meta))
     return out
 
