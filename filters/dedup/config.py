@@ -68,7 +68,7 @@ class MinHashDedupConfig:
     keep_field: str = ""
     max_rounds: int = 8
     on_not_converged: Literal["flag", "fail"] = "flag"
-    window_chars: int = 1 << 20
+    window_chars: int = 1 << 18
     batch_size: int = 256
     examples: int = 5
 

@@ -201,12 +201,13 @@ def cluster_texts(items: list[Item], cfg: MinHashDedupConfig | None = None) -> d
         if seen[i]:
             for k in keys:
                 buckets[k].append(((0.0, items[i].id, ""), i))
-    check = None
-    if cfg.verify == "exact":
-        def check(a: int, b: int) -> bool:
-            sa, sb = h.shingle_hashes(str(items[a].content)), h.shingle_hashes(str(items[b].content))
-            return jaccard(sa, sb) >= cfg.threshold
-    edges = [e for members in buckets.values() if len(members) > 1 for e in star_edges(members, check)]
+
+    def check(a: int, b: int) -> bool:
+        sa, sb = h.shingle_hashes(str(items[a].content)), h.shingle_hashes(str(items[b].content))
+        return jaccard(sa, sb) >= cfg.threshold
+
+    verify = check if cfg.verify == "exact" else None
+    edges = [e for members in buckets.values() if len(members) > 1 for e in star_edges(members, verify)]
     return _components([i.id for i in items], edges)
 
 

@@ -91,7 +91,7 @@ class MinHasher:
     """
 
     def __init__(self, num_perm: int = 128, ngram: int = 5, seed: int = 1,
-                 window_chars: int = 1 << 20, block: int = 8192) -> None:
+                 window_chars: int = 1 << 18, block: int = 8192) -> None:
         self.num_perm, self.ngram, self.seed = num_perm, ngram, seed
         self.window_chars, self.block = window_chars, block
         gen = np.random.RandomState(seed)
