@@ -129,3 +129,66 @@ def test_labelled_image_set_precision_and_recall_through_beam(image_run):
     assert {k["id"] for k in kept} == {i.id for i in items if ref[i.id] == i.id}
     assert all(k["image_phash"] and k["image_dup_cluster"] for k in kept)
     assert "Near-duplicate image clusters" in (out / "report.html").read_text()
+
+
+def _chain_records(n: int = 40):
+    from winnow.pipeline.records import make_record
+
+    import random
+
+    rng = random.Random(5)
+    words = [f"w{rng.randrange(10**6)}" for _ in range(3 * n + 200)]
+    # Each text is the previous one shifted by three words: neighbours are near-duplicates, far
+    # ends are not, so components need several rounds.
+    return [make_record(source=f"mem:{i}", id=f"t{i:03d}", text=" ".join(words[3 * i:3 * i + 200])) for i in range(n)]
+
+
+def _dump(path):
+    def write(rows):
+        with open(path, "w") as fh:
+            json.dump(rows, fh)
+    return write
+
+
+def test_rounds_are_counted_in_metrics_and_non_convergence_is_flagged_not_lossy(tmp_path):
+    import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
+
+    from winnow.pipeline.stages.minhash_dedup import MinHashDedup
+
+    recs = _chain_records()
+    results = {}
+    for rounds in (1, 8):
+        p = beam.Pipeline(runner="FnApiRunner")
+        out = p | beam.Create(recs) | MinHashDedup(MinHashDedupConfig(max_rounds=rounds))
+        _ = out.stats | "SL" >> beam.combiners.ToList() | "SW" >> beam.Map(_dump(str(tmp_path / f"stats{rounds}.json")))
+        both = (out.kept | "K" >> beam.Map(lambda r: ("kept", r["id"], r["dup_cluster"])),
+                out.rejected | "R" >> beam.Map(lambda r: ("rej", r["id"], r["duplicate_of"]))) | "F" >> beam.Flatten()
+        _ = both | "RL" >> beam.combiners.ToList() | "RW" >> beam.Map(_dump(str(tmp_path / f"rows{rounds}.json")))
+        res = p.run()
+        res.wait_until_finish()
+        counters = {c.key.metric.name: c.committed for c in res.metrics().query(MetricsFilter())["counters"]}
+        stats = {k: v for d in json.loads((tmp_path / f"stats{rounds}.json").read_text()) for k, v in d.items()}
+        rows = [tuple(r) for r in json.loads((tmp_path / f"rows{rounds}.json").read_text())]
+        results[rounds] = (stats, rows, counters)
+    stats8, rows8, counters8 = results[8]
+    stats1, rows1, counters1 = results[1]
+    print(f"\nchain of {len(recs)} texts: {stats8['cc_rounds']} rounds to converge, changes {stats8['cc_changes_per_round']}")
+    assert stats8["cc_converged"] and counters8["minhash_dedup/cc_rounds"] == stats8["cc_rounds"] >= 1
+    assert sum(1 for r in rows8 if r[0] == "kept") < len(recs)
+    # Cut off after one round: flagged, every record still in exactly one place, the smallest kept.
+    assert len(rows1) == len(recs) and {r[1] for r in rows1} == {r["id"] for r in recs}
+    assert stats8["cc_rounds"] >= 2 and stats1["cc_changes_per_round"][0] > 0
+    assert stats1["cc_converged"] is False and counters1.get("minhash_dedup/cc_not_converged") == 1
+    assert ("kept", "t000", "t000") in rows1
+    assert all(r[2] <= r[1] for r in rows1 if r[0] == "rej")
+
+
+def test_on_not_converged_fail_fails_the_run():
+    import apache_beam as beam
+
+    from winnow.pipeline.stages.minhash_dedup import MinHashDedup
+
+    with pytest.raises(Exception, match="did not converge"):
+        with beam.Pipeline(runner="FnApiRunner") as p:
+            _ = p | beam.Create(_chain_records()) | MinHashDedup(MinHashDedupConfig(max_rounds=1, on_not_converged="fail"))
