@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast bench bench-pipeline bench-loader bench-tokenizer clean
+.PHONY: install demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ bench-loader: $(STAMP)
 
 bench-tokenizer: $(STAMP)
 	$(PY) bench/run.py tokenizer
+
+bench-dedup: $(STAMP)
+	$(PY) bench/run.py dedup
 
 clean:
 	rm -rf out .pytest_cache

@@ -13,6 +13,7 @@ SCRIPTS = [
     ("pipeline", [str(HERE / "pipeline_bench.py")]),
     ("loader", [str(HERE / "loader" / "bench_loader.py")]),
     ("tokenizer", [str(HERE / "tokenizer_bench.py")]),
+    ("dedup", [str(HERE / "dedup_bench.py")]),
 ]
 
 

@@ -6,7 +6,7 @@ where installed, man pages under ``/usr/share/man`` in several languages (roff s
 plain text). Images are drawn with Pillow from a seeded RNG and captioned from what was drawn.
 
 Into that clean material go planted problems whose counts :attr:`DemoCorpus.planted` reports:
-exact and whitespace-only duplicates, empty texts, malformed JSON lines, invalid UTF-8, wrongly
+exact, whitespace-only and near duplicates (text and images), empty texts, malformed JSON lines, invalid UTF-8, wrongly
 typed ``text`` fields, a ``.jsonl.gz`` cut off mid-stream, duplicate and corrupt images, and a
 tar member whose path escapes the archive. The same ``seed`` and ``scale`` give byte-identical
 files on the same machine (fixed gzip and tar timestamps, sorted members, no hash ordering).
@@ -250,6 +250,16 @@ def _planted_lines(main: list[dict[str, Any]], rng: random.Random,
         out.append((_line({**r, "id": f"wsdup-{j:05d}", "text": _whitespace_variant(r["text"], j)}), False))
     planted["exact_duplicates"] = len(picks[:k_dup])
     planted["whitespace_duplicates"] = len(picks[k_dup:])
+    # Near-duplicates (for minhash_dedup): light word edits of long texts; the ids sort after
+    # every original, so the original is the one kept.
+    from winnow.filters.dedup.evalset import mutate_text
+
+    long_docs = [r for r in main if len(r["text"].split()) >= 200]
+    k_near = min(len(long_docs), max(3, round(0.01 * len(main))))
+    for j, r in enumerate(rng.sample(long_docs, k_near)):
+        text = mutate_text(r["text"], 0.004, rng, boiler=j % 3 == 0)
+        out.append((_line({**r, "id": f"zz-near-{j:05d}", "text": text}), False))
+    planted["near_duplicates"] = k_near
     blanks = ("", " ", "\n\n", "\t \r\n")
     k_empty = max(4, round(0.003 * len(main)))
     for j in range(k_empty):
@@ -275,6 +285,27 @@ def _planted_lines(main: list[dict[str, Any]], rng: random.Random,
     return out
 
 
+def _near_duplicate_images(picks: list, rng: random.Random) -> list:
+    """Resized or re-encoded copies of ``picks`` (for image_dedup), with the same caption."""
+    import io
+
+    from PIL import Image
+
+    out = []
+    for data, _ext, caption, meta in picks:
+        with Image.open(io.BytesIO(data)) as im:
+            img = im.convert("RGB")
+        w, h = img.size
+        buf = io.BytesIO()
+        if rng.random() < 0.5:
+            img.resize((w * 3 // 4, h * 3 // 4), Image.Resampling.BILINEAR).save(buf, format="PNG")
+            out.append((buf.getvalue(), "png", caption, meta))
+        else:
+            img.save(buf, format="JPEG", quality=90)
+            out.append((buf.getvalue(), "jpg", caption, meta))
+    return out
+
+
 def _images(root: Path, scale: float, rng: random.Random,
             planted: dict[str, int]) -> list[DemoFile]:
     n_img = max(20, round(BASE_IMAGES * min(scale, 1.0)))
@@ -291,6 +322,9 @@ def _images(root: Path, scale: float, rng: random.Random,
     samples: list[tuple[bytes, str, str, dict[str, Any] | None]] = list(pairs)
     dups = rng.sample(pairs, max(2, round(0.02 * len(pairs))))
     samples += dups
+    near = _near_duplicate_images(rng.sample([p for p in pairs if p not in dups], max(2, round(0.02 * len(pairs)))), rng)
+    samples += near
+    planted["near_duplicate_images"] = len(near)
     png = next(p for p in pairs if p[1] == "png")[0]
     corrupt = [(png[: len(png) // 3], "png", "A picture whose file was cut short.", None),
                (b"\xff\xd8\xff\xe0" + rng.randbytes(300), "jpg", "Random bytes posing as a JPEG.", None)]

@@ -72,6 +72,10 @@ register(StageSpec("normalize", NormalizeConfig, _build_normalize, lambda c: (),
 register(StageSpec("exact_dedup", ExactDedupConfig, _build_exact, _exact_fields, ("exact_dedup_duplicate",)))
 
 
+# --- near-duplicate removal (issue 3) --------------------------------------------------------
+from winnow.pipeline.stages import dedup_register  # noqa: E402,F401 - registers minhash_dedup, image_dedup
+
+
 # --- issue 5: domain scoring, tokenizer training, encoding --------------------------------------
 from winnow.filters.domain import REASON_BELOW, REASON_NO_WORDS, DomainConfig, domain_fields  # noqa: E402
 from winnow.tokenizer.encode import EncodeConfig  # noqa: E402

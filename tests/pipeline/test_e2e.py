@@ -37,6 +37,10 @@ def test_stats_balance_exactly_against_what_was_planted(demo_run):
     assert funnel["normalize"]["rejected"] == {"normalize_empty_text": corpus.planted["empty_text"]}
     dups = corpus.planted["exact_duplicates"] + corpus.planted["whitespace_duplicates"] + corpus.planted["duplicate_images"]
     assert funnel["exact_dedup"]["rejected"] == {"exact_dedup_duplicate": dups}
+    # Near-duplicates: every planted one, plus any the real text and drawn images hold themselves.
+    assert funnel["minhash_dedup"]["rejected"]["minhash_dedup_near_duplicate"] >= corpus.planted["near_duplicates"] > 0
+    assert funnel["image_dedup"]["rejected"]["image_dedup_near_duplicate"] >= corpus.planted["near_duplicate_images"] > 0
+    assert stats["stage_stats"]["minhash_dedup"]["cc_converged"] and stats["stage_stats"]["image_dedup"]["cc_converged"]
     assert stats["modalities"].get("image_text", 0) > 0 and stats["modalities"]["text"] > 0
 
 
@@ -82,18 +86,25 @@ def test_shards_open_with_pyarrow_polars_and_duckdb_with_the_manifest_schema(dem
 
 
 def test_rejects_and_dead_letters_say_why(demo_run):
-    _, out, _ = demo_run
+    corpus, out, _ = demo_run
     m = Manifest.loads((out / "index.json").read_text())
     rejects = pa.concat_tables(pa.ipc.open_file(str(out / s.path)).read_all() for s in m.rejects).to_pylist()
     dead = pa.concat_tables(pa.ipc.open_file(str(out / s.path)).read_all() for s in m.dead_letter).to_pylist()
     assert pa.ipc.open_file(str(out / m.rejects[0].path)).schema == reject_schema(m.schema)
     listed = schema_from_json(json.loads((out / "index.json").read_text())["reject_schema"])
     assert all(pa.ipc.open_file(str(out / s.path)).schema == listed for s in (*m.rejects, *m.dead_letter))
-    assert {r["reject_reason"] for r in rejects} == {"normalize_empty_text", "exact_dedup_duplicate"}
+    assert {r["reject_reason"] for r in rejects} == {"normalize_empty_text", "exact_dedup_duplicate",
+                                                     "minhash_dedup_near_duplicate", "image_dedup_near_duplicate"}
+    near = {r["id"] for r in rejects if r["reject_reason"] == "minhash_dedup_near_duplicate"}
+    assert {r["id"] for r in rejects if r["id"].startswith("zz-near-")} <= near
+    assert sum(1 for i in near if i.startswith("zz-near-")) == corpus.planted["near_duplicates"]
     kept_ids = set(pa.concat_tables(pa.ipc.open_file(str(out / s.path)).read_all() for s in m.shards).column("id").to_pylist())
+    order = ["exact_dedup", "minhash_dedup", "image_dedup"]
     for r in rejects:
-        if r["reject_reason"] == "exact_dedup_duplicate":
-            assert r["duplicate_of"] in kept_ids and r["duplicate_of"] <= r["id"] and r["duplicate_of_source"]
+        if r["reject_stage"] in order:
+            # The record a duplicate points at passed its stage: kept, or removed by a later stage.
+            later = {x["id"] for x in rejects if x["reject_stage"] in order[order.index(r["reject_stage"]) + 1:]}
+            assert r["duplicate_of"] in kept_ids | later and r["duplicate_of"] <= r["id"] and r["duplicate_of_source"]
     assert dead and all(r["reject_reason"] == "dead_letter" and r["error"] and r["source"] for r in dead)
     # Each dead letter points at its file and line or member.
     assert all((":" in r["source"]) or ("#" in r["source"]) for r in dead)
@@ -105,6 +116,7 @@ def test_report_and_config_written(demo_run):
     assert "normalize_empty_text" in html and "exact_dedup_duplicate" in html and "<svg" in html
     cfg = load_config(str(out / "config.yaml"))
     assert cfg.stages == DEFAULT_STAGES and cfg.sink.shard_bytes == 500_000
+    assert "Near-duplicate text clusters (MinHash)" in html and "Near-duplicate image clusters (pHash)" in html
 
 
 def test_one_percent_malformed_lines_balance_exactly(tmp_path):

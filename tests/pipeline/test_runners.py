@@ -76,6 +76,12 @@ def test_identical_shards_across_runners(corpus, worker_pool, tmp_path):
         out = str(tmp_path / name)
         res = run(load_config(input=list(corpus.inputs), output=out, overrides=overrides), **kw)
         assert res.stats is not None and res.stats["balanced"], name
+        funnel = {s["name"]: s["rejected"] for s in res.stats["stages"]}
+        near = (funnel["minhash_dedup"].get("minhash_dedup_near_duplicate", 0),
+                funnel["image_dedup"].get("image_dedup_near_duplicate", 0))
+        print(f"\n{name}: near-duplicates removed (text, image) = {near}, cc rounds "
+              f"{res.stats['stage_stats']['minhash_dedup']['cc_rounds']}")
+        assert min(near) > 0, name  # the same kept set below includes the clustering's choices
         results[name] = manifest_files(out)
     base_files, base_counts = results["fnapi"]
     assert len(base_files["shards"]) > 1

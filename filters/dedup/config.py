@@ -1,0 +1,160 @@
+"""Options of the ``minhash_dedup`` and ``image_dedup`` stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from winnow.errors import ConfigError
+
+__all__ = ["MinHashDedupConfig", "ImageDedupConfig", "KeepRule"]
+
+KeepRule = Literal["smallest_id", "highest_field"]
+_MODALITIES = ("text", "image", "image_text", "audio", "audio_text")
+
+
+def _common(stage: str, keep: str, keep_field: str, max_rounds: int, on_not_converged: str, examples: int) -> None:
+    if keep not in ("smallest_id", "highest_field"):
+        raise ConfigError(f"{stage}.keep", keep, "smallest_id or highest_field")
+    if keep == "highest_field" and not keep_field:
+        raise ConfigError(f"{stage}.keep_field", keep_field, "a numeric record field such as quality_score",
+                          "keep: highest_field keeps the record with the highest value of this field")
+    if not 1 <= max_rounds <= 64:
+        raise ConfigError(f"{stage}.max_rounds", max_rounds, "an integer from 1 to 64")
+    if on_not_converged not in ("flag", "fail"):
+        raise ConfigError(f"{stage}.on_not_converged", on_not_converged, "flag or fail")
+    if not 0 <= examples <= 50:
+        raise ConfigError(f"{stage}.examples", examples, "0..50")
+
+
+@dataclass(frozen=True)
+class MinHashDedupConfig:
+    """Options of the ``minhash_dedup`` stage (text near-duplicates).
+
+    Attributes:
+        threshold: Jaccard similarity of shingle sets above which two texts are duplicates.
+        num_perm: MinHash permutations (signature length).
+        ngram: words per shingle.
+        bands, rows: LSH banding; 0 and 0 derive them from ``threshold`` by minimising the
+            weighted false-positive and false-negative areas (datasketch).
+        fp_weight, fn_weight: the weights of that minimisation (the default leans to recall:
+            11 bands of 11 rows at 0.8 with 128 permutations).
+        seed: seeds the permutations and band hashes.
+        modalities: records of these modalities are compared (others pass through kept).
+        verify: ``none`` links every LSH candidate pair; ``exact`` links a candidate pair only
+            if the exact Jaccard of its shingle sets reaches ``threshold`` (two more shuffles).
+        keep: which record of a cluster is kept: ``smallest_id`` (then source), or
+            ``highest_field`` (the highest value of ``keep_field``, ties by id and source).
+        keep_field: the numeric record field for ``highest_field``.
+        max_rounds: connected-component rounds unrolled in the graph (each is two shuffles).
+        on_not_converged: ``flag`` (stats and report say so; the component's smallest record is
+            still kept and every record still ends in one place) or ``fail`` the run.
+        window_chars: texts longer than this are signed window by window (bounded memory).
+        batch_size: records signed together.
+        examples: removed near-duplicates shown beside their kept record in the report.
+    """
+
+    threshold: float = 0.8
+    num_perm: int = 128
+    ngram: int = 5
+    bands: int = 0
+    rows: int = 0
+    fp_weight: float = 0.3
+    fn_weight: float = 0.7
+    seed: int = 1
+    modalities: tuple[str, ...] = ("text",)
+    verify: Literal["none", "exact"] = "none"
+    keep: KeepRule = "smallest_id"
+    keep_field: str = ""
+    max_rounds: int = 8
+    on_not_converged: Literal["flag", "fail"] = "flag"
+    window_chars: int = 1 << 18
+    batch_size: int = 256
+    examples: int = 5
+
+    def __post_init__(self) -> None:
+        s = "minhash_dedup"
+        if not 0.0 < self.threshold < 1.0:
+            raise ConfigError(f"{s}.threshold", self.threshold, "a Jaccard similarity strictly between 0 and 1", "e.g. 0.8")
+        if not 8 <= self.num_perm <= 1024:
+            raise ConfigError(f"{s}.num_perm", self.num_perm, "an integer from 8 to 1024", "e.g. 128")
+        if not 1 <= self.ngram <= 32:
+            raise ConfigError(f"{s}.ngram", self.ngram, "an integer from 1 to 32", "e.g. 5 words per shingle")
+        if (self.bands == 0) != (self.rows == 0) or self.bands < 0 or self.rows < 0:
+            raise ConfigError(f"{s}.bands/rows", (self.bands, self.rows), "both 0 (derived from threshold) or both positive")
+        if self.bands * self.rows > self.num_perm:
+            raise ConfigError(f"{s}.bands*rows", self.bands * self.rows, f"at most num_perm ({self.num_perm})")
+        if self.fp_weight < 0 or self.fn_weight < 0 or self.fp_weight + self.fn_weight <= 0:
+            raise ConfigError(f"{s}.fp_weight/fn_weight", (self.fp_weight, self.fn_weight), "non-negative, not both zero")
+        bad = [m for m in self.modalities if m not in _MODALITIES]
+        if bad or not self.modalities:
+            raise ConfigError(f"{s}.modalities", list(self.modalities), f"a non-empty list from {', '.join(_MODALITIES)}")
+        if self.verify not in ("none", "exact"):
+            raise ConfigError(f"{s}.verify", self.verify, "none or exact")
+        if self.window_chars < 1000:
+            raise ConfigError(f"{s}.window_chars", self.window_chars, "at least 1000")
+        if not 1 <= self.batch_size <= 100_000:
+            raise ConfigError(f"{s}.batch_size", self.batch_size, "an integer from 1 to 100000")
+        _common(s, self.keep, self.keep_field, self.max_rounds, self.on_not_converged, self.examples)
+
+    def banding(self) -> tuple[int, int]:
+        """``(bands, rows)``: as configured, or derived from the threshold."""
+        if self.bands:
+            return self.bands, self.rows
+        from winnow.filters.dedup.lsh import optimal_bands
+
+        return optimal_bands(self.threshold, self.num_perm, self.fp_weight, self.fn_weight)
+
+
+@dataclass(frozen=True)
+class ImageDedupConfig:
+    """Options of the ``image_dedup`` stage (perceptual-hash near-duplicates).
+
+    Attributes:
+        max_distance: the largest Hamming distance (of 64 bits) between the luma perceptual
+            hashes of two images that count as duplicates.
+        max_color_distance: the largest summed distance of their two chroma hashes (of 128
+            bits; 128 turns the colour check off).
+        bands, rows: Hamming LSH: ``bands`` keys of ``rows`` hash bits each (seeded bit
+            samples); candidates are then checked against ``max_distance``.
+        match: ``image`` (the image alone decides) or ``image+caption`` (image-text pairs must
+            also have near-duplicate captions: Jaccard of word shingles >= caption_threshold).
+        caption_threshold, caption_ngram: the caption check.
+        seed: seeds the bit samples.
+        keep, keep_field, max_rounds, on_not_converged, examples: as for ``minhash_dedup``.
+    """
+
+    max_distance: int = 10
+    max_color_distance: int = 20
+    bands: int = 32
+    rows: int = 12
+    match: Literal["image", "image+caption"] = "image"
+    caption_threshold: float = 0.5
+    caption_ngram: int = 2
+    seed: int = 1
+    keep: KeepRule = "smallest_id"
+    keep_field: str = ""
+    max_rounds: int = 8
+    on_not_converged: Literal["flag", "fail"] = "flag"
+    batch_size: int = 64
+    examples: int = 5
+
+    def __post_init__(self) -> None:
+        s = "image_dedup"
+        if not 0 <= self.max_distance <= 32:
+            raise ConfigError(f"{s}.max_distance", self.max_distance, "an integer from 0 to 32 (bits of 64)")
+        if not 0 <= self.max_color_distance <= 128:
+            raise ConfigError(f"{s}.max_color_distance", self.max_color_distance, "an integer from 0 to 128")
+        if not 1 <= self.bands <= 256:
+            raise ConfigError(f"{s}.bands", self.bands, "an integer from 1 to 256")
+        if not 4 <= self.rows <= 64:
+            raise ConfigError(f"{s}.rows", self.rows, "an integer from 4 to 64 (hash bits per band)")
+        if self.match not in ("image", "image+caption"):
+            raise ConfigError(f"{s}.match", self.match, "image or image+caption")
+        if not 0.0 < self.caption_threshold <= 1.0:
+            raise ConfigError(f"{s}.caption_threshold", self.caption_threshold, "a Jaccard similarity in (0, 1]")
+        if not 1 <= self.caption_ngram <= 8:
+            raise ConfigError(f"{s}.caption_ngram", self.caption_ngram, "an integer from 1 to 8")
+        if not 1 <= self.batch_size <= 10_000:
+            raise ConfigError(f"{s}.batch_size", self.batch_size, "an integer from 1 to 10000")
+        _common(s, self.keep, self.keep_field, self.max_rounds, self.on_not_converged, self.examples)

@@ -1,0 +1,231 @@
+"""A labelled near-duplicate evaluation set the project ships as code (no data files).
+
+Text: base documents are real text on every Python machine (the ``pydoc`` topics). Each
+cluster is a base document and copies mutated at a controlled rate (word insertions, deletions
+and swaps at 0.2-1% of words, two neighbouring lines swapped, a one-line header a mirror
+adds). Non-duplicates that share the same boilerplate (a long licence-like header and footer)
+are added as singletons, so shared boilerplate alone must not merge clusters. Images: base pictures drawn with Pillow, and copies that are resized,
+re-encoded as JPEG, lightly cropped and colour-shifted. Every item carries its true cluster.
+
+:func:`cluster_texts` and :func:`cluster_images` cluster in memory with the same pure steps
+as the Beam stages (signatures, bands, star edges, large-star/small-star rounds); the tests run
+the Beam stages too.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterable
+
+from winnow.filters.dedup.cluster import pairwise_scores, star_edges, star_rounds
+from winnow.filters.dedup.config import ImageDedupConfig, MinHashDedupConfig
+
+__all__ = ["Item", "COPY_LINES", "mutate_text", "image_variants", "text_eval_set", "image_eval_set", "cluster_texts", "cluster_images", "score", "BOILERPLATE"]
+
+#: Shared by many documents that are not duplicates of each other.
+BOILERPLATE = (
+    "This page is part of the reference documentation. It is distributed under the same licence "
+    "as the software it describes, without any warranty, express or implied, including fitness for "
+    "a particular purpose. Report errors in this page through the project's issue tracker.",
+    "Generated from the reference sources; edits made here will be overwritten. See the index for "
+    "related topics, the glossary for terms, and the changelog for what changed in this release.",
+)
+#: Short lines a mirror or scraper adds to a copy (a header or footer).
+COPY_LINES = (
+    "Mirrored from the documentation server; last updated in May.",
+    "Printed copy for internal training use only.",
+    "Archived page, retrieved by the weekly crawl.",
+)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One evaluation record: its id, content (text or image bytes) and true cluster."""
+
+    id: str
+    content: str | bytes
+    truth: str
+    kind: str  # "base", a mutation description, or "boilerplate"
+
+
+def _base_texts(min_words: int) -> list[str]:
+    from pydoc_data.topics import topics
+
+    return [t.strip() for _, t in sorted(topics.items()) if len(t.split()) >= min_words]
+
+
+def mutate_text(text: str, rate: float, rng: random.Random, boiler: bool = False, shuffle: bool = False) -> str:
+    """A near-duplicate of ``text``: ``rate`` word edits per word, optionally a header line and a line swap."""
+    lines = text.split("\n")
+    if shuffle and len(lines) > 3:  # two neighbouring lines change places
+        i = rng.randrange(len(lines) - 1)
+        lines[i], lines[i + 1] = lines[i + 1], lines[i]
+    words = "\n".join(lines).split(" ")
+    for _ in range(max(1, round(rate * len(words)))):
+        i, op = rng.randrange(len(words)), rng.random()
+        if op < 1 / 3 and len(words) > 1:
+            del words[i]
+        elif op < 2 / 3:
+            words.insert(i, rng.choice(("new", "extra", "also", "then", "here", "very")))
+        else:
+            j = min(i + 1, len(words) - 1)
+            words[i], words[j] = words[j], words[i]
+    out = " ".join(words)
+    return f"{rng.choice(COPY_LINES)}\n\n{out}" if boiler else out
+
+
+def text_eval_set(clusters: int = 30, singletons: int = 20, seed: int = 0,
+                  rates: tuple[float, ...] = (0.002, 0.005, 0.01), min_words: int = 150) -> list[Item]:
+    """Near-duplicate text clusters plus boilerplate-sharing singletons, with ground truth.
+
+    Args:
+        clusters: base documents that get 1 to 4 mutated copies each.
+        singletons: other base documents, each wrapped in the shared boilerplate.
+        seed: picks documents and mutations.
+        rates: word-edit rates (edits per word) a copy draws from.
+        min_words: base documents have at least this many words.
+    """
+    rng = random.Random(f"winnow-eval-text-{seed}")
+    bases = _base_texts(min_words)
+    rng.shuffle(bases)
+    if len(bases) < clusters + singletons:
+        raise ValueError(f"only {len(bases)} base texts of >= {min_words} words; ask for fewer")
+    items: list[Item] = []
+    for c in range(clusters):
+        base = bases[c]
+        truth = f"c{c:04d}"
+        items.append(Item(f"{truth}-0", base, truth, "base"))
+        for k in range(1, rng.randint(2, 5)):
+            rate = rng.choice(rates)
+            boiler, shuffle = rng.random() < 0.3, rng.random() < 0.3
+            kind = f"rate={rate}" + (",boilerplate" if boiler else "") + (",line-shuffle" if shuffle else "")
+            items.append(Item(f"{truth}-{k}", mutate_text(base, rate, rng, boiler, shuffle), truth, kind))
+    for s in range(singletons):
+        base = bases[clusters + s]
+        items.append(Item(f"s{s:04d}", f"{BOILERPLATE[0]}\n\n{base}\n\n{BOILERPLATE[1]}", f"s{s:04d}", "boilerplate"))
+    rng.shuffle(items)
+    return items
+
+
+def image_variants(img, rng: random.Random) -> list[tuple[str, object, str]]:
+    """``(kind, image, format)`` copies of a PIL image: resized, JPEG, cropped 3%, colour-shifted."""
+    from PIL import Image, ImageEnhance
+
+    w, h = img.size
+    out = []
+    s = rng.choice((0.5, 0.75, 1.5, 2.0))
+    out.append(("resized", img.resize((max(8, int(w * s)), max(8, int(h * s))), Image.Resampling.BILINEAR), "png"))
+    out.append(("jpeg", img, "jpg"))
+    dx, dy = max(1, int(w * 0.03)), max(1, int(h * 0.03))
+    out.append(("cropped", img.crop((dx, dy, w - dx, h - dy)), "png"))
+    shifted = ImageEnhance.Brightness(ImageEnhance.Color(img).enhance(rng.uniform(0.6, 1.4))).enhance(rng.uniform(0.85, 1.15))
+    out.append(("colour-shift", shifted, "jpg"))
+    return out
+
+
+_PALETTE = ((214, 39, 40), (44, 160, 44), (31, 90, 200), (240, 210, 30), (128, 60, 170), (255, 127, 14),
+            (245, 245, 245), (20, 20, 20), (127, 127, 127), (240, 140, 190), (23, 160, 160), (140, 86, 45))
+
+
+def _draw(rng: random.Random) -> bytes:
+    """A PNG of two to four coloured shapes on a plain or gradient background."""
+    from PIL import Image, ImageDraw
+
+    w, h = rng.choice((96, 128, 160, 192)), rng.choice((96, 128, 160, 192))
+    c1, c2 = rng.sample(_PALETTE, 2)
+    img = Image.composite(Image.new("RGB", (w, h), c1), Image.new("RGB", (w, h), c2),
+                          Image.linear_gradient("L").resize((w, h)).rotate(rng.choice((0, 90, 180, 270))))
+    draw = ImageDraw.Draw(img)
+    for _ in range(rng.randint(2, 4)):
+        r = int(min(w, h) * rng.uniform(0.1, 0.3))
+        cx, cy = rng.randint(r, w - r), rng.randint(r, h - r)
+        box, fill = (cx - r, cy - r, cx + r, cy + r), rng.choice(_PALETTE)
+        shape = rng.choice(("ellipse", "rectangle", "triangle"))
+        if shape == "ellipse":
+            draw.ellipse(box, fill=fill)
+        elif shape == "rectangle":
+            draw.rectangle(box, fill=fill)
+        else:
+            draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def image_eval_set(clusters: int = 40, singletons: int = 40, seed: int = 0) -> list[Item]:
+    """Near-duplicate image clusters (resized, re-encoded, cropped, colour-shifted copies) plus
+    distinct singletons, with ground truth."""
+    from PIL import Image
+
+    rng = random.Random(f"winnow-eval-image-{seed}")
+    items: list[Item] = []
+    for c in range(clusters + singletons):
+        data = _draw(rng)
+        truth = f"{'c' if c < clusters else 's'}{c:04d}"
+        items.append(Item(f"{truth}-0", data, truth, "base"))
+        if c >= clusters:
+            continue
+        with Image.open(io.BytesIO(data)) as im:
+            img = im.convert("RGB")
+        chosen = rng.sample(image_variants(img, rng), rng.randint(1, 4))
+        for k, (kind, v, fmt) in enumerate(chosen, 1):
+            buf = io.BytesIO()
+            if fmt == "jpg":
+                v.save(buf, format="JPEG", quality=rng.choice((60, 75, 90)))
+            else:
+                v.save(buf, format="PNG")
+            items.append(Item(f"{truth}-{k}", buf.getvalue(), truth, kind))
+    rng.shuffle(items)
+    return items
+
+
+def _components(ids: list[str], edges: Iterable[tuple]) -> dict[str, str]:
+    labels, _, _ = star_rounds(edges)
+    return {i: (labels.get((0.0, i, ""), (0.0, i, "")))[1] for i in ids}
+
+
+def cluster_texts(items: list[Item], cfg: MinHashDedupConfig | None = None) -> dict[str, str]:
+    """Predicted cluster (its smallest id) of every text item, clustered in memory."""
+    from winnow.filters.dedup.lsh import band_keys
+    from winnow.filters.dedup.minhash import MinHasher, jaccard
+
+    cfg = cfg or MinHashDedupConfig()
+    bands, rows = cfg.banding()
+    h = MinHasher(cfg.num_perm, cfg.ngram, cfg.seed, window_chars=cfg.window_chars)
+    sig, seen = h.signatures([str(i.content) for i in items])
+    buckets: dict[bytes, list] = defaultdict(list)
+    for i, keys in enumerate(band_keys(sig, bands, rows, cfg.seed)):
+        if seen[i]:
+            for k in keys:
+                buckets[k].append(((0.0, items[i].id, ""), i))
+
+    def check(a: int, b: int) -> bool:
+        sa, sb = h.shingle_hashes(str(items[a].content)), h.shingle_hashes(str(items[b].content))
+        return jaccard(sa, sb) >= cfg.threshold
+
+    verify = check if cfg.verify == "exact" else None
+    edges = [e for members in buckets.values() if len(members) > 1 for e in star_edges(members, verify)]
+    return _components([i.id for i in items], edges)
+
+
+def cluster_images(items: list[Item], cfg: ImageDedupConfig | None = None) -> dict[str, str]:
+    """Predicted cluster (its smallest id) of every image item, clustered in memory."""
+    from winnow.filters.dedup.phash import image_band_keys, images_similar, phash_ycc
+
+    cfg = cfg or ImageDedupConfig()
+    hashes = [phash_ycc(bytes(i.content)) for i in items]
+    buckets: dict[bytes, list] = defaultdict(list)
+    for i, hv in enumerate(hashes):
+        for k in image_band_keys(hv[0], cfg.bands, cfg.rows, cfg.seed):
+            buckets[k].append(((0.0, items[i].id, ""), hv))
+    edges = [e for members in buckets.values() if len(members) > 1
+             for e in star_edges(members, lambda a, b: images_similar(a, b, cfg.max_distance, cfg.max_color_distance))]
+    return _components([i.id for i in items], edges)
+
+
+def score(items: list[Item], predicted: dict[str, str]) -> tuple[float, float]:
+    """Pairwise ``(precision, recall)`` of ``predicted`` against the items' true clusters."""
+    return pairwise_scores(predicted, {i.id: i.truth for i in items})

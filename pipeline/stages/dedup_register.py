@@ -1,0 +1,111 @@
+"""Registers ``minhash_dedup`` and ``image_dedup`` and their report sections."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import apache_beam as beam
+import pyarrow as pa
+
+from winnow.filters.dedup.config import ImageDedupConfig, MinHashDedupConfig
+from winnow.pipeline.report import ReportSection, esc, html_table, register_section, svg_bars
+from winnow.pipeline.stages.registry import StageSpec, register
+
+__all__ = ["dedup_section"]
+
+
+def _build_minhash(cfg: MinHashDedupConfig, ctx: dict[str, Any]) -> beam.PTransform:
+    from winnow.pipeline.stages.minhash_dedup import MinHashDedup
+
+    return MinHashDedup(cfg)
+
+
+def _minhash_fields(cfg: MinHashDedupConfig) -> tuple[pa.Field, ...]:
+    from winnow.pipeline.stages.minhash_dedup import FIELDS
+
+    return FIELDS
+
+
+def _build_image(cfg: ImageDedupConfig, ctx: dict[str, Any]) -> beam.PTransform:
+    from winnow.pipeline.stages.image_dedup import ImageDedup
+
+    return ImageDedup(cfg)
+
+
+def _image_fields(cfg: ImageDedupConfig) -> tuple[pa.Field, ...]:
+    from winnow.pipeline.stages.image_dedup import FIELDS
+
+    return FIELDS
+
+
+register(StageSpec("minhash_dedup", MinHashDedupConfig, _build_minhash, _minhash_fields,
+                   ("minhash_dedup_near_duplicate",)))
+register(StageSpec("image_dedup", ImageDedupConfig, _build_image, _image_fields, ("image_dedup_near_duplicate",)))
+
+
+def _size_bins(h: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """The histogram's non-empty bins as labelled bars ("2", "5-7", "1024-4095", ...)."""
+    edges, counts = h.get("edges") or [], h.get("counts") or []
+    out = []
+    for lo, hi, c in zip(edges, edges[1:], counts):
+        lo_i, hi_i = int(lo), int(hi) - 1
+        if c:
+            out.append((f"{lo_i}" if lo_i == hi_i else f"{lo_i}-{hi_i}", c))
+    return out
+
+
+def _thumb(side: Mapping[str, Any] | None) -> str:
+    if not side or not side.get("image"):
+        return ""
+    return f'<img class="thumb" alt="" src="data:image/png;base64,{esc(side["image"])}">'
+
+
+def _side(side: Mapping[str, Any] | None, rid: str) -> str:
+    if side is None:
+        return f"<i>(kept record {esc(rid)} not found)</i>"
+    body = _thumb(side)
+    if side.get("phash"):
+        body += f"<div><small>pHash {esc(side['phash'])}</small></div>"
+    if side.get("text") is not None:
+        body += f'<pre class="snippet">{esc(side["text"])}</pre>'
+    return f"<div><small>{esc(rid)}</small></div>{body}"
+
+
+def dedup_section(stage: str, title: str):
+    """A report section for a dedup stage: cluster sizes, rounds, removed beside kept."""
+
+    def section(stats: Mapping[str, Any], examples: Sequence[Mapping[str, Any]], config: Mapping[str, Any]):
+        st = (stats.get("stage_stats") or {}).get(stage)
+        if not st:
+            return None
+        parts = []
+        sizes = st.get("cluster_sizes") or {}
+        n_clusters = sizes.get("n", 0)
+        removed = sum(s.get("rejected", {}).get(f"{stage}_near_duplicate", 0) for s in stats.get("stages") or []
+                      if s.get("name") == stage)
+        conv = "converged" if st.get("cc_converged") else "<b class=warn>did NOT converge</b> (some clusters may keep more than one record)"
+        parts.append(f"<p>{n_clusters:,} clusters of two or more records; {removed:,} records removed. "
+                     f"Connected components: {esc(st.get('cc_rounds'))} round(s) changed the graph "
+                     f"(of {esc(st.get('cc_max_rounds'))} unrolled, two shuffles each), {conv}.</p>")
+        params = {k: st.get(k) for k in ("num_perm", "ngram", "bands", "rows", "threshold", "verify",
+                                          "max_distance", "max_color_distance", "match") if st.get(k) is not None}
+        if params:
+            parts.append(html_table(["parameter", "value"], [[k, str(v)] for k, v in params.items()]))
+        if n_clusters:
+            parts.append(svg_bars(_size_bins(sizes), title="clusters by size (records per cluster)", unit=" clusters"))
+        rows = []
+        for e in st.get("examples") or []:
+            rows.append(f"<tr><td>{_side(e.get('removed'), e.get('removed_id', ''))}</td>"
+                        f"<td>{_side(e.get('kept'), e.get('kept_id', ''))}</td>"
+                        f"<td class=num>{esc(e.get('cluster_size'))}</td></tr>")
+        if rows:
+            parts.append("<h3>Removed near-duplicates beside the record kept</h3><table><thead><tr>"
+                         "<th>removed</th><th>kept</th><th class=num>cluster size</th></tr></thead>"
+                         f"<tbody>{''.join(rows)}</tbody></table>")
+        return ReportSection(title, "".join(parts))
+
+    return section
+
+
+register_section("minhash_dedup", dedup_section("minhash_dedup", "Near-duplicate text clusters (MinHash)"))
+register_section("image_dedup", dedup_section("image_dedup", "Near-duplicate image clusters (pHash)"))
