@@ -40,7 +40,9 @@ __all__ = [
     "DEFAULT_STAGES",
 ]
 
-DEFAULT_STAGES: tuple[str, ...] = ("normalize", "exact_dedup")
+DEFAULT_STAGES: tuple[str, ...] = (
+    "normalize", "exact_dedup", "lang", "quality", "model_quality", "toxicity", "pii",
+)
 
 ReaderFormat = Literal["auto", "jsonl", "parquet", "webdataset", "imagedir"]
 

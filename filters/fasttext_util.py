@@ -1,0 +1,34 @@
+"""fastText helpers that work with numpy 2.
+
+``fasttext-wheel`` 0.9.2's ``predict`` wraps results with ``np.array(..., copy=False)``, which
+numpy 2 refuses; the bound C++ ``multilinePredict`` returns plain lists and is what we call.
+(``fasttext-numpy2`` 0.10.4 fixes predict but its training diverges to NaN at random here,
+so it is not used.)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+__all__ = ["ft_predict", "import_fasttext"]
+
+
+def import_fasttext(key: str) -> Any:
+    """The fasttext module, or a ConfigError naming ``key`` when it is not installed."""
+    from winnow.errors import ConfigError
+
+    try:
+        import fasttext
+    except ImportError as exc:
+        raise ConfigError(key, "fasttext", "the fasttext package installed", "pip install fasttext-wheel==0.9.2") from exc
+    return fasttext
+
+
+def ft_predict(model: Any, lines: Sequence[str], k: int = 1) -> tuple[list[list[str]], list[list[float]]]:
+    """Labels and probabilities of the top ``k`` labels (``-1``: all) for each line.
+
+    Newlines inside a line would split it; they are replaced by spaces.
+    """
+    clean = [ln.replace("\n", " ") for ln in lines]
+    labels, probs = model.f.multilinePredict(clean, k, 0.0, "strict")
+    return [list(x) for x in labels], [[float(p) for p in x] for x in probs]
