@@ -1,7 +1,8 @@
 """fastText helpers that work with numpy 2.
 
 ``fasttext-wheel`` 0.9.2's ``predict`` wraps results with ``np.array(..., copy=False)``, which
-numpy 2 refuses; the bound C++ ``multilinePredict`` returns plain lists and is what we call.
+numpy 2 refuses, and its bound ``multilinePredict`` repeats the top probability for every label
+when ``k > 1``; the bound single-line ``predict`` is correct and is what we call.
 (``fasttext-numpy2`` 0.10.4 fixes predict but its training diverges to NaN at random here,
 so it is not used.)
 """
@@ -29,6 +30,11 @@ def ft_predict(model: Any, lines: Sequence[str], k: int = 1) -> tuple[list[list[
 
     Newlines inside a line would split it; they are replaced by spaces.
     """
-    clean = [ln.replace("\n", " ") for ln in lines]
-    labels, probs = model.f.multilinePredict(clean, k, 0.0, "strict")
-    return [list(x) for x in labels], [[float(p) for p in x] for x in probs]
+    predict = model.f.predict
+    labels: list[list[str]] = []
+    probs: list[list[float]] = []
+    for ln in lines:
+        pairs = predict(ln.replace("\n", " ") + "\n", k, 0.0, "replace")
+        labels.append([lab for _, lab in pairs])
+        probs.append([float(p) for p, _ in pairs])
+    return labels, probs

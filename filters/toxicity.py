@@ -48,7 +48,7 @@ class ToxicityConfig:
     model_path: str = ""
     toxic_label: str = "__label__toxic"
     threshold: float = 0.8
-    chunk_chars: int = 2000
+    chunk_chars: int = 1000
     modalities: tuple[str, ...] = ("text", "image_text", "audio_text")
 
     def __post_init__(self) -> None:
@@ -64,19 +64,32 @@ class ToxicityConfig:
             raise ConfigError("toxicity.chunk_chars", self.chunk_chars, "an integer >= 0")
 
 
+_SENTENCE_GAP = re.compile(r"(?<=[.!?;:\n])\s+")
+
+
 def chunks(text: str, size: int) -> list[str]:
-    """``text`` cut into windows of about ``size`` characters at whitespace (``[text]`` if 0)."""
+    """``text`` as windows of whole sentences, each about ``size`` characters at most
+    (``[text]`` when ``size`` is 0 or the text is short); a longer sentence is cut at spaces."""
     if size <= 0 or len(text) <= size:
         return [text]
-    out = []
-    start = 0
-    while start < len(text):
-        end = start + size
-        if end < len(text):
-            cut = text.rfind(" ", start + size // 2, end)
-            end = cut if cut > start else end
-        out.append(text[start:end])
-        start = end
+    out: list[str] = []
+    cur = ""
+    for sent in _SENTENCE_GAP.split(text):
+        while len(sent) > size:
+            cut = sent.rfind(" ", size // 2, size)
+            cut = cut if cut > 0 else size
+            if cur:
+                out.append(cur)
+                cur = ""
+            out.append(sent[:cut])
+            sent = sent[cut:].lstrip()
+        if cur and len(cur) + 1 + len(sent) > size:
+            out.append(cur)
+            cur = sent
+        else:
+            cur = f"{cur} {sent}" if cur else sent
+    if cur:
+        out.append(cur)
     return out
 
 
