@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast bench bench-pipeline bench-loader clean
+.PHONY: install demo test test-fast bench bench-pipeline bench-loader bench-filters clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ bench-pipeline: $(STAMP)
 
 bench-loader: $(STAMP)
 	$(PY) bench/run.py loader
+
+bench-filters: $(STAMP)
+	$(PY) bench/run.py filters
 
 clean:
 	rm -rf out .pytest_cache

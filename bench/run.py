@@ -12,6 +12,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = [
     ("pipeline", [str(HERE / "pipeline_bench.py")]),
     ("loader", [str(HERE / "loader" / "bench_loader.py")]),
+    ("filters", [str(HERE / "filters_bench.py")]),
 ]
 
 

@@ -22,6 +22,9 @@ def import_fasttext(key: str) -> Any:
         import fasttext
     except ImportError as exc:
         raise ConfigError(key, "fasttext", "the fasttext package installed", "pip install fasttext-wheel==0.9.2") from exc
+    ft_module = getattr(fasttext, "FastText", None)
+    if ft_module is not None and hasattr(ft_module, "eprint"):
+        ft_module.eprint = lambda *a, **k: None  # load_model's API-change notice on every load
     return fasttext
 
 

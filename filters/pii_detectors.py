@@ -6,8 +6,8 @@ phonenumbers' numbering plans for phones, the ``ipaddress`` module for IPs, the 
 never-issued ranges for US SSNs. :func:`find_pii` runs them in priority order and drops a span
 that overlaps one found earlier (a card number is not also a phone number).
 
-Known limits (by design, for precision): phone numbers need either a leading ``+country`` or
-separators, and national formats are read for ``default_region`` only (US by default); bare
+Known limits (by design, for precision): phone numbers need either a leading ``+country``, a
+parenthesised area code or two separators (``415-555-2671``), and national formats are read for ``default_region`` only (US by default); bare
 runs of digits are never phones. IPv6 addresses need at least two written groups (``::1`` is
 not reported). Four dotted numbers of at most 255 are reported as IPv4 unless a letter or
 dot is glued to them (``v1.2.3.4`` is a version).
@@ -185,7 +185,7 @@ def _ipv6s(text: str) -> Iterable[Span]:
 _PHONE = re.compile(
     r"(?<![\w+\-/.#])(?:\+\d[\d .()-]{5,22}\d"
     r"|\(\d{2,5}\)[ .-]?\d{1,5}(?:[ .-]\d{1,5}){1,4}"
-    r"|\d{2,5}(?:[ .-]\d{1,5}){1,5})(?![\w\-/]|\.\d)"
+    r"|\d{2,5}(?:[ .-]\d{1,5}){2,5})(?![\w\-/]|\.\d)"
 )
 
 
