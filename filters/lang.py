@@ -42,6 +42,12 @@ class LangConfig:
         max_chars: characters read from the start of each text.
         low_accuracy: lingua's low-accuracy mode (trigrams only; faster, weaker on short text).
         modalities: record modalities to identify (captions of ``image_text`` included).
+        fast_path: narrow lingua's candidates per text before asking it: a text in a script
+            that one candidate alone uses (Hangul, kana) gets that language with score 1; a
+            Cyrillic or Han text is weighed against the candidates of that script only; a
+            Latin text with clear stop-word evidence (at least 3 hits) is weighed against the
+            (at most 4) languages whose stop words it contains. Scores are then lingua's
+            confidence among those languages. Off: every text against every candidate.
     """
 
     backend: Literal["lingua", "fasttext"] = "lingua"
@@ -52,6 +58,7 @@ class LangConfig:
     max_chars: int = 200
     low_accuracy: bool = True
     modalities: tuple[str, ...] = ("text", "image_text", "audio_text")
+    fast_path: bool = True
 
     def __post_init__(self) -> None:
         if self.backend not in ("lingua", "fasttext"):
@@ -68,19 +75,27 @@ class LangConfig:
                 raise ConfigError("lang.keep/candidates", code, "ISO 639-1 codes such as en, de, zh")
 
 
-def _lingua_detector(cfg: LangConfig) -> Any:
+_HANGUL = re.compile("[\uac00-\ud7af\u1100-\u11ff]")
+_KANA = re.compile("[\u3040-\u30ff]")
+_HAN = re.compile("[\u4e00-\u9fff]")
+_CYRILLIC = re.compile("[\u0400-\u04ff]")
+_LATIN = re.compile("[A-Za-z\u00c0-\u024f]")
+_CYRILLIC_LANGS = frozenset("be bg kk mk mn ru sr uk".split())
+
+
+def _lingua_detector(cfg: LangConfig, only: Sequence[str] = ()) -> Any:
     from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
 
-    if "all" in cfg.candidates:
+    if "all" in cfg.candidates and not only:
         builder = LanguageDetectorBuilder.from_all_languages()
     else:
         langs = []
-        for code in dict.fromkeys((*cfg.candidates, *cfg.keep)):
+        for code in (only or dict.fromkeys((*cfg.candidates, *cfg.keep))):
             try:
                 langs.append(Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper())))
             except (AttributeError, ValueError) as exc:
                 raise ConfigError("lang.candidates", code, "a language lingua knows (ISO 639-1)") from exc
-        if len(langs) < 2:
+        if len(langs) < 2 and not only:
             raise ConfigError("lang.candidates", list(cfg.candidates), "at least two languages")
         builder = LanguageDetectorBuilder.from_languages(*langs)
     if cfg.low_accuracy:
@@ -115,6 +130,53 @@ class LangFilter(RecordFilter):
             self._detector = _lingua_detector(self.config)
             self._ft = None
         self._codes: dict[Any, str] = {}
+        self._narrow: dict[tuple[str, ...], Any] = {}
+        cands = set(self.config.candidates) | set(self.config.keep)
+        if "all" in cands:
+            from lingua import Language
+
+            cands = {lang.iso_code_639_1.name.lower() for lang in Language.all()}
+        self._cands = cands
+        from winnow.filters.stopwords import STOP_WORDS
+
+        self._stop_index: dict[str, tuple[str, ...]] = {}
+        for code, words in STOP_WORDS.items():
+            if code in cands:
+                for w in words:
+                    self._stop_index[w] = self._stop_index.get(w, ()) + (code,)
+
+    def _shortlist(self, p: str) -> tuple[str, ...] | None:
+        """Candidate languages for ``p`` on the fast path (``None``: ask every candidate)."""
+        c = self._cands
+        n_latin = len(_LATIN.findall(p))
+        if "ko" in c and len(_HANGUL.findall(p)) > n_latin:
+            return ("ko",)
+        if "ja" in c and len(_KANA.findall(p)) * 3 > n_latin:
+            return ("ja",)
+        n_cyr = len(_CYRILLIC.findall(p))
+        if n_cyr > n_latin:
+            langs = tuple(sorted(c & _CYRILLIC_LANGS))
+            return langs or None
+        if _HAN.search(p) and len(_HAN.findall(p)) > n_latin:
+            langs = tuple(sorted(c & {"zh", "ja"}))
+            return langs or None
+        hits: dict[str, int] = {}
+        index = self._stop_index
+        for tok in p.lower().split():
+            for code in index.get(tok, ()):
+                hits[code] = hits.get(code, 0) + 1
+        if not hits:
+            return None
+        ranked = sorted(hits.items(), key=lambda kv: (-kv[1], kv[0]))
+        if ranked[0][1] < 3 or (len(ranked) > 1 and ranked[1][1] * 3 > ranked[0][1] * 2):
+            return None  # weak or split evidence: ask every candidate
+        return tuple(sorted(code for code, n in ranked[:4] if n * 3 >= ranked[0][1]))
+
+    def _detector_for(self, langs: tuple[str, ...]) -> Any:
+        det = self._narrow.get(langs)
+        if det is None:
+            det = self._narrow[langs] = _lingua_detector(self.config, only=langs)
+        return det
 
     @staticmethod
     def _load_fasttext(path: str) -> Any:
@@ -139,11 +201,20 @@ class LangFilter(RecordFilter):
             return [(lab[0].removeprefix("__label__")[:2] if lab else None, float(p[0]) if len(p) else 0.0)
                     for lab, p in zip(labels, probs)]
         out: list[tuple[str | None, float]] = []
-        values = self._detector.compute_language_confidence_values
+        full = self._detector
         codes = self._codes
+        fast = self.config.fast_path
         for p in prefixes:
+            det = full
+            if fast and p:
+                langs = self._shortlist(p)
+                if langs is not None and len(langs) == 1:
+                    out.append((langs[0], 1.0))
+                    continue
+                if langs is not None:
+                    det = self._detector_for(langs)
             # One call gives the top language and its confidence (as fast as detect alone).
-            vals = values(p) if p else None
+            vals = det.compute_language_confidence_values(p) if p else None
             if not vals or vals[0].value <= 0.0:
                 out.append((None, 0.0))
                 continue
@@ -151,7 +222,9 @@ class LangFilter(RecordFilter):
             code = codes.get(lang)
             if code is None:
                 code = codes[lang] = lang.iso_code_639_1.name.lower()
-            out.append((code, float(vals[0].value)))
+            # lingua sums in a per-process hash order: the last bits vary between processes, so
+            # round to keep shards byte-identical across runners and worker counts.
+            out.append((code, round(float(vals[0].value), 6)))
         return out
 
     def _judge(self, lang: str | None, score: float) -> Verdict:

@@ -47,7 +47,7 @@ _SECRET_PATTERNS = [
 ]
 
 
-_SECRET_HINT = re.compile(r"PRIVATE KEY|A[KSGIRNP][IPDON]A|AIza|(?i:bearer|secret)|gh[pousr]_|xox[abprs]-")
+_SECRET_HINT = re.compile(r"PRIVATE KEY|A[KSGIRNP][IPDON]A|AIza|[Bb]earer|BEARER|[Ss]ecret|SECRET|gh[pousr]_|xox[abprs]-")
 
 
 def _secrets(text: str) -> Iterable[Span]:
