@@ -42,6 +42,10 @@ class ToxicityConfig:
         chunk_chars: score windows of about this many characters and keep the highest (0: the
             whole text at once).
         modalities: record modalities scored.
+        languages: score only records whose ``lang`` (from the ``lang`` stage) is one of
+            these; others keep a null score and pass. alt-profanity-check is English-only, so
+            the default is ``[en]``; empty scores every record. Records without ``lang`` (no
+            lang stage) are always scored.
     """
 
     backend: Literal["profanity_check", "fasttext", "transformers"] = "profanity_check"
@@ -50,6 +54,7 @@ class ToxicityConfig:
     threshold: float = 0.8
     chunk_chars: int = 1000
     modalities: tuple[str, ...] = ("text", "image_text", "audio_text")
+    languages: tuple[str, ...] = ("en",)
 
     def __post_init__(self) -> None:
         if self.backend not in ("profanity_check", "fasttext", "transformers"):
@@ -196,6 +201,7 @@ class ToxicityFilter(RecordFilter):
     def __init__(self, config: ToxicityConfig | None = None) -> None:
         self.config = c = config or ToxicityConfig()
         self._modalities = frozenset(c.modalities)
+        self._languages = frozenset(c.languages)
         if c.backend == "profanity_check":
             self._scorer: Any = ProfanityScorer()
         elif c.backend == "fasttext":
@@ -207,7 +213,10 @@ class ToxicityFilter(RecordFilter):
         return self.FIELDS
 
     def _applies(self, record: Mapping[str, Any]) -> bool:
-        return record.get("text") is not None and record.get("modality", "text") in self._modalities
+        if record.get("text") is None or record.get("modality", "text") not in self._modalities:
+            return False
+        lang = record.get("lang")
+        return not self._languages or lang is None or lang in self._languages
 
     def scores(self, texts: Sequence[str]) -> list[float]:
         """The score of each text: the highest over its windows."""

@@ -50,6 +50,16 @@ def test_threshold_one_keeps_everything_and_non_text_passes():
     assert v.keep and rec["toxicity_score"] is None
 
 
+def test_only_configured_languages_are_scored():
+    f = ToxicityFilter()
+    rec, v = f.process({"text": TEXTS[1], "modality": "text", "lang": "de"})
+    assert v.keep and rec["toxicity_score"] is None
+    rec, v = f.process({"text": TEXTS[1], "modality": "text", "lang": "en"})
+    assert not v.keep
+    rec, v = ToxicityFilter(ToxicityConfig(languages=())).process({"text": TEXTS[1], "modality": "text", "lang": "de"})
+    assert not v.keep
+
+
 def test_chunks_cover_the_text():
     text = "word " * 1000
     parts = chunks(text, 300)
