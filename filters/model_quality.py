@@ -25,7 +25,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable, Literal, Mapping, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -329,7 +329,7 @@ class ModelQualityScorer:
         elif self._kenlm is not None:
             ppl = [float(self._kenlm.perplexity(" ".join(t))) if t else None for t in toks]
         else:
-            ppl = [None] * len(cut)
+            ppl = [None] * len(toks)
         return list(zip(scores, ppl))
 
 
@@ -355,10 +355,3 @@ def judge(score: float | None, ppl: float | None, min_score: float | None, max_p
     if max_ppl is not None and ppl is not None and ppl > max_ppl:
         return drop("model_quality_high_perplexity")
     return KEEP
-
-
-class ModelQualityFilter:
-    """Marker for the registry: reasons and columns of the ``model_quality`` stage."""
-
-    name: ClassVar[str] = "model_quality"
-    reasons: ClassVar[tuple[str, ...]] = REASONS

@@ -82,6 +82,11 @@ def test_classifier_trained_in_process_prefers_reference_text_and_is_reproducibl
     assert good > 0.5 > bad and ppl_good < ppl_bad
 
 
+def test_both_models_off_annotates_nothing():
+    s = ModelQualityScorer(ModelQualityConfig(classifier="off", perplexity="off"))
+    assert s.score(["some text here", ""]) == [(None, None), (None, None)]
+
+
 def test_reference_sources(tmp_path):
     assert len(load_reference("pydoc")) > 50
     (tmp_path / "ref.txt").write_text("first doc\n\nsecond doc\n")
