@@ -101,6 +101,7 @@ def main() -> int:
     stages = [("lang", lang, 256), ("quality", quality, 1), ("model_quality", mq, 128), ("toxicity", tox, 64),
               ("pii", pii, 1)]
     res: dict[str, list[tuple[float, float]]] = {}
+    in_stack: dict[str, list[tuple[float, int]]] = {}
     for _ in range(args.repeats):
         _, c, w = _timed(lambda: [len(r["text"].split()) for r in recs])
         res.setdefault("peer: whitespace split", []).append((c, w))
@@ -110,8 +111,11 @@ def main() -> int:
 
         def stack():
             cur = recs
-            for _, f, batch in stages:
+            for name, f, batch in stages:
+                inb = sum(len(r["text"].encode("utf-8")) for r in cur)
+                c0 = time.process_time()
                 cur = [r for r, v in _run_filter(f, cur, batch) if v.keep]
+                in_stack.setdefault(name, []).append((time.process_time() - c0, inb))
             return cur
 
         kept, c, w = _timed(stack)
@@ -123,6 +127,10 @@ def main() -> int:
         cpu = statistics.median(c for c, _ in runs)
         wall = statistics.median(w for _, w in runs)
         print(f"{name:<26} {len(recs) / cpu:>10,.0f} {mb / cpu:>10.2f} {mb / wall:>10.2f} {peer_cpu / cpu:>8.3f}")
+    print("\ninside the stack (each stage sees what the previous kept):")
+    for name, runs in in_stack.items():
+        cpu = statistics.median(c for c, _ in runs)
+        print(f"  {name:<16} {runs[0][1] / 1e6:>6.2f} MB in  {cpu:>6.2f} CPU s")
     stack_cpu = statistics.median(c for c, _ in res["whole text filter stack"])
     rate = mb / stack_cpu
     print(f"\nwhole stack kept {len(kept):,} of {len(recs):,} records")
