@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Sequence
 
 from winnow.filters.pii_detectors import IBAN_LENGTHS, PII_TYPES, Span, find_pii, luhn_ok
 
-__all__ = ["LabelledDoc", "generate", "evaluate", "format_table"]
+__all__ = ["LabelledDoc", "generate", "evaluate", "format_table", "sample_value"]
 
 
 @dataclass(frozen=True)
@@ -177,6 +177,11 @@ _GEN: dict[str, Callable[[random.Random], str]] = {
     "email": _email, "phone": _phone, "ipv4": _ipv4, "ipv6": _ipv6, "credit_card": _card_number,
     "iban": _iban, "us_ssn": _ssn, "secret": _secret,
 }
+
+
+def sample_value(pii_type: str, rng: random.Random) -> str:
+    """One valid value of ``pii_type`` (as the labelled set plants them)."""
+    return _GEN[pii_type](rng)
 
 
 def _negative(rng: random.Random) -> str:

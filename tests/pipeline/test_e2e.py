@@ -40,6 +40,28 @@ def test_stats_balance_exactly_against_what_was_planted(demo_run):
     assert stats["modalities"].get("image_text", 0) > 0 and stats["modalities"]["text"] > 0
 
 
+def test_planted_toxic_and_secret_records_are_dropped_and_pii_redacted(demo_run):
+    corpus, out, result = demo_run
+    m = Manifest.loads((out / "index.json").read_text())
+    rejects = pa.concat_tables(pa.ipc.open_file(str(out / s.path)).read_all() for s in m.rejects).to_pylist()
+    by_reason: dict = {}
+    for r in rejects:
+        by_reason.setdefault(r["reject_reason"], set()).add(r["id"])
+    toxic = {f"toxic-{j:04d}" for j in range(corpus.planted["toxic_records"])}
+    secret = {f"secret-{j:04d}" for j in range(corpus.planted["secret_records"])}
+    assert toxic and toxic <= by_reason.get("toxicity_toxic", set())
+    assert secret and by_reason.get("pii_secret") == secret
+    kept = pa.concat_tables(pa.ipc.open_file(str(out / s.path)).read_all() for s in m.shards).to_pylist()
+    pii = [r for r in kept if r["id"].startswith("pii-")]
+    assert len(pii) == corpus.planted["pii_records"]
+    for r in pii:
+        assert r["text"].startswith("Questions about this page go to the maintainer (")
+        assert sum(r[f"pii_{t}"] for t in ("email", "phone", "iban", "credit_card")) >= 1
+        assert "@" not in r["text"].split("\n")[0]  # the planted e-mail, if any, is redacted
+    found = result.stats["stage_stats"]["pii"]["pii"]["found"]
+    assert found.get("secret") == len(secret) and found.get("iban", 0) + found.get("credit_card", 0) >= 1
+
+
 def test_manifest_lists_shards_with_true_sizes_and_checksums(demo_run):
     _, out, _ = demo_run
     m = Manifest.loads((out / "index.json").read_text())
