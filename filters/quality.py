@@ -409,21 +409,25 @@ class QualityFilter(RecordFilter):
         if c.c4_curly_bracket and "{" in text:
             return "quality_c4_curly_bracket", None
         kept = []
+        sentences = 0
         for ln in lines:
-            ln = _CITATION.sub("", ln)
-            lw = ln.lower()
+            if "[" in ln:
+                ln = _CITATION.sub("", ln).rstrip()
             if not ln.endswith(_TERMINAL) or ln.endswith("..."):
                 continue
             ws = ln.split()
             if len(ws) < c.c4_min_words_per_line or max(map(len, ws)) > c.c4_max_word_length:
                 continue
+            lw = ln.lower()
             if "javascript" in lw or any(p in lw for p in _POLICY):
                 continue
             kept.append(ln)
-        kept_text = "\n".join(kept)
-        if len(_SENTENCE_END.findall(kept_text)) < c.c4_min_sentences:
+            sentences += len(_SENTENCE_END.findall(ln))
+            if sentences >= c.c4_min_sentences and not c.c4_rewrite:
+                return None, None  # enough already; the kept text is only needed to rewrite
+        if sentences < c.c4_min_sentences:
             return "quality_c4_too_few_sentences", None
-        return None, kept_text
+        return None, "\n".join(kept)
 
     def _fineweb(self, text: str, n: int, lines: list[str], punct_ratio: float, dup_line_chars: int) -> str | None:
         c = self.config

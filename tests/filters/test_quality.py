@@ -67,6 +67,7 @@ CASES = [
     ("c4_lorem_ipsum", GOOD + "\nLorem ipsum dolor sit amet, consectetur elit.", "en", {}, "quality_c4_lorem_ipsum"),
     ("c4_curly_bracket", GOOD + "\nUse a dict such as {1: 2} for this.", "en", {}, "quality_c4_curly_bracket"),
     ("c4_too_few_sentences", GOOD.replace(".", ""), "en", {}, "quality_c4_too_few_sentences"),
+    ("c4_citations_removed_before_the_punctuation_check", GOOD.replace(".", ".[1]"), "en", {"fineweb": False}, None),
     ("c4_javascript_lines_removed", "\n".join(s[:-1] + " with javascript." for s in GOOD.split("\n")), "en", {},
      "quality_c4_too_few_sentences"),
     ("fineweb_line_punct", GOOD.replace(".", ""), "en", {"c4": False}, "quality_fineweb_line_punct"),
