@@ -80,6 +80,7 @@ _KANA = re.compile("[\u3040-\u30ff]")
 _HAN = re.compile("[\u4e00-\u9fff]")
 _CYRILLIC = re.compile("[\u0400-\u04ff]")
 _LATIN = re.compile("[A-Za-z\u00c0-\u024f]")
+_MIN_HITS = 3  # stop-word hits needed before lingua is asked about a shortlist only
 _CYRILLIC_LANGS = frozenset("be bg kk mk mn ru sr uk".split())
 
 
@@ -168,7 +169,7 @@ class LangFilter(RecordFilter):
         if not hits:
             return None
         ranked = sorted(hits.items(), key=lambda kv: (-kv[1], kv[0]))
-        if ranked[0][1] < 3 or (len(ranked) > 1 and ranked[1][1] * 3 > ranked[0][1] * 2):
+        if ranked[0][1] < _MIN_HITS or (len(ranked) > 1 and ranked[1][1] * 3 > ranked[0][1] * 2):
             return None  # weak or split evidence: ask every candidate
         return tuple(sorted(code for code, n in ranked[:4] if n * 3 >= ranked[0][1]))
 

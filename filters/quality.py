@@ -390,6 +390,8 @@ class QualityFilter(RecordFilter):
                 break
             grams = list(zip(*(words[k:] for k in range(n))))
             counts = Counter(grams)
+            if len(counts) == len(grams):
+                break  # no n-gram repeats, so no larger one does either
             covered = [False] * len(words)
             for i, g in enumerate(grams):
                 if counts[g] > 1:
