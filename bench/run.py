@@ -14,6 +14,7 @@ SCRIPTS = [
     ("loader", [str(HERE / "loader" / "bench_loader.py")]),
     ("tokenizer", [str(HERE / "tokenizer_bench.py")]),
     ("dedup", [str(HERE / "dedup_bench.py")]),
+    ("filters", [str(HERE / "filters_bench.py")]),
 ]
 
 

@@ -94,6 +94,9 @@ def _cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+_DEMO_STAGE_OVERRIDES = ("model_quality.keep_fraction=0.9",)
+
+
 def _cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     from winnow.pipeline.config import load_config
     from winnow.pipeline.demo import build_demo_corpus
@@ -105,7 +108,8 @@ def _cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     logging.getLogger("winnow").info("winnow: building the demo corpus in %s", corpus_dir)
     corpus = build_demo_corpus(corpus_dir, scale=args.scale)
     # Small shards so the demo output exercises the loader's multi-shard paths.
-    overrides = ["sink.shard_bytes=2MB", "sink.batch_bytes=256KB", *args.overrides]
+    # model_quality keeps the 90% most reference-like texts in the demo (its default only annotates).
+    overrides = ["sink.shard_bytes=2MB", "sink.batch_bytes=256KB", *_DEMO_STAGE_OVERRIDES, *args.overrides]
     overrides = [*demo_domain_overrides(corpus_dir), "encode.pack_length=2048", *overrides]
     cfg = load_config(overrides=overrides, input=list(corpus.inputs), output=out, stages=demo_stages())
     result = run(cfg, workers=args.workers, beam_args=beam_args, overwrite=True)

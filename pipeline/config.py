@@ -40,7 +40,10 @@ __all__ = [
     "DEFAULT_STAGES",
 ]
 
-DEFAULT_STAGES: tuple[str, ...] = ("normalize", "exact_dedup", "minhash_dedup", "image_dedup", "tokenizer", "encode")
+DEFAULT_STAGES: tuple[str, ...] = (
+    "normalize", "exact_dedup", "lang", "quality", "minhash_dedup", "image_dedup", "model_quality",
+    "toxicity", "pii", "tokenizer", "encode",
+)
 
 ReaderFormat = Literal["auto", "jsonl", "parquet", "webdataset", "imagedir"]
 

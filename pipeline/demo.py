@@ -258,13 +258,14 @@ def _planted_lines(main: list[dict[str, Any]], rng: random.Random,
     k_near = min(len(long_docs), max(3, round(0.01 * len(main))))
     for j, r in enumerate(rng.sample(long_docs, k_near)):
         text = mutate_text(r["text"], 0.004, rng, boiler=j % 3 == 0)
-        out.append((_line({**r, "id": f"zz-near-{j:05d}", "text": text}), False))
+        out.append((_line({**r, "id": f"zz-near-{j:05d}", "text": text, "near_of": r["id"]}), False))
     planted["near_duplicates"] = k_near
     blanks = ("", " ", "\n\n", "\t \r\n")
     k_empty = max(4, round(0.003 * len(main)))
     for j in range(k_empty):
         out.append((_line({"id": f"empty-{j:04d}", "text": blanks[j % 4], "origin": "planted"}), False))
     planted["empty_text"] = k_empty
+    out += [(_line(r), False) for r in _filter_plants(main, rng, planted)]
 
     m = max(12, round(0.01 * (len(main) + len(out)) / 0.99))  # ~1% of all lines
     k_utf8, k_type, k_obj = max(1, m // 20), max(2, m // 10), max(1, m // 20)
@@ -303,6 +304,44 @@ def _near_duplicate_images(picks: list, rng: random.Random) -> list:
         else:
             img.save(buf, format="JPEG", quality=90)
             out.append((buf.getvalue(), "jpg", caption, meta))
+    return out
+
+
+_ABUSE = ("You are a fucking idiot and nobody wants your stupid shit here. Shut up, you pathetic "
+          "asshole. Everybody hates you, so fuck off and stay away from this page.")
+
+
+def _filter_plants(main: list[dict[str, Any]], rng: random.Random,
+                   planted: dict[str, int]) -> list[dict[str, Any]]:
+    """Records for the text filters: personal data, a leaked key, an abusive paragraph.
+
+    Each is an English pydoc topic or docstring that passes the default quality rules, with
+    the planted sentence added, so it usually reaches the toxicity and PII stages of a default
+    run (model_quality may still drop some of them).
+    """
+    from winnow.filters.pii_evalset import sample_value
+    from winnow.filters.quality import QualityFilter
+
+    q = QualityFilter()
+    bases = [r["text"] for r in main if r.get("lang") == "en" and r.get("origin") in ("pydoc", "docstring")
+             and len(r["text"]) > 600 and q.process({"text": r["text"], "modality": "text", "lang": "en"})[1].keep]
+    if len(bases) < 8:
+        planted.update(pii_records=0, secret_records=0, toxic_records=0)
+        return []
+    k = min(max(2, round(0.001 * len(main))), len(bases) // 4)
+    picks = iter(rng.sample(bases, 4 * k))  # distinct bases: no plant duplicates another
+    out = []
+    for j in range(2 * k):
+        value = ", ".join(f"{t}: {sample_value(t, rng)}" for t in rng.sample(["email", "phone", "iban", "credit_card"], 2))
+        text = f"Questions about this page go to the maintainer ({value}).\n\n{next(picks)}"
+        out.append({"id": f"pii-{j:04d}", "text": text, "origin": "planted", "lang": "en"})
+    for j in range(k):
+        key = "AKIA" + "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(16))
+        text = f"{next(picks)}\n\nThe deploy job signs in with the access key {key} for now."
+        out.append({"id": f"secret-{j:04d}", "text": text, "origin": "planted", "lang": "en"})
+    for j in range(k):
+        out.append({"id": f"toxic-{j:04d}", "text": f"{next(picks)}\n\n{_ABUSE}", "origin": "planted", "lang": "en"})
+    planted.update(pii_records=2 * k, secret_records=k, toxic_records=k)
     return out
 
 

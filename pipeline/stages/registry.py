@@ -110,3 +110,38 @@ register(StageSpec("domain", DomainConfig, _build_domain, domain_fields, (REASON
 register(StageSpec("tokenizer", TokenizerConfig, _build_tokenizer, lambda c: ()))
 register(StageSpec("encode", EncodeConfig, _build_encode, _encode_fields))
 import winnow.pipeline.stages.domain_report  # noqa: E402,F401 - registers the report sections
+
+
+# ---------------------------------------------------------------------------------------------
+# Language, heuristic quality, model quality, toxicity and PII (issue 4)
+
+def _register_text_filters() -> None:
+    from winnow.filters.lang import LangConfig, LangFilter
+    from winnow.filters.model_quality import FIELDS as MQ_FIELDS, REASONS as MQ_REASONS, ModelQualityConfig
+    from winnow.filters.pii import PIIConfig, PIIFilter
+    from winnow.filters.quality import QualityConfig, QualityFilter
+    from winnow.filters.toxicity import ToxicityConfig, ToxicityFilter
+
+    def build(name: str) -> Callable[[Any, dict[str, Any]], beam.PTransform]:
+        def _build(cfg: Any, ctx: dict[str, Any]) -> beam.PTransform:
+            from winnow.pipeline.stages import text_filters
+
+            if name == "model_quality":
+                from winnow.pipeline.stages.model_quality import ModelQuality
+
+                return ModelQuality(cfg)
+            return getattr(text_filters, f"{name}_stage")(cfg, ctx)
+
+        return _build
+
+    register(StageSpec("lang", LangConfig, build("lang"), lambda c: LangFilter.FIELDS, LangFilter.reasons))
+    register(StageSpec("quality", QualityConfig, build("quality"), lambda c: QualityFilter.FIELDS, QualityFilter.reasons))
+    register(StageSpec("model_quality", ModelQualityConfig, build("model_quality"), lambda c: MQ_FIELDS, MQ_REASONS))
+    register(StageSpec("toxicity", ToxicityConfig, build("toxicity"), lambda c: ToxicityFilter.FIELDS,
+                       ToxicityFilter.reasons))
+    register(StageSpec("pii", PIIConfig, build("pii"), PIIFilter.fields_for, PIIFilter.reasons))
+    # Report sections must exist wherever report.html is rendered (Finalize may run on a worker).
+    from winnow.pipeline.stages import filter_report  # noqa: F401
+
+
+_register_text_filters()

@@ -44,6 +44,28 @@ def test_stats_balance_exactly_against_what_was_planted(demo_run):
     assert stats["modalities"].get("image_text", 0) > 0 and stats["modalities"]["text"] > 0
 
 
+def test_planted_toxic_and_secret_records_are_dropped_and_pii_redacted(demo_run):
+    corpus, out, result = demo_run
+    m = Manifest.loads((out / "index.json").read_text())
+    rejects = pa.concat_tables(pa.ipc.open_file(str(out / s.path)).read_all() for s in m.rejects).to_pylist()
+    by_reason: dict = {}
+    for r in rejects:
+        by_reason.setdefault(r["reject_reason"], set()).add(r["id"])
+    toxic = {f"toxic-{j:04d}" for j in range(corpus.planted["toxic_records"])}
+    secret = {f"secret-{j:04d}" for j in range(corpus.planted["secret_records"])}
+    assert toxic and toxic <= by_reason.get("toxicity_toxic", set())
+    assert secret and by_reason.get("pii_secret") == secret
+    kept = pa.concat_tables(pa.ipc.open_file(str(out / s.path)).read_all() for s in m.shards).to_pylist()
+    pii = [r for r in kept if r["id"].startswith("pii-")]
+    assert len(pii) == corpus.planted["pii_records"]
+    for r in pii:
+        assert r["text"].startswith("Questions about this page go to the maintainer (")
+        assert sum(r[f"pii_{t}"] for t in ("email", "phone", "iban", "credit_card")) >= 1
+        assert "@" not in r["text"].split("\n")[0]  # the planted e-mail, if any, is redacted
+    found = result.stats["stage_stats"]["pii"]["pii"]["found"]
+    assert found.get("secret") == len(secret) and found.get("iban", 0) + found.get("credit_card", 0) >= 1
+
+
 def test_manifest_lists_shards_with_true_sizes_and_checksums(demo_run):
     _, out, _ = demo_run
     m = Manifest.loads((out / "index.json").read_text())
@@ -93,18 +115,30 @@ def test_rejects_and_dead_letters_say_why(demo_run):
     assert pa.ipc.open_file(str(out / m.rejects[0].path)).schema == reject_schema(m.schema)
     listed = schema_from_json(json.loads((out / "index.json").read_text())["reject_schema"])
     assert all(pa.ipc.open_file(str(out / s.path)).schema == listed for s in (*m.rejects, *m.dead_letter))
-    assert {r["reject_reason"] for r in rejects} == {"normalize_empty_text", "exact_dedup_duplicate",
-                                                     "minhash_dedup_near_duplicate", "image_dedup_near_duplicate"}
-    near = {r["id"] for r in rejects if r["reject_reason"] == "minhash_dedup_near_duplicate"}
-    assert {r["id"] for r in rejects if r["id"].startswith("zz-near-")} <= near
-    assert sum(1 for i in near if i.startswith("zz-near-")) == corpus.planted["near_duplicates"]
-    kept_ids = set(pa.concat_tables(pa.ipc.open_file(str(out / s.path)).read_all() for s in m.shards).column("id").to_pylist())
-    order = ["exact_dedup", "minhash_dedup", "image_dedup"]
+    reasons = {r["reject_reason"] for r in rejects}
+    assert {"normalize_empty_text", "exact_dedup_duplicate", "minhash_dedup_near_duplicate",
+            "image_dedup_near_duplicate"} <= reasons
+    from winnow.pipeline.stages.registry import STAGES
     for r in rejects:
-        if r["reject_stage"] in order:
-            # The record a duplicate points at passed its stage: kept, or removed by a later stage.
-            later = {x["id"] for x in rejects if x["reject_stage"] in order[order.index(r["reject_stage"]) + 1:]}
-            assert r["duplicate_of"] in kept_ids | later and r["duplicate_of"] <= r["id"] and r["duplicate_of_source"]
+        assert r["reject_reason"] in STAGES[r["reject_stage"]].reasons and r["reject_reason"].startswith(r["reject_stage"])
+    kept = pa.concat_tables(pa.ipc.open_file(str(out / s.path)).read_all() for s in m.shards).to_pylist()
+    kept_ids = {r["id"] for r in kept}
+    stages = list(DEFAULT_STAGES)
+    stage_of = {r["id"]: r["reject_stage"] for r in rejects}
+    # Each planted near-duplicate that reached minhash_dedup together with its original was removed there.
+    reached = lambda i: i in kept_ids or (  # noqa: E731
+        i in stage_of and stages.index(stage_of[i]) >= stages.index("minhash_dedup"))
+    planted = [r for r in (*kept, *rejects) if r["id"].startswith("zz-near-")]
+    assert len(planted) == corpus.planted["near_duplicates"]
+    both = [r for r in planted if reached(r["id"]) and reached(json.loads(r["meta"])["near_of"])]
+    assert both and all(stage_of.get(r["id"]) == "minhash_dedup" for r in both)
+    # The record a duplicate points at passed its stage: kept, or removed by a later stage.
+    dedup = ("exact_dedup", "minhash_dedup", "image_dedup")
+    later = {st: {x["id"] for x in rejects if stages.index(x["reject_stage"]) > stages.index(st)} for st in dedup}
+    for r in rejects:
+        if r["reject_stage"] in dedup:
+            later_ids = later[r["reject_stage"]]
+            assert r["duplicate_of"] in kept_ids | later_ids and r["duplicate_of"] <= r["id"] and r["duplicate_of_source"]
     assert dead and all(r["reject_reason"] == "dead_letter" and r["error"] and r["source"] for r in dead)
     # Each dead letter points at its file and line or member.
     assert all((":" in r["source"]) or ("#" in r["source"]) for r in dead)
@@ -117,6 +151,8 @@ def test_report_and_config_written(demo_run):
     cfg = load_config(str(out / "config.yaml"))
     assert cfg.stages == DEFAULT_STAGES and cfg.sink.shard_bytes == 500_000
     assert "Near-duplicate text clusters (MinHash)" in html and "Near-duplicate image clusters (pHash)" in html
+    for title in ("Language", "Heuristic quality", "Model quality", "Toxicity", "PII"):
+        assert f">{title}<" in html, title
 
 
 def test_one_percent_malformed_lines_balance_exactly(tmp_path):
@@ -130,7 +166,8 @@ def test_one_percent_malformed_lines_balance_exactly(tmp_path):
             lines.append(json.dumps({"id": f"d{i}", "text": f"document number {i} " * 3}).encode())
     src = tmp_path / "in.jsonl.gz"
     src.write_bytes(gzip.compress(b"\n".join(lines) + b"\n", mtime=0))
-    cfg = load_config(input=[str(src)], output=str(tmp_path / "out"))
+    # Repetitive one-line texts: only the parsing stages, the quality rules would reject them all.
+    cfg = load_config(input=[str(src)], output=str(tmp_path / "out"), stages=["normalize", "exact_dedup"])
     stats = run(cfg).stats
     assert bad == 30
     assert stats["read"] == 3000 and stats["dead_letter"] == 30 and stats["kept"] == 2970

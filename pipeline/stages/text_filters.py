@@ -1,0 +1,164 @@
+"""The ``lang``, ``quality``, ``toxicity`` and ``pii`` stages: pure filters mapped with
+:class:`RecordStage`, plus the distributions their report sections draw.
+
+Each stage's stats come from the records it judged (kept plus its own rejects): language
+counts and score histograms with the configured thresholds, PII counts per type.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterable
+
+import apache_beam as beam
+
+from winnow.filters.lang import LangConfig, LangFilter
+from winnow.filters.pii import PIIConfig, PIIFilter
+from winnow.filters.quality import QualityConfig, QualityFilter
+from winnow.filters.toxicity import ToxicityConfig, ToxicityFilter
+from winnow.pipeline.stages.base import RecordStage, StageOutputs
+from winnow.pipeline.stages.stats import HistogramFn, linear_edges
+
+__all__ = ["FilterStage", "lang_stage", "quality_stage", "toxicity_stage", "pii_stage", "SumCountsFn"]
+
+
+class SumCountsFn(beam.CombineFn):
+    """Sums dicts of counts key by key; also counts inputs with a non-zero value per key."""
+
+    def create_accumulator(self) -> tuple[dict, dict]:
+        return {}, {}
+
+    def add_input(self, acc: tuple[dict, dict], d: dict) -> tuple[dict, dict]:
+        total, nz = acc
+        for k, v in d.items():
+            if v:
+                total[k] = total.get(k, 0) + int(v)
+                nz[k] = nz.get(k, 0) + 1
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[tuple[dict, dict]]) -> tuple[dict, dict]:
+        total: dict = {}
+        nz: dict = {}
+        for t, n in accs:
+            for k, v in t.items():
+                total[k] = total.get(k, 0) + v
+            for k, v in n.items():
+                nz[k] = nz.get(k, 0) + v
+        return total, nz
+
+    def extract_output(self, acc: tuple[dict, dict]) -> dict:
+        return {"found": dict(sorted(acc[0].items())), "records": dict(sorted(acc[1].items()))}
+
+
+def _hist(judged: beam.PCollection, column: str, edges: tuple[float, ...], label: str,
+          transform: Callable[[float], float] | None = None) -> beam.PCollection:
+    def value(r: dict, c: str = column) -> Any:
+        v = r.get(c)
+        if v is None or transform is None:
+            return v
+        return transform(v)
+
+    return (judged
+            | f"{label}Values" >> beam.Map(value)
+            | f"{label}Skip" >> beam.Filter(lambda v: v is not None)
+            | f"{label}Hist" >> beam.CombineGlobally(HistogramFn(edges)))
+
+
+class FilterStage(beam.PTransform):
+    """A :class:`RecordStage` plus stats computed from the records it judged.
+
+    Args:
+        name: the stage name.
+        factory: builds the pure filter (in ``DoFn.setup``).
+        batch_size: records handed to ``process_batch`` at once.
+        hists: ``(stats key, column, edges, transform or None)`` histograms to compute.
+        extra: ``fn(judged) -> PCollection of stat dicts`` for anything else.
+        constants: stat values known at build time (thresholds), merged in.
+    """
+
+    def __init__(self, name: str, factory: Callable[[], Any], batch_size: int = 1,
+                 hists: tuple = (), extra: Callable[[beam.PCollection], list[beam.PCollection]] | None = None,
+                 constants: dict | None = None) -> None:
+        super().__init__(label=name)
+        self._name, self._factory, self._batch = name, factory, batch_size
+        self._hists, self._extra, self._constants = hists, extra, constants or {}
+
+    def expand(self, records: beam.PCollection) -> StageOutputs:
+        out = records | "Filter" >> RecordStage(self._name, self._factory, batch_size=self._batch)
+        judged = (out.kept, out.rejected) | "Judged" >> beam.Flatten()
+        parts = []
+        for key, column, edges, transform in self._hists:
+            h = _hist(judged, column, edges, f"H[{key}]", transform)
+            parts.append(h | f"Wrap[{key}]" >> beam.Map(lambda v, k=key: {k: v}))
+        if self._extra is not None:
+            parts.extend(self._extra(judged))
+        p = records.pipeline
+        parts.append(p | "Constants" >> beam.Create([self._constants]))
+        stats = parts | "StatsFlatten" >> beam.Flatten()
+        return StageOutputs(kept=out.kept, rejected=out.rejected, dead=out.dead, stats=stats)
+
+
+def _lang_counts(judged: beam.PCollection) -> list[beam.PCollection]:
+    counts = (judged
+              | "LangKey" >> beam.Map(lambda r: r.get("lang") or ("(none)" if r.get("text") is not None else "(no text)"))
+              | "LangCount" >> beam.combiners.Count.PerElement()
+              | "LangList" >> beam.combiners.ToList()
+              | "LangDict" >> beam.Map(lambda kv: {"languages": dict(sorted(kv, key=lambda x: (-x[1], x[0])))}))
+    return [counts]
+
+
+def lang_stage(cfg: LangConfig, ctx: dict[str, Any]) -> beam.PTransform:
+    return FilterStage(
+        "lang", lambda: LangFilter(cfg), batch_size=256,
+        hists=(("score_hist", "lang_score", linear_edges(0, 1, 40), None),),
+        extra=_lang_counts,
+        constants={"thresholds": {"min_score": cfg.min_score}, "keep": list(cfg.keep),
+                   "backend": cfg.backend},
+    )
+
+
+def quality_stage(cfg: QualityConfig, ctx: dict[str, Any]) -> beam.PTransform:
+    return FilterStage(
+        "quality", lambda: QualityFilter(cfg), batch_size=1,
+        hists=(
+            ("words_hist", "quality_words", linear_edges(0, 4, 40), lambda v: math.log10(v + 1)),
+            ("mean_word_length_hist", "quality_mean_word_length", linear_edges(0, 20, 40), None),
+            ("alpha_ratio_hist", "quality_alpha_ratio", linear_edges(0, 1, 40), None),
+            ("line_punct_ratio_hist", "quality_line_punct_ratio", linear_edges(0, 1, 40), None),
+        ),
+        constants={"thresholds": {
+            "log10_words": math.log10(cfg.min_words + 1), "min_mean_word_length": cfg.min_mean_word_length,
+            "min_alpha_words_ratio": cfg.min_alpha_words_ratio,
+            "fineweb_min_line_punct_ratio": cfg.fineweb_min_line_punct_ratio},
+            "rules": {"gopher_quality": cfg.gopher_quality, "gopher_repetition": cfg.gopher_repetition,
+                      "c4": cfg.c4, "fineweb": cfg.fineweb}},
+    )
+
+
+def toxicity_stage(cfg: ToxicityConfig, ctx: dict[str, Any]) -> beam.PTransform:
+    return FilterStage(
+        "toxicity", lambda: ToxicityFilter(cfg), batch_size=64,
+        hists=(("score_hist", "toxicity_score", linear_edges(0, 1, 40), None),),
+        constants={"thresholds": {"max_score": cfg.threshold}, "backend": cfg.backend},
+    )
+
+
+def _pii_counts(cfg: PIIConfig) -> Callable[[beam.PCollection], list[beam.PCollection]]:
+    cols = tuple(f"pii_{t}" for t in PIIFilter.all_types(cfg))
+
+    def extra(judged: beam.PCollection) -> list[beam.PCollection]:
+        sums = (judged
+                | "PiiCounts" >> beam.Map(lambda r: {c[4:]: r.get(c) or 0 for c in cols})
+                | "PiiSum" >> beam.CombineGlobally(SumCountsFn()))
+        return [sums | "PiiWrap" >> beam.Map(lambda d: {"pii": d})]
+
+    return extra
+
+
+def pii_stage(cfg: PIIConfig, ctx: dict[str, Any]) -> beam.PTransform:
+    return FilterStage(
+        "pii", lambda: PIIFilter(cfg), batch_size=1, extra=_pii_counts(cfg),
+        constants={"actions": {t: getattr(cfg, t) for t in PIIFilter.all_types(cfg)}},
+    )
+
+
