@@ -147,18 +147,20 @@ def _doc_key(text: str) -> int:
     return xxhash.xxh3_64_intdigest(" ".join(text.split()).encode("utf-8", "replace"))
 
 
-def train_classifier(reference: Sequence[str], background: Iterable[str], cfg: ModelQualityConfig) -> bytes:
+def train_classifier(reference: Sequence[str], background: Iterable[str], cfg: ModelQualityConfig) -> bytes | None:
     """Train the fastText classifier; returns the saved model's bytes.
 
     Reference documents are split into paragraphs (more, shorter examples); background texts
-    equal to a reference document are left out.
+    equal to a reference document are left out. Returns None when one side is left empty
+    (a tiny input, or one made of the reference itself): there is nothing to tell apart, and
+    records are then annotated with a null score instead of failing the run.
     """
     fasttext = import_fasttext("model_quality.classifier")
     ref_keys = {_doc_key(t) for t in reference}
     good = [p for t in reference for p in re.split(r"\n\s*\n", t) if len(p.split()) >= 5]
     bg = [t for t in background if _doc_key(t) not in ref_keys]
     if not good or not bg:
-        raise ValueError(f"model_quality: cannot train on {len(good)} reference and {len(bg)} background texts")
+        return None
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "train.txt")
         with open(path, "w", encoding="utf-8") as fh:

@@ -78,7 +78,8 @@ def model_quality_section(stats: Mapping[str, Any], examples: Sequence[Mapping[s
             ("min score", None if th.get("min_score") is None else round(th["min_score"], 4)),
             ("keep fraction (perplexity)", cfg.get("perplexity_keep_fraction")),
             ("max perplexity", None if ppl is None else round(ppl, 1))]
-    body = [html_table(["setting", "value"], rows),
+    warn = f'<p class="warn">{esc(tr["untrained"])}</p>' if tr.get("untrained") else ""
+    body = [warn, html_table(["setting", "value"], rows),
             _hist(s.get("score_hist"), title="classifier score (P(reference-like))", x_label="model_quality_score",
                   threshold=th.get("min_score")),
             _hist(s.get("log10_perplexity_hist"), title="perplexity (log10)", x_label="log10 perplexity",

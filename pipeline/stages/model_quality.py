@@ -62,6 +62,9 @@ class _TrainFn(beam.DoFn):
                                "background_docs": len(texts)}
         if cfg.classifier == "train" and texts:
             out["classifier"] = train_classifier(reference, texts, cfg)
+        if cfg.classifier == "train" and out["classifier"] is None:
+            out["untrained"] = (f"no classifier: {len(texts)} background texts left after removing the "
+                                "reference's own documents; scores are null and no record was judged by them")
         if cfg.perplexity == "ngram":
             out["lm"] = BigramLM.train(reference).to_bytes()
         out["key"] = xxhash.xxh3_64_hexdigest((out["classifier"] or b"") + (out["lm"] or b""))
@@ -165,7 +168,8 @@ class ModelQuality(beam.PTransform):
             REJECTED, main="kept")
         info = models | "Info" >> beam.Map(lambda m: {"training": {
             "reference_docs": m["reference_docs"], "background_docs": m["background_docs"],
-            "classifier_bytes": len(m["classifier"] or b""), "lm_bytes": len(m["lm"] or b"")}})
+            "classifier_bytes": len(m["classifier"] or b""), "lm_bytes": len(m["lm"] or b""),
+            **({"untrained": m["untrained"]} if m.get("untrained") else {})}})
         stats = (
             (p | "StatSeed" >> beam.Create([None])
              | "Stats" >> beam.Map(lambda _, s, q, t: {

@@ -128,3 +128,11 @@ def test_kenlm_missing_is_a_config_error(tmp_path):
         pass
     with pytest.raises(ConfigError, match="kenlm"):
         ModelQualityScorer(ModelQualityConfig(classifier="off", perplexity="kenlm", kenlm_path=str(tmp_path / "x.arpa")))
+
+
+def test_nothing_to_tell_apart_gives_no_classifier_instead_of_an_error():
+    from winnow.filters.model_quality import ModelQualityConfig, train_classifier
+
+    ref = ["The reference document explains how the parser reads each line of the input file."]
+    assert train_classifier(ref, list(ref), ModelQualityConfig()) is None  # background = reference only
+    assert train_classifier(ref, [], ModelQualityConfig()) is None

@@ -93,7 +93,8 @@ def test_shard_tokens_decode_to_the_normalized_text(demo_runs):
             continue
         assert sp.decode(ids) == text
         n += 1
-    assert n > 1000
+    # every kept text was checked; the default quality rules leave a few hundred at this scale
+    assert n == kept.num_rows - kept.column("text").null_count and n > 250
     for term in DICTIONARY_TERMS:  # every domain-dictionary term is exactly one piece
         ids = sp.encode(term, out_type=int)
         assert len(ids) == 1 and sp.id_to_piece(ids[0]) == term
@@ -238,15 +239,28 @@ def test_default_stages_and_clear_errors(tmp_path):
 
 
 def test_default_stages_tokenize_a_small_run(tmp_path):
+    # Two real English texts that pass the default quality rules (short ones would all be dropped).
+    from pydoc_data.topics import topics
+
+    from winnow.filters.quality import QualityFilter
+
+    q = QualityFilter()
+    good = [t for _, t in sorted(topics.items())
+            if 300 < len(t) < 3000 and q.process({"text": t, "modality": "text", "lang": "en"})[1].keep][:2]
     src = tmp_path / "in.jsonl"
-    _write_jsonl(src, ["hello world, hello tokens", "a second record\nwith two lines", "   "])
+    _write_jsonl(src, [*good, "   "])
     out = tmp_path / "o"
     stats = run(load_config(input=[str(src)], output=str(out))).stats
+    assert stats["kept"] == 2, stats["stages"]
     kept = _table(out)
     m = Manifest.loads((out / "index.json").read_text())
     sp = spm.SentencePieceProcessor(model_file=str(out / m.tokenizer["model"]))
     assert [sp.decode(t) for t in kept.column("tokens").to_pylist()] == kept.column("text").to_pylist()
     assert stats["stage_stats"]["tokenizer"]["training"]["sample_records"] == 2
+    # Both texts are pydoc topics, model_quality's own reference: no background to train on, so
+    # it annotates null scores (and says so) instead of failing the run.
+    assert "untrained" in stats["stage_stats"]["model_quality"]["training"]
+    assert kept.column("model_quality_score").null_count == 2
 
 
 def test_exact_cut_is_the_kth_smallest_key_with_ties():
