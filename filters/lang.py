@@ -81,6 +81,7 @@ _HAN = re.compile("[\u4e00-\u9fff]")
 _CYRILLIC = re.compile("[\u0400-\u04ff]")
 _LATIN = re.compile("[A-Za-z\u00c0-\u024f]")
 _MIN_HITS = 3  # stop-word hits needed before lingua is asked about a shortlist only
+_SURE_HITS = 6  # ... and at least this many, three times the runner-up's, settle it without lingua
 _CYRILLIC_LANGS = frozenset("be bg kk mk mn ru sr uk".split())
 
 
@@ -171,6 +172,8 @@ class LangFilter(RecordFilter):
         ranked = sorted(hits.items(), key=lambda kv: (-kv[1], kv[0]))
         if ranked[0][1] < _MIN_HITS or (len(ranked) > 1 and ranked[1][1] * 3 > ranked[0][1] * 2):
             return None  # weak or split evidence: ask every candidate
+        if ranked[0][1] >= _SURE_HITS and (len(ranked) == 1 or ranked[1][1] * 3 <= ranked[0][1]):
+            return (ranked[0][0],)  # overwhelming stop-word evidence for one language
         return tuple(sorted(code for code, n in ranked[:4] if n * 3 >= ranked[0][1]))
 
     def _detector_for(self, langs: tuple[str, ...]) -> Any:
