@@ -256,7 +256,8 @@ def _planted_lines(main: list[dict[str, Any]], rng: random.Random,
 
     long_docs = [r for r in main if len(r["text"].split()) >= 200]
     k_near = min(len(long_docs), max(3, round(0.01 * len(main))))
-    for j, r in enumerate(rng.sample(long_docs, k_near)):
+    near_bases = rng.sample(long_docs, k_near)
+    for j, r in enumerate(near_bases):
         text = mutate_text(r["text"], 0.004, rng, boiler=j % 3 == 0)
         out.append((_line({**r, "id": f"zz-near-{j:05d}", "text": text, "near_of": r["id"]}), False))
     planted["near_duplicates"] = k_near
@@ -265,7 +266,8 @@ def _planted_lines(main: list[dict[str, Any]], rng: random.Random,
     for j in range(k_empty):
         out.append((_line({"id": f"empty-{j:04d}", "text": blanks[j % 4], "origin": "planted"}), False))
     planted["empty_text"] = k_empty
-    out += [(_line(r), False) for r in _filter_plants(main, rng, planted)]
+    used = {id(r) for r in (*picks, *near_bases)}
+    out += [(_line(r), False) for r in _filter_plants(main, rng, planted, used)]
 
     m = max(12, round(0.01 * (len(main) + len(out)) / 0.99))  # ~1% of all lines
     k_utf8, k_type, k_obj = max(1, m // 20), max(2, m // 10), max(1, m // 20)
@@ -312,24 +314,29 @@ _ABUSE = ("You are a fucking idiot and nobody wants your stupid shit here. Shut 
 
 
 def _filter_plants(main: list[dict[str, Any]], rng: random.Random,
-                   planted: dict[str, int]) -> list[dict[str, Any]]:
+                   planted: dict[str, int], used: set[int]) -> list[dict[str, Any]]:
     """Records for the text filters: personal data, a leaked key, an abusive paragraph.
 
     Each is an English pydoc topic or docstring that passes the default quality rules, with
     the planted sentence added, so it usually reaches the toxicity and PII stages of a default
-    run (model_quality may still drop some of them).
+    run (model_quality may still drop some of them). The base records are taken out of
+    ``main`` (so a plant is no near-duplicate of a record left in the corpus); records in
+    ``used`` (originals of other plants) are never bases.
     """
     from winnow.filters.pii_evalset import sample_value
     from winnow.filters.quality import QualityFilter
 
     q = QualityFilter()
-    bases = [r["text"] for r in main if r.get("lang") == "en" and r.get("origin") in ("pydoc", "docstring")
+    bases = [r for r in main if id(r) not in used and r.get("lang") == "en" and r.get("origin") in ("pydoc", "docstring")
              and len(r["text"]) > 600 and q.process({"text": r["text"], "modality": "text", "lang": "en"})[1].keep]
     if len(bases) < 8:
         planted.update(pii_records=0, secret_records=0, toxic_records=0)
         return []
     k = min(max(2, round(0.001 * len(main))), len(bases) // 4)
-    picks = iter(rng.sample(bases, 4 * k))  # distinct bases: no plant duplicates another
+    chosen = rng.sample(bases, 4 * k)  # distinct bases: no plant duplicates another
+    taken = {id(r) for r in chosen}
+    main[:] = [r for r in main if id(r) not in taken]
+    picks = iter(r["text"] for r in chosen)
     out = []
     for j in range(2 * k):
         value = ", ".join(f"{t}: {sample_value(t, rng)}" for t in rng.sample(["email", "phone", "iban", "credit_card"], 2))
@@ -412,7 +419,8 @@ def build_demo_corpus(dest: str, *, scale: float = 1.0, seed: int = 0,
     n_noid, n_trunc = max(1, len(recs) // 20), max(5, len(recs) // 100)
     noid, trunc, main = recs[:n_noid], recs[n_noid:n_noid + n_trunc], recs[n_noid + n_trunc:]
     planted: dict[str, int] = {}
-    lines = [(_line(r), False) for r in main] + _planted_lines(main, rng, planted)
+    plants = _planted_lines(main, rng, planted)  # takes the filter plants' bases out of main
+    lines = [(_line(r), False) for r in main] + plants
     rng.shuffle(lines)
     files: list[DemoFile] = []
 

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -65,17 +62,9 @@ def _reference_docs_here() -> list[dict]:
 
 
 def _python_reference() -> list[dict]:
-    code = (
-        "import json, sys\n"
-        "from winnow.pipeline.demo_domain import _reference_docs_here\n"
-        "json.dump(_reference_docs_here(), sys.stdout)\n"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env["PYTHONHASHSEED"] = "0"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    if proc.returncode != 0:
-        raise RuntimeError(f"collecting reference docstrings failed: {proc.stderr[-2000:]}")
-    return json.loads(proc.stdout)
+    from winnow.pipeline.demo_text import fresh_interpreter_json
+
+    return fresh_interpreter_json("winnow.pipeline.demo_domain", "_reference_docs_here", "reference docstrings")
 
 
 def _man_reference(root: Path, pages: int = 150) -> list[dict]:

@@ -68,17 +68,25 @@ def _docstring_docs() -> list[_Doc]:
     What a module exposes depends on what else the process imported or patched (test tools,
     HTTP mocks, ...), so collecting in-process would make the corpus depend on its caller.
     """
+    return [_Doc(*d) for d in fresh_interpreter_json("winnow.pipeline.demo_text", "_docstring_docs_here",
+                                                     "standard-library docstrings")]
+
+
+def fresh_interpreter_json(module: str, function: str, what: str) -> Any:
+    """``module.function()`` run in a fresh interpreter (no PYTHON* variables, fixed hash seed),
+    its result returned through JSON: what the standard library exposes must not depend on
+    what the calling process imported."""
     code = (
         "import json, sys\n"
-        "from winnow.pipeline.demo_text import _docstring_docs_here\n"
-        "json.dump([list(d) for d in _docstring_docs_here()], sys.stdout)\n"
+        f"from {module} import {function}\n"
+        f"json.dump([list(d) if isinstance(d, tuple) else d for d in {function}()], sys.stdout)\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONHASHSEED"] = "0"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     if proc.returncode != 0:
-        raise RuntimeError(f"collecting standard-library docstrings failed: {proc.stderr[-2000:]}")
-    return [_Doc(*d) for d in json.loads(proc.stdout)]
+        raise RuntimeError(f"collecting {what} failed: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout)
 
 
 def _docstring_docs_here() -> list[_Doc]:
