@@ -77,7 +77,10 @@ _SECTIONS: dict[str, SectionFn] = {}
 
 
 def register_section(name: str, fn: SectionFn) -> None:
-    """Add (or replace) a section builder; it runs on every report, in registration order.
+    """Add (or replace) a section builder; it runs on every report.
+
+    A section named like a stage is shown in the run's stage order; others follow in
+    registration order.
 
     ``fn(stats, examples, config)`` returns a :class:`ReportSection`, or ``None`` when it has
     nothing to show. If it raises, the report shows the error in its place and goes on.
@@ -93,7 +96,7 @@ def unregister_section(name: str) -> None:
 
 
 def registered_sections() -> tuple[str, ...]:
-    """Names of the registered section builders, in the order they render."""
+    """Names of the registered section builders, in registration order."""
     return tuple(_SECTIONS)
 
 
@@ -293,7 +296,10 @@ def _plain(obj: Any) -> Any:
 def _run_sections(stats: Mapping[str, Any], examples: Sequence[Mapping[str, Any]],
                   config: Mapping[str, Any]) -> list[ReportSection]:
     out = []
-    for name, fn in list(_SECTIONS.items()):
+    # A section named like a stage shows where that stage ran; the others after them.
+    order = {str(st): i for i, st in enumerate(config.get("stages") or ())}
+    items = sorted(_SECTIONS.items(), key=lambda kv: order.get(kv[0], len(order)))
+    for name, fn in items:
         try:
             sec = fn(stats, examples, config)
             if sec is not None and not isinstance(sec, ReportSection):

@@ -303,3 +303,18 @@ def test_register_section_rejects_non_callables() -> None:
         register_section("x", "not a function")  # type: ignore[arg-type]
     assert "x" not in registered_sections()
     assert re.fullmatch(r"[a-z0-9-]+", report._example_anchor("Exact Dedup", "a/b c"))
+
+
+def test_stage_sections_follow_the_runs_stage_order():
+    from winnow.pipeline.report import ReportSection, register_section, render_report, unregister_section
+
+    register_section("zz_b", lambda st, ex, cfg: ReportSection("Section B", "<p>b</p>"))
+    register_section("zz_a", lambda st, ex, cfg: ReportSection("Section A", "<p>a</p>"))
+    try:
+        html = render_report({"read": 0}, [], {"stages": ["zz_a", "zz_b"]})
+        assert html.index("Section A") < html.index("Section B")
+        html = render_report({"read": 0}, [], {"stages": ["zz_b", "zz_a"]})
+        assert html.index("Section B") < html.index("Section A")
+    finally:
+        unregister_section("zz_a")
+        unregister_section("zz_b")
