@@ -322,9 +322,10 @@ class _WorkerInit:
 
     def __call__(self, worker_id: int) -> None:
         wi = get_worker_info()
+        if wi is not None and hasattr(wi.dataset, "_shared_state"):
+            wi.dataset._shared_state = self.state
         if wi is not None and hasattr(wi.dataset, "transfer_steps"):
             wi.dataset._transfer_ok = True
-            wi.dataset._shared_state = self.state
             if self.flags is not None:
                 wi.dataset._slot_pool = _SlotPool(self.token, self.flags, worker_id, POOL_SLOTS)
         if self.user is not None:
@@ -376,7 +377,7 @@ class StreamingDataLoader(DataLoader):
                 # Anonymous shared mappings, inherited by the workers: nothing to leak after a kill.
                 init.token = next(_TOKENS)
                 init.flags = ctx.RawArray("b", self.num_workers * POOL_SLOTS)
-                init.state = ctx.RawArray("q", 5)
+                init.state = ctx.RawArray("q", 6)
                 _FLAGS[init.token] = init.flags
                 while len(_FLAGS) > 64:  # chunks of long-gone loaders then free nothing, harmlessly
                     _FLAGS.pop(next(iter(_FLAGS)))
@@ -386,6 +387,7 @@ class StreamingDataLoader(DataLoader):
             init.state[1] = int(resume is not None)
             if resume is not None:
                 init.state[2], init.state[3], init.state[4] = resume["epoch"], resume["start"], resume["skip"]
+            init.state[5] = int(getattr(ds, "start", 0))  # a MixedDataset's resume step
         return _CountingIterator(self, super().__iter__())
 
     def _direct(self) -> bool:

@@ -100,6 +100,7 @@ class MixedDataset(IterableDataset):
         self.per_epoch = [d.plan(0).steps for d in self.datasets]
         self.steps = int(steps) if steps is not None else sum(self.per_epoch)
         self.start = 0
+        self._shared_state: Any = None  # a StreamingDataLoader worker's view of the loader's state
 
     def choices(self, start: int, stop: int) -> np.ndarray:
         """Source of each step in ``[start, stop)`` (a pure function of seed, step, schedule)."""
@@ -119,7 +120,14 @@ class MixedDataset(IterableDataset):
     def __len__(self) -> int:
         return max(self.steps - self.start, 0)
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_shared_state"] = None
+        return state
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self._shared_state is not None:  # persistent workers: the loader says where to start
+            self.start = int(self._shared_state[5])
         wi = get_worker_info()
         wid, nw = (wi.id, wi.num_workers) if wi is not None else (0, 1)
         counts = np.zeros(len(self.datasets), dtype=np.int64)

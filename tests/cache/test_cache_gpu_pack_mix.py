@@ -156,3 +156,17 @@ def test_mixing_follows_weights_is_deterministic_and_resumes(fixed, ragged, tmp_
     assert 0.65 < np.mean(const) < 0.85
     with pytest.raises(ConfigError):
         build(weights=[1, 1, 1])
+
+
+@pytest.mark.timeout(90)
+def test_mixing_resume_reaches_persistent_workers(fixed, ragged, tmp_path):
+    def build():
+        return MixedDataset([ds(fixed, tmp_path), ds(ragged, tmp_path, seed=2)], steps=120, seed=9, weights=[1, 1])
+
+    ref = [(int(b[SOURCE_KEY]), b[INDEX_KEY].tolist()) for b in StreamingDataLoader(build())]
+    mixed = build()
+    loader = StreamingDataLoader(mixed, num_workers=2, persistent_workers=True)
+    assert [(int(b[SOURCE_KEY]), b[INDEX_KEY].tolist()) for b in loader] == ref
+    mixed.load_state_dict({"version": 1, "step": 45, "seed": 9})
+    rest = [(int(b[SOURCE_KEY]), b[INDEX_KEY].tolist()) for b in loader]  # the same worker processes
+    assert rest == ref[45:]
