@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import gzip
 import json
-import zlib
 from pathlib import Path
 
 from winnow.filters.domain import DomainReference
-from winnow.pipeline.demo_text import STDLIB_MODULES, man_sections
+from winnow.pipeline.demo_text import STDLIB_MODULES, read_man_page
 
 __all__ = ["REFERENCE_MODULES", "DICTIONARY_TERMS", "write_demo_references", "demo_domain_overrides", "demo_stages"]
 
@@ -75,11 +74,10 @@ def _man_reference(root: Path, pages: int = 150) -> list[dict]:
         files = [files[min(len(files) - 1, int(i * step + step / 2))] for i in range(pages)]
     out = []
     for path in files:
-        try:
-            raw = gzip.decompress(path.read_bytes()).decode("utf-8")
-        except (OSError, EOFError, UnicodeDecodeError, zlib.error):
+        parsed = read_man_page(path)
+        if parsed is None:
             continue
-        page, sections = man_sections(raw)
+        page, sections = parsed
         out += [{"title": f"{page} {h}", "text": t} for h, t in sections]
     return out
 

@@ -173,6 +173,15 @@ def _roff_inline(s: str) -> str:
     return _ROFF_ESC.sub(sub, s)
 
 
+def read_man_page(path: Path) -> tuple[str, list[tuple[str, str]]] | None:
+    """``man_sections`` of a gzipped man page, or None when it cannot be read or decoded."""
+    try:
+        raw = gzip.decompress(path.read_bytes()).decode("utf-8")
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error):
+        return None
+    return man_sections(raw)
+
+
 def man_sections(raw: str) -> tuple[str, list[tuple[str, str]]]:
     """Crudely turn one roff page into (page name, [(section heading, plain text)])."""
     page, heading = "", ""
@@ -291,11 +300,10 @@ def _man_docs(root: Path, pages_per_lang: int = 80, english_pages: int = 500) ->
         if len(files) > cap:  # evenly spaced, so every letter of the alphabet shows up
             files = [files[i * len(files) // cap] for i in range(cap)]
         for path in files:
-            try:
-                raw = gzip.decompress(path.read_bytes()).decode("utf-8")
-            except (OSError, EOFError, UnicodeDecodeError, zlib.error):
+            parsed = read_man_page(path)
+            if parsed is None:
                 continue
-            page, sections = man_sections(raw)
+            page, sections = parsed
             for heading, text in sections:
                 title = f"{page or path.name} {heading}"
                 out.append(_Doc("man", locale.split("_")[0], title, text))

@@ -13,6 +13,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from winnow.filters.dedup.minhash import _fmix64
+
 __all__ = ["optimal_bands", "band_keys", "collision_probability"]
 
 
@@ -30,18 +32,6 @@ def collision_probability(similarity: float, bands: int, rows: int) -> float:
     return 1.0 - (1.0 - similarity**rows) ** bands
 
 
-_M1 = np.uint64(0xFF51AFD7ED558CCD)
-_M2 = np.uint64(0xC4CEB9FE1A85EC53)
-_S33 = np.uint64(33)
-
-
-def _fmix64(h: np.ndarray) -> np.ndarray:
-    h ^= h >> _S33
-    h *= _M1
-    h ^= h >> _S33
-    h *= _M2
-    h ^= h >> _S33
-    return h
 
 
 @lru_cache(maxsize=16)
