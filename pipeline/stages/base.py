@@ -66,6 +66,14 @@ class StageCounters:
             c = self._counters[reason] = Metrics.counter("winnow", f"{self.stage}/{reason}")
         c.inc(n)
 
+    def route(self, record: dict, verdict: Any) -> Any:
+        """Count a verdict and return the record (kept) or its reject (tagged ``REJECTED``)."""
+        if verdict.keep:
+            self.inc("kept")
+            return record
+        self.inc(verdict.reason)
+        return beam.pvalue.TaggedOutput(REJECTED, make_reject(record, self.stage, verdict.reason))
+
 
 class _RecordStageFn(beam.DoFn):
     def __init__(self, factory: Callable[[], RecordFilter], stage: str) -> None:
@@ -88,11 +96,7 @@ class _RecordStageFn(beam.DoFn):
         problem = self._checks.problem(out)
         if problem is not None:
             return self._dead(original, problem)
-        if verdict.keep:
-            self._counters.inc("kept")
-            return out
-        self._counters.inc(verdict.reason)
-        return beam.pvalue.TaggedOutput(REJECTED, make_reject(out, self._stage_name, verdict.reason))
+        return self._counters.route(out, verdict)
 
     def _one(self, record: dict) -> Iterable[Any]:
         try:

@@ -36,7 +36,7 @@ from winnow.filters.domain import (
     read_reference_texts,
     selection_key,
 )
-from winnow.pipeline.records import make_dead_letter, make_reject
+from winnow.pipeline.records import make_dead_letter
 from winnow.pipeline.stages.base import DEAD, REJECTED, StageCounters, StageOutputs, error_text
 from winnow.pipeline.stages.stats import HistogramFn, linear_edges
 
@@ -198,12 +198,7 @@ class _SelectFn(beam.DoFn):
 
     def process(self, record: dict, cut: list) -> Iterable[Any]:
         v = domain_verdict(record, self._cfg, cut[0] if cut else None)
-        if v.keep:
-            self._counters.inc("kept")
-            yield record
-        else:
-            self._counters.inc(v.reason)
-            yield beam.pvalue.TaggedOutput(REJECTED, make_reject(record, NAME, v.reason))
+        yield self._counters.route(record, v)
 
 
 def _check_references(cfg: DomainConfig) -> None:

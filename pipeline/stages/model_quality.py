@@ -32,7 +32,7 @@ from winnow.filters.model_quality import (
     load_reference,
     train_classifier,
 )
-from winnow.pipeline.records import make_dead_letter, make_reject
+from winnow.pipeline.records import make_dead_letter
 from winnow.pipeline.stages.base import DEAD, REJECTED, StageCounters, StageOutputs, error_text
 from winnow.pipeline.stages.stats import HistogramFn, linear_edges
 
@@ -114,12 +114,7 @@ class _JudgeFn(beam.DoFn):
     def process(self, r: dict, thresholds: dict) -> Iterable[Any]:
         v = judge(r.get("model_quality_score"), r.get("model_quality_perplexity"),
                   thresholds.get("min_score"), thresholds.get("max_perplexity"))
-        if v.keep:
-            self._counters.inc("kept")
-            yield r
-        else:
-            self._counters.inc(v.reason)
-            yield beam.pvalue.TaggedOutput(REJECTED, make_reject(r, NAME, v.reason))
+        yield self._counters.route(r, v)
 
 
 def _thresholds(cfg: ModelQualityConfig, score_hist: dict, ppl_hist: dict) -> dict:
