@@ -91,7 +91,6 @@ class _SlotPool:
     def __init__(self, token: int, flags: Any, worker: int, slots: int) -> None:
         self.token, self.flags, self.base, self.slots = token, flags, worker * slots, slots
         self.bufs: list[torch.Tensor | None] = [None] * slots
-        self.fresh = 0  # items that found no free slot
 
     def alloc(self, nbytes: int) -> tuple[torch.Tensor, tuple[int, int] | None]:
         flags = self.flags
@@ -103,7 +102,6 @@ class _SlotPool:
                     buf = self.bufs[j] = _shared_bytes(max(nbytes, 1 << 20))
                 flags[i] = 1  # the main process clears it when this chunk's tensors are gone
                 return buf[:nbytes], (self.token, i)
-        self.fresh += 1
         return _shared_bytes(nbytes), None
 
     def give_back(self, slot: tuple[int, int] | None) -> None:

@@ -235,20 +235,14 @@ def _coerce(value: Any, tp: Any, key: str, f: dataclasses.Field | None) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
         raise ConfigError(key, value, "true or false")
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise ConfigError(key, value, "an integer")
+    if tp is int or tp is float:
+        accepted, what = ((int, str), "an integer") if tp is int else ((int, float, str), "a number")
+        if isinstance(value, bool) or not isinstance(value, accepted):
+            raise ConfigError(key, value, what)
         try:
-            return int(value)
+            return tp(value)
         except ValueError as exc:
-            raise ConfigError(key, value, "an integer") from exc
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigError(key, value, "a number")
-        try:
-            return float(value)
-        except ValueError as exc:
-            raise ConfigError(key, value, "a number") from exc
+            raise ConfigError(key, value, what) from exc
     if tp is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ConfigError(key, value, "a string")
