@@ -65,3 +65,33 @@ def test_bad_config(bad, match):
 def test_fasttext_backend_missing_model_file(tmp_path):
     with pytest.raises(ConfigError, match="model_path"):
         LangFilter(LangConfig(backend="fasttext", model_path=str(tmp_path / "lid.176.bin")))
+
+
+FAST_CASES = [
+    # Two stop-word hits for one language settle it without lingua.
+    ("Return the value of the attribute.", "en"),
+    # A Chinese man-page line with English option words is Chinese (a Han character weighs three letters).
+    ("/var/run/utmp 当前登录会话的列表。 /var/log/wtmp 先前的登录会话列表。 Note: in that case", "zh"),
+    ("データベースを構築中に次の警告メッセージが表示されることがあります。 <filename>: whatis parse failed", "ja"),
+    # Split evidence (Danish and Norwegian share their stop words) goes to lingua.
+    ("Hvis $MANPATH er angivet, så vil manpath vise dets indhold og udstede en advarsel.", "da"),
+]
+
+
+@pytest.mark.parametrize("text,lang", FAST_CASES)
+def test_fast_path_cases(detector, text, lang):
+    assert detector.detect([text])[0][0] == lang
+
+
+def test_fast_path_agrees_with_every_candidate_on_real_text():
+    """The stop-word and script shortcuts pick lingua's own answer on real multilingual text."""
+    from winnow.pipeline.demo_text import clean_records
+
+    texts = [r["text"] for r in clean_records(600_000, 3, "/usr/share/man")]
+    assert len(texts) > 500
+    fast = [lang for lang, _ in LangFilter().detect(texts)]
+    full = [lang for lang, _ in LangFilter(LangConfig(fast_path=False)).detect(texts)]
+    agree = sum(a == b for a, b in zip(fast, full)) / len(texts)
+    print(f"fast path agrees with the full candidate list on {agree:.3f} of {len(texts)} texts")
+    assert agree >= 0.95
+    assert len(set(full)) >= 8  # the sample really is multilingual
