@@ -34,26 +34,32 @@ class Span(NamedTuple):
 
 # -- secrets -------------------------------------------------------------------------------------
 
-_SECRET_PATTERNS = [
-    re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----",
-               re.S),
-    re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}(?![A-Za-z0-9])"),
-    re.compile(r"(?i:aws_?secret_?access_?key|aws_?secret|secret_?access_?key)[\"']?\s*[:=]\s*[\"']?"
-               r"(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])"),
-    re.compile(r"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])"),
-    re.compile(r"(?i:\bbearer)\s+(?P<v>[A-Za-z0-9._~+/-]{20,}=*)"),
-    re.compile(r"(?<![A-Za-z0-9_])gh[pousr]_[A-Za-z0-9]{36}(?![A-Za-z0-9_])"),
-    re.compile(r"(?<![A-Za-z0-9_])xox[abprs]-[A-Za-z0-9-]{10,}"),
+# Each pattern with the literals one of which it cannot match without: a substring test per
+# literal (a C scan) decides whether the regex runs at all, so ordinary text costs a few scans.
+_AWS_ID_PREFIXES = ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA")
+_SECRET_PATTERNS: list[tuple[tuple[str, ...], re.Pattern[str]]] = [
+    (("PRIVATE KEY",),
+     re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----",
+                re.S)),
+    (_AWS_ID_PREFIXES,
+     re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}(?![A-Za-z0-9])")),
+    (("secret", "Secret", "SECRET"),
+     re.compile(r"(?i:aws_?secret_?access_?key|aws_?secret|secret_?access_?key)[\"']?\s*[:=]\s*[\"']?"
+                r"(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])")),
+    (("AIza",), re.compile(r"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])")),
+    (("bearer", "Bearer", "BEARER"), re.compile(r"(?i:\bbearer)\s+(?P<v>[A-Za-z0-9._~+/-]{20,}=*)")),
+    (("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), re.compile(r"(?<![A-Za-z0-9_])gh[pousr]_[A-Za-z0-9]{36}(?![A-Za-z0-9_])")),
+    (("xox",), re.compile(r"(?<![A-Za-z0-9_])xox[abprs]-[A-Za-z0-9-]{10,}")),
 ]
 
 
-_SECRET_HINT = re.compile(r"PRIVATE KEY|A[KSGIRNP][IPDON]A|AIza|[Bb]earer|BEARER|[Ss]ecret|SECRET|gh[pousr]_|xox[abprs]-")
-
-
 def _secrets(text: str) -> Iterable[Span]:
-    if _SECRET_HINT.search(text) is None:
-        return
-    for pat in _SECRET_PATTERNS:
+    for hints, pat in _SECRET_PATTERNS:
+        for h in hints:
+            if h in text:
+                break
+        else:
+            continue
         for m in pat.finditer(text):
             s, e = (m.span("v") if "v" in pat.groupindex else m.span())
             yield Span(s, e, "secret")
@@ -86,7 +92,8 @@ IBAN_LENGTHS = {
     "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24,
     "SE": 24, "SI": 19, "SK": 24, "SM": 27, "TN": 24, "TR": 26, "UA": 29, "VG": 24, "XK": 20,
 }
-_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])")
+# (The lookbehind comes after the first letter, so the regex engine can skip to capitals fast.)
+_IBAN = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])")
 
 
 def iban_ok(iban: str) -> bool:

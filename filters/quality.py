@@ -17,7 +17,10 @@ figures near a threshold can differ.
 from __future__ import annotations
 
 import re
+import string
 from collections import Counter
+from itertools import compress
+from operator import methodcaller
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, MutableMapping, Sequence
 
@@ -147,8 +150,6 @@ class QualityConfig:
 
 _BULLETS = ("-", "*", "\u2022", "\u25cf", "\u25cb", "\u25aa", "\u25a0", "\u2023", "\u2043", "\u2013", "\u27a2", "\u2192")
 _ELLIPSES = ("...", "\u2026")
-_NO_ALPHA = re.compile(r"(?<!\S)[^\sA-Za-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff\u0590-\u06ff\u0900-\u0dff"
-                       r"\u0e00-\u0eff\u1100-\u11ff\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]+(?!\S)")
 _TERMINAL = (".", "!", "?", '"', "\u201d", "'", "\u3002", "\uff01", "\uff1f")
 _FW_PUNCT = (".", "!", "?", '"', "'", ")", "\u201d", "\u2019", ":", ";", "\u3002", "\uff01", "\uff1f", "\u2026")
 _SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f]+[\"'\u201d\u2019)\]]*(?=\s|$)")
@@ -156,8 +157,30 @@ _POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "u
 _CITATION = re.compile(r"\[\d+\]|\[edit\]|\[citation needed\]")
 
 
+_PARAS = re.compile(r"\n\s*\n")
+_ENDS_FW_PUNCT = methodcaller("endswith", _FW_PUNCT)
+_STARTS_BULLET = methodcaller("startswith", _BULLETS)
+_ENDS_ELLIPSIS = methodcaller("endswith", _ELLIPSES)
+# A word with a letter is counted once by this pattern: the match starts at its first letter
+# and runs to its end.
+_ALPHA_WORD = re.compile(r"[A-Za-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff\u0590-\u06ff\u0900-\u0dff"
+                         r"\u0e00-\u0eff\u1100-\u11ff\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]\S*")
+# ASCII text: deleting every character but letters and whitespace leaves one token per word
+# that has a letter (the others vanish).
+_KEEP_LETTERS = {i: None for i in range(128) if chr(i) not in string.ascii_letters + " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"}
+
+
+def _alpha_words(text: str) -> int:
+    """Whitespace words of ``text`` with a letter of a script the rules know."""
+    if text.isascii():
+        return len(text.translate(_KEEP_LETTERS).split())
+    return _ALPHA_WORD.subn("", text)[1]
+
+
 def _dup_stats(items: Sequence[str]) -> tuple[int, int]:
     """(#items equal to an earlier item, chars in those items)."""
+    if len(set(items)) == len(items):
+        return 0, 0
     seen: set[str] = set()
     n = chars = 0
     for it in items:
@@ -188,12 +211,14 @@ def _top_ngram_frac(h: np.ndarray, lens: np.ndarray, n: int, total: int) -> floa
     if len(h) < n or total == 0:
         return 0.0
     g = _gram_ids(h, n)
-    uniq, first, counts = np.unique(g, return_index=True, return_counts=True)
-    i = int(np.argmax(counts))
-    if counts[i] < 2:
+    _, first, counts = np.unique(g, return_index=True, return_counts=True)
+    top = int(counts.max())
+    if top < 2:
         return 0.0
-    start = int(first[i])
-    return float(lens[start:start + n].sum()) * int(counts[i]) / total
+    # Of the most frequent n-grams, the one seen first (as Counter.most_common picks): the ids
+    # come from per-process string hashes, so their order must not decide.
+    start = int(first[counts == top].min())
+    return float(lens[start:start + n].sum()) * top / total
 
 
 def _dup_ngram_frac(h: np.ndarray, lens: np.ndarray, n: int, total: int) -> float:
@@ -218,8 +243,7 @@ def text_stats(text: str, lang: str | None) -> dict[str, Any]:
     words = split_words(text, lang)
     n = len(words)
     word_chars = len("".join(words))
-    lines = [ln.strip() for ln in text.split("\n")]
-    lines = [ln for ln in lines if ln]
+    lines = list(filter(None, map(str.strip, text.split("\n"))))
     return {"words": words, "n_words": n, "word_chars": word_chars, "lines": lines}
 
 
@@ -282,8 +306,8 @@ class QualityFilter(RecordFilter):
         words, n, lines = st["words"], st["n_words"], st["lines"]
         total_chars = len(text)
         mean_len = st["word_chars"] / n if n else 0.0
-        alpha = 1.0 - len(_NO_ALPHA.findall(text)) / n if n and lang not in NO_SPACE_LANGS else 1.0
-        punct_lines = sum(1 for ln in lines if ln.endswith(_FW_PUNCT))
+        alpha = 1.0 - (n - _alpha_words(text)) / n if n and lang not in NO_SPACE_LANGS else 1.0
+        punct_lines = sum(map(_ENDS_FW_PUNCT, lines))
         punct_ratio = punct_lines / len(lines) if lines else 0.0
         dup_lines, dup_line_chars = _dup_stats(lines)
         dup_line_char_ratio = dup_line_chars / total_chars if total_chars else 0.0
@@ -315,9 +339,9 @@ class QualityFilter(RecordFilter):
         if n and symbols / n > c.max_symbol_word_ratio:
             return "quality_gopher_symbol_ratio"
         if lines:
-            if sum(1 for ln in lines if ln.startswith(_BULLETS)) / len(lines) > c.max_bullet_lines_ratio:
+            if sum(map(_STARTS_BULLET, lines)) / len(lines) > c.max_bullet_lines_ratio:
                 return "quality_gopher_bullet_lines"
-            if sum(1 for ln in lines if ln.endswith(_ELLIPSES)) / len(lines) > c.max_ellipsis_lines_ratio:
+            if sum(map(_ENDS_ELLIPSIS, lines)) / len(lines) > c.max_ellipsis_lines_ratio:
                 return "quality_gopher_ellipsis_lines"
         if alpha < c.min_alpha_words_ratio:
             return "quality_gopher_alpha_words"
@@ -338,8 +362,7 @@ class QualityFilter(RecordFilter):
         total = len(text)
         if lines and dup_lines / len(lines) > c.max_dup_line_ratio:
             return "quality_gopher_dup_lines"
-        paras = [p.strip() for p in re.split(r"\n\s*\n", text)]
-        paras = [p for p in paras if p]
+        paras = list(filter(None, map(str.strip, _PARAS.split(text))))
         dup_paras, dup_para_chars = _dup_stats(paras)
         if paras and dup_paras / len(paras) > c.max_dup_para_ratio:
             return "quality_gopher_dup_paragraphs"
@@ -381,9 +404,11 @@ class QualityFilter(RecordFilter):
         for n, limit in zip(_TOP_N, c.top_ngram_max):
             if len(words) < n:
                 break
-            grams = list(zip(*(words[k:] for k in range(n))))
-            gram, count = Counter(grams).most_common(1)[0]
-            if count > 1 and sum(map(len, gram)) * count / total > limit:
+            counts = Counter(zip(*(words[k:] for k in range(n))))
+            gram, count = counts.most_common(1)[0]
+            if count == 1:
+                return None  # no n-gram repeats, so no longer one does either
+            if sum(map(len, gram)) * count / total > limit:
                 return f"quality_gopher_top_{n}gram"
         for n, limit in zip(_DUP_N, c.dup_ngram_max):
             if len(words) < n:
@@ -392,11 +417,17 @@ class QualityFilter(RecordFilter):
             counts = Counter(grams)
             if len(counts) == len(grams):
                 break  # no n-gram repeats, so no larger one does either
-            covered = [False] * len(words)
-            for i, g in enumerate(grams):
-                if counts[g] > 1:
-                    covered[i:i + n] = [True] * n
-            frac = sum(ln for ln, cv in zip(lens, covered) if cv) / total
+            # Chars of the words covered by repeated n-grams: merge the covered runs.
+            covered = 0
+            run_start = run_end = -1
+            for i in compress(range(len(grams)), map((1).__lt__, map(counts.__getitem__, grams))):
+                if i > run_end:
+                    if run_end > run_start:
+                        covered += sum(lens[run_start:run_end])
+                    run_start = i
+                run_end = i + n
+            covered += sum(lens[run_start:run_end])
+            frac = covered / total
             if frac > limit:
                 return f"quality_gopher_dup_{n}gram"
             if frac <= min(c.dup_ngram_max):

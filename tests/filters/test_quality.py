@@ -128,6 +128,37 @@ def test_small_and_large_documents_agree_on_ngram_rules():
         quality._SMALL = old
 
 
+def test_ngram_paths_agree_on_ties_and_random_repetition(monkeypatch):
+    """The numpy path (hashes of this process) and the Counter path give the same reason on
+    documents full of equally frequent n-grams of different lengths: a tie is broken by first
+    occurrence, never by hash order, so a verdict cannot change between workers."""
+    import random
+
+    from winnow.filters import quality
+
+    vocab = "a an the river stone bridge apple orchard x lantern meadow quarry".split()
+    rng = random.Random(7)
+    docs = []
+    for _ in range(400):
+        phrase = [rng.choice(vocab) for _ in range(rng.randint(2, 6))]
+        words = []
+        while len(words) < rng.randint(20, 300):
+            words += phrase if rng.random() < 0.4 else [rng.choice(vocab)]
+        docs.append(words)
+    # The tie case by hand: "a b" and "long words" both occur twice; the first seen decides.
+    docs.append("a b long words a b long words".split())
+    reasons = set()
+    for top in ((0.20, 0.18, 0.16), (0.35, 0.3, 0.3)):
+        f = QualityFilter(QualityConfig(**NGRAM_ONLY, top_ngram_max=top))
+        small = [f._gopher_ngrams_small(w) for w in docs]
+        monkeypatch.setattr(quality, "_SMALL", 0)
+        large = [f._gopher_ngrams(w) for w in docs]
+        monkeypatch.setattr(quality, "_SMALL", 400)
+        assert small == large
+        reasons |= set(small)
+    assert {"quality_gopher_top_2gram", "quality_gopher_top_3gram", "quality_gopher_dup_5gram", None} <= reasons
+
+
 @pytest.mark.parametrize("bad", [dict(min_words=100, max_words=10), dict(max_dup_line_ratio=1.5),
                                  dict(top_ngram_max=(0.2,)), dict(min_stop_words=-1)])
 def test_bad_config(bad):
