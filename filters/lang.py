@@ -50,10 +50,12 @@ class LangConfig:
             Cyrillic or Han text is weighed against the candidates of that script only; a
             Latin text with stop-word evidence (at least 2 hits, the runner-up under 2/3 of
             them) is weighed against the (at most 4) languages with at least half the top's
-            hits, and settled with score 1 when that is one language. Scores are otherwise
-            lingua's confidence among the languages weighed. On the demo corpus this agrees
-            with lingua's high-accuracy mode on 1,000 characters slightly more often than
-            weighing every candidate does (87.5% vs 86.6%) at under half its cost. Off:
+            hits, and settled with score 1 when that is one language; so is a text whose one
+            hit is a word of 3 letters or more in one language's list only. Scores are
+            otherwise lingua's confidence among the languages weighed. On the demo corpus
+            this agrees with lingua's high-accuracy mode on 1,000 characters slightly more
+            often than weighing every candidate does (87.7% vs 86.6%) at under half its cost.
+            Off:
             every text against every candidate (``lang_score`` is then lingua's confidence).
     """
 
@@ -172,11 +174,16 @@ class LangFilter(RecordFilter):
                 langs = tuple(sorted(c & {"zh", "ja"}))
                 return langs or None
         # Stop-word hits per language, counted in C: each token's languages, chained.
-        hits = Counter(chain.from_iterable(map(self._stop_index.get, p.lower().split(), repeat(()))))
+        toks = p.lower().split()
+        hits = Counter(chain.from_iterable(map(self._stop_index.get, toks, repeat(()))))
         if not hits:
             return None
         ranked = sorted(hits.items())  # by code, then (stably) by count, highest first
         ranked.sort(key=itemgetter(1), reverse=True)
+        if len(ranked) == 1 and ranked[0][1] == 1:
+            # One hit: enough only for a word of three letters or more that no other list has.
+            word = next(t for t in toks if t in self._stop_index)
+            return (ranked[0][0],) if len(word) >= 3 else None
         if ranked[0][1] < _MIN_HITS or (len(ranked) > 1 and ranked[1][1] * 3 > ranked[0][1] * 2):
             return None  # weak or split evidence: ask every candidate
         # One language alone with half the top's hits or more settles it without lingua.
