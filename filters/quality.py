@@ -20,7 +20,7 @@ import re
 import string
 from collections import Counter
 from itertools import compress
-from operator import methodcaller
+from operator import methodcaller, mul
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, MutableMapping, Sequence
 
@@ -206,6 +206,10 @@ def _gram_ids(h: np.ndarray, n: int) -> np.ndarray:
     return g
 
 
+# _TOP_BOUND: an n-gram occurs at most as often as each of its words, so its count times its
+# chars is at most n times the largest (count x length) of a single word. When n times that
+# share of the chars is within the limit, the most frequent n-gram cannot exceed it either,
+# and the rule is skipped without counting n-grams (most prose: "the" holds ~3% of its chars).
 def _top_ngram_frac(h: np.ndarray, lens: np.ndarray, n: int, total: int) -> float:
     """Share of word chars in the occurrences of the most frequent n-gram (Gopher)."""
     if len(h) < n or total == 0:
@@ -381,7 +385,13 @@ class QualityFilter(RecordFilter):
         h = _hashes(words)
         lens = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
         wtotal = int(lens.sum())
+        _, first, counts = np.unique(h, return_index=True, return_counts=True)
+        if wtotal == 0 or counts.max() < 2:
+            return None  # no word repeats, so no n-gram does
+        top_cl = int((lens[first] * counts).max())
         for n, limit in zip(_TOP_N, c.top_ngram_max):
+            if n * top_cl / wtotal <= limit:
+                continue  # _TOP_BOUND: this n-gram rule cannot fail
             if _top_ngram_frac(h, lens, n, wtotal) > limit:
                 return f"quality_gopher_top_{n}gram"
         # Coverage by duplicated n-grams only shrinks as n grows: when the 5-gram share is under
@@ -401,9 +411,15 @@ class QualityFilter(RecordFilter):
         total = sum(lens)
         if total == 0:
             return None
+        word_counts = Counter(words)
+        if max(word_counts.values()) < 2:
+            return None  # no word repeats, so no n-gram does
+        top_cl = max(map(mul, word_counts.values(), map(len, word_counts)))
         for n, limit in zip(_TOP_N, c.top_ngram_max):
             if len(words) < n:
                 break
+            if n * top_cl / total <= limit:
+                continue  # _TOP_BOUND: this n-gram rule cannot fail
             counts = Counter(zip(*(words[k:] for k in range(n))))
             gram, count = counts.most_common(1)[0]
             if count == 1:

@@ -128,6 +128,32 @@ def test_small_and_large_documents_agree_on_ngram_rules():
         quality._SMALL = old
 
 
+def _ngram_rules_by_definition(words, cfg):
+    """Gopher's n-gram rules written out plainly (no bounds, no shortcuts), for comparison."""
+    from collections import Counter
+
+    total = sum(map(len, words))
+    for n, limit in zip((2, 3, 4), cfg.top_ngram_max):
+        grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+        if not grams:
+            continue
+        counts = Counter(grams)
+        best = max(counts.values())
+        gram = next(g for g in grams if counts[g] == best)  # the first seen of the most frequent
+        if best > 1 and sum(map(len, gram)) * best / total > limit:
+            return f"quality_gopher_top_{n}gram"
+    for n, limit in zip((5, 6, 7, 8, 9, 10), cfg.dup_ngram_max):
+        grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+        counts = Counter(grams)
+        covered = set()
+        for i, g in enumerate(grams):
+            if counts[g] > 1:
+                covered.update(range(i, i + n))
+        if sum(len(words[i]) for i in covered) / total > limit:
+            return f"quality_gopher_dup_{n}gram"
+    return None
+
+
 def test_ngram_paths_agree_on_ties_and_random_repetition(monkeypatch):
     """The numpy path (hashes of this process) and the Counter path give the same reason on
     documents full of equally frequent n-grams of different lengths: a tie is broken by first
@@ -148,13 +174,15 @@ def test_ngram_paths_agree_on_ties_and_random_repetition(monkeypatch):
     # The tie case by hand: "a b" and "long words" both occur twice; the first seen decides.
     docs.append("a b long words a b long words".split())
     reasons = set()
-    for top in ((0.20, 0.18, 0.16), (0.35, 0.3, 0.3)):
-        f = QualityFilter(QualityConfig(**NGRAM_ONLY, top_ngram_max=top))
+    for top in ((0.20, 0.18, 0.16), (0.35, 0.3, 0.3), (0.08, 0.08, 0.08)):
+        cfg = QualityConfig(**NGRAM_ONLY, top_ngram_max=top)
+        f = QualityFilter(cfg)
         small = [f._gopher_ngrams_small(w) for w in docs]
         monkeypatch.setattr(quality, "_SMALL", 0)
         large = [f._gopher_ngrams(w) for w in docs]
         monkeypatch.setattr(quality, "_SMALL", 400)
         assert small == large
+        assert small == [_ngram_rules_by_definition(w, cfg) for w in docs]
         reasons |= set(small)
     assert {"quality_gopher_top_2gram", "quality_gopher_top_3gram", "quality_gopher_dup_5gram", None} <= reasons
 
