@@ -154,6 +154,15 @@ _TERMINAL = (".", "!", "?", '"', "\u201d", "'", "\u3002", "\uff01", "\uff1f")
 _FW_PUNCT = (".", "!", "?", '"', "'", ")", "\u201d", "\u2019", ":", ";", "\u3002", "\uff01", "\uff1f", "\u2026")
 _SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f]+[\"'\u201d\u2019)\]]*(?=\s|$)")
 _POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
+
+
+def _has_policy(lw: str) -> bool:
+    if "cookie" not in lw and " of use" not in lw and "privacy" not in lw:
+        return False  # (one scan each for what every phrase below contains)
+    for p in _POLICY:
+        if p in lw:
+            return True
+    return False
 _CITATION = re.compile(r"\[\d+\]|\[edit\]|\[citation needed\]")
 
 
@@ -465,10 +474,11 @@ class QualityFilter(RecordFilter):
             if not ln.endswith(_TERMINAL) or ln.endswith("..."):
                 continue
             ws = ln.split()
-            if len(ws) < c.c4_min_words_per_line or max(map(len, ws)) > c.c4_max_word_length:
+            if len(ws) < c.c4_min_words_per_line or (len(ln) > c.c4_max_word_length
+                                                     and max(map(len, ws)) > c.c4_max_word_length):
                 continue
             lw = ln.lower()
-            if "javascript" in lw or any(p in lw for p in _POLICY):
+            if "javascript" in lw or _has_policy(lw):
                 continue
             kept.append(ln)
             sentences += len(_SENTENCE_END.findall(ln))
