@@ -50,13 +50,13 @@ class LangConfig:
             Cyrillic or Han text is weighed against the candidates of that script only; a
             Latin text with stop-word evidence (at least 2 hits for the top language, 3 when
             the runner-up has over 2/3 of them) is weighed against the (at most 4) languages
-            with at least half the top's hits, and settled with score 1 when that is one language; so is a text whose one
-            hit is a word of 3 letters or more in one language's list only. Scores are
-            otherwise lingua's confidence among the languages weighed. On the demo corpus
-            this agrees with lingua's high-accuracy mode on 1,000 characters slightly more
-            often than weighing every candidate does (87.7% vs 86.6%) at under half its cost.
-            Off:
-            every text against every candidate (``lang_score`` is then lingua's confidence).
+            with at least half the top's hits, and settled with score 1 when that is one
+            language; so is a text whose one hit is a word of 3 letters or more in one
+            language's list only. Scores are otherwise lingua's confidence among the languages
+            weighed. On the demo corpus this agrees with lingua's high-accuracy mode on 1,000
+            characters slightly more often than weighing every candidate does (87.7% vs 86.6%)
+            at about a third of its cost. Off: every text against every candidate
+            (``lang_score`` is then lingua's confidence among all of them).
     """
 
     backend: Literal["lingua", "fasttext"] = "lingua"
