@@ -28,7 +28,6 @@ __all__ = ["LangConfig", "LangFilter", "DEFAULT_CANDIDATES"]
 DEFAULT_CANDIDATES: tuple[str, ...] = tuple(
     "ar cs da de el en es fa fi fr he hi hr hu id it ja ko nl pl pt ro ru sk sl sr sv th tr uk vi zh".split()
 )
-_WS = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -212,7 +211,8 @@ class LangFilter(RecordFilter):
     def detect(self, texts: Sequence[str]) -> list[tuple[str | None, float]]:
         """(language, score) of each text, from its first ``max_chars`` characters."""
         m = self.config.max_chars
-        prefixes = [_WS.sub(" ", t[: m + m // 2])[:m].strip() for t in texts]
+        # Whitespace runs as one space, the ends stripped, then the first m characters.
+        prefixes = [" ".join(t[: m + m // 2].split())[:m].rstrip() for t in texts]
         if self._ft is not None:
             from winnow.filters.fasttext_util import ft_predict
 
