@@ -17,9 +17,8 @@ figures near a threshold can differ.
 from __future__ import annotations
 
 import re
-import string
 from collections import Counter
-from itertools import compress
+from itertools import compress, filterfalse
 from operator import methodcaller, mul
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, MutableMapping, Sequence
@@ -163,6 +162,8 @@ def _has_policy(lw: str) -> bool:
         if p in lw:
             return True
     return False
+
+
 _CITATION = re.compile(r"\[\d+\]|\[edit\]|\[citation needed\]")
 
 
@@ -170,20 +171,18 @@ _PARAS = re.compile(r"\n\s*\n")
 _ENDS_FW_PUNCT = methodcaller("endswith", _FW_PUNCT)
 _STARTS_BULLET = methodcaller("startswith", _BULLETS)
 _ENDS_ELLIPSIS = methodcaller("endswith", _ELLIPSES)
-# A word with a letter is counted once by this pattern: the match starts at its first letter
-# and runs to its end.
-_ALPHA_WORD = re.compile(r"[A-Za-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff\u0590-\u06ff\u0900-\u0dff"
-                         r"\u0e00-\u0eff\u1100-\u11ff\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]\S*")
-# ASCII text: deleting every character but letters and whitespace leaves one token per word
-# that has a letter (the others vanish).
-_KEEP_LETTERS = {i: None for i in range(128) if chr(i) not in string.ascii_letters + " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"}
+# A word with a letter of any script: all letters (str.isalpha, most words), or else the
+# pattern finds one; a match starts at the word's first letter and runs to its end, so each
+# such word is counted once.
+_LETTER_WORD = re.compile(r"[^\W\d_]\S*")
 
 
-def _alpha_words(text: str) -> int:
-    """Whitespace words of ``text`` with a letter of a script the rules know."""
-    if text.isascii():
-        return len(text.translate(_KEEP_LETTERS).split())
-    return _ALPHA_WORD.subn("", text)[1]
+def _alpha_words(words: list[str]) -> int:
+    """How many of ``words`` hold a letter (of any script)."""
+    whole = sum(map(str.isalpha, words))
+    if whole == len(words):
+        return whole
+    return whole + _LETTER_WORD.subn("", " ".join(filterfalse(str.isalpha, words)))[1]
 
 
 def _dup_stats(items: Sequence[str]) -> tuple[int, int]:
@@ -319,7 +318,7 @@ class QualityFilter(RecordFilter):
         words, n, lines = st["words"], st["n_words"], st["lines"]
         total_chars = len(text)
         mean_len = st["word_chars"] / n if n else 0.0
-        alpha = 1.0 - (n - _alpha_words(text)) / n if n and lang not in NO_SPACE_LANGS else 1.0
+        alpha = 1.0 - (n - _alpha_words(words)) / n if n and lang not in NO_SPACE_LANGS else 1.0
         punct_lines = sum(map(_ENDS_FW_PUNCT, lines))
         punct_ratio = punct_lines / len(lines) if lines else 0.0
         dup_lines, dup_line_chars = _dup_stats(lines)
