@@ -434,8 +434,10 @@ class QualityFilter(RecordFilter):
                 return None  # no n-gram repeats, so no longer one does either
             if sum(map(len, gram)) * count / total > limit:
                 return f"quality_gopher_top_{n}gram"
+        # A repeated n-gram needs n words in a row that each occur more than once.
+        repeated = bytes(map((1).__lt__, map(word_counts.__getitem__, words)))
         for n, limit in zip(_DUP_N, c.dup_ngram_max):
-            if len(words) < n:
+            if len(words) < n or repeated.find(b"\x01" * n) < 0:
                 break
             grams = list(zip(*(words[k:] for k in range(n))))
             counts = Counter(grams)
