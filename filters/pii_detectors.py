@@ -10,7 +10,8 @@ Known limits (by design, for precision): phone numbers need either a leading ``+
 parenthesised area code or two separators (``415-555-2671``), and national formats are read for ``default_region`` only (US by default); bare
 runs of digits are never phones. IPv6 addresses need at least two written groups (``::1`` is
 not reported). Four dotted numbers of at most 255 are reported as IPv4 unless a letter or
-dot is glued to them (``v1.2.3.4`` is a version).
+dot is glued to them (``v1.2.3.4`` is a version), or they are a netmask (``255.255.255.0``,
+``0.0.0.0``) or a loopback address (``127.0.0.1``), which identify no one.
 """
 
 from __future__ import annotations
@@ -168,11 +169,21 @@ _IPV6 = re.compile(r"(?<![\w:.])(?=[0-9A-Fa-f:]*:[0-9A-Fa-f]*:)[0-9A-Fa-f:]{2,39
 _IPV4_HINT = re.compile(r"\d\.\d{1,3}\.\d")
 
 
+def _names_no_host(addr: str) -> bool:
+    """A netmask (255.255.255.0: ones then zeros, 0.0.0.0 and 255.255.255.255 included) or a
+    loopback address (127.0.0.0/8): configuration, not anyone's address."""
+    a, b, c, d = map(int, addr.split("."))
+    v = (a << 24) | (b << 16) | (c << 8) | d
+    inv = ~v & 0xFFFFFFFF
+    return a == 127 or inv & (inv + 1) == 0
+
+
 def _ipv4s(text: str) -> Iterable[Span]:
     if _IPV4_HINT.search(text) is None:
         return
     for m in _IPV4.finditer(text):
-        yield Span(m.start(), m.end(), "ipv4")
+        if not _names_no_host(m.group()):
+            yield Span(m.start(), m.end(), "ipv4")
 
 
 def _ipv6s(text: str) -> Iterable[Span]:

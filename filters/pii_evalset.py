@@ -186,7 +186,7 @@ def sample_value(pii_type: str, rng: random.Random) -> str:
 
 def _negative(rng: random.Random) -> str:
     hexd = string.hexdigits[:16]
-    kind = rng.randrange(13)
+    kind = rng.randrange(14)
     if kind == 0:
         return f"Upgrade to version {rng.randint(1, 20)}.{rng.randint(0, 40)}.{rng.randint(0, 99)} before the release."
     if kind == 1:
@@ -214,6 +214,10 @@ def _negative(rng: random.Random) -> str:
         return f"Revenue was {rng.randint(1, 999)},{rng.randint(0, 999):03d},{rng.randint(0, 999):03d}.{rng.randint(0, 99):02d} USD."
     if kind == 11:
         return f"Build {rng.randint(1, 9)}.{rng.randint(0, 9)}.{rng.randint(1000, 30000)}.{rng.randint(1, 999)} is current."
+    if kind == 12:
+        bits = 0xFFFFFFFF << (32 - rng.randint(8, 30))
+        mask = ".".join(str((bits >> shift) & 0xFF) for shift in (24, 16, 8, 0))
+        return f"Use netmask {mask}, listen on 127.0.{rng.randint(0, 9)}.1 or on 0.0.0.0 for every interface."
     return f"Part no. {rng.randint(100, 999)}-{rng.randint(1000, 9999)}-{rng.randint(10, 99)} is out of stock."
 
 
