@@ -87,6 +87,7 @@ _HANGUL = re.compile("[\uac00-\ud7af\u1100-\u11ff]")
 _KANA = re.compile("[\u3040-\u30ff]")
 _HAN = re.compile("[\u4e00-\u9fff]")
 _CYRILLIC = re.compile("[\u0400-\u04ff]")
+_OTHER_SCRIPTS = re.compile("[\uac00-\ud7af\u1100-\u11ff\u3040-\u30ff\u4e00-\u9fff\u0400-\u04ff]")
 _LATIN = re.compile("[A-Za-z\u00c0-\u024f]")
 _MIN_HITS = 2  # stop-word hits of the top language needed for a shortlist
 _SPLIT_MIN_HITS = 3  # ... and this many when the runner-up has over 2/3 of the top's hits
@@ -159,7 +160,8 @@ class LangFilter(RecordFilter):
 
     def _shortlist(self, p: str) -> tuple[str, ...] | None:
         """Candidate languages for ``p`` on the fast path (``None``: ask every candidate)."""
-        if not p.isascii():  # (ASCII text has no Hangul, kana, Cyrillic or Han to weigh)
+        # Only text with Hangul, kana, Cyrillic or Han (one scan finds out) weighs scripts.
+        if not p.isascii() and _OTHER_SCRIPTS.search(p) is not None:
             c = self._cands
             n_latin = len(_LATIN.findall(p))
             if "ko" in c and len(_HANGUL.findall(p)) > n_latin:
