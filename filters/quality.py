@@ -238,10 +238,16 @@ def _dup_ngram_frac(h: np.ndarray, lens: np.ndarray, n: int, total: int) -> floa
     if len(h) < n or total == 0:
         return 0.0
     g = _gram_ids(h, n)
-    _, inv, counts = np.unique(g, return_inverse=True, return_counts=True)
-    dup = counts[inv] > 1
-    if not dup.any():
+    # An n-gram is duplicated when a neighbour in sorted order equals it.
+    order = np.argsort(g)
+    same = g[order[1:]] == g[order[:-1]]
+    if not same.any():
         return 0.0
+    dup_sorted = np.zeros(len(g), dtype=bool)
+    dup_sorted[1:] = same
+    dup_sorted[:-1] |= same
+    dup = np.empty(len(g), dtype=bool)
+    dup[order] = dup_sorted
     cover = np.zeros(len(h) + 1, dtype=np.int32)
     starts = np.flatnonzero(dup)
     np.add.at(cover, starts, 1)
@@ -388,23 +394,30 @@ class QualityFilter(RecordFilter):
         c = self.config
         if len(words) < 2:
             return None
+        word_counts = Counter(words)
+        if max(word_counts.values()) < 2:
+            return None  # no word repeats, so no n-gram does
+        # _TOP_BOUND's (count x length) of the top word, and which words repeat at all.
+        top_cl = max(map(mul, word_counts.values(), map(len, word_counts)))
+        repeated = bytes(map((1).__lt__, map(word_counts.__getitem__, words)))
         if len(words) < _SMALL:
-            return self._gopher_ngrams_small(words)
+            return self._gopher_ngrams_small(words, top_cl, repeated)
         h = _hashes(words)
         lens = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
         wtotal = int(lens.sum())
-        _, first, counts = np.unique(h, return_index=True, return_counts=True)
-        if wtotal == 0 or counts.max() < 2:
-            return None  # no word repeats, so no n-gram does
-        top_cl = int((lens[first] * counts).max())
+        if wtotal == 0:
+            return None
         for n, limit in zip(_TOP_N, c.top_ngram_max):
             if n * top_cl / wtotal <= limit:
                 continue  # _TOP_BOUND: this n-gram rule cannot fail
             if _top_ngram_frac(h, lens, n, wtotal) > limit:
                 return f"quality_gopher_top_{n}gram"
         # Coverage by duplicated n-grams only shrinks as n grows: when the 5-gram share is under
-        # every threshold, no larger n can fail.
+        # every threshold, no larger n can fail. A repeated n-gram needs n words in a row that
+        # each occur more than once.
         for n, limit in zip(_DUP_N, c.dup_ngram_max):
+            if repeated.find(b"\x01" * n) < 0:
+                break
             frac = _dup_ngram_frac(h, lens, n, wtotal)
             if frac > limit:
                 return f"quality_gopher_dup_{n}gram"
@@ -412,17 +425,13 @@ class QualityFilter(RecordFilter):
                 break
         return None
 
-    def _gopher_ngrams_small(self, words: list[str]) -> str | None:
+    def _gopher_ngrams_small(self, words: list[str], top_cl: int, repeated: bytes) -> str | None:
         """The same n-gram rules with Counters: faster than numpy on short documents."""
         c = self.config
         lens = list(map(len, words))
         total = sum(lens)
         if total == 0:
             return None
-        word_counts = Counter(words)
-        if max(word_counts.values()) < 2:
-            return None  # no word repeats, so no n-gram does
-        top_cl = max(map(mul, word_counts.values(), map(len, word_counts)))
         for n, limit in zip(_TOP_N, c.top_ngram_max):
             if len(words) < n:
                 break
@@ -434,8 +443,6 @@ class QualityFilter(RecordFilter):
                 return None  # no n-gram repeats, so no longer one does either
             if sum(map(len, gram)) * count / total > limit:
                 return f"quality_gopher_top_{n}gram"
-        # A repeated n-gram needs n words in a row that each occur more than once.
-        repeated = bytes(map((1).__lt__, map(word_counts.__getitem__, words)))
         for n, limit in zip(_DUP_N, c.dup_ngram_max):
             if len(words) < n or repeated.find(b"\x01" * n) < 0:
                 break

@@ -126,19 +126,15 @@ def test_c4_rewrite_keeps_only_c4_lines():
     assert v.keep and rec["text"] == GOOD
 
 
-def test_small_and_large_documents_agree_on_ngram_rules():
+def test_small_and_large_documents_agree_on_ngram_rules(monkeypatch):
     from winnow.filters import quality
 
     f = QualityFilter(QualityConfig(**NGRAM_ONLY))
     words = (GOOD.replace("\n", " ") + " " + GOOD.split("\n")[0]).split()
-    assert f._gopher_ngrams_small(words) == "quality_gopher_dup_5gram"
-    big = words * 1  # force the numpy path on the same words
-    old = quality._SMALL
-    quality._SMALL = 2
-    try:
-        assert f._gopher_ngrams(big) == "quality_gopher_dup_5gram"
-    finally:
-        quality._SMALL = old
+    monkeypatch.setattr(quality, "_SMALL", 10**9)  # the Counter path
+    assert f._gopher_ngrams(words) == "quality_gopher_dup_5gram"
+    monkeypatch.setattr(quality, "_SMALL", 2)  # the numpy path on the same words
+    assert f._gopher_ngrams(words) == "quality_gopher_dup_5gram"
 
 
 def _ngram_rules_by_definition(words, cfg):
@@ -190,10 +186,10 @@ def test_ngram_paths_agree_on_ties_and_random_repetition(monkeypatch):
     for top in ((0.20, 0.18, 0.16), (0.35, 0.3, 0.3), (0.08, 0.08, 0.08)):
         cfg = QualityConfig(**NGRAM_ONLY, top_ngram_max=top)
         f = QualityFilter(cfg)
-        small = [f._gopher_ngrams_small(w) for w in docs]
+        monkeypatch.setattr(quality, "_SMALL", 10**9)
+        small = [f._gopher_ngrams(w) for w in docs]
         monkeypatch.setattr(quality, "_SMALL", 0)
         large = [f._gopher_ngrams(w) for w in docs]
-        monkeypatch.setattr(quality, "_SMALL", 400)
         assert small == large
         assert small == [_ngram_rules_by_definition(w, cfg) for w in docs]
         reasons |= set(small)
