@@ -23,6 +23,7 @@ import argparse
 import statistics
 import sys
 import time
+import zlib
 
 TARGET_MB_S_PER_CORE = 3.0
 
@@ -92,7 +93,8 @@ def main() -> int:
     pii = PIIFilter()
     cfg = ModelQualityConfig()
     ref = load_reference(cfg.reference)
-    sample = [r["text"] for r in sorted(recs, key=lambda r: hash(r["id"]) & 0xFFFF)[: cfg.background_sample]]
+    # A fixed background sample (a stable hash of the id), so every run trains the same classifier.
+    sample = [r["text"] for r in sorted(recs, key=lambda r: zlib.crc32(r["id"].encode()))[: cfg.background_sample]]
     (models, c, w) = _timed(lambda: {"classifier": train_classifier(ref, sample, cfg), "lm": BigramLM.train(ref).to_bytes()})
     setup["model_quality training"] = w
     mq = _MQ(ModelQualityScorer(cfg, models), 0.05)
