@@ -100,7 +100,7 @@ def main() -> int:
     mq = _MQ(ModelQualityScorer(cfg, models), 0.05)
     print("setup (wall s): " + ", ".join(f"{k} {v:.2f}" for k, v in setup.items()))
 
-    stages = [("lang", lang, 256), ("quality", quality, 1), ("model_quality", mq, 128), ("toxicity", tox, 64),
+    stages = [("lang", lang, 1024), ("quality", quality, 1), ("model_quality", mq, 128), ("toxicity", tox, 64),
               ("pii", pii, 1)]
     res: dict[str, list[tuple[float, float]]] = {}
     in_stack: dict[str, list[tuple[float, int]]] = {}

@@ -124,6 +124,16 @@ class _RecordStageFn(beam.DoFn):
             yield from self._one(element)
 
 
+def _record_weight(record: Any) -> int:
+    """A record's weight in a batch: 1, plus 1 per 64 KiB of its text, image and audio."""
+    size = 0
+    for key in ("text", "image", "audio"):
+        v = record.get(key) if isinstance(record, dict) else None
+        if v is not None:
+            size += len(v)
+    return 1 + (size >> 16)
+
+
 class RecordStage(beam.PTransform):
     """Map a pure per-record stage over a PCollection.
 
@@ -131,7 +141,9 @@ class RecordStage(beam.PTransform):
         stage: the stage name (metrics namespace and ``reject_stage``).
         factory: builds the pure stage; called in ``DoFn.setup``, once per worker process,
             so models load there and never get pickled.
-        batch_size: >1 hands the stage batches (``process_batch``) for vectorised work.
+        batch_size: >1 hands the stage batches (``process_batch``) for vectorised work: at
+            most this many records, where a record counts once more per 64 KiB of text and
+            media, so a batch of large documents holds about ``batch_size`` x 64 KiB.
     """
 
     def __init__(self, stage: str, factory: Callable[[], RecordFilter], batch_size: int = 1) -> None:
@@ -143,7 +155,8 @@ class RecordStage(beam.PTransform):
     def expand(self, records: beam.PCollection) -> StageOutputs:
         pc = records
         if self._batch_size > 1:
-            pc = pc | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._batch_size)
+            pc = pc | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._batch_size,
+                                                    element_size_fn=_record_weight)
         outs = pc | "Apply" >> beam.ParDo(_RecordStageFn(self._factory, self._stage)).with_outputs(
             REJECTED, DEAD, main="kept"
         )

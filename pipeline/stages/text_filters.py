@@ -109,7 +109,7 @@ def _lang_counts(judged: beam.PCollection) -> list[beam.PCollection]:
 
 def lang_stage(cfg: LangConfig, ctx: dict[str, Any]) -> beam.PTransform:
     return FilterStage(
-        "lang", lambda: LangFilter(cfg), batch_size=256,
+        "lang", lambda: LangFilter(cfg), batch_size=1024,
         hists=(("score_hist", "lang_score", linear_edges(0, 1, 40), None),),
         extra=_lang_counts,
         constants={"thresholds": {"min_score": cfg.min_score}, "keep": list(cfg.keep),

@@ -142,3 +142,12 @@ def test_values_that_do_not_fit_declared_columns_are_dead_lettered(batch_size):
         label="dead",
     )
     p.run().wait_until_finish()
+
+
+def test_batch_weight_counts_large_records_more():
+    from winnow.pipeline.stages.base import _record_weight
+
+    assert _record_weight(make_record(source="t:0", text="short")) == 1
+    assert _record_weight(make_record(source="t:1", text="x" * 200_000)) == 1 + 200_000 // 65536
+    assert _record_weight(make_record(source="t:2", image=b"\0" * 70_000)) == 2
+    assert _record_weight(object()) == 1
