@@ -267,14 +267,15 @@ class LangFilter(RecordFilter):
         return record.get("text") is not None and record.get("modality", "text") in self._modalities
 
     def process_batch(self, records: Sequence[MutableMapping[str, Any]]) -> list[tuple[MutableMapping[str, Any], Verdict]]:
-        todo = [r for r in records if self._applies(r)]
-        found = iter(self.detect([r["text"] for r in todo]))
+        applies = [self._applies(r) for r in records]
+        found = iter(self.detect([r["text"] for r, a in zip(records, applies) if a]))
+        judge_all = bool(self._keep) or self.config.min_score > 0.0
         out = []
-        for r in records:
-            if self._applies(r):
+        for r, a in zip(records, applies):
+            if a:
                 lang, score = next(found)
                 r["lang"], r["lang_score"] = lang, score
-                out.append((r, self._judge(lang, score)))
+                out.append((r, self._judge(lang, score) if judge_all else KEEP))
             else:
                 r["lang"], r["lang_score"] = None, None
                 out.append((r, KEEP))
