@@ -87,7 +87,10 @@ _HANGUL = re.compile("[\uac00-\ud7af\u1100-\u11ff]")
 _KANA = re.compile("[\u3040-\u30ff]")
 _HAN = re.compile("[\u4e00-\u9fff]")
 _CYRILLIC = re.compile("[\u0400-\u04ff]")
-_OTHER_SCRIPTS = re.compile("[\uac00-\ud7af\u1100-\u11ff\u3040-\u30ff\u4e00-\u9fff\u0400-\u04ff]")
+# Letters of a script beyond Latin (up to Latin Extended-B): Greek, Cyrillic, Arabic, Indic,
+# Thai, CJK, Hangul, and Vietnamese's Latin Extended Additional; general punctuation aside.
+_OTHER_SCRIPTS = re.compile("[^\x00-\u024f\u2000-\u206f]")
+_VIETNAMESE = re.compile("[\u1ea0-\u1ef9]")
 _LATIN = re.compile("[A-Za-z\u00c0-\u024f]")
 _MIN_HITS = 2  # stop-word hits of the top language needed for a shortlist
 _SPLIT_MIN_HITS = 3  # ... and this many when the runner-up has over 2/3 of the top's hits
@@ -160,7 +163,7 @@ class LangFilter(RecordFilter):
 
     def _shortlist(self, p: str) -> tuple[str, ...] | None:
         """Candidate languages for ``p`` on the fast path (``None``: ask every candidate)."""
-        # Only text with Hangul, kana, Cyrillic or Han (one scan finds out) weighs scripts.
+        # Only text with letters beyond Latin (one scan finds out) weighs scripts.
         if not p.isascii() and _OTHER_SCRIPTS.search(p) is not None:
             c = self._cands
             n_latin = len(_LATIN.findall(p))
@@ -175,6 +178,13 @@ class LangFilter(RecordFilter):
             if _HAN.search(p) and len(_HAN.findall(p)) * _HAN_WEIGHT > n_latin:
                 langs = tuple(sorted(c & {"zh", "ja"}))
                 return langs or None
+            # Stop words only speak for languages that have a list: Vietnamese, and text mostly
+            # in another script (Greek, Arabic, Hebrew, Indic, Thai ...), go to every candidate,
+            # however many English words they quote.
+            if "vi" in c and _VIETNAMESE.search(p) is not None:
+                return None
+            if n_latin * 2 <= sum(map(str.isalpha, p)):
+                return None
         # Stop-word hits per language, counted in C: each token's languages, chained.
         toks = p.lower().split()
         hits = Counter(chain.from_iterable(map(self._stop_index.get, toks, repeat(()))))

@@ -173,7 +173,8 @@ _STARTS_BULLET = methodcaller("startswith", _BULLETS)
 _ENDS_ELLIPSIS = methodcaller("endswith", _ELLIPSES)
 # A word with a letter of any script: all letters (str.isalpha, most words), or else the
 # pattern finds one; a match starts at the word's first letter and runs to its end, so each
-# such word is counted once.
+# such word is counted once. The pattern's class also holds numbers that are not digits
+# (½, ², Ⅻ); text with one of those is counted word by word instead.
 _LETTER_WORD = re.compile(r"[^\W\d_]\S*")
 
 
@@ -182,7 +183,11 @@ def _alpha_words(words: list[str]) -> int:
     whole = sum(map(str.isalpha, words))
     if whole == len(words):
         return whole
-    return whole + _LETTER_WORD.subn("", " ".join(filterfalse(str.isalpha, words)))[1]
+    rest = list(filterfalse(str.isalpha, words))
+    joined = " ".join(rest)
+    if not joined.isascii() and any(ch.isnumeric() and not ch.isalpha() for ch in set(joined) if not ch.isascii()):
+        return whole + sum(1 for w in rest if any(map(str.isalpha, w)))
+    return whole + _LETTER_WORD.subn("", joined)[1]
 
 
 def _dup_stats(items: Sequence[str]) -> tuple[int, int]:

@@ -108,6 +108,8 @@ class _RecordStageFn(beam.DoFn):
 
     def process(self, element: Any) -> Iterable[Any]:
         if isinstance(element, list):  # a batch from BatchElements
+            if not element:
+                return  # (BatchElements can emit an empty batch when sizes are weighted)
             try:
                 results = list(self._stage.process_batch([dict(r) for r in element]))
             except Exception:  # noqa: BLE001 - isolate the bad record by going one at a time
@@ -125,7 +127,7 @@ class _RecordStageFn(beam.DoFn):
 
 
 def _record_weight(record: Any) -> int:
-    """A record's weight in a batch: 1, plus 1 per 64 KiB of its text, image and audio."""
+    """A record's weight in a batch: 1, plus 1 per 64 Ki characters of text or bytes of image and audio."""
     size = 0
     for key in ("text", "image", "audio"):
         v = record.get(key) if isinstance(record, dict) else None
@@ -142,8 +144,9 @@ class RecordStage(beam.PTransform):
         factory: builds the pure stage; called in ``DoFn.setup``, once per worker process,
             so models load there and never get pickled.
         batch_size: >1 hands the stage batches (``process_batch``) for vectorised work: at
-            most this many records, where a record counts once more per 64 KiB of text and
-            media, so a batch of large documents holds about ``batch_size`` x 64 KiB.
+            most this many records, where a record counts once more per 64 Ki characters of
+            text or bytes of media, so a batch of large documents holds about ``batch_size`` x
+            64 Ki of them (plus one record).
     """
 
     def __init__(self, stage: str, factory: Callable[[], RecordFilter], batch_size: int = 1) -> None:

@@ -23,6 +23,9 @@ FOUND = [
     ("key AKIAIOSFODNN7EXAMPLE here", [("AKIAIOSFODNN7EXAMPLE", "secret")]),
     ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", [("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "secret")]),
     ("Authorization: Bearer abcdefghijklmnopqrstuvwxyz012345", [("abcdefghijklmnopqrstuvwxyz012345", "secret")]),
+    ("token bEaReR abcdefghijklmnopqrstuvwxyz0123", [("abcdefghijklmnopqrstuvwxyz0123", "secret")]),  # any case
+    ("x; AwS_sEcReT_aCcEsS_kEy = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+     [("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "secret")]),
     ("-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n"
      "-----END RSA PRIVATE KEY-----", [("-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n"
                                       "-----END RSA PRIVATE KEY-----", "secret")]),

@@ -112,6 +112,7 @@ def test_annotations_and_non_text_records():
     ("1.2.3 -- 42 ... \u2014 \u00ab\u00bb 3.14% _", 0),
     ("\u10d2\u10d0\u10db\u10d0\u10e0\u10ef\u10dd\u10d1\u10d0 \u0562\u0561\u0580\u0565\u0582", 2),  # Georgian, Armenian
     ("\u1edf \u1ea1 \u0111\u00f3 42", 3),  # Vietnamese one-letter words (Latin Extended Additional)
+    ("\u00bd \u2460 \u00b2 \u216b 10\u00b2 x\u00b2 (a) 1.5", 2),  # numbers that are not digits are no letters
     ("\u6f22\u5b57 \u3072\u3089\u304c\u306a \ud55c\uae00 \u0627\u0644\u0639\u0631\u0628\u064a\u0629 \u0928\u092e\u0938\u094d\u0924\u0947", 5),
 ])
 def test_words_with_a_letter_in_any_script(words, with_letter):
