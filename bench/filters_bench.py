@@ -116,19 +116,19 @@ def main() -> int:
 
         def stack(cur):
             # Records flow from stage to stage as in a run: each annotates them in place.
-            inputs = []
+            steps = []
             for name, f, batch in stages:
-                inputs.append(cur)
                 c0 = time.process_time()
-                cur = [r for r, v in _run_filter(f, cur, batch, copy=False) if v.keep]
-                in_stack.setdefault(name, []).append((time.process_time() - c0, 0))
-            return cur, inputs
+                out = [r for r, v in _run_filter(f, cur, batch, copy=False) if v.keep]
+                steps.append((name, time.process_time() - c0, cur))
+                cur = out
+            return cur, steps
 
         fresh = [dict(r) for r in recs]  # (copied before the clock starts)
-        (kept, inputs), c, w = _timed(lambda: stack(fresh))
+        (kept, steps), c, w = _timed(lambda: stack(fresh))
         res.setdefault("whole text filter stack", []).append((c, w))
-        for (name, _, _), cur in zip(stages, inputs):
-            in_stack[name][-1] = (in_stack[name][-1][0], sum(nbytes_of[r["id"]] for r in cur))
+        for name, secs, inputs in steps:  # (bytes in, counted after the clock stops)
+            in_stack.setdefault(name, []).append((secs, sum(nbytes_of[r["id"]] for r in inputs)))
 
     peer_cpu = statistics.median(c for c, _ in res["peer: whitespace split"])
     print(f"\n{'stage':<26} {'records/s':>10} {'MB/s/core':>10} {'MB/s wall':>10} {'x peer':>8}")

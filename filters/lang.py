@@ -279,13 +279,12 @@ class LangFilter(RecordFilter):
     def process_batch(self, records: Sequence[MutableMapping[str, Any]]) -> list[tuple[MutableMapping[str, Any], Verdict]]:
         applies = [self._applies(r) for r in records]
         found = iter(self.detect([r["text"] for r, a in zip(records, applies) if a]))
-        judge_all = bool(self._keep) or self.config.min_score > 0.0
         out = []
         for r, a in zip(records, applies):
             if a:
                 lang, score = next(found)
                 r["lang"], r["lang_score"] = lang, score
-                out.append((r, self._judge(lang, score) if judge_all else KEEP))
+                out.append((r, self._judge(lang, score)))
             else:
                 r["lang"], r["lang_score"] = None, None
                 out.append((r, KEEP))

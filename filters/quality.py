@@ -153,20 +153,7 @@ _TERMINAL = (".", "!", "?", '"', "\u201d", "'", "\u3002", "\uff01", "\uff1f")
 _FW_PUNCT = (".", "!", "?", '"', "'", ")", "\u201d", "\u2019", ":", ";", "\u3002", "\uff01", "\uff1f", "\u2026")
 _SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f]+[\"'\u201d\u2019)\]]*(?=\s|$)")
 _POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
-
-
-def _has_policy(lw: str) -> bool:
-    if "cookie" not in lw and " of use" not in lw and "privacy" not in lw:
-        return False  # (one scan each for what every phrase below contains)
-    for p in _POLICY:
-        if p in lw:
-            return True
-    return False
-
-
 _CITATION = re.compile(r"\[\d+\]|\[edit\]|\[citation needed\]")
-
-
 _PARAS = re.compile(r"\n\s*\n")
 _ENDS_FW_PUNCT = methodcaller("endswith", _FW_PUNCT)
 _STARTS_BULLET = methodcaller("startswith", _BULLETS)
@@ -176,6 +163,13 @@ _ENDS_ELLIPSIS = methodcaller("endswith", _ELLIPSES)
 # such word is counted once. The pattern's class also holds numbers that are not digits
 # (½, ², Ⅻ); text with one of those is counted word by word instead.
 _LETTER_WORD = re.compile(r"[^\W\d_]\S*")
+
+
+def _has_policy(lw: str) -> bool:
+    """Whether the lower-cased line ``lw`` holds one of C4's policy phrases."""
+    if "cookie" not in lw and " of use" not in lw and "privacy" not in lw:
+        return False  # (one scan each for what every phrase contains)
+    return any(p in lw for p in _POLICY)
 
 
 def _alpha_words(words: list[str]) -> int:

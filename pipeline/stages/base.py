@@ -108,8 +108,6 @@ class _RecordStageFn(beam.DoFn):
 
     def process(self, element: Any) -> Iterable[Any]:
         if isinstance(element, list):  # a batch from BatchElements
-            if not element:
-                return  # (BatchElements can emit an empty batch when sizes are weighted)
             try:
                 results = list(self._stage.process_batch([dict(r) for r in element]))
             except Exception:  # noqa: BLE001 - isolate the bad record by going one at a time
@@ -136,6 +134,23 @@ def _record_weight(record: Any) -> int:
     return 1 + (size >> 16)
 
 
+class BatchRecords(beam.PTransform):
+    """Records in lists for vectorised work: at most ``max_records`` of them, where a record
+    weighs 1 plus 1 per 64 Ki characters of text or bytes of media, so a batch of large
+    documents holds about ``max_records`` x 64 Ki of them (plus one record). Never empty."""
+
+    def __init__(self, max_records: int) -> None:
+        super().__init__()
+        self._max = max_records
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        return (records
+                | "Weighted" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._max,
+                                                   element_size_fn=_record_weight)
+                # (BatchElements emits an empty list when a bundle opens with a heavy record)
+                | "NotEmpty" >> beam.Filter(bool))
+
+
 class RecordStage(beam.PTransform):
     """Map a pure per-record stage over a PCollection.
 
@@ -143,10 +158,8 @@ class RecordStage(beam.PTransform):
         stage: the stage name (metrics namespace and ``reject_stage``).
         factory: builds the pure stage; called in ``DoFn.setup``, once per worker process,
             so models load there and never get pickled.
-        batch_size: >1 hands the stage batches (``process_batch``) for vectorised work: at
-            most this many records, where a record counts once more per 64 Ki characters of
-            text or bytes of media, so a batch of large documents holds about ``batch_size`` x
-            64 Ki of them (plus one record).
+        batch_size: >1 hands the stage batches (``process_batch``) for vectorised work, of at
+            most this many records (see :class:`BatchRecords`).
     """
 
     def __init__(self, stage: str, factory: Callable[[], RecordFilter], batch_size: int = 1) -> None:
@@ -158,8 +171,7 @@ class RecordStage(beam.PTransform):
     def expand(self, records: beam.PCollection) -> StageOutputs:
         pc = records
         if self._batch_size > 1:
-            pc = pc | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._batch_size,
-                                                    element_size_fn=_record_weight)
+            pc = pc | "Batch" >> BatchRecords(self._batch_size)
         outs = pc | "Apply" >> beam.ParDo(_RecordStageFn(self._factory, self._stage)).with_outputs(
             REJECTED, DEAD, main="kept"
         )

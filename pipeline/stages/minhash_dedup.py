@@ -17,7 +17,7 @@ import pyarrow as pa
 from winnow.filters.dedup.cluster import node_key
 from winnow.filters.dedup.config import MinHashDedupConfig
 from winnow.pipeline.records import make_dead_letter
-from winnow.pipeline.stages.base import DEAD, StageCounters, StageOutputs, error_text
+from winnow.pipeline.stages.base import DEAD, BatchRecords, StageCounters, StageOutputs, error_text
 from winnow.pipeline.stages.dedup_graph import ClusterAndPick, VerifyEdges
 
 __all__ = ["MinHashDedup", "FIELDS", "REASON", "NAME"]
@@ -127,7 +127,7 @@ class MinHashDedup(beam.PTransform):
     def expand(self, records: beam.PCollection) -> StageOutputs:
         cfg = self._cfg
         bands, rows = cfg.banding()
-        signed = (records | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=cfg.batch_size)
+        signed = (records | "Batch" >> BatchRecords(cfg.batch_size)
                   | "Sign" >> beam.ParDo(_SignFn(cfg, bands, rows)).with_outputs(_BANDS, _PASS, DEAD, main="keyed"))
         verify = None
         if cfg.verify == "exact":

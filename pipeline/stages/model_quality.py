@@ -33,7 +33,7 @@ from winnow.filters.model_quality import (
     train_classifier,
 )
 from winnow.pipeline.records import make_dead_letter
-from winnow.pipeline.stages.base import DEAD, REJECTED, StageCounters, StageOutputs, error_text
+from winnow.pipeline.stages.base import DEAD, REJECTED, BatchRecords, StageCounters, StageOutputs, error_text
 from winnow.pipeline.stages.stats import HistogramFn, linear_edges
 
 __all__ = ["ModelQuality", "FIELDS"]
@@ -145,7 +145,7 @@ class ModelQuality(beam.PTransform):
                   | "Sample" >> beam.combiners.Top.Of(cfg.background_sample, key=lambda e: e[0]))
         models = sample | "Train" >> beam.ParDo(_TrainFn(cfg))
         scored = (records
-                  | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=128)
+                  | "Batch" >> BatchRecords(128)
                   | "Score" >> beam.ParDo(_ScoreFn(cfg), models=beam.pvalue.AsSingleton(models))
                   .with_outputs(DEAD, main="scored"))
         good = scored.scored
