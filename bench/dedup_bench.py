@@ -69,7 +69,7 @@ def run_stage(inp: str, out: str, stages: str) -> dict:
     """One pipeline run in a subprocess: wall seconds and its peak RSS."""
     code = (
         "import json, resource, sys, time\n"
-        "from winnow.pipeline.config import load_config\nfrom winnow.pipeline.runner import run\n"
+        "from winnow.pipeline.configure import load_config\nfrom winnow.pipeline.runner import run\n"
         f"cfg = load_config(input=[{inp!r}], output={out!r}, stages={stages.split(',')!r}, overrides=['sink.overwrite=true'])\n"
         "t = time.perf_counter(); r = run(cfg); el = time.perf_counter() - t\n"
         "st = r.stats; mh = st['stage_stats'].get('minhash_dedup', {})\n"

@@ -65,7 +65,7 @@ def stage_times(recs: list[dict]) -> dict[str, float]:
 def end_to_end(files_glob: str, out: str, workers: int) -> dict:
     code = (
         "import json, resource, sys, time\n"
-        "from winnow.pipeline.config import load_config\n"
+        "from winnow.pipeline.configure import load_config\n"
         "from winnow.pipeline.runner import run\n"
         f"cfg = load_config(input=[{files_glob!r}], output={out!r})\n"
         "t = time.perf_counter()\n"

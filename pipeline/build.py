@@ -11,7 +11,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 import time
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Callable, Iterable
 
 import apache_beam as beam
 import pyarrow as pa
@@ -21,8 +22,8 @@ from winnow.format import output_schema, reject_schema
 from winnow.pipeline.config import RunConfig
 from winnow.pipeline.finalize import Finalize
 from winnow.pipeline.sink import WriteShards
-from winnow.pipeline.stages import registry
 from winnow.pipeline.stages.base import StageOutputs
+from winnow.pipeline.stages.spec import BuildContext
 
 __all__ = ["build_pipeline", "run_schema", "RunOutputs"]
 
@@ -31,13 +32,13 @@ def run_schema(cfg: RunConfig) -> pa.Schema:
     """The output schema: core columns, then each configured stage's columns in order."""
     fields: list[pa.Field] = []
     for name in cfg.stages:
-        spec = registry.STAGES[name]
-        fields.extend(spec.fields(cfg.options(name)))
+        fields.extend(cfg.registry[name].fields(cfg.options(name)))
     return output_schema(fields)
 
 
 class RunOutputs:
-    """Handles on the main PCollections, for tests and callers that extend the graph."""
+    """Handles on the main PCollections (batches of records), for tests and callers that extend
+    the graph."""
 
     def __init__(self, kept: beam.PCollection, rejected: beam.PCollection, dead: beam.PCollection) -> None:
         self.kept = kept
@@ -76,6 +77,38 @@ def _example(r: dict, chars: int) -> tuple[int, str, str, dict]:
     return rank, r["id"], r["source"], ex
 
 
+def _counted(batch: Any, key: Callable[[dict], Any]) -> list[tuple[Any, int]]:
+    """``(key, count)`` pairs of one batch (summed per key downstream)."""
+    counts: dict[Any, int] = {}
+    for r in batch.rows:
+        k = key(r)
+        counts[k] = counts.get(k, 0) + 1
+    return list(counts.items())
+
+
+class _SumTuples(beam.CombineFn):
+    """Element-wise sums of equal-length number tuples (a stage's CPU seconds, records, bytes)."""
+
+    def create_accumulator(self) -> list:
+        return []
+
+    def add_input(self, acc: list, t: tuple) -> list:
+        if not acc:
+            return list(t)
+        for i, v in enumerate(t):
+            acc[i] += v
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[list]) -> list:
+        out: list = []
+        for a in accs:
+            out = self.add_input(out, a) if a else out
+        return out
+
+    def extract_output(self, acc: list) -> tuple:
+        return tuple(acc)
+
+
 def _example_json(ex: dict) -> dict:
     """The example as JSON-able data (image bytes as base64) for the Finalize side input."""
     out = {k: v for k, v in ex.items() if k != "image"}
@@ -103,15 +136,17 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
     dead: list[beam.PCollection] = [read.dead]
     stage_stats: list[beam.PCollection] = []
     artifacts: list[beam.PCollection] = []
-    # ctx is shared by every stage's build: a stage may leave PCollections there for later
-    # stages (e.g. the trained tokenizer for the encoder) under keys it documents.
-    ctx: dict[str, Any] = {"config": cfg, "schema": schema, "pipeline": p}
+    timing: list[beam.PCollection] = []
+    published: dict[str, beam.PCollection] = {}
     for name in cfg.stages:
-        spec = registry.STAGES[name]
-        out: StageOutputs = records | f"Stage[{name}]" >> spec.build(cfg.options(name), ctx)
+        decl = cfg.registry[name]
+        ctx = BuildContext(config=cfg, schema=schema, published=MappingProxyType(dict(published)))
+        out: StageOutputs = records | f"Stage[{name}]" >> decl.build(cfg.options(name), ctx)
         records = out.kept
         rejected.append(out.rejected)
         dead.append(out.dead)
+        timing.extend(out.timing)
+        published.update(out.published)
         if out.stats is not None:
             stage_stats.append(out.stats | f"StatsKey[{name}]" >> beam.Map(lambda d, n=name: (n, d)))
         if out.artifacts is not None:
@@ -127,26 +162,33 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
     dead_info = all_dead | "DeadLetters" >> WriteShards(out_dir, "dead_letter", rschema, reject_sink)
 
     read_count = (
-        (read.records, read.dead) | "FlattenRead" >> beam.Flatten() | "CountRead" >> beam.combiners.Count.Globally()
+        (read.records, read.dead) | "FlattenRead" >> beam.Flatten()
+        | "ReadSizes" >> beam.Map(len) | "CountRead" >> beam.CombineGlobally(sum)
     )
     reject_counts = (
         all_rejected
-        | "RejectKey" >> beam.Map(lambda r: (r["reject_stage"], r["reject_reason"]))
-        | "CountRejects" >> beam.combiners.Count.PerElement()
+        | "RejectKey" >> beam.FlatMap(_counted, lambda r: (r["reject_stage"], r["reject_reason"]))
+        | "CountRejects" >> beam.CombinePerKey(sum)
     )
     dead_counts = (
-        all_dead | "DeadKey" >> beam.Map(lambda r: r["reject_stage"]) | "CountDead" >> beam.combiners.Count.PerElement()
+        all_dead | "DeadKey" >> beam.FlatMap(_counted, lambda r: r["reject_stage"])
+        | "CountDead" >> beam.CombinePerKey(sum)
     )
     kept_kinds = (
         records
-        | "KeptKey" >> beam.Map(lambda r: (r.get("modality", "text"), r.get("aug_from") is not None))
-        | "CountKept" >> beam.combiners.Count.PerElement()
+        | "KeptKey" >> beam.FlatMap(_counted, lambda r: (r.get("modality", "text"), r.get("aug_from") is not None))
+        | "CountKept" >> beam.CombinePerKey(sum)
+    )
+    stage_timing = (
+        (timing | "FlattenTiming" >> beam.Flatten() if timing else p | "NoTiming" >> beam.Create([]))
+        | "SumTiming" >> beam.CombinePerKey(_SumTuples())
     )
     n_examples = cfg.report.examples_per_reason
     chars = cfg.report.example_chars
     examples = (
         (all_rejected, all_dead)
         | "FlattenExamples" >> beam.Flatten()
+        | "ExampleRows" >> beam.FlatMap(lambda b: b.rows)
         | "ExampleKey" >> beam.Map(lambda r: ((r["reject_stage"], r["reject_reason"]), _example(r, chars)))
         | "TopExamples" >> beam.combiners.Top.PerKey(max(n_examples, 1), key=lambda e: e[:3], reverse=True)
         | "ExampleValues" >> beam.FlatMap(lambda kv: [_example_json(e[3]) for e in kv[1][:n_examples]])
@@ -162,7 +204,8 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
         p
         | "FinalizeSeed" >> beam.Create([None])
         | "Finalize" >> beam.ParDo(
-            Finalize(cfg, schema, started=started if started is not None else time.time()),
+            Finalize(cfg, schema, started=started if started is not None else time.time(),
+                     sections=cfg.registry.report_sections()),
             kept_info=side.AsList(kept_info),
             rejects_info=side.AsList(rejects_info),
             dead_info=side.AsList(dead_info),
@@ -173,6 +216,7 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
             examples=side.AsList(examples),
             stage_stats=side.AsList(all_stats),
             artifacts=side.AsList(all_artifacts),
+            timing=side.AsList(stage_timing),
         )
     )
     return RunOutputs(records, all_rejected, all_dead)

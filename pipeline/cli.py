@@ -80,7 +80,7 @@ def _print_summary(out: str, stats: dict | None) -> None:
 
 
 def _cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from winnow.pipeline.config import load_config
+    from winnow.pipeline.configure import load_config
     from winnow.pipeline.runner import run
 
     stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages is not None else None
@@ -98,7 +98,7 @@ _DEMO_STAGE_OVERRIDES = ("model_quality.keep_fraction=0.9",)
 
 
 def _cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from winnow.pipeline.config import load_config
+    from winnow.pipeline.configure import load_config
     from winnow.pipeline.demo import build_demo_corpus
     from winnow.pipeline.demo_domain import demo_domain_overrides, demo_stages
     from winnow.pipeline.runner import run

@@ -141,7 +141,10 @@ class RunConfig:
         sink: how shards are written.
         report: what the report shows.
         stage_options: per-stage config objects, keyed by stage name (built from the YAML
-            section of the same name; stages not configured use their defaults).
+            section of the same name; every stage in ``stages`` has one, its defaults when not
+            configured).
+        registry: the stage declarations this config was checked against
+            (:class:`~winnow.pipeline.stages.spec.Registry`); the pipeline builds from them.
     """
 
     input: tuple[str, ...] = ()
@@ -151,30 +154,36 @@ class RunConfig:
     sink: SinkConfig = field(default_factory=SinkConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     stage_options: Mapping[str, Any] = field(default_factory=dict)
+    registry: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        from winnow.pipeline.stages import registry
-
         seen: set[str] = set()
         for name in self.stages:
-            if name not in registry.STAGES:
+            if self.registry is not None and name not in self.registry:
                 raise ConfigError(
-                    "stages", name, f"one of {', '.join(sorted(registry.STAGES))}",
+                    "stages", name, f"one of {', '.join(sorted(self.registry))}",
                     "list stages in the order they should run",
                 )
             if name in seen:
                 raise ConfigError("stages", name, "each stage at most once")
             seen.add(name)
-        for name in self.stage_options:
-            if name not in registry.STAGES:
-                raise ConfigError(name, self.stage_options[name], "a known stage section")
+        if self.registry is not None:
+            for name in self.stage_options:
+                if name not in self.registry:
+                    raise ConfigError(name, self.stage_options[name], "a known stage section")
 
     def options(self, stage: str) -> Any:
-        """The config object for ``stage`` (its defaults when not configured)."""
-        from winnow.pipeline.stages import registry
+        """The config object for ``stage`` (its defaults when not configured).
 
+        Raises:
+            ConfigError: the stage is unknown to this config's registry.
+        """
         opt = self.stage_options.get(stage)
-        return opt if opt is not None else registry.STAGES[stage].config_cls()
+        if opt is not None:
+            return opt
+        if self.registry is None or stage not in self.registry:
+            raise ConfigError("stages", stage, "a stage of this run's registry")
+        return self.registry[stage].config_cls()
 
     def require_io(self) -> None:
         """Raise unless input and output are set (a run needs both; a dry config may not)."""
@@ -276,9 +285,7 @@ def build_dataclass(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any
 _TOP_LEVEL = ("input", "output", "stages", "reader", "sink", "report")
 
 
-def _from_dict(data: Mapping[str, Any]) -> RunConfig:
-    from winnow.pipeline.stages import registry
-
+def _from_dict(data: Mapping[str, Any], registry: Mapping[str, Any]) -> RunConfig:
     kwargs: dict[str, Any] = {}
     stage_options: dict[str, Any] = {}
     hints = typing.get_type_hints(RunConfig)
@@ -288,12 +295,12 @@ def _from_dict(data: Mapping[str, Any]) -> RunConfig:
             if k == "input" and isinstance(v, str):
                 v = [v]
             kwargs[k] = _coerce(v, hints[k], k, fields[k])
-        elif k in registry.STAGES:
-            stage_options[k] = _coerce(v, registry.STAGES[k].config_cls, k, None)
+        elif k in registry:
+            stage_options[k] = _coerce(v, registry[k].config_cls, k, None)
         else:
-            allowed = list(_TOP_LEVEL) + sorted(registry.STAGES)
+            allowed = list(_TOP_LEVEL) + sorted(registry)
             raise ConfigError(k, v, f"one of the sections {', '.join(allowed)}", "check the spelling")
-    return RunConfig(**kwargs, stage_options=stage_options)
+    return RunConfig(**kwargs, stage_options=stage_options, registry=registry)
 
 
 def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
@@ -368,12 +375,18 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
 def load_config(
     path: str | None = None,
     *,
+    registry: Mapping[str, Any],
     overrides: Sequence[str] = (),
     input: Sequence[str] | None = None,
     output: str | None = None,
     stages: Sequence[str] | None = None,
 ) -> RunConfig:
     """Load a YAML file (optional), then overrides, then explicit CLI values.
+
+    Args:
+        registry: the stages that may be named (``winnow.pipeline.stages.registry.STAGES``,
+            or a registry with a user's own stages); ``winnow.pipeline.configure.load_config``
+            passes the built-in one.
 
     Raises:
         ConfigError: the file is unreadable or not a mapping, or a key or value is wrong.
@@ -399,4 +412,4 @@ def load_config(
         data["output"] = output
     if stages is not None:
         data["stages"] = list(stages)
-    return _from_dict(data)
+    return _from_dict(data, registry)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
@@ -20,7 +20,29 @@ from winnow.format import Manifest, ShardInfo
 from winnow.pipeline.config import RunConfig, config_hash, config_to_dict
 from winnow.pipeline.records import READ_STAGE
 
-__all__ = ["Finalize", "compute_stats"]
+__all__ = ["Finalize", "compute_stats", "add_timing"]
+
+
+def add_timing(stats: dict[str, Any], timing: Iterable[tuple[str, Sequence[float]]]) -> None:
+    """Per-stage time into the funnel entries and ``stats["timing"]``: CPU seconds of the
+    stage's steps, records and MB in and out, and records/s and MB/s per CPU second.
+
+    ``timing`` holds ``(stage, (cpu_s, records_in, bytes_in, records_out, bytes_out))``
+    summed over the run (from :class:`~winnow.pipeline.stages.base.StageFn`).
+    """
+    by_stage = {}
+    for stage, (cpu, n_in, b_in, n_out, b_out) in timing:
+        rate = (lambda x: round(x / cpu, 3)) if cpu > 0 else (lambda x: None)
+        by_stage[stage] = {
+            "cpu_s": round(cpu, 3), "records_in": int(n_in), "records_out": int(n_out),
+            "mb_in": round(b_in / 1e6, 3), "mb_out": round(b_out / 1e6, 3),
+            "records_per_s": rate(n_in), "mb_per_s_in": rate(b_in / 1e6), "mb_per_s_out": rate(b_out / 1e6),
+        }
+    stats["timing"] = dict(sorted(by_stage.items()))
+    for entry in stats.get("stages", ()):
+        t = by_stage.get(entry["name"])
+        if t is not None:
+            entry["time"] = t
 
 
 def compute_stats(
@@ -73,10 +95,11 @@ def compute_stats(
 class Finalize(beam.DoFn):
     """Write stats.json, report.html and config.yaml, then index.json last."""
 
-    def __init__(self, cfg: RunConfig, schema: pa.Schema, started: float) -> None:
+    def __init__(self, cfg: RunConfig, schema: pa.Schema, started: float, sections: Mapping[str, Any] | None = None) -> None:
         self._cfg = cfg
         self._schema = schema
         self._started = started
+        self._sections = dict(sections or {})
 
     def process(
         self,
@@ -91,11 +114,11 @@ class Finalize(beam.DoFn):
         examples: list[dict],
         stage_stats: list = (),
         artifacts: list = (),
+        timing: list = (),
     ) -> Iterable[dict]:
-        from winnow.pipeline.sink import atomic_write, join_uri
         from winnow.pipeline.report import make_thumbnail, render_report
-        from winnow.pipeline.stages import registry  # noqa: F401 - registers the stages' report sections
         from winnow.pipeline.stages.stats import merge_stat_dicts
+        from winnow.shardio import atomic_write, join_uri
 
         cfg = self._cfg
         out = cfg.output
@@ -107,6 +130,7 @@ class Finalize(beam.DoFn):
         stats["rejects_files"] = len(rejects)
         stats["dead_letter_files"] = len(dead)
         stats["elapsed_s"] = round(time.time() - self._started, 3)
+        add_timing(stats, timing)
         by_stage: dict[str, list[dict]] = {}
         for stage, d in stage_stats:
             by_stage.setdefault(stage, []).append(d)
@@ -130,7 +154,7 @@ class Finalize(beam.DoFn):
 
         atomic_write(join_uri(out, "config.yaml"), yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True).encode("utf-8"))
         atomic_write(join_uri(out, "stats.json"), (json.dumps(stats, indent=2) + "\n").encode("utf-8"))
-        atomic_write(join_uri(out, "report.html"), render_report(stats, examples, resolved).encode("utf-8"))
+        atomic_write(join_uri(out, "report.html"), render_report(stats, examples, resolved, stage_sections=self._sections).encode("utf-8"))
         counts = {
             "read": stats["read"],
             "kept": stats["kept"],

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import traceback
 from typing import Any, Mapping
 
 from winnow.format import MODALITIES, content_id
@@ -24,6 +26,7 @@ __all__ = [
     "DEAD_LETTER_REASON",
     "clean_str",
     "meta_json",
+    "error_text",
 ]
 
 #: reject_stage of records that failed before any stage ran (parse errors).
@@ -196,3 +199,17 @@ def record_bytes(record: Mapping[str, Any]) -> int:
         if v is not None:
             n += len(v)
     return n
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def error_text(exc: BaseException) -> str:
+    """``Type: message`` plus the innermost frame, short enough for a report.
+
+    Memory addresses (``<object at 0x7f...>``) are removed, so the same failure gives the
+    same text in every process and run (dead-letter shards stay byte-identical).
+    """
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
+    return _ADDRESS.sub("", f"{type(exc).__name__}: {exc}{where}")[:2000]

@@ -294,11 +294,11 @@ def _plain(obj: Any) -> Any:
 
 
 def _run_sections(stats: Mapping[str, Any], examples: Sequence[Mapping[str, Any]],
-                  config: Mapping[str, Any]) -> list[ReportSection]:
+                  config: Mapping[str, Any], stage_sections: Mapping[str, SectionFn]) -> list[ReportSection]:
     out = []
     # A section named like a stage shows where that stage ran; the others after them.
     order = {str(st): i for i, st in enumerate(config.get("stages") or ())}
-    items = sorted(_SECTIONS.items(), key=lambda kv: order.get(kv[0], len(order)))
+    items = sorted({**stage_sections, **_SECTIONS}.items(), key=lambda kv: order.get(kv[0], len(order)))
     for name, fn in items:
         try:
             sec = fn(stats, examples, config)
@@ -313,7 +313,8 @@ def _run_sections(stats: Mapping[str, Any], examples: Sequence[Mapping[str, Any]
 
 
 def render_report(stats: Mapping[str, Any], examples: Sequence[Mapping[str, Any]], config: Mapping[str, Any],
-                  *, sections: Sequence[ReportSection] = ()) -> str:
+                  *, sections: Sequence[ReportSection] = (),
+                  stage_sections: Mapping[str, SectionFn] | None = None) -> str:
     """The whole report.html page.
 
     Args:
@@ -324,6 +325,8 @@ def render_report(stats: Mapping[str, Any], examples: Sequence[Mapping[str, Any]
         config: the resolved config (``config_to_dict``); its ``report`` section limits how
             many examples and characters are shown.
         sections: extra sections, shown after the registered ones.
+        stage_sections: the stages' declared report sections, by stage name (each shown
+            where its stage ran; :meth:`Registry.report_sections`).
     """
     config = _plain(config) if config else {}
     stages = _stages(stats)
@@ -334,7 +337,7 @@ def render_report(stats: Mapping[str, Any], examples: Sequence[Mapping[str, Any]
     if modalities:
         blocks.append(ReportSection("Kept records by modality", svg_bars(
             {str(k): to_int(v) for k, v in modalities.items()}), "modalities"))
-    blocks += _run_sections(stats, examples, config)
+    blocks += _run_sections(stats, examples, config, stage_sections or {})
     blocks += [s if s.anchor else dataclasses.replace(s, anchor=f"sec-{slug(s.title)}") for s in sections]
     blocks.append(ReportSection("Examples of each drop reason", _examples(stages, examples, colors, config), "examples"))
     try:

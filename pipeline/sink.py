@@ -2,99 +2,59 @@
 
 Shard assignment is a hash of (id, source) modulo a shard count derived from the total
 bytes (a Beam combiner, passed as a side input), so the same input and config give the same
-shards whatever the runner, worker count or bundle boundaries. Within a shard, records are
-sorted by (id, source) and cut into record batches by bytes.
+shards whatever the runner, worker count or bundle boundaries. Each incoming batch is split
+by shard and travels to its shard's writer as one Arrow-encoded batch (never a record at a
+time); the writer conforms the batches to the schema, sorts the rows by (id, source) with
+Arrow and cuts them into record batches by bytes (:mod:`winnow.shardio`).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import posixpath
-import uuid
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import apache_beam as beam
-import fsspec
 import pyarrow as pa
-import xxhash
 
-from winnow.format import ShardInfo, shard_name, xxh3_128_hex
+from winnow.format import ShardInfo, shard_name
+from winnow.pipeline.batch import Records
 from winnow.pipeline.config import SinkConfig
 from winnow.pipeline.records import record_bytes
+from winnow.shardio import (
+    atomic_write,
+    conform,
+    join_uri,
+    rows_table,
+    shard_count,
+    shard_of,
+    sort_rows,
+    table_to_batches,
+    write_arrow_file,
+)
 
-__all__ = ["WriteShards", "shard_of", "write_arrow_file", "rows_to_batches", "join_uri", "atomic_write"]
+__all__ = ["WriteShards", "shard_of", "write_arrow_file", "join_uri", "atomic_write", "records_table"]
 
 _log = logging.getLogger("winnow")
 
 
-def join_uri(base: str, *parts: str) -> str:
-    """Join URI path parts with ``/`` (works for local paths and fsspec URLs alike)."""
-    return posixpath.join(base, *parts)
+def records_table(batch: Records, schema: pa.Schema) -> pa.Table:
+    """A batch as a table of ``schema`` (Arrow-encoded batches are cast without a Python detour)."""
+    arrow = batch.arrow()
+    if arrow is not None:
+        try:
+            return conform(arrow, schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            pass  # the row path below gives the same values or the precise error
+    return rows_table(batch.rows, schema)
 
 
-def atomic_write(uri: str, data: bytes | memoryview) -> None:
-    """Write ``data`` to a temporary name beside ``uri``, then rename it into place."""
-    fs, path = fsspec.core.url_to_fs(uri)
-    parent = posixpath.dirname(path)
-    fs.makedirs(parent, exist_ok=True)
-    tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}")
-    with fs.open(tmp, "wb") as fh:
-        fh.write(data)
-    fs.mv(tmp, path)
-
-
-def shard_of(record: dict, n: int) -> int:
-    """The shard a record goes to: stable across runs, runners and worker counts."""
-    h = xxhash.xxh3_64_intdigest(f"{record['id']}\x00{record['source']}".encode("utf-8", "surrogatepass"))
-    return h % n
-
-
-def _sanitize(record: dict) -> dict:
-    # Strings with lone surrogates cannot go into Arrow; replace them visibly.
-    return {
-        k: v.encode("utf-8", "replace").decode("utf-8") if isinstance(v, str) else v for k, v in record.items()
-    }
-
-
-def _to_batch(chunk: list[dict], schema: pa.Schema) -> pa.RecordBatch:
-    try:
-        return pa.RecordBatch.from_pylist(chunk, schema=schema)
-    except UnicodeEncodeError:  # rare: try first, sanitise only on a miss
-        return pa.RecordBatch.from_pylist([_sanitize(r) for r in chunk], schema=schema)
-
-
-def rows_to_batches(rows: Sequence[dict], schema: pa.Schema, batch_bytes: int) -> Iterable[pa.RecordBatch]:
-    """Cut already-sorted rows into record batches of about ``batch_bytes`` each."""
-    chunk: list[dict] = []
-    size = 0
-    for r in rows:
-        chunk.append(r)
-        size += record_bytes(r)
-        if size >= batch_bytes:
-            yield _to_batch(chunk, schema)
-            chunk, size = [], 0
-    if chunk:
-        yield _to_batch(chunk, schema)
-
-
-def write_arrow_file(
-    uri: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch], compression: str = "none"
-) -> tuple[int, str]:
-    """Write an Arrow IPC file to a temporary name, then rename it to ``uri``.
-
-    Returns:
-        (bytes, xxh3-128 hex) of the file as written.
-    """
-    options = pa.ipc.IpcWriteOptions(compression=None if compression == "none" else compression)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, schema, options=options) as writer:
-        for b in batches:
-            writer.write_batch(b)
-    buf = sink.getvalue()
-    digest = xxh3_128_hex(memoryview(buf))
-    atomic_write(uri, memoryview(buf))
-    return buf.size, digest
+def _split(batch: Records, n: int) -> Iterable[tuple[int, Records]]:
+    parts: dict[int, list[dict]] = {}
+    for r in batch.rows:
+        parts.setdefault(shard_of(r, n), []).append(r)
+    for k in sorted(parts):
+        yield k, Records(parts[k])
 
 
 class _WriteShardFn(beam.DoFn):
@@ -105,23 +65,22 @@ class _WriteShardFn(beam.DoFn):
         self._cfg = cfg
         self._prefix = prefix
 
-    def process(self, element: tuple[int, dict[str, Iterable[Any]]], n: int) -> Iterable[dict]:
-        idx, groups = element
-        rows = sorted(groups["rows"], key=lambda r: (r["id"], r["source"]))
+    def process(self, element: tuple[int, Iterable[Any]], n: int) -> Iterable[dict]:
+        idx, parts = element
+        tables = [records_table(b, self._schema) for b in parts if b is not None]
+        table = pa.concat_tables(tables) if tables else self._schema.empty_table()
+        del tables
+        table = sort_rows(table)
         name = shard_name(idx, n, self._prefix)
         rel = posixpath.join(self._subdir, name)
-        nbytes, digest = write_arrow_file(
-            join_uri(self._out_dir, rel),
-            self._schema,
-            rows_to_batches(rows, self._schema, self._cfg.batch_bytes),
-            self._cfg.compression,
-        )
-        _log.info("winnow: wrote %s (%d rows, %d bytes)", rel, len(rows), nbytes)
-        yield ShardInfo(rel, len(rows), nbytes, digest).to_json()
+        nbytes, digest = write_arrow_file(join_uri(self._out_dir, rel), self._schema,
+                                          table_to_batches(table, self._cfg.batch_bytes), self._cfg.compression)
+        _log.info("winnow: wrote %s (%d rows, %d bytes)", rel, table.num_rows, nbytes)
+        yield ShardInfo(rel, table.num_rows, nbytes, digest).to_json()
 
 
 class WriteShards(beam.PTransform):
-    """Write a PCollection of records as ``OUT/<subdir>/part-XXXXX-of-NNNNN.arrow``.
+    """Write a PCollection of record batches as ``OUT/<subdir>/part-XXXXX-of-NNNNN.arrow``.
 
     Args:
         out_dir: the run's output URI.
@@ -131,8 +90,8 @@ class WriteShards(beam.PTransform):
 
     Returns a PCollection of shard-info dicts (``path``, ``rows``, ``bytes``, ``xxh3_128``),
     one per shard, including empty shards, so the manifest lists exactly ``n`` files.
-    Memory: one worker holds one shard's rows while sorting and writing it (about
-    ``shard_bytes`` of records, twice for the encoded buffer).
+    Memory: one worker holds one shard's batches while sorting and writing it (about
+    ``shard_bytes`` of Arrow data, twice while sorting).
     """
 
     def __init__(self, out_dir: str, subdir: str, schema: pa.Schema, cfg: SinkConfig, prefix: str = "part") -> None:
@@ -143,14 +102,15 @@ class WriteShards(beam.PTransform):
         self._cfg = cfg
         self._prefix = prefix
 
-    def expand(self, records: beam.PCollection) -> beam.PCollection:
+    def expand(self, batches: beam.PCollection) -> beam.PCollection:
         cfg = self._cfg
-        total = records | "Size" >> beam.Map(record_bytes) | "Total" >> beam.CombineGlobally(sum)
-        count = total | "Count" >> beam.Map(lambda t: max(cfg.min_shards, math.ceil(t / cfg.shard_bytes)))
+        total = (batches | "Size" >> beam.Map(lambda b: sum(record_bytes(r) for r in b.rows))
+                 | "Total" >> beam.CombineGlobally(sum))
+        count = total | "Count" >> beam.Map(lambda t: shard_count(t, cfg.shard_bytes, cfg.min_shards))
         n = beam.pvalue.AsSingleton(count)
-        keyed = records | "Assign" >> beam.Map(lambda r, n: (shard_of(r, n), r), n=n)
+        keyed = batches | "Assign" >> beam.FlatMap(_split, n=n)
         slots = count | "Slots" >> beam.FlatMap(lambda k: [(i, None) for i in range(k)])
-        grouped = {"rows": keyed, "slot": slots} | "Group" >> beam.CoGroupByKey()
+        grouped = (keyed, slots) | "Keyed" >> beam.Flatten() | "Group" >> beam.GroupByKey()
         return grouped | "Write" >> beam.ParDo(
             _WriteShardFn(self._out_dir, self._subdir, self._schema, cfg, self._prefix), n=n
         )

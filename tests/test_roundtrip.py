@@ -5,7 +5,7 @@ import pytest
 
 from winnow.cache import StreamingDataLoader, StreamingDataset
 from winnow.format import Manifest
-from winnow.pipeline.config import load_config
+from winnow.pipeline.configure import load_config
 from winnow.pipeline.demo import build_demo_corpus
 from winnow.pipeline.runner import run
 

@@ -25,7 +25,7 @@ from PIL import Image
 from winnow.errors import RecordError
 from winnow.pipeline.config import ReaderConfig
 from winnow.pipeline.records import READ_STAGE, make_dead_letter, make_record
-from winnow.pipeline.stages.base import error_text
+from winnow.pipeline.records import error_text
 
 __all__ = [
     "IMAGE_EXTENSIONS",

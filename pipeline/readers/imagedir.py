@@ -23,7 +23,7 @@ from winnow.pipeline.readers.common import (
     json_object,
     open_uri,
 )
-from winnow.pipeline.stages.base import error_text
+from winnow.pipeline.records import error_text
 
 __all__ = ["read_image", "sidecar_candidates"]
 

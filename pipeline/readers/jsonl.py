@@ -23,7 +23,7 @@ from winnow.pipeline.readers.common import (
     open_or_dead,
     split_compression,
 )
-from winnow.pipeline.stages.base import error_text
+from winnow.pipeline.records import error_text
 
 __all__ = ["read_jsonl", "LineReader"]
 

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from winnow.errors import RecordError
 from winnow.pipeline.config import ReaderConfig
 from winnow.pipeline.readers.common import build_record, dead, decode_text, image_from_field, open_or_dead
-from winnow.pipeline.stages.base import error_text
+from winnow.pipeline.records import error_text
 
 __all__ = ["read_parquet"]
 

@@ -11,7 +11,7 @@ from winnow.pipeline.readers.inputs import InputFile
 from winnow.pipeline.readers.jsonl import read_jsonl
 from winnow.pipeline.readers.parquet import read_parquet
 from winnow.pipeline.readers.webdataset import read_webdataset
-from winnow.pipeline.stages.base import error_text
+from winnow.pipeline.records import error_text
 
 __all__ = ["read_file"]
 

@@ -21,6 +21,7 @@ import apache_beam as beam
 from fsspec.core import split_protocol
 from fsspec.implementations.local import make_path_posix
 
+from winnow.pipeline.batch import BATCH_BYTES, BATCH_RECORDS, Records, record_weight
 from winnow.pipeline.config import ReaderConfig
 from winnow.pipeline.readers.inputs import InputFile, expand_input, merge_inputs
 from winnow.pipeline.readers.read import read_file
@@ -94,16 +95,30 @@ class _ReadFn(beam.DoFn):
 
     def process(self, f: InputFile) -> Iterable[Any]:
         records = dead = 0
+        rows: list[dict] = []
+        dead_rows: list[dict] = []
+        size = 0
         for item in read_file(f, self._cfg):
             if is_dead_letter(item):
                 dead += 1
-                yield beam.pvalue.TaggedOutput(DEAD, item)
+                dead_rows.append(item)
+                if len(dead_rows) >= BATCH_RECORDS:
+                    yield beam.pvalue.TaggedOutput(DEAD, Records(dead_rows))
+                    dead_rows = []
             else:
                 records += 1
-                yield item
+                rows.append(item)
+                size += record_weight(item)
+                if len(rows) >= BATCH_RECORDS or size >= BATCH_BYTES:
+                    yield Records(rows)
+                    rows, size = [], 0
             if records + dead >= _FLUSH_EVERY:
                 self._flush(0, records, dead)
                 records = dead = 0
+        if rows:
+            yield Records(rows)
+        if dead_rows:
+            yield beam.pvalue.TaggedOutput(DEAD, Records(dead_rows))
         self._flush(1, records, dead)
 
 
@@ -142,7 +157,9 @@ class ReadRecords(beam.PTransform):
             again instead of the graph holding every file.
 
     Returns:
-        :class:`ReadOutputs` with ``records`` and ``dead`` (read-stage dead letters).
+        :class:`ReadOutputs` with ``records`` and ``dead`` (read-stage dead letters), both
+        PCollections of :class:`~winnow.pipeline.batch.Records` batches (one file's items
+        in file order, cut by count and bytes).
     """
 
     def __init__(

@@ -1,5 +1,1 @@
-"""Stage PTransforms; see :mod:`winnow.pipeline.stages.registry` for the list."""
-
-from winnow.pipeline.stages import registry
-
-__all__ = ["registry"]
+"""Stage PTransforms and their declarations; :mod:`winnow.pipeline.stages.registry` lists them."""

@@ -1,27 +1,43 @@
-"""Mapping pure stages over PCollections: metrics, rejects and dead letters.
+"""The one guarded mechanism every stage runs its per-record work through.
 
-A stage transform takes a PCollection of records and returns :class:`StageOutputs`: the kept
-records, the rejects (with ``reject_stage`` and ``reject_reason``) and the dead letters (a
-record on which the stage raised, with the error). Nothing is dropped silently.
+Records travel between stages as :class:`~winnow.pipeline.batch.Records` batches. A stage is
+one or more :class:`StageFn` steps (a ``beam.DoFn``); the step says what to compute for a list
+of records (:meth:`StageFn.compute`) and where each record goes (:meth:`StageFn.route`), and
+:class:`StageFn` owns everything else, the same way for every stage:
+
+* counting every outcome as Beam Metrics ``winnow:<stage>/<reason>``;
+* sending drops to the rejects (``reject_stage``, ``reject_reason``, ``duplicate_of``);
+* dead-lettering a record on which the stage raised, that record alone: when a batch call
+  raises, the records are computed one at a time and only the failing ones are dead letters;
+* dead-lettering a record whose declared columns do not fit their Arrow types;
+* timing: CPU seconds of the step's thread, records and bytes in and out, emitted as data
+  (the ``timing`` output) so stats.json has per-stage figures on every runner.
+
+A stage's PTransform wires its steps and returns :class:`StageOutputs`.
 """
 
 from __future__ import annotations
 
-import traceback
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from winnow.filters.base import RecordFilter
-from winnow.pipeline.records import make_dead_letter, make_reject
+from winnow.pipeline.batch import Records, record_weight
+from winnow.pipeline.records import error_text, make_dead_letter, make_reject
 from winnow.pipeline.stages.validate import FieldChecks
 
-__all__ = ["StageOutputs", "RecordStage", "REJECTED", "DEAD", "error_text", "StageCounters"]
+__all__ = [
+    "StageOutputs", "StageFn", "Emit", "RecordStage", "REJECTED", "DEAD", "TIMING", "error_text",
+    "StageCounters", "run_step", "explode",
+]
 
 REJECTED = "rejected"
 DEAD = "dead"
+TIMING = "timing"
 
 
 @dataclass
@@ -29,14 +45,17 @@ class StageOutputs:
     """What a stage transform returns.
 
     Attributes:
-        kept: records that go on to the next stage.
-        rejected: records dropped with ``reject_stage`` and ``reject_reason``.
-        dead: records the stage raised on, with the error.
+        kept: batches of records that go on to the next stage.
+        rejected: batches of records dropped with ``reject_stage`` and ``reject_reason``.
+        dead: batches of records the stage raised on, with the error.
         stats: optional PCollection of JSON-able dicts (usually one, from a combiner;
             see :mod:`winnow.pipeline.stages.stats`); merged into
             ``stats.json["stage_stats"][stage]`` for the report.
         artifacts: optional PCollection of dicts ``{"tokenizer": {...}}`` merged into the
             manifest's fields of the same name (files the stage wrote under OUT).
+        timing: the ``timing`` outputs of the stage's :class:`StageFn` steps.
+        published: artifacts later stages read as side inputs, by name (for example the
+            trained tokenizer's model bytes under ``"tokenizer_model"``).
     """
 
     kept: beam.PCollection
@@ -44,13 +63,8 @@ class StageOutputs:
     dead: beam.PCollection
     stats: beam.PCollection | None = None
     artifacts: beam.PCollection | None = None
-
-
-def error_text(exc: BaseException) -> str:
-    """``Type: message`` plus the innermost frame, short enough for a report."""
-    tb = traceback.extract_tb(exc.__traceback__)
-    where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
-    return f"{type(exc).__name__}: {exc}{where}"[:2000]
+    timing: tuple[beam.PCollection, ...] = ()
+    published: dict[str, beam.PCollection] = field(default_factory=dict)
 
 
 class StageCounters:
@@ -66,100 +80,181 @@ class StageCounters:
             c = self._counters[reason] = Metrics.counter("winnow", f"{self.stage}/{reason}")
         c.inc(n)
 
-    def route(self, record: dict, verdict: Any) -> Any:
-        """Count a verdict and return the record (kept) or its reject (tagged ``REJECTED``)."""
-        if verdict.keep:
-            self.inc("kept")
-            return record
-        self.inc(verdict.reason)
-        return beam.pvalue.TaggedOutput(REJECTED, make_reject(record, self.stage, verdict.reason))
+
+class Emit:
+    """Where :meth:`StageFn.route` sends a record: kept, rejected or another output."""
+
+    __slots__ = ("kept", "rejected", "extra", "_stage", "_counts")
+
+    def __init__(self, stage: str) -> None:
+        self.kept: list[dict] = []
+        self.rejected: list[dict] = []
+        self.extra: list[tuple[str, Any]] = []
+        self._stage = stage
+        self._counts: dict[str, int] = {}
+
+    def keep(self, row: dict) -> None:
+        """The record goes on (to the next step, or the next stage after the last step)."""
+        self.kept.append(row)
+
+    def reject(self, row: dict, reason: str, duplicate_of: str | None = None,
+               duplicate_of_source: str | None = None) -> None:
+        """The record is dropped for ``reason`` (counted, and written to the rejects)."""
+        self._counts[reason] = self._counts.get(reason, 0) + 1
+        self.rejected.append(make_reject(row, self._stage, reason, duplicate_of, duplicate_of_source))
+
+    def emit(self, tag: str, value: Any) -> None:
+        """A value for the step's output ``tag`` (keys for a shuffle, measurements ...)."""
+        self.extra.append((tag, value))
+
+    def count(self, reason: str, n: int = 1) -> None:
+        """Count an outcome that is not a drop (``not_compared``, ``unsigned`` ...)."""
+        self._counts[reason] = self._counts.get(reason, 0) + n
 
 
-class _RecordStageFn(beam.DoFn):
-    def __init__(self, factory: Callable[[], RecordFilter], stage: str) -> None:
-        self._factory = factory
-        self._stage_name = stage
-        self._stage: RecordFilter | None = None
+class StageFn(beam.DoFn):
+    """One guarded step of a stage over :class:`Records` batches (see the module docstring).
 
+    Subclasses override :meth:`start` (load models; runs once per worker process),
+    :meth:`compute` (one result per record; may raise) and :meth:`route` (send the record
+    somewhere through :class:`Emit`; should not raise).
+
+    Args:
+        stage: the stage name (metrics, ``reject_stage``, stats).
+        first: this step is where records enter the stage (counts records and bytes in).
+        last: this step is where records leave the stage (counts kept records and bytes out).
+        chunk: compute at most this many records per call (0: the whole batch).
+        fields: the stage's declared columns, checked on every kept record of the last step.
+    """
+
+    def __init__(self, stage: str, *, first: bool = True, last: bool = True, chunk: int = 0,
+                 fields: Sequence[Any] = ()) -> None:
+        self.stage = stage
+        self._first, self._last, self._chunk = first, last, chunk
+        self._fields = tuple(fields)
+
+    # -- what a step overrides ------------------------------------------------------------
+    def start(self) -> None:
+        """Load models and build helpers (once per worker process)."""
+
+    def compute(self, rows: list[dict], *side: Any) -> Sequence[Any]:
+        """One result per record, in order; raise to have the records retried one by one."""
+        return [None] * len(rows)
+
+    def route(self, row: dict, result: Any, out: Emit) -> None:
+        """Send ``row`` (with ``result``) to ``out.keep``, ``out.reject`` or ``out.emit``."""
+        out.keep(row)
+
+    # -- the mechanism ----------------------------------------------------------------------
     def setup(self) -> None:
-        self._stage = self._factory()
-        self._counters = StageCounters(self._stage_name)
-        self._checks = FieldChecks(self._stage_name, self._stage.fields())
+        self._counters = StageCounters(self.stage)
+        self._checks = FieldChecks(self.stage, self._fields) if self._fields and self._last else None
+        self.start()
 
-    def _dead(self, record: dict, error: str) -> Any:
-        self._counters.inc("dead_letter")
-        return beam.pvalue.TaggedOutput(
-            DEAD, make_dead_letter(stage=self._stage_name, error=error, source=record.get("source", "?"), record=record)
-        )
-
-    def _route(self, original: dict, out: dict, verdict: Any) -> Any:
-        problem = self._checks.problem(out)
-        if problem is not None:
-            return self._dead(original, problem)
-        return self._counters.route(out, verdict)
-
-    def _one(self, record: dict) -> Iterable[Any]:
+    def _results(self, rows: list[dict], side: tuple, dead: list[dict]) -> list[tuple[dict, Any]]:
         try:
-            out, verdict = self._stage.process(dict(record))
-        except Exception as exc:  # noqa: BLE001 - one bad record must not fail the run
-            yield self._dead(record, error_text(exc))
-            return
-        yield self._route(record, out, verdict)
-
-    def process(self, element: Any) -> Iterable[Any]:
-        if isinstance(element, list):  # a batch from BatchElements
-            try:
-                results = list(self._stage.process_batch([dict(r) for r in element]))
-            except Exception:  # noqa: BLE001 - isolate the bad record by going one at a time
-                for r in element:
-                    yield from self._one(r)
-                return
-            if len(results) != len(element):
+            results = self.compute(rows, *side)
+        except Exception:  # noqa: BLE001 - isolate the failing record(s), one at a time
+            results = None
+        if results is not None:
+            if len(results) != len(rows):
                 raise RuntimeError(
-                    f"stage {self._stage_name}: process_batch returned {len(results)} results for {len(element)} records"
-                )
-            for original, (out, verdict) in zip(element, results):
-                yield self._route(original, out, verdict)
+                    f"stage {self.stage}: {type(self).__name__}.compute returned {len(results)} results "
+                    f"for {len(rows)} records")
+            return list(zip(rows, results))
+        ok = []
+        for r in rows:
+            try:
+                ok.append((r, self.compute([r], *side)[0]))
+            except Exception as exc:  # noqa: BLE001 - one bad record must not fail the run
+                dead.append(make_dead_letter(stage=self.stage, error=error_text(exc),
+                                             source=r.get("source", "?"), record=r))
+        return ok
+
+    def process(self, batch, *side):  # no annotations: Beam would read them as type hints
+        t0 = time.thread_time()
+        rows = batch.rows
+        emit = Emit(self.stage)
+        dead: list[dict] = []
+        step = self._chunk or len(rows) or 1
+        for i in range(0, len(rows), step):
+            for row, result in self._results(rows[i:i + step], side, dead):
+                n_kept = len(emit.kept)
+                self.route(row, result, emit)
+                if self._checks is not None and len(emit.kept) > n_kept:
+                    problem = self._checks.problem(emit.kept[-1])
+                    if problem is not None:
+                        emit.kept.pop()
+                        dead.append(make_dead_letter(stage=self.stage, error=problem,
+                                                     source=row.get("source", "?"), record=row))
+        counts = emit._counts
+        if self._last and emit.kept:
+            counts["kept"] = counts.get("kept", 0) + len(emit.kept)
+        if dead:
+            counts["dead_letter"] = counts.get("dead_letter", 0) + len(dead)
+        for reason, n in counts.items():
+            self._counters.inc(reason, n)
+        if emit.kept:
+            yield Records(emit.kept)
+        if emit.rejected:
+            yield beam.pvalue.TaggedOutput(REJECTED, Records(emit.rejected))
+        if dead:
+            yield beam.pvalue.TaggedOutput(DEAD, Records(dead))
+        for tag, value in emit.extra:
+            yield beam.pvalue.TaggedOutput(tag, value)
+        n_in = b_in = n_out = b_out = 0
+        if self._first:
+            n_in = len(rows)
+            b_in = sum(record_weight(r) for r in rows)
+        if self._last:
+            n_out = len(emit.kept)
+            b_out = sum(record_weight(r) for r in emit.kept)
+        yield beam.pvalue.TaggedOutput(TIMING, (self.stage, (time.thread_time() - t0, n_in, b_in, n_out, b_out)))
+
+
+def run_step(pcoll: beam.PCollection, label: str, fn: StageFn, *side: Any, tags: Sequence[str] = ()) -> Any:
+    """``ParDo(fn)`` with its rejected, dead, timing and extra ``tags`` outputs; main is ``kept``."""
+    return pcoll | label >> beam.ParDo(fn, *side).with_outputs(REJECTED, DEAD, TIMING, *tags, main="kept")
+
+
+def explode(batches: beam.PCollection, label: str) -> beam.PCollection:
+    """The records of a batch PCollection one by one (for combiners and report samples)."""
+    return batches | label >> beam.FlatMap(lambda b: b.rows)
+
+
+class _FilterFn(StageFn):
+    """A pure per-record stage (:class:`RecordFilter`) as a guarded step."""
+
+    def __init__(self, stage: str, factory: Callable[[], RecordFilter], chunk: int) -> None:
+        super().__init__(stage, chunk=chunk)
+        self._factory = factory
+
+    def start(self) -> None:
+        self._filter = self._factory()
+        self._checks = FieldChecks(self.stage, self._filter.fields())
+
+    def compute(self, rows: list[dict], *side: Any) -> Sequence[Any]:
+        if len(rows) == 1:
+            return [self._filter.process(dict(rows[0]))]
+        return list(self._filter.process_batch([dict(r) for r in rows]))
+
+    def route(self, row: dict, result: Any, out: Emit) -> None:
+        record, verdict = result
+        if verdict.keep:
+            out.keep(record)
         else:
-            yield from self._one(element)
-
-
-def _record_weight(record: Any) -> int:
-    """A record's weight in a batch: 1, plus 1 per 64 Ki characters of text or bytes of image and audio."""
-    size = 0
-    for key in ("text", "image", "audio"):
-        v = record.get(key) if isinstance(record, dict) else None
-        if v is not None:
-            size += len(v)
-    return 1 + (size >> 16)
-
-
-class BatchRecords(beam.PTransform):
-    """Records in lists for vectorised work: at most ``max_records`` of them, where a record
-    weighs 1 plus 1 per 64 Ki characters of text or bytes of media, so a batch of large
-    documents holds about ``max_records`` x 64 Ki of them (plus one record). Never empty."""
-
-    def __init__(self, max_records: int) -> None:
-        super().__init__()
-        self._max = max_records
-
-    def expand(self, records: beam.PCollection) -> beam.PCollection:
-        return (records
-                | "Weighted" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._max,
-                                                   element_size_fn=_record_weight)
-                # (BatchElements emits an empty list when a bundle opens with a heavy record)
-                | "NotEmpty" >> beam.Filter(bool))
+            out.reject(record, verdict.reason)
 
 
 class RecordStage(beam.PTransform):
-    """Map a pure per-record stage over a PCollection.
+    """Map a pure per-record stage over batches of records.
 
     Args:
         stage: the stage name (metrics namespace and ``reject_stage``).
         factory: builds the pure stage; called in ``DoFn.setup``, once per worker process,
             so models load there and never get pickled.
-        batch_size: >1 hands the stage batches (``process_batch``) for vectorised work, of at
-            most this many records (see :class:`BatchRecords`).
+        batch_size: >1 hands the stage up to this many records at once (``process_batch``)
+            for vectorised work; 1 calls ``process`` per record.
     """
 
     def __init__(self, stage: str, factory: Callable[[], RecordFilter], batch_size: int = 1) -> None:
@@ -169,10 +264,5 @@ class RecordStage(beam.PTransform):
         self._batch_size = batch_size
 
     def expand(self, records: beam.PCollection) -> StageOutputs:
-        pc = records
-        if self._batch_size > 1:
-            pc = pc | "Batch" >> BatchRecords(self._batch_size)
-        outs = pc | "Apply" >> beam.ParDo(_RecordStageFn(self._factory, self._stage)).with_outputs(
-            REJECTED, DEAD, main="kept"
-        )
-        return StageOutputs(kept=outs.kept, rejected=outs[REJECTED], dead=outs[DEAD])
+        outs = run_step(records, "Apply", _FilterFn(self._stage, self._factory, max(self._batch_size, 1)))
+        return StageOutputs(kept=outs.kept, rejected=outs[REJECTED], dead=outs[DEAD], timing=(outs[TIMING],))

@@ -32,22 +32,24 @@ from apache_beam.metrics import Metrics
 
 from winnow.filters.dedup.cluster import (
     large_star,
+    node_key,
     large_star_changes,
     small_star,
     small_star_changes,
     star_edges,
 )
-from winnow.pipeline.records import make_reject
-from winnow.pipeline.stages.base import REJECTED, StageCounters
+from winnow.pipeline.stages.base import DEAD, REJECTED, TIMING, Emit, StageFn, explode, run_step
 from winnow.pipeline.stages.stats import HistogramFn
 
-__all__ = ["ClusterAndPick", "VerifyEdges", "SIZE_EDGES"]
+__all__ = ["ClusterAndPick", "VerifyEdges", "SIZE_EDGES", "COMPARED", "NodeOf"]
 
 #: Edges of the cluster-size histogram (clusters of two or more records).
 SIZE_EDGES = (2, 3, 4, 5, 8, 16, 32, 64, 128, 256, 1024, 4096, 16384, 65536, 1 << 20, 1 << 30)
 _CHANGES = "changes"
 _SIZES = "sizes"
 _UNRESOLVED = "unresolved"
+#: A private flag the signing step sets on records it put in buckets (removed by the pick).
+COMPARED = _COMPARED = "_dedup_compared"
 
 
 class _StarEdgesFn(beam.DoFn):
@@ -112,46 +114,73 @@ class _ClusterSizeFn(beam.DoFn):
         for _m in members:
             size += 1
         yield beam.pvalue.TaggedOutput(_SIZES, size)
-        yield root, ("a", (root, size))
+        yield root, (root, size)
         for m in members:
-            yield m, ("a", (root, size))
+            yield m, (root, size)
 
 
-class _PickFn(beam.DoFn):
-    """Per node: its assignment(s) (pass 1), then route its record(s) (pass 2)."""
+class NodeOf:
+    """``node_key`` with a stage's keep rule, as a picklable function."""
 
-    def __init__(self, stage: str, reason: str, prefix: str) -> None:
-        self._stage, self._reason, self._prefix = stage, reason, prefix
+    def __init__(self, keep: str, keep_field: str) -> None:
+        self._keep, self._field = keep, keep_field
 
-    def setup(self) -> None:
-        self._counters = StageCounters(self._stage)
+    def __call__(self, record: dict) -> tuple:
+        return node_key(record, self._keep, self._field)
 
-    def process(self, element: tuple[tuple, Iterable[tuple]]) -> Iterable[Any]:
-        node, values = element
-        label, size, labels = None, 1, 0
-        for tag, v in values:
-            if tag == "a":
-                labels += 1
-                if label is None or v[0] < label:
-                    label, size = v
-        if labels > 1:
-            yield beam.pvalue.TaggedOutput(_UNRESOLVED, 1)
-        cluster_key, kept_one = (label if label is not None else node), False
-        cname, csize = f"{self._prefix}_cluster", f"{self._prefix}_cluster_size"
-        for tag, rec in values:
-            if tag != "r":
+
+def _resolve(element: tuple[tuple, Iterable[tuple]]) -> Iterable[Any]:
+    """A node's assignment: the smallest label it was given (more than one means the rounds ran
+    out before convergence; counted as unresolved)."""
+    node, assigned = element
+    label, size, n = None, 1, 0
+    for lab, sz in assigned:
+        n += 1
+        if label is None or lab < label:
+            label, size = lab, sz
+    if n > 1:
+        yield beam.pvalue.TaggedOutput(_UNRESOLVED, 1)
+    yield node, (label, size)
+
+
+class _PickFn(StageFn):
+    """Per record: its cluster's label from the side input; the label's record is kept."""
+
+    def __init__(self, stage: str, reason: str, prefix: str, node_of: Callable[[dict], tuple],
+                 fields: tuple) -> None:
+        super().__init__(stage, first=False, fields=fields)
+        self._reason, self._node_of = reason, node_of
+        self._cname, self._csize = f"{prefix}_cluster", f"{prefix}_cluster_size"
+
+    def compute(self, rows: list[dict], assigned: dict) -> list[Any]:
+        out = []
+        for r in rows:
+            if not r.get(_COMPARED):
+                out.append(None)
                 continue
-            if cluster_key == node and not kept_one:
-                kept_one = True
-                out = dict(rec)
-                out[cname], out[csize] = node[1], size
-                self._counters.inc("kept")
-                yield out
-            else:
-                rej = make_reject(rec, self._stage, self._reason, cluster_key[1], cluster_key[2])
-                rej[cname], rej[csize] = cluster_key[1], size
-                self._counters.inc(self._reason)
-                yield beam.pvalue.TaggedOutput(REJECTED, rej)
+            node = self._node_of(r)
+            out.append((node, assigned.get(node)))
+        return out
+
+    def route(self, row: dict, result: Any, out: Emit) -> None:
+        row = dict(row)
+        row.pop(_COMPARED, None)
+        if result is None:  # not compared: passes through with null columns
+            row[self._cname] = row[self._csize] = None
+            out.keep(row)
+            return
+        node, assignment = result
+        if assignment is None:  # in no cluster: its own
+            row[self._cname], row[self._csize] = node[1], 1
+            out.keep(row)
+            return
+        label, size = assignment
+        if label is None or label == node:
+            row[self._cname], row[self._csize] = node[1], size
+            out.keep(row)
+            return
+        row[self._cname], row[self._csize] = label[1], size
+        out.reject(row, self._reason, label[1], label[2])
 
 
 class _RoundStats(beam.DoFn):
@@ -254,20 +283,27 @@ class ClusterAndPick(beam.PTransform):
         max_rounds, fail_if_not_converged: the connected-component bound and what to do past it.
         example_fn: ``example_fn(record, chars) -> dict`` for the report's examples.
         examples: how many examples to keep.
+        node_of: ``node_of(record) -> node`` (the same function the signing step used).
+        fields: the stage's declared columns (checked on kept records).
+
+    Returns:
+        ``(kept, rejected, dead, stats, timing)``.
     """
 
     def __init__(self, stage: str, reason: str, prefix: str, bucketed: beam.PCollection, *,
+                 node_of: Callable[[dict], tuple], fields: tuple = (),
                  similar: Callable[[Any, Any], bool] | None = None, verify: beam.PTransform | None = None,
                  max_rounds: int = 10, fail_if_not_converged: bool = False,
                  example_fn: Callable[[dict], dict] | None = None, examples: int = 5) -> None:
         super().__init__()
+        self._node_of, self._fields = node_of, fields
         self._stage, self._reason, self._prefix = stage, reason, prefix
         self._bucketed, self._similar, self._verify = bucketed, similar, verify
         self._max, self._fail = max_rounds, fail_if_not_converged
         self._example_fn, self._examples = example_fn, examples
 
-    def expand(self, keyed: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection, beam.PCollection]:
-        p = keyed.pipeline
+    def expand(self, pending: beam.PCollection) -> tuple:
+        p = pending.pipeline
         edges = (self._bucketed | "Buckets" >> beam.GroupByKey()
                  | "StarEdges" >> beam.ParDo(_StarEdgesFn(self._stage, self._similar))
                  | "DistinctEdges" >> beam.Distinct())
@@ -285,13 +321,13 @@ class ClusterAndPick(beam.PTransform):
                   | "Label" >> beam.Map(lambda kv: (min(kv[1]), kv[0])))
         sized = (labels | "GroupCluster" >> beam.GroupByKey()
                  | "Size" >> beam.ParDo(_ClusterSizeFn()).with_outputs(_SIZES, main="assign"))
-        tagged = keyed | "TagRecords" >> beam.Map(lambda kv: (kv[0], ("r", kv[1])))
-        picked = ((tagged, sized.assign) | "FlatJoin" >> beam.Flatten() | "GroupJoin" >> beam.GroupByKey()
-                  | "Pick" >> beam.ParDo(_PickFn(self._stage, self._reason, self._prefix))
-                  .with_outputs(REJECTED, _UNRESOLVED, main="kept"))
+        assigned = (sized.assign | "GroupAssign" >> beam.GroupByKey()
+                    | "Resolve" >> beam.FlatMap(_resolve).with_outputs(_UNRESOLVED, main="assigned"))
+        picked = run_step(pending, "Pick", _PickFn(self._stage, self._reason, self._prefix, self._node_of,
+                                                   self._fields), beam.pvalue.AsDict(assigned.assigned))
 
         all_changes = changes | "FlatChanges" >> beam.Flatten() | "SumChanges" >> beam.CombinePerKey(sum)
-        unresolved = _sum(picked[_UNRESOLVED], "CountUnresolved")
+        unresolved = _sum(assigned[_UNRESOLVED], "CountUnresolved")
         side = beam.pvalue
         rounds = (p | "RoundSeed" >> beam.Create([None])
                   | "Rounds" >> beam.ParDo(_RoundStats(self._stage, self._max, self._fail),
@@ -302,7 +338,7 @@ class ClusterAndPick(beam.PTransform):
         if self._examples and self._example_fn is not None:
             parts.append(self._example_pairs(picked.kept, picked[REJECTED]))
         stats = parts | "FlatStats" >> beam.Flatten()
-        return picked.kept, picked[REJECTED], stats
+        return picked.kept, picked[REJECTED], picked[DEAD], stats, picked[TIMING]
 
     def _example_pairs(self, kept: beam.PCollection, rejected: beam.PCollection) -> beam.PCollection:
         fn, n, prefix = self._example_fn, self._examples, self._prefix
@@ -311,14 +347,14 @@ class ClusterAndPick(beam.PTransform):
             return (_example_rank(r), r["id"], r["source"], r["duplicate_of"], r["duplicate_of_source"],
                     r.get(f"{prefix}_cluster_size"), fn(r))
 
-        sample = rejected | "ExRemoved" >> beam.Map(removed) | "ExTop" >> beam.combiners.Top.Of(n, key=lambda e: e[:3])
+        sample = explode(rejected, "ExRejected") | "ExRemoved" >> beam.Map(removed) | "ExTop" >> beam.combiners.Top.Of(n, key=lambda e: e[:3])
 
         def kept_match(r: dict, sample: list) -> Iterable[tuple]:
             wanted = {(e[3], e[4]) for s in sample for e in s}
             if (r["id"], r["source"]) in wanted:
                 yield (r["id"], r["source"]), fn(r)
 
-        kept_side = kept | "ExKept" >> beam.FlatMap(kept_match, beam.pvalue.AsList(sample))
+        kept_side = explode(kept, "ExKeptRows") | "ExKept" >> beam.FlatMap(kept_match, beam.pvalue.AsList(sample))
 
         def build(_: Any, sample: list, kept_side: list) -> Iterable[dict]:
             kept_by = {k: _jsonable(v) for k, v in kept_side}

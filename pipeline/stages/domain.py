@@ -36,11 +36,13 @@ from winnow.filters.domain import (
     read_reference_texts,
     selection_key,
 )
-from winnow.pipeline.records import make_dead_letter
-from winnow.pipeline.stages.base import DEAD, REJECTED, StageCounters, StageOutputs, error_text
+from winnow.pipeline.stages.base import DEAD, REJECTED, TIMING, Emit, StageFn, StageOutputs, explode, run_step
 from winnow.pipeline.stages.stats import HistogramFn, linear_edges
+from winnow.filters.domain import REASON_BELOW, REASON_NO_WORDS
+from winnow.pipeline.stages.domain_report import domain_section
+from winnow.pipeline.stages.spec import BuildContext, StageDecl
 
-__all__ = ["DomainStage", "SumCountsFn", "PrefixCountFn", "fields"]
+__all__ = ["DECLARATION", "DomainStage", "SumCountsFn", "PrefixCountFn", "fields"]
 
 NAME = "domain"
 
@@ -137,11 +139,15 @@ class _BatchCounts(beam.DoFn):
         self._acc: dict[Any, np.ndarray] = {}
 
     def process(self, element: Any) -> None:
-        cfg = self._cfg
         if self._keyed:
-            key, text = element
+            self._add(*element)
         else:
-            key, text = None, element.get("text") if element.get("modality") in cfg.modalities else None
+            mods = self._cfg.modalities
+            for r in element.rows:
+                self._add(None, r.get("text") if r.get("modality") in mods else None)
+
+    def _add(self, key: Any, text: str | None) -> None:
+        cfg = self._cfg
         if text is None:
             return
         f = featurize(text, cfg.buckets, cfg.bigrams, cfg.max_chars)
@@ -159,46 +165,47 @@ class _BatchCounts(beam.DoFn):
         self._acc = {}
 
 
-class _ScoreFn(beam.DoFn):
+class _ScoreFn(StageFn):
     def __init__(self, cfg: DomainConfig) -> None:
+        super().__init__(NAME, last=False)
         self._cfg = cfg
         self._scorer: DomainScorer | None = None
 
-    def setup(self) -> None:
-        self._counters = StageCounters(NAME)
+    def _ready(self, refs: dict, background: list) -> None:
+        missing = [n for n in self._cfg.names if n not in refs]
+        if missing:  # fails the run: every record would be scored against nothing
+            raise InputError(f"domain references {missing} hold no text (empty files, or no "
+                             f"'text_field' in their JSON lines); check domain.references")
+        self._scorer = DomainScorer(self._cfg, refs, background[0] if background else None)
 
-    def process(self, record: dict, refs: dict, background: list) -> Iterable[Any]:
+    def process(self, batch: Any, refs: dict, background: list) -> Iterable[Any]:
         if self._scorer is None:
-            missing = [n for n in self._cfg.names if n not in refs]
-            if missing:  # fails the run: every record would be scored against nothing
-                raise InputError(f"domain references {missing} hold no text (empty files, or no "
-                                 f"'text_field' in their JSON lines); check domain.references")
-            bg = background[0] if background else None
-            self._scorer = DomainScorer(self._cfg, refs, bg)
-        try:
-            out = dict(record)
-            ann = self._scorer.annotate(out)
-            if ann:
-                out.update(ann)
-        except Exception as exc:  # noqa: BLE001 - one bad record must not fail the run
-            self._counters.inc("dead_letter")
-            yield beam.pvalue.TaggedOutput(
-                DEAD, make_dead_letter(stage=NAME, error=error_text(exc), source=record.get("source", "?"), record=record)
-            )
-            return
-        yield out
+            self._ready(refs, background)  # outside the guard: a missing reference fails the run
+        return super().process(batch, refs, background)
+
+    def compute(self, rows: list[dict], refs: dict, background: list) -> list[Any]:
+        return [self._scorer.annotate(r) for r in rows]
+
+    def route(self, row: dict, ann: Any, out: Emit) -> None:
+        row = dict(row)
+        if ann:
+            row.update(ann)
+        out.keep(row)
 
 
-class _SelectFn(beam.DoFn):
+class _SelectFn(StageFn):
     def __init__(self, cfg: DomainConfig) -> None:
+        super().__init__(NAME, first=False, fields=domain_fields(cfg))
         self._cfg = cfg
 
-    def setup(self) -> None:
-        self._counters = StageCounters(NAME)
+    def compute(self, rows: list[dict], cut: list) -> list[Any]:
+        return [domain_verdict(r, self._cfg, cut[0] if cut else None) for r in rows]
 
-    def process(self, record: dict, cut: list) -> Iterable[Any]:
-        v = domain_verdict(record, self._cfg, cut[0] if cut else None)
-        yield self._counters.route(record, v)
+    def route(self, row: dict, verdict: Any, out: Emit) -> None:
+        if verdict.keep:
+            out.keep(row)
+        else:
+            out.reject(row, verdict.reason)
 
 
 def _check_references(cfg: DomainConfig) -> None:
@@ -244,19 +251,18 @@ class DomainStage(beam.PTransform):
             )
         else:
             background = p | "NoBackground" >> beam.Create([])
-        scored = records | "Score" >> beam.ParDo(
-            _ScoreFn(cfg), refs=side.AsDict(refs), background=side.AsList(background)
-        ).with_outputs(DEAD, main="scored")
-        keys = scored.scored | "Key" >> beam.FlatMap(lambda r: [k] if (k := selection_key(r, cfg)) is not None else [])
+        scored = run_step(records, "Score", _ScoreFn(cfg), side.AsDict(refs), side.AsList(background))
+        keys = scored.kept | "Key" >> beam.FlatMap(
+            lambda b: [k for r in b.rows if (k := selection_key(r, cfg)) is not None])
         if cfg.threshold is None:
             cut = keys | "Cut" >> _ExactCut(cfg.keep_fraction)
         else:
             cut = p | "NoCut" >> beam.Create([])
-        selected = scored.scored | "Select" >> beam.ParDo(_SelectFn(cfg), cut=side.AsList(cut)).with_outputs(
-            REJECTED, main="kept"
-        )
-        stats = _stats(cfg, scored.scored, selected.kept, keys, cut)
-        return StageOutputs(kept=selected.kept, rejected=selected[REJECTED], dead=scored[DEAD], stats=stats)
+        selected = run_step(scored.kept, "Select", _SelectFn(cfg), side.AsList(cut))
+        stats = _stats(cfg, explode(scored.kept, "ScoredRows"), explode(selected.kept, "KeptRows"), keys, cut)
+        return StageOutputs(kept=selected.kept, rejected=selected[REJECTED],
+                            dead=(scored[DEAD], selected[DEAD]) | "Dead" >> beam.Flatten(), stats=stats,
+                            timing=(scored[TIMING], selected[TIMING]))
 
 
 def _score_of(r: dict, cfg: DomainConfig) -> float | None:
@@ -306,3 +312,11 @@ def _stats(cfg: DomainConfig, scored: beam.PCollection, kept: beam.PCollection, 
 
     sel = n_scored | "Summary" >> beam.Map(summary, cut=beam.pvalue.AsList(cut))
     return (hist, mix_all, mix_kept, sel) | "DomainStats" >> beam.Flatten()
+
+
+def _build(cfg: DomainConfig, ctx: BuildContext) -> beam.PTransform:
+    return DomainStage(cfg)
+
+
+DECLARATION = StageDecl(NAME, DomainConfig, _build, domain_fields, (REASON_BELOW, REASON_NO_WORDS),
+                        report=domain_section)

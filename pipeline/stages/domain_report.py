@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from winnow.pipeline.report import ReportSection, esc, html_table, register_section, svg_bars, svg_histogram
+from winnow.pipeline.report import ReportSection, esc, html_table, svg_bars, svg_histogram
 
 __all__ = ["domain_section", "tokenizer_section"]
 
@@ -91,7 +91,3 @@ def tokenizer_section(stats: Mapping[str, Any], examples: Sequence[Mapping[str, 
                      f"{pk['tokens']:,} tokens, </s> = {pk['eos_id']} between documents, padding "
                      f"{pk['padding_share']:.2%}): <code>{esc(pk['path'])}</code>, readable by the loader.</p>")
     return ReportSection("Tokenizer and encoding", "".join(parts))
-
-
-register_section("domain", domain_section)
-register_section("tokenizer", tokenizer_section)

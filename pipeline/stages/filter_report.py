@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
-from winnow.pipeline.report import ReportSection, esc, html_table, register_section, svg_bars, svg_histogram
+from winnow.pipeline.report import ReportSection, esc, html_table, svg_bars, svg_histogram
 
 __all__ = ["lang_section", "quality_section", "model_quality_section", "toxicity_section", "pii_section"]
 
@@ -110,10 +110,3 @@ def pii_section(stats: Mapping[str, Any], examples: Sequence[Mapping[str, Any]],
     body = [svg_bars([(t, found.get(t, 0)) for t in actions], title="PII found, by type"),
             html_table(["type", "found", "records", "action"], rows, numeric=(1, 2))]
     return ReportSection("PII", "".join(body), "sec-pii")
-
-
-register_section("lang", lang_section)
-register_section("quality", quality_section)
-register_section("model_quality", model_quality_section)
-register_section("toxicity", toxicity_section)
-register_section("pii", pii_section)

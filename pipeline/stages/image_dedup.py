@@ -18,11 +18,12 @@ import pyarrow as pa
 
 from winnow.filters.dedup.cluster import node_key
 from winnow.filters.dedup.config import ImageDedupConfig
-from winnow.pipeline.records import make_dead_letter
-from winnow.pipeline.stages.base import DEAD, StageCounters, StageOutputs, error_text
-from winnow.pipeline.stages.dedup_graph import ClusterAndPick
+from winnow.pipeline.stages.base import DEAD, TIMING, Emit, StageFn, StageOutputs, run_step
+from winnow.pipeline.stages.dedup_graph import COMPARED, ClusterAndPick, NodeOf
+from winnow.pipeline.stages.dedup_report import dedup_section
+from winnow.pipeline.stages.spec import BuildContext, StageDecl
 
-__all__ = ["ImageDedup", "FIELDS", "REASON", "NAME"]
+__all__ = ["DECLARATION", "ImageDedup", "FIELDS", "REASON", "NAME"]
 
 NAME = "image_dedup"
 REASON = "image_dedup_near_duplicate"
@@ -31,41 +32,37 @@ FIELDS = (
     pa.field("image_dup_cluster_size", pa.int64(), nullable=True),
     pa.field("image_phash", pa.string(), nullable=True),  # hex of the Y, Cb and Cr pHashes
 )
-_BANDS, _PASS = "bands", "pass"
+_BANDS = "bands"
 
 
-class _HashFn(beam.DoFn):
+class _HashFn(StageFn):
     def __init__(self, cfg: ImageDedupConfig) -> None:
+        super().__init__(NAME, last=False)
         self._cfg = cfg
 
-    def setup(self) -> None:
-        self._counters = StageCounters(NAME)
+    def compute(self, rows: list[dict], *side: Any) -> list[Any]:
+        from winnow.filters.dedup.phash import phash_ycc
 
-    def process(self, rec: dict) -> Iterable[Any]:
-        from winnow.filters.dedup.phash import image_band_keys, phash_ycc
+        return [None if r.get("image") is None else phash_ycc(bytes(r["image"])) for r in rows]
 
-        img = rec.get("image")
-        if img is None:
-            out = dict(rec)
-            out["image_dup_cluster"] = out["image_dup_cluster_size"] = out["image_phash"] = None
-            self._counters.inc("not_compared")
-            yield beam.pvalue.TaggedOutput(_PASS, out)
-            return
-        try:
-            h = phash_ycc(bytes(img))
-        except Exception as exc:  # noqa: BLE001 - an undecodable image is a dead letter, not a crash
-            self._counters.inc("dead_letter")
-            yield beam.pvalue.TaggedOutput(DEAD, make_dead_letter(stage=NAME, error=error_text(exc),
-                                                                  source=rec.get("source", "?"), record=rec))
+    def route(self, rec: dict, h: Any, out: Emit) -> None:
+        from winnow.filters.dedup.phash import image_band_keys
+
+        row = dict(rec)
+        if h is None:
+            row[COMPARED] = False
+            row["image_phash"] = None
+            out.count("not_compared")
+            out.keep(row)
             return
         c = self._cfg
-        out = dict(rec)
-        out["image_phash"] = "".join(f"{x:016x}" for x in h)
-        node = node_key(out, c.keep, c.keep_field)
-        yield node, out
+        row[COMPARED] = True
+        row["image_phash"] = "".join(f"{x:016x}" for x in h)
+        node = node_key(row, c.keep, c.keep_field)
+        out.keep(row)
         payload = (h, rec.get("text") if c.match == "image+caption" else None)
         for key in image_band_keys(h[0], c.bands, c.rows, c.seed):
-            yield beam.pvalue.TaggedOutput(_BANDS, (key, (node, payload)))
+            out.emit(_BANDS, (key, (node, payload)))
 
 
 class _Similar:
@@ -98,13 +95,21 @@ class ImageDedup(beam.PTransform):
 
     def expand(self, records: beam.PCollection) -> StageOutputs:
         cfg = self._cfg
-        hashed = records | "Hash" >> beam.ParDo(_HashFn(cfg)).with_outputs(_BANDS, _PASS, DEAD, main="keyed")
-        kept, rejected, stats = hashed.keyed | "Cluster" >> ClusterAndPick(
-            NAME, REASON, "image_dup", hashed[_BANDS], similar=_Similar(cfg), max_rounds=cfg.max_rounds,
-            fail_if_not_converged=cfg.on_not_converged == "fail", example_fn=_example, examples=cfg.examples)
+        hashed = run_step(records, "Hash", _HashFn(cfg), tags=(_BANDS,))
+        kept, rejected, dead, stats, timing = hashed.kept | "Cluster" >> ClusterAndPick(
+            NAME, REASON, "image_dup", hashed[_BANDS], node_of=NodeOf(cfg.keep, cfg.keep_field), fields=FIELDS,
+            similar=_Similar(cfg), max_rounds=cfg.max_rounds, fail_if_not_converged=cfg.on_not_converged == "fail",
+            example_fn=_example, examples=cfg.examples)
         params = records.pipeline | "Params" >> beam.Create([{
             "bands": cfg.bands, "rows": cfg.rows, "max_distance": cfg.max_distance,
             "max_color_distance": cfg.max_color_distance, "match": cfg.match}])
-        all_kept = (kept, hashed[_PASS]) | "KeptAll" >> beam.Flatten()
-        return StageOutputs(kept=all_kept, rejected=rejected, dead=hashed[DEAD],
-                            stats=(stats, params) | "StatsAll" >> beam.Flatten())
+        return StageOutputs(kept=kept, rejected=rejected, dead=(hashed[DEAD], dead) | "Dead" >> beam.Flatten(),
+                            stats=(stats, params) | "StatsAll" >> beam.Flatten(), timing=(hashed[TIMING], timing))
+
+
+def _build(cfg: ImageDedupConfig, ctx: BuildContext) -> beam.PTransform:
+    return ImageDedup(cfg)
+
+
+DECLARATION = StageDecl(NAME, ImageDedupConfig, _build, lambda cfg: FIELDS, (REASON,),
+                        report=dedup_section(NAME, "Near-duplicate image clusters (pHash)"))

@@ -16,75 +16,58 @@ import pyarrow as pa
 
 from winnow.filters.dedup.cluster import node_key
 from winnow.filters.dedup.config import MinHashDedupConfig
-from winnow.pipeline.records import make_dead_letter
-from winnow.pipeline.stages.base import DEAD, BatchRecords, StageCounters, StageOutputs, error_text
-from winnow.pipeline.stages.dedup_graph import ClusterAndPick, VerifyEdges
+from winnow.pipeline.stages.base import DEAD, TIMING, Emit, StageFn, StageOutputs, run_step
+from winnow.pipeline.stages.dedup_graph import COMPARED, ClusterAndPick, NodeOf, VerifyEdges
+from winnow.pipeline.stages.dedup_report import dedup_section
+from winnow.pipeline.stages.spec import BuildContext, StageDecl
 
-__all__ = ["MinHashDedup", "FIELDS", "REASON", "NAME"]
+__all__ = ["DECLARATION", "MinHashDedup", "FIELDS", "REASON", "NAME"]
 
 NAME = "minhash_dedup"
 REASON = "minhash_dedup_near_duplicate"
 #: Kept records: the cluster's id (its kept record's id) and size; null when not compared.
 FIELDS = (pa.field("dup_cluster", pa.string(), nullable=True), pa.field("dup_cluster_size", pa.int64(), nullable=True))
-_BANDS, _PASS = "bands", "pass"
+_BANDS = "bands"
 
 
-def _passthrough(record: dict) -> dict:
-    out = dict(record)
-    out["dup_cluster"] = None
-    out["dup_cluster_size"] = None
-    return out
+class _SignFn(StageFn):
+    """Signs the batch's compared records; every record goes on (flagged), band keys go out."""
 
-
-class _SignFn(beam.DoFn):
     def __init__(self, cfg: MinHashDedupConfig, bands: int, rows: int) -> None:
+        super().__init__(NAME, last=False)
         self._cfg, self._bands, self._rows = cfg, bands, rows
 
-    def setup(self) -> None:
+    def start(self) -> None:
         from winnow.filters.dedup.minhash import MinHasher
 
         c = self._cfg
         self._hasher = MinHasher(c.num_perm, c.ngram, c.seed, window_chars=c.window_chars)
-        self._counters = StageCounters(NAME)
 
-    def process(self, batch: list[dict]) -> Iterable[Any]:
-        mods = self._cfg.modalities
-        todo = [r for r in batch if r.get("modality", "text") in mods and isinstance(r.get("text"), str)]
-        for r in batch:
-            if not (r.get("modality", "text") in mods and isinstance(r.get("text"), str)):
-                self._counters.inc("not_compared")
-                yield beam.pvalue.TaggedOutput(_PASS, _passthrough(r))
-        try:
-            sigs, seen = self._hasher.signatures([r["text"] for r in todo])
-        except Exception:  # noqa: BLE001 - find the record that breaks signing, one at a time
-            for r in todo:
-                yield from self._one(r)
-            return
-        yield from self._route(todo, sigs, seen)
-
-    def _one(self, r: dict) -> Iterable[Any]:
-        try:
-            sigs, seen = self._hasher.signatures([r["text"]])
-        except Exception as exc:  # noqa: BLE001
-            self._counters.inc("dead_letter")
-            yield beam.pvalue.TaggedOutput(DEAD, make_dead_letter(stage=NAME, error=error_text(exc),
-                                                                  source=r.get("source", "?"), record=r))
-            return
-        yield from self._route([r], sigs, seen)
-
-    def _route(self, recs: list[dict], sigs: Any, seen: Any) -> Iterable[Any]:
+    def compute(self, rows: list[dict], *side: Any) -> list[Any]:
         from winnow.filters.dedup.lsh import band_keys
 
-        keys = band_keys(sigs, self._bands, self._rows, self._cfg.seed) if len(recs) else []
-        for i, r in enumerate(recs):
-            if not seen[i]:
-                self._counters.inc("unsigned")
-                yield beam.pvalue.TaggedOutput(_PASS, _passthrough(r))
-                continue
-            node = node_key(r, self._cfg.keep, self._cfg.keep_field)
-            yield node, r
-            for key in keys[i]:
-                yield beam.pvalue.TaggedOutput(_BANDS, (key, (node, None)))
+        mods = self._cfg.modalities
+        idx = [i for i, r in enumerate(rows) if r.get("modality", "text") in mods and isinstance(r.get("text"), str)]
+        out: list[Any] = [None] * len(rows)
+        if idx:
+            sigs, seen = self._hasher.signatures([rows[i]["text"] for i in idx])
+            keys = band_keys(sigs, self._bands, self._rows, self._cfg.seed)
+            for j, i in enumerate(idx):
+                out[i] = keys[j] if seen[j] else False
+        return out
+
+    def route(self, row: dict, keys: Any, out: Emit) -> None:
+        row = dict(row)
+        row[COMPARED] = keys is not None and keys is not False
+        if keys is None:
+            out.count("not_compared")
+        elif keys is False:
+            out.count("unsigned")
+        else:
+            node = node_key(row, self._cfg.keep, self._cfg.keep_field)
+            for key in keys:
+                out.emit(_BANDS, (key, (node, None)))
+        out.keep(row)
 
 
 class _ExactCheck:
@@ -127,18 +110,28 @@ class MinHashDedup(beam.PTransform):
     def expand(self, records: beam.PCollection) -> StageOutputs:
         cfg = self._cfg
         bands, rows = cfg.banding()
-        signed = (records | "Batch" >> BatchRecords(cfg.batch_size)
-                  | "Sign" >> beam.ParDo(_SignFn(cfg, bands, rows)).with_outputs(_BANDS, _PASS, DEAD, main="keyed"))
+        signed = run_step(records, "Sign", _SignFn(cfg, bands, rows), tags=(_BANDS,))
         verify = None
         if cfg.verify == "exact":
-            payloads = signed.keyed | "TextPayload" >> beam.Map(lambda kv: (kv[0], kv[1].get("text")))
-            verify = VerifyEdges(payloads, _ExactCheck(cfg))
-        kept, rejected, stats = signed.keyed | "Cluster" >> ClusterAndPick(
-            NAME, REASON, "dup", signed[_BANDS], verify=verify, max_rounds=cfg.max_rounds,
-            fail_if_not_converged=cfg.on_not_converged == "fail", example_fn=_example, examples=cfg.examples)
+            def payloads(batch: Any) -> list:
+                return [(node_key(r, cfg.keep, cfg.keep_field), r.get("text")) for r in batch.rows if r.get(COMPARED)]
+
+            verify = VerifyEdges(signed.kept | "TextPayload" >> beam.FlatMap(payloads), _ExactCheck(cfg))
+        kept, rejected, dead, stats, timing = signed.kept | "Cluster" >> ClusterAndPick(
+            NAME, REASON, "dup", signed[_BANDS], node_of=NodeOf(cfg.keep, cfg.keep_field), fields=FIELDS, verify=verify,
+            max_rounds=cfg.max_rounds, fail_if_not_converged=cfg.on_not_converged == "fail",
+            example_fn=_example, examples=cfg.examples)
         params = records.pipeline | "Params" >> beam.Create([{
             "bands": bands, "rows": rows, "num_perm": cfg.num_perm, "ngram": cfg.ngram,
             "threshold": cfg.threshold, "verify": cfg.verify}])
-        all_kept = (kept, signed[_PASS]) | "KeptAll" >> beam.Flatten()
         all_stats = (stats, params) | "StatsAll" >> beam.Flatten()
-        return StageOutputs(kept=all_kept, rejected=rejected, dead=signed[DEAD], stats=all_stats)
+        return StageOutputs(kept=kept, rejected=rejected, dead=(signed[DEAD], dead) | "Dead" >> beam.Flatten(),
+                            stats=all_stats, timing=(signed[TIMING], timing))
+
+
+def _build(cfg: MinHashDedupConfig, ctx: BuildContext) -> beam.PTransform:
+    return MinHashDedup(cfg)
+
+
+DECLARATION = StageDecl(NAME, MinHashDedupConfig, _build, lambda cfg: FIELDS, (REASON,),
+                        report=dedup_section(NAME, "Near-duplicate text clusters (MinHash)"))

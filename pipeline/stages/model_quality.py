@@ -32,11 +32,13 @@ from winnow.filters.model_quality import (
     load_reference,
     train_classifier,
 )
-from winnow.pipeline.records import make_dead_letter
-from winnow.pipeline.stages.base import DEAD, REJECTED, BatchRecords, StageCounters, StageOutputs, error_text
+from winnow.pipeline.stages.base import DEAD, REJECTED, TIMING, Emit, StageFn, StageOutputs, run_step
 from winnow.pipeline.stages.stats import HistogramFn, linear_edges
+from winnow.filters.model_quality import REASONS
+from winnow.pipeline.stages.filter_report import model_quality_section
+from winnow.pipeline.stages.spec import BuildContext, StageDecl
 
-__all__ = ["ModelQuality", "FIELDS"]
+__all__ = ["DECLARATION", "ModelQuality", "FIELDS"]
 
 NAME = "model_quality"
 _SCORE_EDGES = linear_edges(0.0, 1.0, 2000)
@@ -71,50 +73,54 @@ class _TrainFn(beam.DoFn):
         yield out
 
 
-class _ScoreFn(beam.DoFn):
+class _ScoreFn(StageFn):
     def __init__(self, cfg: ModelQualityConfig) -> None:
+        super().__init__(NAME, last=False, chunk=128)
         self._cfg = cfg
         self._applies = frozenset(cfg.modalities)
 
-    def setup(self) -> None:
-        self._counters = StageCounters(NAME)
+    def start(self) -> None:
         self._scorer: ModelQualityScorer | None = None
         self._key: str | None = None
 
-    def process(self, batch: list, models: dict) -> Iterable[Any]:
+    def _todo(self, r: dict) -> bool:
+        return r.get("text") is not None and r.get("modality", "text") in self._applies
+
+    def compute(self, rows: list[dict], models: dict) -> list[Any]:
         if self._key != models["key"]:
             self._scorer = ModelQualityScorer(self._cfg, models)
             self._key = models["key"]
-        todo = [r for r in batch if r.get("text") is not None and r.get("modality", "text") in self._applies]
-        try:
-            scores = iter(self._scorer.score([r["text"] for r in todo]))
-        except Exception:  # noqa: BLE001 - isolate the bad record
-            scores = None
-        for r in batch:
-            r = dict(r)
-            if r.get("text") is None or r.get("modality", "text") not in self._applies:
-                r["model_quality_score"] = r["model_quality_perplexity"] = None
-                yield r
-                continue
-            try:
-                s, p = next(scores) if scores is not None else self._scorer.score([r["text"]])[0]
-            except Exception as exc:  # noqa: BLE001
-                self._counters.inc("dead_letter")
-                yield beam.pvalue.TaggedOutput(
-                    DEAD, make_dead_letter(stage=NAME, error=error_text(exc), source=r.get("source", "?"), record=r))
-                continue
-            r["model_quality_score"], r["model_quality_perplexity"] = s, p
-            yield r
+        todo = [r["text"] for r in rows if self._todo(r)]
+        scores = iter(self._scorer.score(todo)) if todo else iter(())
+        return [next(scores) if self._todo(r) else (None, None) for r in rows]
+
+    def route(self, row: dict, result: Any, out: Emit) -> None:
+        row = dict(row)
+        row["model_quality_score"], row["model_quality_perplexity"] = result
+        out.keep(row)
 
 
-class _JudgeFn(beam.DoFn):
-    def setup(self) -> None:
-        self._counters = StageCounters(NAME)
+class _JudgeFn(StageFn):
+    def __init__(self) -> None:
+        super().__init__(NAME, first=False, fields=FIELDS)
 
-    def process(self, r: dict, thresholds: dict) -> Iterable[Any]:
-        v = judge(r.get("model_quality_score"), r.get("model_quality_perplexity"),
-                  thresholds.get("min_score"), thresholds.get("max_perplexity"))
-        yield self._counters.route(r, v)
+    def compute(self, rows: list[dict], thresholds: dict) -> list[Any]:
+        return [judge(r.get("model_quality_score"), r.get("model_quality_perplexity"),
+                      thresholds.get("min_score"), thresholds.get("max_perplexity")) for r in rows]
+
+    def route(self, row: dict, verdict: Any, out: Emit) -> None:
+        if verdict.keep:
+            out.keep(row)
+        else:
+            out.reject(row, verdict.reason)
+
+
+def _values(column: str, positive: bool = False) -> Any:
+    def values(batch: Any) -> list:
+        vs = (r.get(column) for r in batch.rows)
+        return [v for v in vs if v is not None and (not positive or v > 0)]
+
+    return values
 
 
 def _thresholds(cfg: ModelQualityConfig, score_hist: dict, ppl_hist: dict) -> dict:
@@ -139,28 +145,23 @@ class ModelQuality(beam.PTransform):
         p = records.pipeline
         mods = frozenset(cfg.modalities)
         sample = (records
-                  | "Texts" >> beam.Filter(lambda r: r.get("text") is not None and r.get("modality", "text") in mods)
+                  | "Texts" >> beam.FlatMap(lambda b: [r for r in b.rows if r.get("text") is not None
+                                                        and r.get("modality", "text") in mods])
                   | "Rank" >> beam.Map(lambda r: (xxhash.xxh3_64_intdigest(
                       f"{r['id']}\x00{r['source']}".encode("utf-8", "replace")), r["text"][: cfg.max_chars]))
                   | "Sample" >> beam.combiners.Top.Of(cfg.background_sample, key=lambda e: e[0]))
         models = sample | "Train" >> beam.ParDo(_TrainFn(cfg))
-        scored = (records
-                  | "Batch" >> BatchRecords(128)
-                  | "Score" >> beam.ParDo(_ScoreFn(cfg), models=beam.pvalue.AsSingleton(models))
-                  .with_outputs(DEAD, main="scored"))
-        good = scored.scored
-        score_hist = (good | "ScoreVal" >> beam.Map(lambda r: r.get("model_quality_score"))
-                      | "ScoreSkip" >> beam.Filter(lambda v: v is not None)
+        scored = run_step(records, "Score", _ScoreFn(cfg), beam.pvalue.AsSingleton(models))
+        good = scored.kept
+        score_hist = (good | "ScoreVal" >> beam.FlatMap(_values("model_quality_score"))
                       | "ScoreHist" >> beam.CombineGlobally(HistogramFn(_SCORE_EDGES)))
-        ppl_hist = (good | "PplVal" >> beam.Map(lambda r: r.get("model_quality_perplexity"))
-                    | "PplSkip" >> beam.Filter(lambda v: v is not None and v > 0)
+        ppl_hist = (good | "PplVal" >> beam.FlatMap(_values("model_quality_perplexity", positive=True))
                     | "PplLog" >> beam.Map(lambda v: math.log10(v))
                     | "PplHist" >> beam.CombineGlobally(HistogramFn(_LOGPPL_EDGES)))
         thresholds = (p | "Seed" >> beam.Create([None])
                       | "Thresholds" >> beam.Map(lambda _, s, q: _thresholds(cfg, s, q),
                                                  beam.pvalue.AsSingleton(score_hist), beam.pvalue.AsSingleton(ppl_hist)))
-        judged = good | "Judge" >> beam.ParDo(_JudgeFn(), beam.pvalue.AsSingleton(thresholds)).with_outputs(
-            REJECTED, main="kept")
+        judged = run_step(good, "Judge", _JudgeFn(), beam.pvalue.AsSingleton(thresholds))
         info = models | "Info" >> beam.Map(lambda m: {"training": {
             "reference_docs": m["reference_docs"], "background_docs": m["background_docs"],
             "classifier_bytes": len(m["classifier"] or b""), "lm_bytes": len(m["lm"] or b""),
@@ -175,4 +176,13 @@ class ModelQuality(beam.PTransform):
                  beam.pvalue.AsSingleton(thresholds)),
              info)
             | "StatsFlatten" >> beam.Flatten())
-        return StageOutputs(kept=judged.kept, rejected=judged[REJECTED], dead=scored[DEAD], stats=stats)
+        return StageOutputs(kept=judged.kept, rejected=judged[REJECTED],
+                            dead=(scored[DEAD], judged[DEAD]) | "Dead" >> beam.Flatten(), stats=stats,
+                            timing=(scored[TIMING], judged[TIMING]))
+
+
+def _build(cfg: ModelQualityConfig, ctx: BuildContext) -> beam.PTransform:
+    return ModelQuality(cfg)
+
+
+DECLARATION = StageDecl(NAME, ModelQualityConfig, _build, lambda cfg: FIELDS, REASONS, report=model_quality_section)

@@ -14,7 +14,6 @@ that order; row ids (``pack-<group>-<row>``) sort in packing order.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable
 
 import apache_beam as beam
@@ -23,7 +22,9 @@ import pyarrow as pa
 
 from winnow.format import Manifest, output_schema
 from winnow.pipeline.config import SinkConfig
-from winnow.pipeline.sink import WriteShards, atomic_write, join_uri, shard_of
+from winnow.pipeline.batch import Records
+from winnow.pipeline.sink import WriteShards
+from winnow.shardio import atomic_write, join_uri, shard_count, shard_index
 from winnow.tokenizer.encode import pack_tokens
 
 __all__ = ["PackTokens", "packed_schema", "PACKED_DIR"]
@@ -45,13 +46,13 @@ class _PackGroupFn(beam.DoFn):
         group, items = element
         docs = sorted(items, key=lambda x: (x[0], x[1]))
         n_tok = sum(len(d[2]) for d in docs)
-        rows = 0
-        for i, row in enumerate(pack_tokens((d[2] for d in docs), self._length, self._eos, self._pad)):
-            rows += 1
-            yield {"id": f"pack-{group:05d}-{i:09d}", "source": f"packed:{group}", "modality": "text",
-                   "text": None, "image": None, "audio": None, "meta": "{}",
-                   "tokens": np.asarray(row, dtype=self._dtype)}
-        yield beam.pvalue.TaggedOutput("measure", (len(docs), n_tok, rows))
+        out = [{"id": f"pack-{group:05d}-{i:09d}", "source": f"packed:{group}", "modality": "text",
+                "text": None, "image": None, "audio": None, "meta": "{}",
+                "tokens": np.asarray(row, dtype=self._dtype)}
+               for i, row in enumerate(pack_tokens((d[2] for d in docs), self._length, self._eos, self._pad))]
+        if out:
+            yield Records(out)
+        yield beam.pvalue.TaggedOutput("measure", (len(docs), n_tok, len(out)))
 
 
 class _WriteManifestFn(beam.DoFn):
@@ -88,14 +89,16 @@ class PackTokens(beam.PTransform):
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
         p = records.pipeline
-        itemsize, shard_bytes = self._dtype.itemsize, self._sink.shard_bytes
+        itemsize, shard_bytes, min_shards = self._dtype.itemsize, self._sink.shard_bytes, self._sink.min_shards
+        dtype = self._dtype
         docs = records | "Docs" >> beam.FlatMap(
-            lambda r: [(r["id"], r["source"], r["tokens"])] if r.get("tokens") is not None and len(r["tokens"]) else [])
+            lambda b: [(r["id"], r["source"], np.asarray(r["tokens"], dtype=dtype)) for r in b.rows
+                       if r.get("tokens") is not None and len(r["tokens"])])
         total = docs | "Bytes" >> beam.Map(lambda d: (len(d[2]) + 1) * itemsize) | "Total" >> beam.CombineGlobally(sum)
-        groups = total | "Groups" >> beam.Map(lambda t: max(1, math.ceil(t / shard_bytes)))
+        groups = total | "Groups" >> beam.Map(lambda t: shard_count(t, shard_bytes, min_shards))
         packed = (
             docs
-            | "Assign" >> beam.Map(lambda d, k: (shard_of({"id": d[0], "source": d[1]}, k), d),
+            | "Assign" >> beam.Map(lambda d, k: (shard_index(d[0], d[1], k), d),
                                    k=beam.pvalue.AsSingleton(groups))
             | "Group" >> beam.GroupByKey()
             | "Pack" >> beam.ParDo(_PackGroupFn(self._length, self._eos, self._pad, self._dtype)).with_outputs(

@@ -16,10 +16,13 @@ from winnow.filters.lang import LangConfig, LangFilter
 from winnow.filters.pii import PIIConfig, PIIFilter
 from winnow.filters.quality import QualityConfig, QualityFilter
 from winnow.filters.toxicity import ToxicityConfig, ToxicityFilter
+from winnow.pipeline.batch import Records
 from winnow.pipeline.stages.base import RecordStage, StageOutputs
 from winnow.pipeline.stages.stats import HistogramFn, linear_edges
+from winnow.pipeline.stages.filter_report import lang_section, pii_section, quality_section, toxicity_section
+from winnow.pipeline.stages.spec import BuildContext, StageDecl
 
-__all__ = ["FilterStage", "lang_stage", "quality_stage", "toxicity_stage", "pii_stage", "SumCountsFn"]
+__all__ = ["LANG", "QUALITY", "TOXICITY", "PII", "FilterStage", "lang_stage", "quality_stage", "toxicity_stage", "pii_stage", "SumCountsFn"]
 
 
 class SumCountsFn(beam.CombineFn):
@@ -52,15 +55,14 @@ class SumCountsFn(beam.CombineFn):
 
 def _hist(judged: beam.PCollection, column: str, edges: tuple[float, ...], label: str,
           transform: Callable[[float], float] | None = None) -> beam.PCollection:
-    def value(r: dict, c: str = column) -> Any:
-        v = r.get(c)
-        if v is None or transform is None:
-            return v
-        return transform(v)
+    def values(batch: Records, c: str = column) -> list:
+        vs = [r.get(c) for r in batch.rows]
+        if transform is None:
+            return [v for v in vs if v is not None]
+        return [transform(v) for v in vs if v is not None]
 
     return (judged
-            | f"{label}Values" >> beam.Map(value)
-            | f"{label}Skip" >> beam.Filter(lambda v: v is not None)
+            | f"{label}Values" >> beam.FlatMap(values)
             | f"{label}Hist" >> beam.CombineGlobally(HistogramFn(edges)))
 
 
@@ -95,19 +97,20 @@ class FilterStage(beam.PTransform):
         p = records.pipeline
         parts.append(p | "Constants" >> beam.Create([self._constants]))
         stats = parts | "StatsFlatten" >> beam.Flatten()
-        return StageOutputs(kept=out.kept, rejected=out.rejected, dead=out.dead, stats=stats)
+        return StageOutputs(kept=out.kept, rejected=out.rejected, dead=out.dead, stats=stats, timing=out.timing)
 
 
 def _lang_counts(judged: beam.PCollection) -> list[beam.PCollection]:
     counts = (judged
-              | "LangKey" >> beam.Map(lambda r: r.get("lang") or ("(none)" if r.get("text") is not None else "(no text)"))
+              | "LangKey" >> beam.FlatMap(lambda b: [r.get("lang") or ("(none)" if r.get("text") is not None else "(no text)")
+                                                     for r in b.rows])
               | "LangCount" >> beam.combiners.Count.PerElement()
               | "LangList" >> beam.combiners.ToList()
               | "LangDict" >> beam.Map(lambda kv: {"languages": dict(sorted(kv, key=lambda x: (-x[1], x[0])))}))
     return [counts]
 
 
-def lang_stage(cfg: LangConfig, ctx: dict[str, Any]) -> beam.PTransform:
+def lang_stage(cfg: LangConfig, ctx: BuildContext) -> beam.PTransform:
     return FilterStage(
         "lang", lambda: LangFilter(cfg), batch_size=1024,
         hists=(("score_hist", "lang_score", linear_edges(0, 1, 40), None),),
@@ -117,7 +120,7 @@ def lang_stage(cfg: LangConfig, ctx: dict[str, Any]) -> beam.PTransform:
     )
 
 
-def quality_stage(cfg: QualityConfig, ctx: dict[str, Any]) -> beam.PTransform:
+def quality_stage(cfg: QualityConfig, ctx: BuildContext) -> beam.PTransform:
     return FilterStage(
         "quality", lambda: QualityFilter(cfg), batch_size=1,
         hists=(
@@ -135,7 +138,7 @@ def quality_stage(cfg: QualityConfig, ctx: dict[str, Any]) -> beam.PTransform:
     )
 
 
-def toxicity_stage(cfg: ToxicityConfig, ctx: dict[str, Any]) -> beam.PTransform:
+def toxicity_stage(cfg: ToxicityConfig, ctx: BuildContext) -> beam.PTransform:
     return FilterStage(
         "toxicity", lambda: ToxicityFilter(cfg), batch_size=64,
         hists=(("score_hist", "toxicity_score", linear_edges(0, 1, 40), None),),
@@ -148,17 +151,23 @@ def _pii_counts(cfg: PIIConfig) -> Callable[[beam.PCollection], list[beam.PColle
 
     def extra(judged: beam.PCollection) -> list[beam.PCollection]:
         sums = (judged
-                | "PiiCounts" >> beam.Map(lambda r: {c[4:]: r.get(c) or 0 for c in cols})
+                | "PiiCounts" >> beam.FlatMap(lambda b: [{c[4:]: r.get(c) or 0 for c in cols} for r in b.rows])
                 | "PiiSum" >> beam.CombineGlobally(SumCountsFn()))
         return [sums | "PiiWrap" >> beam.Map(lambda d: {"pii": d})]
 
     return extra
 
 
-def pii_stage(cfg: PIIConfig, ctx: dict[str, Any]) -> beam.PTransform:
+def pii_stage(cfg: PIIConfig, ctx: BuildContext) -> beam.PTransform:
     return FilterStage(
         "pii", lambda: PIIFilter(cfg), batch_size=1, extra=_pii_counts(cfg),
         constants={"actions": {t: getattr(cfg, t) for t in PIIFilter.all_types(cfg)}},
     )
 
 
+LANG = StageDecl("lang", LangConfig, lang_stage, lambda c: LangFilter.FIELDS, LangFilter.reasons, report=lang_section)
+QUALITY = StageDecl("quality", QualityConfig, quality_stage, lambda c: QualityFilter.FIELDS, QualityFilter.reasons,
+                    report=quality_section)
+TOXICITY = StageDecl("toxicity", ToxicityConfig, toxicity_stage, lambda c: ToxicityFilter.FIELDS,
+                     ToxicityFilter.reasons, report=toxicity_section)
+PII = StageDecl("pii", PIIConfig, pii_stage, PIIFilter.fields_for, PIIFilter.reasons, report=pii_section)

@@ -4,8 +4,9 @@
 sample of the text (the ``sample_records`` records with the smallest hash of (id, source), a
 ``Top`` combiner, so the sample is the same on any runner and worker count), trains in one
 DoFn, writes ``OUT/tokenizer/<prefix>.model`` and ``.vocab`` (temp file, then rename), publishes
-them in the manifest's ``tokenizer`` field and leaves the model bytes in ``ctx["tokenizer_model"]``
-(a PCollection of zero or one ``bytes``) for ``encode``, which takes them as a side input.
+them in the manifest's ``tokenizer`` field and publishes the model bytes as
+``StageOutputs.published["tokenizer_model"]`` (a PCollection of zero or one ``bytes``); the
+pipeline hands it to ``encode`` (``BuildContext.published``), which reads it as a side input.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ import numpy as np
 import pyarrow as pa
 
 from winnow.errors import ConfigError
-from winnow.pipeline.records import make_dead_letter
-from winnow.pipeline.stages.base import DEAD, StageCounters, StageOutputs, error_text
+from winnow.pipeline.batch import Records
+from winnow.pipeline.stages.base import DEAD, REJECTED, TIMING, Emit, StageFn, StageOutputs, run_step
 from winnow.pipeline.stages.stats import HistogramFn, linear_edges
 from winnow.tokenizer.encode import EncodeConfig, Encoder, arrow_token_type, count_words, token_dtype
+from winnow.pipeline.stages.domain_report import tokenizer_section
+from winnow.pipeline.stages.spec import BuildContext, StageDecl
 from winnow.tokenizer.train import (
     TokenizerConfig,
     model_sha256,
@@ -31,9 +34,9 @@ from winnow.tokenizer.train import (
     vocab_tsv,
 )
 
-__all__ = ["TrainTokenizer", "EncodeTokens", "encode_fields", "MODEL_KEY", "write_tokenizer_files"]
+__all__ = ["TOKENIZER", "ENCODE", "TrainTokenizer", "EncodeTokens", "encode_fields", "MODEL_KEY", "write_tokenizer_files"]
 
-#: ``ctx`` key of the PCollection holding the trained model bytes (zero or one element).
+#: ``published`` key of the PCollection holding the trained model bytes (zero or one element).
 MODEL_KEY = "tokenizer_model"
 
 
@@ -42,7 +45,7 @@ def write_tokenizer_files(out_dir: str, cfg: TokenizerConfig, model: bytes, info
     return the manifest's ``tokenizer`` entry (paths relative to ``out_dir``)."""
     import sentencepiece as spm
 
-    from winnow.pipeline.sink import atomic_write, join_uri
+    from winnow.shardio import atomic_write, join_uri
 
     model_rel = f"tokenizer/{cfg.model_prefix}.model"
     vocab_rel = f"tokenizer/{cfg.model_prefix}.vocab"
@@ -94,17 +97,18 @@ class _TrainFn(beam.DoFn):
         }})
 
 
-def _sample_row(r: dict, chars: int) -> list:
-    return [(sample_rank(r["id"], r["source"]), r["id"], r["source"], r["text"][:chars])] if r.get("text") else []
+def _sample_rows(batch: Any, chars: int) -> list:
+    return [(sample_rank(r["id"], r["source"]), r["id"], r["source"], r["text"][:chars])
+            for r in batch.rows if r.get("text")]
 
 
 class TrainTokenizer(beam.PTransform):
     """Pass records through; train a sentencepiece BPE model on a sample of their text."""
 
-    def __init__(self, cfg: TokenizerConfig, ctx: dict[str, Any]) -> None:
+    def __init__(self, cfg: TokenizerConfig, out_dir: str) -> None:
         super().__init__(label="tokenizer")
         self._cfg = cfg
-        self._ctx = ctx
+        self._out_dir = out_dir
         read_dictionary(cfg.dictionary)  # fail before the run on an unreadable dictionary
 
     def expand(self, records: beam.PCollection) -> StageOutputs:
@@ -112,10 +116,10 @@ class TrainTokenizer(beam.PTransform):
         p = records.pipeline
         sample = (
             records
-            | "SampleRows" >> beam.FlatMap(_sample_row, cfg.sample_chars)
+            | "SampleRows" >> beam.FlatMap(_sample_rows, cfg.sample_chars)
             | "Sample" >> beam.combiners.Top.Smallest(cfg.sample_records)
         )
-        out_dir = self._ctx["config"].output
+        out_dir = self._out_dir
         trained = (
             p
             | "TrainSeed" >> beam.Create([None])
@@ -123,14 +127,13 @@ class TrainTokenizer(beam.PTransform):
                 "artifacts", "stats", main="model"
             )
         )
-        self._ctx[MODEL_KEY] = trained.model
-        self._ctx["tokenizer_config"] = cfg
         return StageOutputs(
             kept=records,
             rejected=p | "NoRejects" >> beam.Create([]),
             dead=p | "NoDead" >> beam.Create([]),
             stats=trained.stats,
             artifacts=trained.artifacts,
+            published={MODEL_KEY: trained.model},
         )
 
 
@@ -168,16 +171,16 @@ def encode_fields(cfg: EncodeConfig) -> tuple[pa.Field, ...]:
     return (pa.field("tokens", arrow_token_type(_declared_vocab(cfg)), nullable=True),)
 
 
-class _EncodeFn(beam.DoFn):
+class _EncodeFn(StageFn):
     def __init__(self, cfg: EncodeConfig, dtype: np.dtype, dictionary: tuple[str, ...]) -> None:
+        super().__init__("encode", chunk=cfg.batch_size, fields=encode_fields(cfg))
         self._cfg = cfg
         self._dtype = dtype
         self._dictionary = dictionary
         self._encoder: Encoder | None = None
         self._missing = False
 
-    def setup(self) -> None:
-        self._counters = StageCounters("encode")
+    def start(self) -> None:
         if self._cfg.model:
             import fsspec
 
@@ -193,58 +196,47 @@ class _EncodeFn(beam.DoFn):
         ids = enc.piece_ids(self._dictionary)
         self._dict_ids = np.array([ids.get(t, -1) for t in self._dictionary], dtype=np.int64)
 
-    def process(self, batch: list[dict], model: list) -> Iterable[Any]:
+    def process(self, batch: Any, model: list) -> Iterable[Any]:
         if self._encoder is None and not self._missing:
             if model:
-                self._load(model[0])
+                self._load(model[0])  # outside the guard: a model that does not fit fails the run
             else:
                 self._missing = True
+        for o in super().process(batch, model):
+            yield o
+            if isinstance(o, Records):
+                yield beam.pvalue.TaggedOutput("measure", self._measure(o.rows))
+
+    def compute(self, rows: list[dict], model: list) -> list[Any]:
         enc = self._encoder
         if enc is None:  # no text reached the tokenizer: nothing to encode
-            for r in batch:
-                out = dict(r)
-                out["tokens"] = None
-                yield out
-            self._counters.inc("kept", len(batch))
-            return
-        idx = [i for i, r in enumerate(batch) if r.get("text") is not None]
-        try:
-            ids = enc.encode_batch([batch[i]["text"] for i in idx])
-        except Exception:  # noqa: BLE001 - isolate the bad record
-            ids = None
-        empty = np.empty(0, dtype=self._dtype)
+            return [None] * len(rows)
+        idx = [i for i, r in enumerate(rows) if r.get("text") is not None]
+        toks: list[Any] = [None] * len(rows)
         eos = np.array([enc.eos_id], dtype=self._dtype) if self._cfg.add_eos else None
-        toks: list[Any] = [empty] * len(batch)
-        if ids is not None:
-            for i, a in zip(idx, ids):
-                toks[i] = a.astype(self._dtype, copy=False)
-        n_tok = n_words = kept = 0
-        lengths = []
-        for i, r in enumerate(batch):
-            if ids is None and r.get("text") is not None:
-                try:
-                    toks[i] = enc.encode_batch([r["text"]])[0].astype(self._dtype, copy=False)
-                except Exception as exc:  # noqa: BLE001
-                    self._counters.inc("dead_letter")
-                    yield beam.pvalue.TaggedOutput(DEAD, make_dead_letter(
-                        stage="encode", error=error_text(exc), source=r.get("source", "?"), record=r))
-                    continue
-            t = toks[i] if eos is None or r.get("text") is None else np.concatenate([toks[i], eos])
-            out = dict(r)
-            out["tokens"] = t
-            if r.get("text") is not None:
-                lengths.append(len(t))
-                n_tok += len(t)
-                n_words += count_words(r["text"])
-            kept += 1
-            yield out
-        self._counters.inc("kept", kept)
+        for i, a in zip(idx, enc.encode_batch([rows[i]["text"] for i in idx])):
+            t = a.astype(self._dtype, copy=False)
+            toks[i] = t if eos is None else np.concatenate([t, eos])
+        return toks
+
+    def route(self, row: dict, tokens: Any, out: Emit) -> None:
+        row = dict(row)
+        if tokens is None and row.get("text") is not None and self._encoder is not None:
+            tokens = np.empty(0, dtype=self._dtype)
+        row["tokens"] = tokens
+        out.keep(row)
+
+    def _measure(self, rows: list[dict]) -> tuple:
+        """Token counts of the kept records of one batch, for the stage's stats."""
+        lengths = [len(r["tokens"]) for r in rows if r.get("text") is not None and r.get("tokens") is not None]
+        n_words = sum(count_words(r["text"]) for r in rows if r.get("text") is not None and r.get("tokens") is not None)
         dict_counts = None
-        if len(self._dict_ids) and idx:
-            allt = np.concatenate([toks[i] for i in idx]).astype(np.int64)
-            bc = np.bincount(allt, minlength=enc.vocab_size)
+        if self._encoder is not None and len(self._dict_ids) and lengths:
+            allt = np.concatenate([np.asarray(r["tokens"], dtype=np.int64) for r in rows
+                                   if r.get("text") is not None and r.get("tokens") is not None])
+            bc = np.bincount(allt, minlength=self._encoder.vocab_size)
             dict_counts = np.where(self._dict_ids >= 0, bc[np.clip(self._dict_ids, 0, None)], 0)
-        yield beam.pvalue.TaggedOutput("measure", (lengths, n_tok, n_words, dict_counts))
+        return lengths, sum(lengths), n_words, dict_counts
 
 
 class _EncodeStatsFn(beam.CombineFn):
@@ -280,18 +272,19 @@ class _EncodeStatsFn(beam.CombineFn):
 class EncodeTokens(beam.PTransform):
     """Encode each record's text with the run's (or a configured) sentencepiece model."""
 
-    def __init__(self, cfg: EncodeConfig, ctx: dict[str, Any]) -> None:
+    def __init__(self, cfg: EncodeConfig, ctx: Any) -> None:
         super().__init__(label="encode")
         self._cfg = cfg
-        self._ctx = ctx
+        self._out_dir = ctx.config.output
+        self._sink = ctx.config.sink
         self._model = None
         self._dictionary: tuple[str, ...] = ()
         if not cfg.model:
-            if MODEL_KEY not in ctx:
+            if MODEL_KEY not in ctx.published:
                 raise ConfigError("encode.model", cfg.model, "a sentencepiece model path, or the `tokenizer` "
                                   "stage before `encode` in stages")
-            self._model = ctx[MODEL_KEY]
-            tcfg: TokenizerConfig = ctx["tokenizer_config"]
+            self._model = ctx.published[MODEL_KEY]
+            tcfg: TokenizerConfig = ctx.config.options("tokenizer")
             self._dictionary = read_dictionary(tcfg.dictionary)
             need = token_dtype(tcfg.vocab_size)
             have = token_dtype(_declared_vocab(cfg))
@@ -308,13 +301,8 @@ class EncodeTokens(beam.PTransform):
         cfg = self._cfg
         p = records.pipeline
         model = self._model if self._model is not None else p | "NoModel" >> beam.Create([])
-        out = (
-            records
-            # fixed-size batches: sentencepiece's per-call cost stays amortised from the first record
-            | "Batch" >> beam.BatchElements(min_batch_size=cfg.batch_size, max_batch_size=cfg.batch_size)
-            | "Encode" >> beam.ParDo(_EncodeFn(cfg, self._dtype, self._dictionary),
-                                     model=beam.pvalue.AsList(model)).with_outputs(DEAD, "measure", main="kept")
-        )
+        out = run_step(records, "Encode", _EncodeFn(cfg, self._dtype, self._dictionary),
+                       beam.pvalue.AsList(model), tags=("measure",))
         terms = self._dictionary
         stats = (
             out.measure
@@ -324,8 +312,20 @@ class EncodeTokens(beam.PTransform):
         if cfg.pack_length:
             from winnow.pipeline.stages.pack import PackTokens
 
-            run_cfg = self._ctx["config"]
-            packing = out.kept | "Pack" >> PackTokens(run_cfg.output, run_cfg.sink, cfg.pack_length, self._eos,
+            packing = out.kept | "Pack" >> PackTokens(self._out_dir, self._sink, cfg.pack_length, self._eos,
                                                        cfg.pad_id, self._dtype)
             stats = (stats, packing) | "EncodeAndPackStats" >> beam.Flatten()
-        return StageOutputs(kept=out.kept, rejected=p | "NoRejects" >> beam.Create([]), dead=out[DEAD], stats=stats)
+        return StageOutputs(kept=out.kept, rejected=out[REJECTED], dead=out[DEAD], stats=stats, timing=(out[TIMING],))
+
+
+def _build_tokenizer(cfg: TokenizerConfig, ctx: BuildContext) -> beam.PTransform:
+    return TrainTokenizer(cfg, ctx.config.output)
+
+
+def _build_encode(cfg: EncodeConfig, ctx: BuildContext) -> beam.PTransform:
+    return EncodeTokens(cfg, ctx)
+
+
+TOKENIZER = StageDecl("tokenizer", TokenizerConfig, _build_tokenizer, report=tokenizer_section,
+                      publishes=(MODEL_KEY,))
+ENCODE = StageDecl("encode", EncodeConfig, _build_encode, encode_fields)

@@ -10,8 +10,8 @@ from winnow.pipeline.config import (
     apply_overrides,
     config_hash,
     config_to_dict,
-    load_config,
 )
+from winnow.pipeline.configure import load_config
 
 
 def write(tmp_path, data):

@@ -12,7 +12,7 @@ import pytest
 from winnow.filters.dedup.config import ImageDedupConfig, MinHashDedupConfig
 from winnow.filters.dedup.evalset import cluster_images, cluster_texts, image_eval_set, score, text_eval_set
 from winnow.format import Manifest
-from winnow.pipeline.config import load_config
+from winnow.pipeline.configure import load_config
 from winnow.pipeline.runner import run
 
 

@@ -21,7 +21,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from winnow.errors import ConfigError
 from winnow.filters.domain import DomainConfig, DomainReference
 from winnow.format import Manifest
-from winnow.pipeline.config import DEFAULT_STAGES, load_config
+from winnow.pipeline.config import DEFAULT_STAGES
+from winnow.pipeline.configure import load_config
 from winnow.pipeline.demo import build_demo_corpus
 from winnow.pipeline.demo_domain import DICTIONARY_TERMS, demo_domain_overrides, demo_stages
 from winnow.pipeline.runner import run

@@ -8,7 +8,8 @@ import pyarrow as pa
 import pytest
 
 from winnow.format import Manifest, reject_schema, schema_from_json, xxh3_128_hex
-from winnow.pipeline.config import DEFAULT_STAGES, load_config
+from winnow.pipeline.config import DEFAULT_STAGES
+from winnow.pipeline.configure import load_config
 from winnow.pipeline.demo import build_demo_corpus
 from winnow.pipeline.runner import run
 

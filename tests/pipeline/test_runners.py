@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from winnow.pipeline.config import load_config
+from winnow.pipeline.configure import load_config
 from winnow.pipeline.demo import build_demo_corpus
 from winnow.pipeline.runner import run
 

@@ -9,7 +9,7 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from winnow.format import Manifest
-from winnow.pipeline.config import load_config
+from winnow.pipeline.configure import load_config
 from winnow.pipeline.report import ReportSection, register_section, svg_histogram, unregister_section
 from winnow.pipeline.runner import run
 from winnow.pipeline.stages import registry

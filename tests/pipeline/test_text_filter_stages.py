@@ -13,7 +13,8 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from winnow.filters.model_quality import ModelQualityConfig
 from winnow.filters.pii import PIIConfig
-from winnow.pipeline.config import DEFAULT_STAGES, load_config
+from winnow.pipeline.config import DEFAULT_STAGES
+from winnow.pipeline.configure import load_config
 from winnow.pipeline.records import make_record
 from winnow.pipeline.runner import run
 from winnow.pipeline.stages.model_quality import ModelQuality

@@ -1,46 +1,12 @@
-"""Registers ``minhash_dedup`` and ``image_dedup`` and their report sections."""
+"""The report sections of ``minhash_dedup`` and ``image_dedup``."""
 
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-import apache_beam as beam
-import pyarrow as pa
-
-from winnow.filters.dedup.config import ImageDedupConfig, MinHashDedupConfig
-from winnow.pipeline.report import ReportSection, esc, html_table, register_section, svg_bars
-from winnow.pipeline.stages.registry import StageSpec, register
+from winnow.pipeline.report import ReportSection, esc, html_table, svg_bars
 
 __all__ = ["dedup_section"]
-
-
-def _build_minhash(cfg: MinHashDedupConfig, ctx: dict[str, Any]) -> beam.PTransform:
-    from winnow.pipeline.stages.minhash_dedup import MinHashDedup
-
-    return MinHashDedup(cfg)
-
-
-def _minhash_fields(cfg: MinHashDedupConfig) -> tuple[pa.Field, ...]:
-    from winnow.pipeline.stages.minhash_dedup import FIELDS
-
-    return FIELDS
-
-
-def _build_image(cfg: ImageDedupConfig, ctx: dict[str, Any]) -> beam.PTransform:
-    from winnow.pipeline.stages.image_dedup import ImageDedup
-
-    return ImageDedup(cfg)
-
-
-def _image_fields(cfg: ImageDedupConfig) -> tuple[pa.Field, ...]:
-    from winnow.pipeline.stages.image_dedup import FIELDS
-
-    return FIELDS
-
-
-register(StageSpec("minhash_dedup", MinHashDedupConfig, _build_minhash, _minhash_fields,
-                   ("minhash_dedup_near_duplicate",)))
-register(StageSpec("image_dedup", ImageDedupConfig, _build_image, _image_fields, ("image_dedup_near_duplicate",)))
 
 
 def _size_bins(h: Mapping[str, Any]) -> list[tuple[str, float]]:
@@ -105,7 +71,3 @@ def dedup_section(stage: str, title: str):
         return ReportSection(title, "".join(parts))
 
     return section
-
-
-register_section("minhash_dedup", dedup_section("minhash_dedup", "Near-duplicate text clusters (MinHash)"))
-register_section("image_dedup", dedup_section("image_dedup", "Near-duplicate image clusters (pHash)"))

@@ -1,0 +1,159 @@
+"""Records in batches: the element type of every record PCollection between stages.
+
+A :class:`Records` holds a list of record dicts (the per-record view a stage works on) and
+crosses process and fusion boundaries as one Arrow IPC stream: Beam's coders pickle it, and
+:meth:`Records.__reduce__` makes that pickle the Arrow encoding (one schema message per
+batch, then column buffers), so a buffered or shuffled batch costs about its raw bytes
+instead of a Python object per value. Inside a fused stage, batches pass as Python objects
+and cost nothing to hand on.
+
+Column types are inferred per column; a batch whose values Arrow cannot hold exactly falls
+back to pickling the rows, so a value never changes on the way. Decoding is lazy: a batch
+read back from a buffer keeps its Arrow buffers until a stage asks for rows.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, Iterable, Iterator, Sequence
+
+import pyarrow as pa
+
+__all__ = ["Records", "batch_rows", "record_weight", "BATCH_RECORDS", "BATCH_BYTES"]
+
+#: Most records in one batch made by a reader or a stage.
+BATCH_RECORDS = 1024
+#: About this many bytes of text and media in one batch (larger documents make smaller batches).
+BATCH_BYTES = 4 << 20
+
+_ARROW = b"A"
+_PICKLE = b"P"
+
+
+def _to_arrow(rows: Sequence[dict]) -> pa.RecordBatch:
+    names: dict[str, None] = {}
+    for r in rows:
+        for k in r:
+            if k not in names:
+                names[k] = None
+    arrays = []
+    for k in names:
+        values = [r.get(k) for r in rows]
+        arr = pa.array(values)
+        t = arr.type
+        if pa.types.is_float64(t) and any(type(v) is not float for v in values if v is not None):
+            raise TypeError(k)  # ints (or numpy scalars) among floats would come back as floats
+        if not _exact_type(t):
+            raise TypeError(k)
+        arrays.append(arr)
+    return pa.RecordBatch.from_arrays(arrays, names=list(names))
+
+
+def _exact_type(t: pa.DataType) -> bool:
+    """Types whose Python values come back unchanged from ``to_pylist``."""
+    if pa.types.is_null(t) or pa.types.is_boolean(t) or pa.types.is_int64(t) or pa.types.is_float64(t):
+        return True
+    if pa.types.is_string(t) or pa.types.is_binary(t) or pa.types.is_large_string(t) or pa.types.is_large_binary(t):
+        return True
+    # token arrays come back as lists of the same integers
+    return (pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_integer(t.value_type)
+
+
+def _encode(rows: list[dict]) -> bytes:
+    if rows:
+        try:
+            batch = _to_arrow(rows)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            batch = None
+        if batch is not None:
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, batch.schema) as w:
+                w.write_batch(batch)
+            return _ARROW + sink.getvalue().to_pybytes()
+    return _PICKLE + pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _decode(data: bytes) -> "Records":
+    out = Records.__new__(Records)
+    out._rows = None
+    out._data = data
+    return out
+
+
+class Records:
+    """A batch of records (dicts keyed by column name).
+
+    Args:
+        rows: the records, in order.
+    """
+
+    __slots__ = ("_rows", "_data")
+
+    def __init__(self, rows: Iterable[dict] = ()) -> None:
+        self._rows: list[dict] | None = list(rows)
+        self._data: bytes | None = None
+
+    @property
+    def rows(self) -> list[dict]:
+        """The records as dicts (decoded on first access)."""
+        if self._rows is None:
+            data = self._data or _PICKLE + pickle.dumps([])
+            if data[:1] == _ARROW:
+                with pa.ipc.open_stream(memoryview(data)[1:]) as r:
+                    self._rows = r.read_all().to_pylist()
+            else:
+                self._rows = pickle.loads(data[1:])
+            self._data = None
+        return self._rows
+
+    def arrow(self) -> pa.RecordBatch | None:
+        """The batch as Arrow (column types as inferred) when it arrived Arrow-encoded and no
+        stage has asked for its rows yet; else None."""
+        if self._rows is None and self._data is not None and self._data[:1] == _ARROW:
+            with pa.ipc.open_stream(memoryview(self._data)[1:]) as r:
+                batches = list(r)
+            return batches[0] if len(batches) == 1 else pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+        return None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter(self.rows)
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        if self._rows is None and self._data is not None:
+            return _decode, (self._data,)
+        return _decode, (_encode(self._rows or []),)
+
+    def __repr__(self) -> str:
+        return f"Records({len(self)} rows)"
+
+
+def record_weight(record: dict) -> int:
+    """Bytes of text and media a record carries (what sizes a batch)."""
+    n = 0
+    for key in ("text", "image", "audio"):
+        v = record.get(key)
+        if v is not None:
+            n += len(v)
+    return n
+
+
+def batch_rows(rows: Iterable[dict], max_records: int = BATCH_RECORDS,
+               max_bytes: int = BATCH_BYTES) -> Iterator[Records]:
+    """Cut a stream of records into batches of at most ``max_records`` records and about
+    ``max_bytes`` of text and media (a single larger record makes a batch of its own)."""
+    chunk: list[dict] = []
+    size = 0
+    for r in rows:
+        chunk.append(r)
+        size += record_weight(r)
+        if len(chunk) >= max_records or size >= max_bytes:
+            yield Records(chunk)
+            chunk, size = [], 0
+    if chunk:
+        yield Records(chunk)
