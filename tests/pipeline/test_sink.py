@@ -10,7 +10,10 @@ import pytest
 from winnow.format import ShardInfo, output_schema, xxh3_128_hex
 from winnow.pipeline.config import SinkConfig
 from winnow.pipeline.records import make_record
-from winnow.pipeline.sink import WriteShards, rows_to_batches, shard_of, write_arrow_file
+from winnow.pipeline.sink import WriteShards
+from winnow.shardio import rows_to_batches, shard_of, write_arrow_file
+
+from tests.pipeline.batches import create_batches
 
 SCHEMA = output_schema([pa.field("extra_score", pa.float64())])
 
@@ -28,7 +31,7 @@ def records(n=300, seed=0):
 def run_sink(tmp_path, name, recs, cfg):
     out = str(tmp_path / name)
     with beam.Pipeline(runner="FnApiRunner") as p:
-        infos = p | beam.Create(recs, reshuffle=False) | WriteShards(out, "shards", SCHEMA, cfg)
+        infos = create_batches(p, recs, size=37) | WriteShards(out, "shards", SCHEMA, cfg)
         infos | beam.Map(lambda i: None)
     return out
 

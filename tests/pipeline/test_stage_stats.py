@@ -10,9 +10,10 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from winnow.format import Manifest
 from winnow.pipeline.configure import load_config
-from winnow.pipeline.report import ReportSection, register_section, svg_histogram, unregister_section
+from winnow.pipeline.report import ReportSection, svg_histogram
 from winnow.pipeline.runner import run
-from winnow.pipeline.stages import registry
+from winnow.pipeline.stages.registry import STAGES
+from winnow.pipeline.stages.spec import StageDecl
 from winnow.pipeline.stages.base import StageOutputs
 from winnow.pipeline.stages.stats import HistogramFn, histogram_stats, linear_edges, log_edges, merge_stat_dicts
 
@@ -56,7 +57,7 @@ class _LengthStats(beam.PTransform):
     """A test stage: keeps everything, reports a length histogram, publishes an artifact."""
 
     def expand(self, records):
-        lengths = records | "Len" >> beam.Map(lambda r: len(r.get("text") or ""))
+        lengths = records | "Len" >> beam.FlatMap(lambda b: [len(r.get("text") or "") for r in b.rows])
         stats = histogram_stats(lengths, "text_length", linear_edges(0, 2000, 10))
         p = records.pipeline
         artifacts = p | "Art" >> beam.Create([{"tokenizer": {"model": "tokenizer/test.model", "vocab_size": 7}}])
@@ -65,19 +66,16 @@ class _LengthStats(beam.PTransform):
                             stats=stats, artifacts=artifacts)
 
 
+def _length_section(stats, examples, config):
+    h = stats.get("stage_stats", {}).get("test_lengths", {}).get("text_length")
+    return None if not h else ReportSection("Text lengths", svg_histogram(h, title="length", x_label="chars"))
+
+
 @pytest.fixture
 def length_stage():
-    spec = registry.StageSpec("test_lengths", _LenConfig, lambda cfg, ctx: _LengthStats(), lambda cfg: ())
-    registry.register(spec)
-
-    def section(stats, examples, config):
-        h = stats.get("stage_stats", {}).get("test_lengths", {}).get("text_length")
-        return None if not h else ReportSection("Text lengths", svg_histogram(h, title="length", x_label="chars"))
-
-    register_section("test_lengths", section)
-    yield spec
-    registry.STAGES.pop("test_lengths", None)
-    unregister_section("test_lengths")
+    """A user's own stage: one declaration added to the built-in registry (nothing global changes)."""
+    decl = StageDecl("test_lengths", _LenConfig, lambda cfg, ctx: _LengthStats(), report=_length_section)
+    return STAGES.with_stages(decl)
 
 
 def test_stage_stats_and_artifacts_reach_stats_report_and_manifest(tmp_path, length_stage):
@@ -85,7 +83,7 @@ def test_stage_stats_and_artifacts_reach_stats_report_and_manifest(tmp_path, len
     texts = ["a" * n for n in (10, 300, 301, 1999, 5000)]
     src.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(texts)))
     out = tmp_path / "out"
-    cfg = load_config(input=[str(src)], output=str(out), stages=["normalize", "test_lengths"])
+    cfg = load_config(input=[str(src)], output=str(out), stages=["normalize", "test_lengths"], registry=length_stage)
     result = run(cfg)
     h = result.stats["stage_stats"]["test_lengths"]["text_length"]
     assert h["n"] == 5 and h["counts"][0] == 1 and h["counts"][1] == 2 and h["counts"][-1] == 2 and h["over"] == 1
@@ -94,3 +92,10 @@ def test_stage_stats_and_artifacts_reach_stats_report_and_manifest(tmp_path, len
     assert m.tokenizer == {"model": "tokenizer/test.model", "vocab_size": 7}
     html = (out / "report.html").read_text()
     assert "Text lengths" in html and "(failed)" not in html
+
+
+def test_a_stage_unknown_to_the_registry_is_a_config_error(tmp_path):
+    from winnow.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="test_lengths"):
+        load_config(input=["x"], output=str(tmp_path), stages=["normalize", "test_lengths"])

@@ -11,6 +11,8 @@ from winnow.pipeline.records import make_record
 from winnow.pipeline.stages.base import RecordStage
 from winnow.pipeline.stages.exact_dedup import ExactDedup
 
+from tests.pipeline.batches import create_batches, rows
+
 
 def counters(result):
     out = {}
@@ -39,15 +41,15 @@ def test_record_stage_routes_every_record(batch_size):
     texts = ["good", "bad", "boom", "fine", "bad"]
     recs = [make_record(source=f"t:{i}", text=t) for i, t in enumerate(texts)]
     p = beam.Pipeline(runner="FnApiRunner")
-    out = p | beam.Create(recs) | RecordStage("picky", Picky, batch_size=batch_size)
-    assert_that(out.kept | "k" >> beam.Map(lambda r: (r["text"], r["picky_len"])), equal_to([("good", 4), ("fine", 4)]), label="kept")
+    out = create_batches(p, recs, size=3) | RecordStage("picky", Picky, batch_size=batch_size)
+    assert_that(rows(out.kept, "rows1") | "k" >> beam.Map(lambda r: (r["text"], r["picky_len"])), equal_to([("good", 4), ("fine", 4)]), label="kept")
     assert_that(
-        out.rejected | "r" >> beam.Map(lambda r: (r["text"], r["reject_stage"], r["reject_reason"])),
+        rows(out.rejected, "rows2") | "r" >> beam.Map(lambda r: (r["text"], r["reject_stage"], r["reject_reason"])),
         equal_to([("bad", "picky", "picky_bad")] * 2),
         label="rejected",
     )
     assert_that(
-        out.dead | "d" >> beam.Map(lambda r: (r["text"], r["reject_stage"], r["reject_reason"], "cannot judge boom" in r["error"])),
+        rows(out.dead, "rows3") | "d" >> beam.Map(lambda r: (r["text"], r["reject_stage"], r["reject_reason"], "cannot judge boom" in r["error"])),
         equal_to([("boom", "picky", "dead_letter", True)]),
         label="dead",
     )
@@ -60,9 +62,9 @@ def test_record_stage_routes_every_record(batch_size):
 def test_normalize_stage_in_beam():
     recs = [make_record(source="a:1", text="cafe\u0301"), make_record(source="a:2", text="  ")]
     p = beam.Pipeline(runner="FnApiRunner")
-    out = p | beam.Create(recs) | RecordStage("normalize", lambda: Normalizer(NormalizeConfig()))
-    assert_that(out.kept | beam.Map(lambda r: r["text"]), equal_to(["caf\u00e9"]), label="kept")
-    assert_that(out.rejected | "r" >> beam.Map(lambda r: r["reject_reason"]), equal_to(["normalize_empty_text"]), label="rej")
+    out = create_batches(p, recs) | RecordStage("normalize", lambda: Normalizer(NormalizeConfig()))
+    assert_that(rows(out.kept, "rows4") | beam.Map(lambda r: r["text"]), equal_to(["caf\u00e9"]), label="kept")
+    assert_that(rows(out.rejected, "rows5") | "r" >> beam.Map(lambda r: r["reject_reason"]), equal_to(["normalize_empty_text"]), label="rej")
     p.run().wait_until_finish()
 
 
@@ -75,14 +77,14 @@ def test_exact_dedup_keeps_smallest_id_and_points_rejects_at_it():
         make_record(source="f:5", text="unique", id="z"),  # same id twice: source breaks the tie
     ]
     p = beam.Pipeline(runner="FnApiRunner")
-    out = p | beam.Create(recs) | ExactDedup()
+    out = create_batches(p, recs, size=2) | ExactDedup()
     assert_that(
-        out.kept | beam.Map(lambda r: (r["id"], r["source"], r["exact_dup_count"])),
+        rows(out.kept, "rows6") | beam.Map(lambda r: (r["id"], r["source"], r["exact_dup_count"])),
         equal_to([("a", "f:2", 3), ("z", "f:4", 2)]),
         label="kept",
     )
     assert_that(
-        out.rejected | "r" >> beam.Map(lambda r: (r["id"], r["duplicate_of"], r["duplicate_of_source"], r["reject_reason"])),
+        rows(out.rejected, "rows7") | "r" >> beam.Map(lambda r: (r["id"], r["duplicate_of"], r["duplicate_of_source"], r["reject_reason"])),
         equal_to([
             ("c", "a", "f:2", "exact_dedup_duplicate"),
             ("b", "a", "f:2", "exact_dedup_duplicate"),
@@ -99,10 +101,10 @@ def test_exact_dedup_keeps_smallest_id_and_points_rejects_at_it():
 def test_exact_dedup_large_group_is_streamed():
     n = 20_000
     p = beam.Pipeline(runner="FnApiRunner")
-    recs = p | beam.Create(range(n)) | beam.Map(lambda i: make_record(source=f"f:{i}", text="x", id=f"{i:06d}"))
+    recs = create_batches(p, [make_record(source=f"f:{i}", text="x", id=f"{i:06d}") for i in range(n)], size=1000)
     out = recs | ExactDedup()
-    assert_that(out.kept | beam.Map(lambda r: (r["id"], r["exact_dup_count"])), equal_to([("000000", n)]), label="kept")
-    assert_that(out.rejected | beam.combiners.Count.Globally(), equal_to([n - 1]), label="count")
+    assert_that(rows(out.kept, "rows8") | beam.Map(lambda r: (r["id"], r["exact_dup_count"])), equal_to([("000000", n)]), label="kept")
+    assert_that(rows(out.rejected, "rows9") | beam.combiners.Count.Globally(), equal_to([n - 1]), label="count")
     p.run().wait_until_finish()
 
 
@@ -130,10 +132,10 @@ class WrongType(RecordFilter):
 def test_values_that_do_not_fit_declared_columns_are_dead_lettered(batch_size):
     recs = [make_record(source=f"t:{i}", text=t) for i, t in enumerate(["ok", "odd", "big", "none", "fine"])]
     p = beam.Pipeline(runner="FnApiRunner")
-    out = p | beam.Create(recs) | RecordStage("wrong", WrongType, batch_size=batch_size)
-    assert_that(out.kept | beam.Map(lambda r: r["text"]), equal_to(["ok", "fine"]), label="kept")
+    out = create_batches(p, recs, size=4) | RecordStage("wrong", WrongType, batch_size=batch_size)
+    assert_that(rows(out.kept, "rows10") | beam.Map(lambda r: r["text"]), equal_to(["ok", "fine"]), label="kept")
     assert_that(
-        out.dead | "d" >> beam.Map(lambda r: (r["text"], r["reject_stage"], r["error"].split(" for column ")[-1].split(",")[0])),
+        rows(out.dead, "rows11") | "d" >> beam.Map(lambda r: (r["text"], r["reject_stage"], r["error"].split(" for column ")[-1].split(",")[0])),
         equal_to([
             ("odd", "wrong", "wrong_score"),
             ("big", "wrong", "wrong_n"),
@@ -144,10 +146,13 @@ def test_values_that_do_not_fit_declared_columns_are_dead_lettered(batch_size):
     p.run().wait_until_finish()
 
 
-def test_batch_weight_counts_large_records_more():
-    from winnow.pipeline.stages.base import _record_weight
-
-    assert _record_weight(make_record(source="t:0", text="short")) == 1
-    assert _record_weight(make_record(source="t:1", text="x" * 200_000)) == 1 + 200_000 // 65536
-    assert _record_weight(make_record(source="t:2", image=b"\0" * 70_000)) == 2
-    assert _record_weight(object()) == 1
+def test_a_failing_record_dead_letters_alone_inside_a_batch():
+    """The batch call raises; only the record that raises one at a time becomes a dead letter."""
+    texts = ["a", "boom", "b", "c"]
+    recs = [make_record(source=f"t:{i}", text=t) for i, t in enumerate(texts)]
+    p = beam.Pipeline(runner="FnApiRunner")
+    out = create_batches(p, recs, size=4) | RecordStage("picky", Picky, batch_size=4)
+    assert_that(rows(out.kept, "k") | beam.Map(lambda r: r["text"]), equal_to(["a", "b", "c"]), label="kept")
+    assert_that(rows(out.dead, "d") | beam.Map(lambda r: r["text"]), equal_to(["boom"]), label="dead")
+    assert_that(out.timing[0] | beam.Map(lambda t: (t[0], t[1][1], t[1][3])), equal_to([("picky", 4, 3)]), label="timing")
+    p.run().wait_until_finish()

@@ -1,0 +1,63 @@
+"""Records batches: exact round trips through their Arrow encoding, a pickle fallback, compactness."""
+
+import pickle
+
+import numpy as np
+
+from winnow.pipeline.batch import Records, batch_rows, record_weight
+from winnow.pipeline.records import make_record
+
+
+def round_trip(rows):
+    return pickle.loads(pickle.dumps(Records(rows))).rows
+
+
+def test_values_come_back_unchanged():
+    rows = [
+        {"id": "a", "text": "h\u00e9llo \U0001f600", "n": 1, "f": 0.1, "b": True, "img": b"\x00\xff", "x": None},
+        {"id": "b", "text": None, "n": None, "f": 2.5, "b": False, "img": None, "extra": "only here"},
+    ]
+    back = round_trip(rows)
+    assert [r["id"] for r in back] == ["a", "b"]
+    for orig, got in zip(rows, back):
+        for k, v in orig.items():
+            assert got[k] == v and type(got[k]) is type(v), k
+    assert back[0]["extra"] is None  # a column some rows lack comes back as None
+
+
+def test_token_arrays_come_back_as_the_same_integers():
+    rows = [{"id": "a", "tokens": np.array([1, 2, 300], dtype=np.int16)}, {"id": "b", "tokens": None}]
+    back = round_trip(rows)
+    assert list(back[0]["tokens"]) == [1, 2, 300] and back[1]["tokens"] is None
+
+
+def test_values_arrow_cannot_hold_exactly_fall_back_to_pickle():
+    for rows in (
+        [{"t": "lone \udcff surrogate"}],          # not encodable as UTF-8
+        [{"v": 1}, {"v": 2.5}],                    # an int among floats would come back a float
+        [{"v": 2**70}],                            # beyond int64
+        [{"v": {"nested": [1, 2]}}],               # a dict value
+        [{"v": np.float32(0.5)}],                  # a numpy scalar keeps its type
+    ):
+        back = round_trip(rows)
+        assert back == rows and [type(r[k]) for r in back for k in r] == [type(r[k]) for r in rows for k in r]
+    assert pickle.dumps(Records([{"v": 1}, {"v": 2.5}]))  # picklable either way
+
+
+def test_arrow_encoding_is_compact_and_lazy():
+    recs = [make_record(source=f"f.jsonl:{i}", text="word " * 200, meta={"i": i}) for i in range(500)]
+    raw = sum(record_weight(r) + len(r["id"]) + len(r["source"]) + len(r["meta"]) for r in recs)
+    data = pickle.dumps(Records(recs))
+    assert len(data) < 1.1 * raw  # about the raw bytes; no per-value Python overhead
+    back = pickle.loads(data)
+    assert back.arrow() is not None and back.arrow().num_rows == 500  # still Arrow until rows are asked for
+    assert back.rows == recs
+    assert back.arrow() is None  # decoded now
+
+
+def test_batch_rows_cuts_by_count_and_bytes():
+    small = [{"text": "x" * 10} for _ in range(10)]
+    assert [len(b) for b in batch_rows(small, max_records=4)] == [4, 4, 2]
+    big = [{"text": "x" * 100}, {"text": "x" * 100}, {"image": b"\0" * 1000}, {"text": "y"}]
+    assert [len(b) for b in batch_rows(big, max_records=100, max_bytes=150)] == [2, 1, 1]
+    assert record_weight({"text": "ab", "image": b"123", "audio": None}) == 5
