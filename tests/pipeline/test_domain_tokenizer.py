@@ -27,6 +27,7 @@ from winnow.pipeline.demo import build_demo_corpus
 from winnow.pipeline.demo_domain import DICTIONARY_TERMS, demo_domain_overrides, demo_stages
 from winnow.pipeline.runner import run
 from winnow.pipeline.stages.domain import DomainStage
+from tests.pipeline.batches import create_batches, rows
 
 SCALE = 0.25
 
@@ -217,10 +218,10 @@ def test_domain_stage_counts_and_keeps_the_fraction(tmp_path):
     recs = [{"id": f"r{i:02d}", "source": "s", "modality": "text", "text": t, "meta": "{}"} for i, t in enumerate(texts)]
     recs.append({"id": "img", "source": "s", "modality": "image", "text": None, "meta": "{}"})
     with beam.Pipeline(runner="FnApiRunner") as p:
-        out = p | beam.Create(recs) | DomainStage(cfg)
-        assert_that(out.kept | "KeptIds" >> beam.Map(lambda r: r["id"]),
+        out = create_batches(p, recs, size=7) | DomainStage(cfg)
+        assert_that(rows(out.kept, "KeptRows") | "KeptIds" >> beam.Map(lambda r: r["id"]),
                     equal_to([f"r{i:02d}" for i in range(10)] + ["img"]), label="kept")
-        assert_that(out.rejected | "Reasons" >> beam.Map(lambda r: r["reject_reason"]),
+        assert_that(rows(out.rejected, "RejectedRows") | "Reasons" >> beam.Map(lambda r: r["reject_reason"]),
                     equal_to(["domain_below_threshold"] * 10), label="rejected")
     counters = {m.key.metric.name: m.committed for m in p.result.metrics().query()["counters"]}
     assert counters["domain/kept"] == 11 and counters["domain/domain_below_threshold"] == 10
