@@ -188,12 +188,19 @@ def is_dead_letter(record: Mapping[str, Any]) -> bool:
     return record.get("reject_reason") == DEAD_LETTER_REASON
 
 
+def _utf8_len(s: str) -> int:
+    return len(s) if s.isascii() else len(s.encode("utf-8", "surrogatepass"))
+
+
 def record_bytes(record: Mapping[str, Any]) -> int:
-    """Approximate encoded size of a record, for sizing shards and batches."""
-    n = 64 + len(record.get("id") or "") + len(record.get("source") or "") + len(record.get("meta") or "")
-    t = record.get("text")
-    if t is not None:
-        n += len(t) if t.isascii() else len(t.encode("utf-8", "surrogatepass"))
+    """Approximate encoded size of a record, for sizing shards and batches: 64 plus the UTF-8
+    bytes of its id, source, meta and text and the bytes of its media (the same sum as
+    :func:`winnow.shardio.row_sizes` over Arrow columns)."""
+    n = 64
+    for k in ("id", "source", "meta", "text"):
+        v = record.get(k)
+        if isinstance(v, str):
+            n += _utf8_len(v)
     for k in ("image", "audio"):
         v = record.get(k)
         if v is not None:

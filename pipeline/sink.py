@@ -15,20 +15,21 @@ import posixpath
 from typing import Any, Iterable
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 
 from winnow.format import ShardInfo, shard_name
 from winnow.pipeline.batch import Records
 from winnow.pipeline.config import SinkConfig
-from winnow.pipeline.records import record_bytes
 from winnow.shardio import (
     atomic_write,
     conform,
     join_uri,
     rows_table,
     shard_count,
+    shard_index,
     shard_of,
-    sort_rows,
+    sort_order,
     table_to_batches,
     write_arrow_file,
 )
@@ -50,6 +51,20 @@ def records_table(batch: Records, schema: pa.Schema) -> pa.Table:
 
 
 def _split(batch: Records, n: int) -> Iterable[tuple[int, Records]]:
+    arrow = batch.arrow()
+    if arrow is not None:  # the usual case after a fusion break: split as Arrow, never as dicts
+        if n == 1:
+            yield 0, batch
+            return
+        ids = arrow.column("id").to_pylist()
+        sources = arrow.column("source").to_pylist()
+        keys = np.fromiter((shard_index(i, s, n) for i, s in zip(ids, sources)), dtype=np.int64, count=len(ids))
+        order = np.argsort(keys, kind="stable")
+        bounds = np.flatnonzero(np.diff(keys[order])) + 1
+        for part in np.split(order, bounds):
+            if len(part):
+                yield int(keys[part[0]]), Records.from_arrow(arrow.take(pa.array(part)))
+        return
     parts: dict[int, list[dict]] = {}
     for r in batch.rows:
         parts.setdefault(shard_of(r, n), []).append(r)
@@ -70,11 +85,11 @@ class _WriteShardFn(beam.DoFn):
         tables = [records_table(b, self._schema) for b in parts if b is not None]
         table = pa.concat_tables(tables) if tables else self._schema.empty_table()
         del tables
-        table = sort_rows(table)
         name = shard_name(idx, n, self._prefix)
         rel = posixpath.join(self._subdir, name)
-        nbytes, digest = write_arrow_file(join_uri(self._out_dir, rel), self._schema,
-                                          table_to_batches(table, self._cfg.batch_bytes), self._cfg.compression)
+        # gathered in (id, source) order one output batch at a time and streamed to the file
+        batches = table_to_batches(table, self._cfg.batch_bytes, sort_order(table))
+        nbytes, digest = write_arrow_file(join_uri(self._out_dir, rel), self._schema, batches, self._cfg.compression)
         _log.info("winnow: wrote %s (%d rows, %d bytes)", rel, table.num_rows, nbytes)
         yield ShardInfo(rel, table.num_rows, nbytes, digest).to_json()
 
@@ -90,8 +105,9 @@ class WriteShards(beam.PTransform):
 
     Returns a PCollection of shard-info dicts (``path``, ``rows``, ``bytes``, ``xxh3_128``),
     one per shard, including empty shards, so the manifest lists exactly ``n`` files.
-    Memory: one worker holds one shard's batches while sorting and writing it (about
-    ``shard_bytes`` of Arrow data, twice while sorting).
+    Memory: one worker holds one shard's batches while writing it (about ``shard_bytes`` of
+    Arrow data, plus one output batch at a time: the sorted rows are gathered batch by batch
+    and streamed to the file).
     """
 
     def __init__(self, out_dir: str, subdir: str, schema: pa.Schema, cfg: SinkConfig, prefix: str = "part") -> None:
@@ -104,7 +120,7 @@ class WriteShards(beam.PTransform):
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
         cfg = self._cfg
-        total = (batches | "Size" >> beam.Map(lambda b: sum(record_bytes(r) for r in b.rows))
+        total = (batches | "Size" >> beam.Map(lambda b: b.nbytes())
                  | "Total" >> beam.CombineGlobally(sum))
         count = total | "Count" >> beam.Map(lambda t: shard_count(t, cfg.shard_bytes, cfg.min_shards))
         n = beam.pvalue.AsSingleton(count)

@@ -7,6 +7,7 @@ the same bytes.
 
 from __future__ import annotations
 
+import io
 import math
 import posixpath
 import uuid
@@ -22,7 +23,7 @@ from winnow.format import xxh3_128_hex
 
 __all__ = [
     "join_uri", "atomic_write", "shard_of", "shard_index", "shard_count", "rows_to_batches",
-    "table_to_batches", "conform", "sort_rows", "write_arrow_file", "rows_table",
+    "table_to_batches", "row_sizes", "conform", "sort_rows", "sort_order", "write_arrow_file", "rows_table",
 ]
 
 #: Bytes counted per record on top of its text, media, id, source and meta.
@@ -96,38 +97,62 @@ def sort_rows(table: pa.Table) -> pa.Table:
     """Rows sorted by (id, source), in one contiguous chunk."""
     if table.num_rows == 0:
         return table.combine_chunks()
-    idx = pc.sort_indices(table, sort_keys=[("id", "ascending"), ("source", "ascending")])
-    return table.take(idx).combine_chunks()
+    return table.take(sort_order(table)).combine_chunks()
 
 
-def _row_sizes(table: pa.Table) -> np.ndarray:
-    """The approximate encoded size of each row (as :func:`record_bytes` counts it)."""
-    n = table.num_rows
-    sizes = np.full(n, ROW_OVERHEAD, dtype=np.int64)
+def sort_order(table: pa.Table) -> pa.Array:
+    """The row indices that sort ``table`` by (id, source)."""
+    return pc.sort_indices(table, sort_keys=[("id", "ascending"), ("source", "ascending")])
+
+
+def row_sizes(table: pa.Table | pa.RecordBatch) -> np.ndarray:
+    """The approximate encoded size of each row: what ``record_bytes`` counts for the same
+    record (64 plus the UTF-8 bytes of id, source, meta and text and the bytes of media)."""
+    sizes = np.full(table.num_rows, ROW_OVERHEAD, dtype=np.int64)
     for name in ("id", "source", "meta", "text", "image", "audio"):
-        if name in table.column_names:
-            lengths = pc.binary_length(table.column(name)) if not pa.types.is_null(table.column(name).type) else None
-            if lengths is not None:
-                sizes += np.nan_to_num(lengths.to_numpy(zero_copy_only=False).astype(np.float64)).astype(np.int64)
+        if name not in table.schema.names:
+            continue
+        col = table.column(name)
+        t = col.type
+        if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+                or pa.types.is_large_binary(t)):
+            continue
+        lengths = pc.fill_null(pc.binary_length(col), 0)
+        sizes += lengths.to_numpy(zero_copy_only=False).astype(np.int64)
     return sizes
 
 
-def table_to_batches(table: pa.Table, batch_bytes: int) -> Iterable[pa.RecordBatch]:
-    """Cut a table into record batches: each ends at the first row that brings it to
-    ``batch_bytes`` or more (the last one may be smaller)."""
-    n = table.num_rows
-    if n == 0:
-        return
-    table = table.combine_chunks()
-    csum = np.cumsum(_row_sizes(table))
+def _cuts(sizes: np.ndarray, batch_bytes: int) -> Iterable[tuple[int, int]]:
+    # each batch ends at the first row that brings it to batch_bytes or more
+    n = len(sizes)
+    csum = np.cumsum(sizes)
     start = 0
     while start < n:
         base = csum[start - 1] if start else 0
         end = int(np.searchsorted(csum, base + batch_bytes, side="left")) + 1
         end = min(max(end, start + 1), n)
-        for b in table.slice(start, end - start).to_batches():
-            yield b
+        yield start, end
         start = end
+
+
+def table_to_batches(table: pa.Table, batch_bytes: int, order: pa.Array | None = None) -> Iterable[pa.RecordBatch]:
+    """Cut a table into record batches: each ends at the first row that brings it to
+    ``batch_bytes`` or more (the last one may be smaller).
+
+    Args:
+        order: row indices to emit the rows in (for example :func:`sort_order`); the rows
+            are gathered one batch at a time, so a sorted copy of the whole table is never made.
+    """
+    if table.num_rows == 0:
+        return
+    if order is None:
+        table = table.combine_chunks()
+        for start, end in _cuts(row_sizes(table), batch_bytes):
+            yield from table.slice(start, end - start).to_batches()
+        return
+    sizes = row_sizes(table)[order.to_numpy(zero_copy_only=False)]
+    for start, end in _cuts(sizes, batch_bytes):
+        yield from table.take(order.slice(start, end - start)).combine_chunks().to_batches()
 
 
 def rows_to_batches(rows: Sequence[dict], schema: pa.Schema, batch_bytes: int) -> Iterable[pa.RecordBatch]:
@@ -135,20 +160,53 @@ def rows_to_batches(rows: Sequence[dict], schema: pa.Schema, batch_bytes: int) -
     yield from table_to_batches(rows_table(rows, schema), batch_bytes)
 
 
+class _HashingWriter(io.RawIOBase):
+    """A write-only file that hashes (xxh3-128) and counts what passes through it."""
+
+    def __init__(self, fh: Any) -> None:
+        super().__init__()
+        self._fh = fh
+        self.hasher = xxhash.xxh3_128()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self.hasher.update(view)
+        self.size += view.nbytes
+        self._fh.write(view)
+        return view.nbytes
+
+
 def write_arrow_file(uri: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch],
                      compression: str | None = "none") -> tuple[int, str]:
-    """Write an Arrow IPC file to a temporary name, then rename it to ``uri``.
+    """Write an Arrow IPC file to a temporary name beside ``uri``, then rename it into place.
+
+    The file is streamed batch by batch (never held whole in memory) and hashed as it is
+    written; a failure leaves no file under ``uri`` and removes the temporary one.
 
     Returns:
         (bytes, xxh3-128 hex) of the file as written.
     """
     codec: Any = None if compression in (None, "none") else compression
     options = pa.ipc.IpcWriteOptions(compression=codec)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, schema, options=options) as writer:
-        for b in batches:
-            writer.write_batch(b)
-    buf = sink.getvalue()
-    digest = xxh3_128_hex(memoryview(buf))
-    atomic_write(uri, memoryview(buf))
-    return buf.size, digest
+    fs, path = fsspec.core.url_to_fs(uri)
+    parent = posixpath.dirname(path)
+    fs.makedirs(parent, exist_ok=True)
+    tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}")
+    try:
+        with fs.open(tmp, "wb") as fh:
+            out = _HashingWriter(fh)
+            with pa.ipc.new_file(pa.PythonFile(out, mode="w"), schema, options=options) as writer:
+                for b in batches:
+                    writer.write_batch(b)
+        fs.mv(tmp, path)
+    except BaseException:
+        try:
+            fs.rm(tmp)
+        except (OSError, FileNotFoundError):
+            pass
+        raise
+    return out.size, out.hasher.hexdigest()

@@ -3,9 +3,10 @@
 import pickle
 
 import numpy as np
+import pyarrow as pa
 
 from winnow.pipeline.batch import Records, batch_rows, record_weight
-from winnow.pipeline.records import make_record
+from winnow.pipeline.records import make_record, record_bytes
 
 
 def round_trip(rows):
@@ -61,3 +62,27 @@ def test_batch_rows_cuts_by_count_and_bytes():
     big = [{"text": "x" * 100}, {"text": "x" * 100}, {"image": b"\0" * 1000}, {"text": "y"}]
     assert [len(b) for b in batch_rows(big, max_records=100, max_bytes=150)] == [2, 1, 1]
     assert record_weight({"text": "ab", "image": b"123", "audio": None}) == 5
+
+
+def test_len_and_nbytes_do_not_decode_and_agree_with_the_row_path():
+    recs = [make_record(source=f"f.jsonl:{i}", text=("caf\u00e9 " if i % 2 else "word ") * (i + 1), meta={"i": i})
+            for i in range(300)]
+    back = pickle.loads(pickle.dumps(Records(recs)))
+    assert len(back) == 300 and back.arrow() is not None  # counted without making dicts
+    assert back.nbytes() == sum(record_bytes(r) for r in recs) == Records(recs).nbytes()
+    assert back.arrow() is not None
+
+
+def test_a_batch_made_from_arrow_round_trips_and_pickles_as_arrow():
+    recs = [{"id": f"r{i}", "source": "s", "text": "t" * i} for i in range(50)]
+    arrow = pickle.loads(pickle.dumps(Records(recs))).arrow()
+    part = Records.from_arrow(arrow.take(pa.array([3, 1, 4])))
+    assert len(part) == 3 and part.arrow() is not None
+    again = pickle.loads(pickle.dumps(part))
+    assert again.arrow() is not None and again.rows == [recs[3], recs[1], recs[4]]
+
+
+def test_text_is_compressed_across_a_boundary():
+    recs = [{"id": f"r{i}", "text": "the same words again and again " * 50} for i in range(200)]
+    raw = sum(len(r["text"]) for r in recs)
+    assert len(pickle.dumps(Records(recs))) < raw / 5

@@ -11,7 +11,7 @@ from winnow.format import ShardInfo, output_schema, xxh3_128_hex
 from winnow.pipeline.config import SinkConfig
 from winnow.pipeline.records import make_record
 from winnow.pipeline.sink import WriteShards
-from winnow.shardio import rows_to_batches, shard_of, write_arrow_file
+from winnow.shardio import rows_to_batches, shard_of, sort_order, sort_rows, table_to_batches, write_arrow_file
 
 from tests.pipeline.batches import create_batches
 
@@ -95,6 +95,26 @@ def test_write_arrow_file_reports_size_and_checksum(tmp_path, compression):
     data = (tmp_path / "x" / "f.arrow").read_bytes()
     assert nbytes == len(data) and digest == xxh3_128_hex(data)
     assert pa.ipc.open_file(pa.py_buffer(data)).read_all().num_rows == 50
+
+
+def test_a_failed_write_leaves_no_file_and_no_temporary(tmp_path):
+    good = list(rows_to_batches(records(20), SCHEMA, 1000))
+
+    def batches():
+        yield from good[:2]
+        raise RuntimeError("disk gone")
+
+    with pytest.raises(RuntimeError, match="disk gone"):
+        write_arrow_file(str(tmp_path / "d" / "f.arrow"), SCHEMA, batches())
+    assert list((tmp_path / "d").iterdir()) == []
+
+
+def test_sorted_batches_are_gathered_in_id_order(tmp_path):
+    recs = records(40)
+    table = pa.Table.from_pylist(recs[::-1], schema=SCHEMA)
+    got = pa.Table.from_batches(list(table_to_batches(table, 500, sort_order(table))))
+    assert got.column("id").to_pylist() == sorted(r["id"] for r in recs)
+    assert got.equals(sort_rows(table))
 
 
 def test_lone_surrogates_do_not_break_the_writer(tmp_path):
