@@ -33,6 +33,10 @@ def _stats_lines(stats: dict[str, Any]) -> list[str]:
         parts += [f"{reason} {n:,}" for reason, n in st["rejected"].items()]
         if st["dead_letter"]:
             parts.append(f"dead_letter {st['dead_letter']:,}")
+        t = st.get("time")
+        if t and t.get("records_per_s") is not None:
+            parts.append(f"[{t['cpu_s']:,.1f} CPU s, {t['records_per_s']:,.0f} rec/s, "
+                         f"{t['mb_per_s_in']:,.2f} MB/s in, {t['mb_per_s_out']:,.2f} MB/s out]")
         lines.append("  ".join(parts))
     lines.append(f"balance: {'ok' if stats['balanced'] else 'MISMATCH'}")
     return lines

@@ -22,6 +22,7 @@ Later stages add their own sections::
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -115,8 +116,16 @@ def _stages(stats: Mapping[str, Any]) -> list[dict[str, Any]]:
             rejected = s.get("rejected") if isinstance(s.get("rejected"), Mapping) else {}
             out.append({"name": str(s.get("name", "?")), "in": to_int(s.get("in")), "out": to_int(s.get("out")),
                         "rejected": {str(k): to_int(v) for k, v in rejected.items()},
-                        "dead_letter": to_int(s.get("dead_letter"))})
+                        "dead_letter": to_int(s.get("dead_letter")), "time": _time(s.get("time"))})
     return out
+
+
+def _time(t: Any) -> dict[str, float]:
+    """The numeric per-stage time figures of a funnel entry (anything else dropped)."""
+    if not isinstance(t, Mapping):
+        return {}
+    return {str(k): float(v) for k, v in t.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
 def _reason_colors(stages: list[dict[str, Any]], examples: Sequence[Mapping[str, Any]]) -> dict[str, str]:
@@ -207,15 +216,22 @@ def _funnel(stages: list[dict[str, Any]], colors: Mapping[str, str]) -> str:
             f'<a href="#{esc(_example_anchor(s["name"], r))}">{esc(r)}</a> {n:,}</li>'
             for r, n in sorted(s["rejected"].items(), key=lambda kv: -kv[1]))
         check = "ok" if delta == 0 else f"{-delta:+,} records"
+        t = s["time"]
+        cpu = f'{t["cpu_s"]:,.1f}' if "cpu_s" in t else "&ndash;"
+        speed = (f'{t["records_per_s"]:,.0f} rec/s<br>{t.get("mb_per_s_in", 0.0):,.2f} MB/s'
+                 if "records_per_s" in t else "&ndash;")
         rows.append(
             f'<tr><td>{esc(s["name"])}</td><td class="num">{s["in"]:,}</td><td class="num">{s["out"]:,}</td>'
             f'<td class="num">{dropped:,}</td><td class="num">{s["dead_letter"]:,}</td>'
             f'<td class="num">{(s["out"] / s["in"] if s["in"] else 0):.1%}</td>'
             f'<td><ul class="reasons">{reasons}</ul></td>'
+            f'<td class="num">{cpu}</td><td class="num">{speed}</td>'
             f'<td class="{"" if delta == 0 else "warn"}">{esc(check)}</td></tr>')
     table = ("<table><thead><tr><th>stage</th><th class=num>in</th><th class=num>out</th>"
              "<th class=num>rejected</th><th class=num>dead letters</th><th class=num>passed</th>"
-             f"<th>drop reasons</th><th>in = out + dropped</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+             "<th>drop reasons</th><th class=num title='CPU seconds of the stage&#39;s steps'>CPU s</th>"
+             "<th class=num title='records in and MB in per CPU second'>speed</th>"
+             f"<th>in = out + dropped</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
     return f'{_funnel_svg(stages, colors)}<div class="legend">{legend}</div>{table}'
 
 

@@ -99,3 +99,26 @@ def test_a_stage_unknown_to_the_registry_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match="test_lengths"):
         load_config(input=["x"], output=str(tmp_path), stages=["normalize", "test_lengths"])
+
+
+def test_per_stage_time_reaches_stats_funnel_report_and_inspect(tmp_path):
+    from winnow.pipeline.inspect import inspect_run
+
+    src = tmp_path / "in.jsonl"
+    texts = [f"record number {i} " * (i + 1) for i in range(40)] + ["   ", "record number 3 " * 4]
+    src.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(texts)))
+    out = tmp_path / "out"
+    result = run(load_config(input=[str(src)], output=str(out), stages=["normalize", "exact_dedup"]))
+    timing = result.stats["timing"]
+    assert set(timing) == {"normalize", "exact_dedup"}
+    funnel = {s["name"]: s for s in result.stats["stages"]}
+    for name, t in timing.items():
+        # every record a stage saw is timed, and what it passed on is what the funnel says it kept
+        assert t["records_in"] == funnel[name]["in"] and t["records_out"] == funnel[name]["out"], name
+        assert t["cpu_s"] >= 0 and t["mb_in"] >= t["mb_out"] > 0
+        assert funnel[name]["time"] == t
+    assert funnel["normalize"]["out"] == 41 and funnel["exact_dedup"]["out"] == 40
+    html = (out / "report.html").read_text()
+    assert "CPU s" in html
+    assert "rec/s" in html
+    assert "rec/s" in inspect_run(str(out))
