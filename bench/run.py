@@ -1,5 +1,5 @@
 """`make bench`: every benchmark script, one after the other, each printing ratios against
-the peer it measures in the same run (a bare read for the pipeline, MosaicML Streaming and a
+the peer it measures in the same run (a bare read for the pipeline and its memory, MosaicML Streaming and a
 bare memory-mapped gather for the loader)."""
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ SCRIPTS = [
     ("tokenizer", [str(HERE / "tokenizer_bench.py")]),
     ("dedup", [str(HERE / "dedup_bench.py")]),
     ("filters", [str(HERE / "filters_bench.py")]),
+    # peak RSS and MB/s per core of `winnow run` on 300 MB, this tree beside the commit before
+    # the batch contract and a bare gzip+JSON read
+    ("memory", [str(HERE / "memory_bench.py"), "--mb", "300", "--baseline-ref", "fb29bc3"]),
 ]
 
 
