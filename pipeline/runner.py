@@ -20,6 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from winnow.errors import ConfigError, OutputError, WinnowError
 from winnow.pipeline.config import RunConfig
+from winnow.pipeline.memory import tune_local_memory
 from winnow.pipeline.sink import join_uri
 
 __all__ = ["pipeline_options", "prepare_output", "run", "RunResult", "OUTPUT_ENTRIES"]
@@ -30,6 +31,8 @@ log = logging.getLogger("winnow")
 OUTPUT_ENTRIES = ("index.json", "shards", "rejects", "dead_letter", "tokenizer", "packed", "stats.json", "report.html",
                   "config.yaml")
 
+#: Runners that execute in this process (and its children): winnow tunes their allocators.
+LOCAL_RUNNERS = frozenset({"FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner"})
 _UNSUPPORTED_RUNNERS = {"daskrunner": "Beam's DaskRunner loses data on branching pipelines; use FnApiRunner, PortableRunner or DataflowRunner"}
 
 
@@ -139,6 +142,8 @@ def run(
     dry_run = bool(std.get("dry_run"))
     if not dry_run:
         prepare_output(cfg.output, cfg.sink.overwrite if overwrite is None else overwrite)
+    if runner in LOCAL_RUNNERS:
+        tune_local_memory()
     log.info("winnow: %d input file(s), stages %s, output %s, runner %s", len(files), ",".join(cfg.stages), cfg.output, runner)
     started = time.time()
     try:

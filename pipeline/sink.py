@@ -21,6 +21,7 @@ import pyarrow as pa
 from winnow.format import ShardInfo, shard_name
 from winnow.pipeline.batch import Records
 from winnow.pipeline.config import SinkConfig
+from winnow.pipeline.memory import release_memory
 from winnow.shardio import (
     atomic_write,
     conform,
@@ -82,6 +83,7 @@ class _WriteShardFn(beam.DoFn):
 
     def process(self, element: tuple[int, Iterable[Any]], n: int) -> Iterable[dict]:
         idx, parts = element
+        release_memory()  # what the stages before freed goes back before a shard is decoded
         tables = [records_table(b, self._schema) for b in parts if b is not None]
         table = pa.concat_tables(tables) if tables else self._schema.empty_table()
         del tables
@@ -90,8 +92,11 @@ class _WriteShardFn(beam.DoFn):
         # gathered in (id, source) order one output batch at a time and streamed to the file
         batches = table_to_batches(table, self._cfg.batch_bytes, sort_order(table))
         nbytes, digest = write_arrow_file(join_uri(self._out_dir, rel), self._schema, batches, self._cfg.compression)
-        _log.info("winnow: wrote %s (%d rows, %d bytes)", rel, table.num_rows, nbytes)
-        yield ShardInfo(rel, table.num_rows, nbytes, digest).to_json()
+        rows = table.num_rows
+        _log.info("winnow: wrote %s (%d rows, %d bytes)", rel, rows, nbytes)
+        del table, batches
+        release_memory()
+        yield ShardInfo(rel, rows, nbytes, digest).to_json()
 
 
 class WriteShards(beam.PTransform):

@@ -150,9 +150,31 @@ def table_to_batches(table: pa.Table, batch_bytes: int, order: pa.Array | None =
         for start, end in _cuts(row_sizes(table), batch_bytes):
             yield from table.slice(start, end - start).to_batches()
         return
-    sizes = row_sizes(table)[order.to_numpy(zero_copy_only=False)]
+    order_np = order.to_numpy(zero_copy_only=False).astype(np.int64)
+    sizes = row_sizes(table)[order_np]
+    # Gather chunk by chunk: a take on a chunked column would first concatenate the whole
+    # column, once per output batch (a shard-sized copy each time).
+    chunks = [c for c in table.to_batches() if c.num_rows]
+    offsets = np.cumsum([0] + [c.num_rows for c in chunks])
     for start, end in _cuts(sizes, batch_bytes):
-        yield from table.take(order.slice(start, end - start)).combine_chunks().to_batches()
+        yield _gather(chunks, offsets, order_np[start:end])
+
+
+def _gather(chunks: Sequence[pa.RecordBatch], offsets: np.ndarray, idx: np.ndarray) -> pa.RecordBatch:
+    """Rows ``idx`` (indices into the concatenation of ``chunks``) as one record batch."""
+    chunk_of = np.searchsorted(offsets, idx, side="right") - 1
+    by_chunk = np.argsort(chunk_of, kind="stable")
+    grouped_chunk = chunk_of[by_chunk]
+    bounds = np.flatnonzero(np.diff(grouped_chunk)) + 1
+    pieces = []
+    for part in np.split(by_chunk, bounds):
+        k = int(chunk_of[part[0]])
+        pieces.append(chunks[k].take(pa.array(idx[part] - offsets[k])))
+    gathered = pa.Table.from_batches(pieces).combine_chunks()
+    back = np.empty_like(by_chunk)
+    back[by_chunk] = np.arange(len(by_chunk))
+    out = gathered.take(pa.array(back)).combine_chunks().to_batches()
+    return out[0] if len(out) == 1 else pa.Table.from_batches(out).combine_chunks().to_batches()[0]
 
 
 def rows_to_batches(rows: Sequence[dict], schema: pa.Schema, batch_bytes: int) -> Iterable[pa.RecordBatch]:

@@ -27,6 +27,7 @@ from apache_beam.metrics import Metrics
 
 from winnow.filters.base import RecordFilter
 from winnow.pipeline.batch import Records, record_weight
+from winnow.pipeline.memory import release_memory
 from winnow.pipeline.records import error_text, make_dead_letter, make_reject
 from winnow.pipeline.stages.validate import FieldChecks
 
@@ -170,6 +171,9 @@ class StageFn(beam.DoFn):
                 dead.append(make_dead_letter(stage=self.stage, error=error_text(exc),
                                              source=r.get("source", "?"), record=r))
         return ok
+
+    def finish_bundle(self) -> None:
+        release_memory()  # on a local runner a bundle is often a whole stage's input
 
     def process(self, batch, *side):  # no annotations: Beam would read them as type hints
         t0 = time.thread_time()

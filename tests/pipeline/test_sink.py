@@ -111,7 +111,9 @@ def test_a_failed_write_leaves_no_file_and_no_temporary(tmp_path):
 
 def test_sorted_batches_are_gathered_in_id_order(tmp_path):
     recs = records(40)
-    table = pa.Table.from_pylist(recs[::-1], schema=SCHEMA)
+    rev = recs[::-1]  # several chunks of different lengths, as a shard's incoming batches are
+    table = pa.concat_tables([pa.Table.from_pylist(rev[a:b], schema=SCHEMA) for a, b in ((0, 7), (7, 8), (8, 8), (8, 40))])
+    assert table.column("id").num_chunks == 4
     got = pa.Table.from_batches(list(table_to_batches(table, 500, sort_order(table))))
     assert got.column("id").to_pylist() == sorted(r["id"] for r in recs)
     assert got.equals(sort_rows(table))
