@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters bench-memory clean
+.PHONY: install demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters bench-toxicity bench-memory clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench-tokenizer: $(STAMP)
 
 bench-dedup: $(STAMP)
 	$(PY) bench/run.py dedup
+
+bench-toxicity: $(STAMP)
+	$(PY) bench/run.py toxicity
 
 bench-filters: $(STAMP)
 	$(PY) bench/run.py filters

@@ -41,6 +41,8 @@ class ToxicityConfig:
         threshold: records scoring above this are dropped (``toxicity_score``); 1 keeps all.
         chunk_chars: score windows of about this many characters and keep the highest (0: the
             whole text at once).
+        max_windows: at most this many windows are scored per record (spread evenly over a
+            longer text; 0: no cap), so one huge record costs bounded time.
         modalities: record modalities scored.
         languages: score only records whose ``lang`` (from the ``lang`` stage) is one of
             these; others keep a null score and pass. alt-profanity-check is English-only, so
@@ -53,6 +55,7 @@ class ToxicityConfig:
     toxic_label: str = "__label__toxic"
     threshold: float = 0.8
     chunk_chars: int = 1000
+    max_windows: int = 2000
     modalities: tuple[str, ...] = ("text", "image_text", "audio_text")
     languages: tuple[str, ...] = ("en",)
 
@@ -67,35 +70,65 @@ class ToxicityConfig:
             raise ConfigError("toxicity.threshold", self.threshold, "a probability between 0 and 1")
         if self.chunk_chars < 0:
             raise ConfigError("toxicity.chunk_chars", self.chunk_chars, "an integer >= 0")
+        if self.max_windows < 0:
+            raise ConfigError("toxicity.max_windows", self.max_windows, "an integer >= 0 (0: no cap)")
 
 
 _SENTENCE_GAP = re.compile(r"(?<=[.!?;:\n])\s+")
 
 
-def chunks(text: str, size: int) -> list[str]:
+def _spans(text: str, size: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of each window: whole sentences packed up to ``size`` characters; a longer
+    sentence is cut at a space in its second half (or hard at ``size``). One pass over the text:
+    only offsets move, no text is copied, so the time is linear in the text's length."""
+    spans: list[tuple[int, int]] = []
+    cur_s = cur_e = -1  # the window being packed
+    pos, n = 0, len(text)
+    gaps = _SENTENCE_GAP.finditer(text)
+    while pos < n:
+        g = next(gaps, None)
+        s_end, nxt = (g.start(), g.end()) if g else (n, n)
+        a = pos
+        while s_end - a > size:  # a sentence longer than a window: cut it
+            cut = text.rfind(" ", a + size // 2, a + size)
+            cut = cut if cut > a else a + size
+            if cur_s >= 0:
+                spans.append((cur_s, cur_e))
+                cur_s = -1
+            spans.append((a, cut))
+            a = cut
+            while a < s_end and text[a].isspace():
+                a += 1
+        if a < s_end:
+            if cur_s >= 0 and s_end - cur_s > size:
+                spans.append((cur_s, cur_e))
+                cur_s = -1
+            if cur_s < 0:
+                cur_s = a
+            cur_e = s_end
+        pos = nxt
+    if cur_s >= 0:
+        spans.append((cur_s, cur_e))
+    return spans
+
+
+def chunks(text: str, size: int, max_windows: int = 0) -> list[str]:
     """``text`` as windows of whole sentences, each about ``size`` characters at most
-    (``[text]`` when ``size`` is 0 or the text is short); a longer sentence is cut at spaces."""
+    (``[text]`` when ``size`` is 0 or the text is short); a longer sentence is cut at spaces.
+
+    Linear in the length of the text. With ``max_windows`` > 0 and more windows than that,
+    ``max_windows`` of them spread evenly over the text (first and last included) are returned.
+    """
     if size <= 0 or len(text) <= size:
         return [text]
-    out: list[str] = []
-    cur = ""
-    for sent in _SENTENCE_GAP.split(text):
-        while len(sent) > size:
-            cut = sent.rfind(" ", size // 2, size)
-            cut = cut if cut > 0 else size
-            if cur:
-                out.append(cur)
-                cur = ""
-            out.append(sent[:cut])
-            sent = sent[cut:].lstrip()
-        if cur and len(cur) + 1 + len(sent) > size:
-            out.append(cur)
-            cur = sent
+    spans = _spans(text, size)
+    if 0 < max_windows < len(spans):
+        if max_windows == 1:
+            spans = spans[:1]
         else:
-            cur = f"{cur} {sent}" if cur else sent
-    if cur:
-        out.append(cur)
-    return out
+            step = (len(spans) - 1) / (max_windows - 1)
+            spans = [spans[round(k * step)] for k in range(max_windows)]
+    return [text[a:b] for a, b in spans]
 
 
 class ProfanityScorer:
@@ -222,7 +255,7 @@ class ToxicityFilter(RecordFilter):
         """The score of each text: the highest over its windows."""
         pieces, owner = [], []
         for i, t in enumerate(texts):
-            for ch in chunks(t, self.config.chunk_chars):
+            for ch in chunks(t, self.config.chunk_chars, self.config.max_windows):
                 pieces.append(ch)
                 owner.append(i)
         out = [0.0] * len(texts)

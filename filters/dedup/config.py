@@ -37,12 +37,20 @@ class MinHashDedupConfig:
         ngram: words per shingle.
         bands, rows: LSH banding; 0 and 0 derive them from ``threshold`` by minimising the
             weighted false-positive and false-negative areas (datasketch).
-        fp_weight, fn_weight: the weights of that minimisation (the default leans to recall:
-            11 bands of 11 rows at 0.8 with 128 permutations).
+        fp_weight, fn_weight: the weights of that minimisation. Unset, they depend on
+            ``verify``: with verification (which removes the false positives afterwards) 0.01 and
+            0.99, leaning hard to recall (18 bands of 7 rows at 0.8 with 128 permutations: a pair
+            at 0.8 shares a band with probability 0.986); without it 0.3 and 0.7 (11 x 11).
         seed: seeds the permutations and band hashes.
         modalities: records of these modalities are compared (others pass through kept).
-        verify: ``none`` links every LSH candidate pair; ``exact`` links a candidate pair only
-            if the exact Jaccard of its shingle sets reaches ``threshold`` (two more shuffles).
+        verify: what a candidate pair (two texts sharing an LSH band) must pass before it links
+            them: ``signature`` (default) its estimated Jaccard, the fraction of equal MinHash
+            values, must reach ``verify_threshold`` (a compact 16-bit sketch of each signature
+            travels, two more shuffles); ``exact`` the exact Jaccard of its shingle sets must
+            reach ``threshold`` (the texts travel); ``none`` links every candidate pair (the
+            plain LSH: more recall through chains, less precision).
+        verify_threshold: the estimated-Jaccard bar of ``verify: signature``; 0 means
+            ``threshold``. Lower trades precision for recall.
         keep: which record of a cluster is kept: ``smallest_id`` (then source), or
             ``highest_field`` (the highest value of ``keep_field``, ties by id and source).
         keep_field: the numeric record field for ``highest_field``.
@@ -59,11 +67,12 @@ class MinHashDedupConfig:
     ngram: int = 5
     bands: int = 0
     rows: int = 0
-    fp_weight: float = 0.3
-    fn_weight: float = 0.7
+    fp_weight: float | None = None
+    fn_weight: float | None = None
     seed: int = 1
     modalities: tuple[str, ...] = ("text",)
-    verify: Literal["none", "exact"] = "none"
+    verify: Literal["none", "signature", "exact"] = "signature"
+    verify_threshold: float = 0.0
     keep: KeepRule = "smallest_id"
     keep_field: str = ""
     max_rounds: int = 8
@@ -84,13 +93,17 @@ class MinHashDedupConfig:
             raise ConfigError(f"{s}.bands/rows", (self.bands, self.rows), "both 0 (derived from threshold) or both positive")
         if self.bands * self.rows > self.num_perm:
             raise ConfigError(f"{s}.bands*rows", self.bands * self.rows, f"at most num_perm ({self.num_perm})")
-        if self.fp_weight < 0 or self.fn_weight < 0 or self.fp_weight + self.fn_weight <= 0:
+        fp, fn = self.weights()
+        if fp < 0 or fn < 0 or fp + fn <= 0:
             raise ConfigError(f"{s}.fp_weight/fn_weight", (self.fp_weight, self.fn_weight), "non-negative, not both zero")
         bad = [m for m in self.modalities if m not in _MODALITIES]
         if bad or not self.modalities:
             raise ConfigError(f"{s}.modalities", list(self.modalities), f"a non-empty list from {', '.join(_MODALITIES)}")
-        if self.verify not in ("none", "exact"):
-            raise ConfigError(f"{s}.verify", self.verify, "none or exact")
+        if self.verify not in ("none", "signature", "exact"):
+            raise ConfigError(f"{s}.verify", self.verify, "signature, exact or none")
+        if not 0.0 <= self.verify_threshold < 1.0:
+            raise ConfigError(f"{s}.verify_threshold", self.verify_threshold,
+                              "an estimated Jaccard in [0, 1) (0 means threshold)", "e.g. 0.8")
         if self.window_chars < 1000:
             raise ConfigError(f"{s}.window_chars", self.window_chars, "at least 1000")
         if not 1 <= self.batch_size <= 100_000:
@@ -103,7 +116,16 @@ class MinHashDedupConfig:
             return self.bands, self.rows
         from winnow.filters.dedup.lsh import optimal_bands
 
-        return optimal_bands(self.threshold, self.num_perm, self.fp_weight, self.fn_weight)
+        return optimal_bands(self.threshold, self.num_perm, *self.weights())
+
+    def weights(self) -> tuple[float, float]:
+        """``(fp_weight, fn_weight)`` of the banding: as configured, else by ``verify``."""
+        dfp, dfn = (0.3, 0.7) if self.verify == "none" else (0.01, 0.99)
+        return (dfp if self.fp_weight is None else self.fp_weight, dfn if self.fn_weight is None else self.fn_weight)
+
+    def signature_threshold(self) -> float:
+        """The estimated-Jaccard bar of ``verify: signature``."""
+        return self.verify_threshold or self.threshold
 
 
 @dataclass(frozen=True)

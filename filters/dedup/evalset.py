@@ -23,7 +23,8 @@ from typing import Iterable
 from winnow.filters.dedup.cluster import pairwise_scores, star_edges, star_rounds
 from winnow.filters.dedup.config import ImageDedupConfig, MinHashDedupConfig
 
-__all__ = ["Item", "COPY_LINES", "mutate_text", "image_variants", "text_eval_set", "image_eval_set", "cluster_texts", "cluster_images", "score", "BOILERPLATE"]
+__all__ = ["Item", "COPY_LINES", "mutate_text", "image_variants", "text_eval_set", "hard_text_eval_set",
+           "image_eval_set", "cluster_texts", "cluster_images", "score", "BOILERPLATE"]
 
 #: Shared by many documents that are not duplicates of each other.
 BOILERPLATE = (
@@ -110,6 +111,94 @@ def text_eval_set(clusters: int = 30, singletons: int = 20, seed: int = 0,
     return items
 
 
+def _long_boilerplate(rng: random.Random, words: int) -> str:
+    """A licence-like header of about ``words`` words, the same for every caller with the same seed."""
+    vocab = ("software", "licence", "permission", "copy", "modify", "distribute", "provided", "notice",
+             "warranty", "express", "implied", "liability", "damages", "author", "holders", "contract",
+             "tort", "otherwise", "arising", "connection", "use", "dealings", "granted", "free", "charge",
+             "person", "obtaining", "documentation", "files", "restriction", "including", "limitation",
+             "rights", "sublicense", "sell", "copies", "subject", "conditions", "above", "shall", "be")
+    return " ".join(rng.choice(vocab) for _ in range(words))
+
+
+def hard_text_eval_set(seed: int = 0, threshold: float = 0.8, families: int = 40, ngram: int = 5,
+                       min_words: int = 80) -> list[Item]:
+    """A harder labelled set whose truth is the exact shingle Jaccard, not how copies were made.
+
+    Families of copies of one base document (from the ``pydoc`` topics):
+
+    * edit chains: each copy is an edit of the previous one (about 0.85 to its parent), so the
+      ends of a chain fall below the threshold while every link is above it;
+    * pairs near the threshold: copies edited to an exact Jaccard a little above or a little
+      below it;
+    * boilerplate-heavy files: different documents behind one long shared header (about as
+      long as the body), which share many shingles and LSH bands without being duplicates.
+
+    The true cluster of an item is its connected component in the graph of pairs whose exact
+    Jaccard (``ngram``-word shingles, the stage's normalization) reaches ``threshold``; pairs
+    are compared within a family and among the boilerplate files.
+    """
+    from winnow.filters.dedup.minhash import MinHasher, jaccard
+
+    rng = random.Random(f"winnow-eval-hard-{seed}")
+    bases = _base_texts(min_words)
+    rng.shuffle(bases)
+    groups: list[list[tuple[str, str, str]]] = []  # (id, text, kind) per comparison group
+    used = 0
+    for f in range(families):
+        base = bases[used]
+        used += 1
+        kind = ("chain", "near", "near", "mixed")[f % 4]
+        fam = [(f"f{f:03d}-0", base, "base")]
+        if kind == "chain":
+            cur = base
+            for k in range(1, rng.randint(3, 6)):
+                cur = mutate_text(cur, rng.uniform(0.012, 0.022), rng, shuffle=rng.random() < 0.3)
+                fam.append((f"f{f:03d}-{k}", cur, f"chain step {k}"))
+        elif kind == "near":
+            for k in range(1, rng.randint(2, 4)):
+                rate = rng.uniform(0.01, 0.035)
+                fam.append((f"f{f:03d}-{k}", mutate_text(base, rate, rng, boiler=rng.random() < 0.3),
+                            f"near threshold, rate={rate:.3f}"))
+        else:
+            for k in range(1, rng.randint(2, 5)):
+                rate = rng.choice((0.003, 0.008, 0.02, 0.04))
+                fam.append((f"f{f:03d}-{k}", mutate_text(base, rate, rng, shuffle=rng.random() < 0.5),
+                            f"rate={rate}"))
+        groups.append(fam)
+    header_rng = random.Random(f"winnow-eval-hard-header-{seed}")
+    boiler = []
+    for b in range(families // 2):
+        body = " ".join(bases[used].split()[:rng.randint(100, 200)])
+        used += 1
+        header = _long_boilerplate(random.Random(header_rng.random() < 0.5), 150)
+        boiler.append((f"b{b:03d}", f"{header}\n\n{body}\n\n{BOILERPLATE[0]}", "boilerplate"))
+    groups.append(boiler)
+
+    hasher = MinHasher(ngram=ngram)
+    truth: dict[str, str] = {}
+    items: list[Item] = []
+    for group in groups:
+        sets = [hasher.shingle_hashes(t) for _, t, _ in group]
+        parent = list(range(len(group)))
+
+        def find(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        for i in range(len(group)):
+            for j in range(i + 1, len(group)):
+                if jaccard(sets[i], sets[j]) >= threshold:
+                    parent[find(i)] = find(j)
+        for i, (iid, text, kind) in enumerate(group):
+            truth[iid] = group[find(i)][0]
+            items.append(Item(iid, text, truth[iid], kind))
+    rng.shuffle(items)
+    return items
+
+
 def image_variants(img, rng: random.Random) -> list[tuple[str, object, str]]:
     """``(kind, image, format)`` copies of a PIL image: resized, JPEG, cropped 3%, colour-shifted."""
     from PIL import Image, ImageEnhance
@@ -190,7 +279,7 @@ def _components(ids: list[str], edges: Iterable[tuple]) -> dict[str, str]:
 def cluster_texts(items: list[Item], cfg: MinHashDedupConfig | None = None) -> dict[str, str]:
     """Predicted cluster (its smallest id) of every text item, clustered in memory."""
     from winnow.filters.dedup.lsh import band_keys
-    from winnow.filters.dedup.minhash import MinHasher, jaccard
+    from winnow.filters.dedup.minhash import MinHasher, jaccard, sketch_of, sketch_similarity
 
     cfg = cfg or MinHashDedupConfig()
     bands, rows = cfg.banding()
@@ -202,11 +291,16 @@ def cluster_texts(items: list[Item], cfg: MinHashDedupConfig | None = None) -> d
             for k in keys:
                 buckets[k].append(((0.0, items[i].id, ""), i))
 
+    sketches = sketch_of(sig)
+
     def check(a: int, b: int) -> bool:
         sa, sb = h.shingle_hashes(str(items[a].content)), h.shingle_hashes(str(items[b].content))
         return jaccard(sa, sb) >= cfg.threshold
 
-    verify = check if cfg.verify == "exact" else None
+    def check_sig(a: int, b: int) -> bool:
+        return sketch_similarity(sketches[a], sketches[b]) >= cfg.signature_threshold()
+
+    verify = {"exact": check, "signature": check_sig}.get(cfg.verify)
     edges = [e for members in buckets.values() if len(members) > 1 for e in star_edges(members, verify)]
     return _components([i.id for i in items], edges)
 

@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["MinHasher", "normalize_bytes", "shingle_set", "jaccard", "EMPTY"]
+__all__ = ["MinHasher", "normalize_bytes", "shingle_set", "jaccard", "EMPTY", "sketch_of", "sketch_similarity"]
 
 #: Signature value of an empty slot (no shingle seen).
 EMPTY = np.uint32(0xFFFFFFFF)
@@ -249,3 +249,22 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
         return 1.0
     inter = len(np.intersect1d(a, b, assume_unique=True))
     return inter / (len(a) + len(b) - inter)
+
+
+def sketch_of(sig: np.ndarray) -> np.ndarray:
+    """Compact sketches of ``[n, num_perm]`` signatures: the low 16 bits of every value.
+
+    Two sketches agree where the signatures agree, and elsewhere only by chance (one in
+    65,536 per value), so the fraction of equal values still estimates the Jaccard similarity,
+    from half the bytes.
+    """
+    return (sig & np.uint32(0xFFFF)).astype("<u2")
+
+
+def sketch_similarity(a: bytes | np.ndarray, b: bytes | np.ndarray) -> float:
+    """Estimated Jaccard of two sketches (or full signatures): the fraction of equal values."""
+    x = np.frombuffer(a, dtype="<u2") if isinstance(a, (bytes, bytearray)) else a
+    y = np.frombuffer(b, dtype="<u2") if isinstance(b, (bytes, bytearray)) else b
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"sketches of different or zero length: {len(x)} and {len(y)}")
+    return float(np.count_nonzero(x == y)) / len(x)

@@ -307,8 +307,22 @@ class ClusterAndPick(beam.PTransform):
         edges = (self._bucketed | "Buckets" >> beam.GroupByKey()
                  | "StarEdges" >> beam.ParDo(_StarEdgesFn(self._stage, self._similar))
                  | "DistinctEdges" >> beam.Distinct())
+        verify_stats = None
         if self._verify is not None:
+            candidates = edges
             edges = edges | "Verify" >> self._verify
+            n_cand = candidates | "CountCandidates" >> beam.combiners.Count.Globally()
+            n_kept = edges | "CountVerified" >> beam.combiners.Count.Globally()
+
+            stage = self._stage
+
+            def verify_row(_: Any, cand: int, kept: int) -> Iterable[dict]:
+                Metrics.counter("winnow", f"{stage}/verify_removed").inc(cand - kept)
+                yield {"verify_candidate_edges": cand, "verify_removed": cand - kept}
+
+            verify_stats = (p | "VerifySeed" >> beam.Create([None])
+                            | "VerifyStats" >> beam.FlatMap(verify_row, beam.pvalue.AsSingleton(n_cand),
+                                                            beam.pvalue.AsSingleton(n_kept)))
         changes = []
         for r in range(self._max):
             ls = (edges | f"R{r}BothWays" >> beam.FlatMap(_both_ways) | f"R{r}GroupLS" >> beam.GroupByKey()
@@ -334,7 +348,7 @@ class ClusterAndPick(beam.PTransform):
                                            side.AsList(all_changes), side.AsList(unresolved)))
         sizes = (sized[_SIZES] | "SizeHist" >> beam.CombineGlobally(HistogramFn(SIZE_EDGES))
                  | "SizeWrap" >> beam.Map(lambda h: {"cluster_sizes": h}))
-        parts = [rounds, sizes]
+        parts = [rounds, sizes] + ([verify_stats] if verify_stats is not None else [])
         if self._examples and self._example_fn is not None:
             parts.append(self._example_pairs(picked.kept, picked[REJECTED]))
         stats = parts | "FlatStats" >> beam.Flatten()

@@ -53,7 +53,12 @@ def dedup_section(stage: str, title: str):
         parts.append(f"<p>{n_clusters:,} clusters of two or more records; {removed:,} records removed. "
                      f"Connected components: {esc(st.get('cc_rounds'))} round(s) changed the graph "
                      f"(of {esc(st.get('cc_max_rounds'))} unrolled, two shuffles each), {conv}.</p>")
-        params = {k: st.get(k) for k in ("num_perm", "ngram", "bands", "rows", "threshold", "verify",
+        if st.get("verify_candidate_edges") is not None:
+            cand, gone = st["verify_candidate_edges"], st.get("verify_removed", 0)
+            parts.append(f"<p>Verification ({esc(st.get('verify'))}): {cand:,} distinct candidate pairs from "
+                         f"the LSH bands; {gone:,} ({gone / max(cand, 1):.1%}) fell below the bar and were "
+                         f"not linked.</p>")
+        params = {k: st.get(k) for k in ("num_perm", "ngram", "bands", "rows", "threshold", "verify", "verify_threshold",
                                           "max_distance", "max_color_distance", "match") if st.get(k) is not None}
         if params:
             parts.append(html_table(["parameter", "value"], [[k, str(v)] for k, v in params.items()]))

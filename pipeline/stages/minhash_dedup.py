@@ -28,6 +28,7 @@ REASON = "minhash_dedup_near_duplicate"
 #: Kept records: the cluster's id (its kept record's id) and size; null when not compared.
 FIELDS = (pa.field("dup_cluster", pa.string(), nullable=True), pa.field("dup_cluster_size", pa.int64(), nullable=True))
 _BANDS = "bands"
+_SKETCH = "sketch"
 
 
 class _SignFn(StageFn):
@@ -45,6 +46,7 @@ class _SignFn(StageFn):
 
     def compute(self, rows: list[dict], *side: Any) -> list[Any]:
         from winnow.filters.dedup.lsh import band_keys
+        from winnow.filters.dedup.minhash import sketch_of
 
         mods = self._cfg.modalities
         idx = [i for i, r in enumerate(rows) if r.get("modality", "text") in mods and isinstance(r.get("text"), str)]
@@ -52,8 +54,9 @@ class _SignFn(StageFn):
         if idx:
             sigs, seen = self._hasher.signatures([rows[i]["text"] for i in idx])
             keys = band_keys(sigs, self._bands, self._rows, self._cfg.seed)
+            sketches = sketch_of(sigs) if self._cfg.verify == "signature" else None
             for j, i in enumerate(idx):
-                out[i] = keys[j] if seen[j] else False
+                out[i] = (keys[j], None if sketches is None else sketches[j].tobytes()) if seen[j] else False
         return out
 
     def route(self, row: dict, keys: Any, out: Emit) -> None:
@@ -65,9 +68,31 @@ class _SignFn(StageFn):
             out.count("unsigned")
         else:
             node = node_key(row, self._cfg.keep, self._cfg.keep_field)
-            for key in keys:
+            band, sketch = keys
+            for key in band:
                 out.emit(_BANDS, (key, (node, None)))
+            if sketch is not None:
+                out.emit(_SKETCH, (node, sketch))
         out.keep(row)
+
+
+class _SketchCheck:
+    """Estimated Jaccard (fraction of equal 16-bit sketch values) >= the bar."""
+
+    def __init__(self, bar: float) -> None:
+        self._bar = bar
+
+    def prepare(self, sketch: bytes | None) -> Any:
+        import numpy as np
+
+        return None if sketch is None else np.frombuffer(sketch, dtype=np.uint16)
+
+    def __call__(self, sketch_u: bytes | None, sketch_v: Any) -> bool:
+        from winnow.filters.dedup.minhash import sketch_similarity
+
+        if sketch_u is None or sketch_v is None:
+            return False
+        return sketch_similarity(sketch_u, sketch_v) >= self._bar
 
 
 class _ExactCheck:
@@ -110,9 +135,11 @@ class MinHashDedup(beam.PTransform):
     def expand(self, records: beam.PCollection) -> StageOutputs:
         cfg = self._cfg
         bands, rows = cfg.banding()
-        signed = run_step(records, "Sign", _SignFn(cfg, bands, rows), tags=(_BANDS,))
+        signed = run_step(records, "Sign", _SignFn(cfg, bands, rows), tags=(_BANDS, _SKETCH))
         verify = None
-        if cfg.verify == "exact":
+        if cfg.verify == "signature":
+            verify = VerifyEdges(signed[_SKETCH], _SketchCheck(cfg.signature_threshold()))
+        elif cfg.verify == "exact":
             def payloads(batch: Any) -> list:
                 return [(node_key(r, cfg.keep, cfg.keep_field), r.get("text")) for r in batch.rows if r.get(COMPARED)]
 
@@ -123,7 +150,8 @@ class MinHashDedup(beam.PTransform):
             example_fn=_example, examples=cfg.examples)
         params = records.pipeline | "Params" >> beam.Create([{
             "bands": bands, "rows": rows, "num_perm": cfg.num_perm, "ngram": cfg.ngram,
-            "threshold": cfg.threshold, "verify": cfg.verify}])
+            "threshold": cfg.threshold, "verify": cfg.verify,
+            "verify_threshold": cfg.signature_threshold() if cfg.verify == "signature" else None}])
         all_stats = (stats, params) | "StatsAll" >> beam.Flatten()
         return StageOutputs(kept=kept, rejected=rejected, dead=(signed[DEAD], dead) | "Dead" >> beam.Flatten(),
                             stats=all_stats, timing=(signed[TIMING], timing))

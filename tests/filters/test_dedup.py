@@ -23,7 +23,8 @@ from winnow.filters.dedup.cluster import (
     star_rounds,
 )
 from winnow.filters.dedup.config import ImageDedupConfig, MinHashDedupConfig
-from winnow.filters.dedup.evalset import cluster_images, cluster_texts, image_eval_set, score, text_eval_set
+from winnow.filters.dedup.evalset import (cluster_images, cluster_texts, hard_text_eval_set, image_eval_set, score,
+                                          text_eval_set)
 from winnow.filters.dedup.lsh import band_keys, collision_probability, optimal_bands
 from winnow.filters.dedup.minhash import EMPTY, MinHasher, jaccard, normalize_bytes
 from winnow.filters.dedup.phash import band_probability, caption_similarity, hamming, image_band_keys, phash
@@ -48,6 +49,8 @@ def test_dedup_modules_import_without_beam(module):
     ({"bands": 20, "rows": 10}, "minhash_dedup.bands*rows"),
     ({"modalities": ("video",)}, "minhash_dedup.modalities"),
     ({"verify": "maybe"}, "minhash_dedup.verify"),
+    ({"verify_threshold": 1.0}, "minhash_dedup.verify_threshold"),
+    ({"verify_threshold": -0.1}, "minhash_dedup.verify_threshold"),
     ({"keep": "highest_field"}, "minhash_dedup.keep_field"),
     ({"keep": "newest"}, "minhash_dedup.keep"),
     ({"max_rounds": 0}, "minhash_dedup.max_rounds"),
@@ -73,10 +76,36 @@ def test_banding_comes_from_datasketch_and_configured_bands_win():
     from datasketch import MinHashLSH
 
     lsh = MinHashLSH(threshold=0.8, num_perm=128, weights=(0.3, 0.7))
-    assert MinHashDedupConfig().banding() == optimal_bands(0.8, 128, 0.3, 0.7) == (lsh.b, lsh.r)
+    assert MinHashDedupConfig(verify="none").banding() == optimal_bands(0.8, 128, 0.3, 0.7) == (lsh.b, lsh.r)
     assert MinHashDedupConfig(bands=16, rows=8).banding() == (16, 8)
-    b, r = MinHashDedupConfig().banding()
+    b, r = MinHashDedupConfig(verify="none").banding()
     assert collision_probability(0.9, b, r) > 0.95 and collision_probability(0.5, b, r) < 0.01
+    # Verified (the default): lean to recall, the verification removes the false positives.
+    lsh = MinHashLSH(threshold=0.8, num_perm=128, weights=(0.01, 0.99))
+    assert MinHashDedupConfig().banding() == (lsh.b, lsh.r)
+    b, r = MinHashDedupConfig().banding()
+    assert collision_probability(0.8, b, r) > 0.98 and collision_probability(0.75, b, r) > 0.9
+    assert MinHashDedupConfig(verify="exact", fp_weight=0.3, fn_weight=0.7).banding() == (11, 11)
+
+
+def test_sketch_agreement_estimates_jaccard_like_the_signature():
+    from winnow.filters.dedup.minhash import sketch_of, sketch_similarity
+
+    h = MinHasher(num_perm=256, ngram=3, seed=5)
+    words = [f"w{i}" for i in range(400)]
+    a = " ".join(words)
+    b = " ".join(words[:300] + [f"x{i}" for i in range(100)])
+    sig, _ = h.signatures([a, b])
+    sk = sketch_of(sig)
+    assert sk.dtype == np.dtype("<u2") and sk.shape == sig.shape
+    exact = jaccard(h.shingle_hashes(a), h.shingle_hashes(b))
+    est_sig = float((sig[0] == sig[1]).mean())
+    est_sk = sketch_similarity(sk[0].tobytes(), sk[1].tobytes())
+    assert est_sk >= est_sig and est_sk - est_sig < 0.02  # equal values stay equal; chance agreements rare
+    assert abs(est_sk - exact) < 0.1
+    assert sketch_similarity(sk[0], sk[0]) == 1.0
+    with pytest.raises(ValueError):
+        sketch_similarity(sk[0], sk[1][:10])
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -281,6 +310,45 @@ def test_labelled_text_set_precision_recall_at_threshold_08():
         print(f"\ntext eval seed {seed}: {len(items)} texts, precision {p:.3f} recall {r:.3f}; "
               f"with exact verification {pe:.3f} / {re_:.3f}")
         assert p >= 0.95 and r >= 0.95 and pe >= 0.95 and re_ >= 0.95
+
+
+def test_hard_text_set_truth_is_exact_jaccard_components():
+    from winnow.filters.dedup.minhash import MinHasher as H
+
+    items = hard_text_eval_set(seed=0)
+    kinds = {i.kind.split(" ")[0] for i in items}
+    assert {"base", "chain", "near", "boilerplate"} <= kinds
+    h = H(ngram=5)
+    by = {i.id: i for i in items}
+    sets = {i.id: h.shingle_hashes(i.content) for i in items}
+    # Every pair in one family at or above 0.8 shares a truth; some chains hold members below
+    # 0.8 to each other in one truth (linked through a middle copy); some pairs sit just below.
+    below_same, near_below = 0, 0
+    for a in items:
+        for b in items:
+            if a.id < b.id and a.id[:4] == b.id[:4]:
+                j = jaccard(sets[a.id], sets[b.id])
+                if j >= 0.8:
+                    assert by[a.id].truth == by[b.id].truth
+                elif a.truth == b.truth:
+                    below_same += 1
+                if 0.7 <= j < 0.8:
+                    near_below += 1
+    assert below_same > 0 and near_below >= 10
+
+
+def test_hard_text_set_verification_beats_plain_lsh():
+    """Signature verification beats the plain LSH (datasketch's banding at 0.8) on both counts;
+    exact verification reaches 0.98 on both."""
+    for seed in (0, 1, 2):
+        items = hard_text_eval_set(seed=seed)
+        pn, rn = score(items, cluster_texts(items, MinHashDedupConfig(verify="none", fp_weight=0.5, fn_weight=0.5)))
+        ps, rs = score(items, cluster_texts(items, MinHashDedupConfig()))
+        pe, re_ = score(items, cluster_texts(items, MinHashDedupConfig(verify="exact")))
+        print(f"\nhard text set seed {seed}: {len(items)} texts; plain LSH {pn:.3f}/{rn:.3f}, "
+              f"signature {ps:.3f}/{rs:.3f}, exact {pe:.3f}/{re_:.3f}")
+        assert ps > pn and rs > rn
+        assert pe >= 0.97 and re_ >= 0.97
 
 
 def test_labelled_image_set_precision_recall():

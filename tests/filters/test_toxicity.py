@@ -67,10 +67,31 @@ def test_chunks_cover_the_text():
     assert chunks("short", 0) == ["short"]
 
 
+def test_chunks_pack_whole_sentences_and_cut_long_ones():
+    sents = [f"Sentence number {i} says something {'long ' * (i % 7)}here." for i in range(200)]
+    text = " ".join(sents) + " " + "x" * 50 + " " + "y" * 900 + " tail"
+    parts = chunks(text, 250)
+    assert "".join("".join(parts).split()) == "".join(text.split())  # every character, in order, once
+    assert all(len(p) <= 250 for p in parts)
+    # A window ends at a sentence end unless a sentence was longer than a window.
+    assert sum(p.endswith(".") for p in parts) >= len(parts) - 6
+
+
+def test_chunks_max_windows_spread_over_the_text():
+    text = "word " * 100_000  # no sentence break: cut at spaces
+    parts = chunks(text, 1000)
+    assert len(parts) > 400
+    capped = chunks(text, 1000, max_windows=10)
+    assert len(capped) == 10 and capped[0] == parts[0] and capped[-1] == parts[-1]
+    assert chunks(text, 1000, max_windows=1) == parts[:1]
+    assert chunks(text, 1000, max_windows=10_000) == parts
+
+
 @pytest.mark.parametrize("cfg,match", [
     (dict(backend="perspective"), "toxicity.backend"),
     (dict(backend="fasttext"), "toxicity.model_path"),
     (dict(threshold=1.5), "toxicity.threshold"),
+    (dict(max_windows=-1), "toxicity.max_windows"),
 ])
 def test_bad_config(cfg, match):
     with pytest.raises(ConfigError, match=match):
