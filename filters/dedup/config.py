@@ -60,6 +60,9 @@ class MinHashDedupConfig:
         window_chars: texts longer than this are signed window by window (bounded memory).
         batch_size: records signed together.
         examples: removed near-duplicates shown beside their kept record in the report.
+        bucket_partitions: shuffle partitions of the LSH band keys; one partition's keys are
+            sorted on one worker (about 70 bytes of memory per key there), so raise it above
+            ~documents x bands / 6M for very large corpora (256 suits ~100M documents).
     """
 
     threshold: float = 0.8
@@ -80,6 +83,7 @@ class MinHashDedupConfig:
     window_chars: int = 1 << 18
     batch_size: int = 256
     examples: int = 5
+    bucket_partitions: int = 256
 
     def __post_init__(self) -> None:
         s = "minhash_dedup"
@@ -108,6 +112,9 @@ class MinHashDedupConfig:
             raise ConfigError(f"{s}.window_chars", self.window_chars, "at least 1000")
         if not 1 <= self.batch_size <= 100_000:
             raise ConfigError(f"{s}.batch_size", self.batch_size, "an integer from 1 to 100000")
+        if not 1 <= self.bucket_partitions <= 1 << 20:
+            raise ConfigError(f"{s}.bucket_partitions", self.bucket_partitions, "an integer from 1 to 1048576",
+                              "about documents / 400,000 for large corpora")
         _common(s, self.keep, self.keep_field, self.max_rounds, self.on_not_converged, self.examples)
 
     def banding(self) -> tuple[int, int]:

@@ -146,6 +146,10 @@ class StageFn(beam.DoFn):
         """Send ``row`` (with ``result``) to ``out.keep``, ``out.reject`` or ``out.emit``."""
         out.keep(row)
 
+    def finish_batch(self, out: Emit) -> None:
+        """After every record of a batch is routed: emit what was gathered per batch (for
+        example one packed element per shuffle partition instead of one per record)."""
+
     # -- the mechanism ----------------------------------------------------------------------
     def setup(self) -> None:
         self._counters = StageCounters(self.stage)
@@ -191,6 +195,7 @@ class StageFn(beam.DoFn):
                         emit.kept.pop()
                         dead.append(make_dead_letter(stage=self.stage, error=problem,
                                                      source=row.get("source", "?"), record=row))
+        self.finish_batch(emit)
         counts = emit._counts
         if self._last and emit.kept:
             counts["kept"] = counts.get("kept", 0) + len(emit.kept)

@@ -24,9 +24,12 @@ smallest record, but a component may keep more than one record and a reject's
 from __future__ import annotations
 
 import base64
+import pickle
 from typing import Any, Callable, Iterable
 
 import apache_beam as beam
+import numpy as np
+import pyarrow as pa
 import xxhash
 from apache_beam.metrics import Metrics
 
@@ -41,7 +44,7 @@ from winnow.filters.dedup.cluster import (
 from winnow.pipeline.stages.base import DEAD, REJECTED, TIMING, Emit, StageFn, explode, run_step
 from winnow.pipeline.stages.stats import HistogramFn
 
-__all__ = ["ClusterAndPick", "VerifyEdges", "SIZE_EDGES", "COMPARED", "NodeOf"]
+__all__ = ["ClusterAndPick", "VerifyEdges", "SIZE_EDGES", "COMPARED", "NodeOf", "BucketPacker"]
 
 #: Edges of the cluster-size histogram (clusters of two or more records).
 SIZE_EDGES = (2, 3, 4, 5, 8, 16, 32, 64, 128, 256, 1024, 4096, 16384, 65536, 1 << 20, 1 << 30)
@@ -73,6 +76,100 @@ class _StarEdgesFn(beam.DoFn):
             count += 1
             yield edge
         self._big.update(count + 1)
+
+
+class BucketPacker:
+    """Band entries of one batch, packed as one compressed blob per shuffle partition.
+
+    A record signed with ``b`` bands would otherwise enter the shuffle as ``b`` elements, each
+    a Python object with its own copy of the node, which a local runner's shuffle buffer holds
+    decoded (about 0.5 KB each). Packed, a batch is at most ``partitions`` elements, each one
+    ``bytes``: the partition's band keys (fixed width), an index per key into the partition's
+    node list, and that list (each node once), zstd-compressed. Buckets are then found by
+    sorting a partition's keys (:class:`_PackedBucketsFn`); a bucket never spans partitions
+    because the partition is a function of the key.
+
+    Args:
+        partitions: how many shuffle keys; a partition's keys are sorted on one worker, so
+            raise it with the corpus (256 holds ~100M documents at ~6M keys per partition).
+        key_width: bytes per band key (all keys of a run have this width).
+    """
+
+    def __init__(self, partitions: int, key_width: int) -> None:
+        self.partitions, self.key_width = partitions, key_width
+        self._nodes: list[Any] = []
+        self._keys: list[bytes] = []
+        self._refs: list[int] = []
+
+    def add(self, node: Any, keys: Iterable[bytes]) -> None:
+        i = len(self._nodes)
+        self._nodes.append(node)
+        for k in keys:
+            self._keys.append(k)
+            self._refs.append(i)
+
+    def drain(self) -> Iterable[tuple[int, bytes]]:
+        """``(partition, blob)`` for every partition this batch has keys in; then empty."""
+        if not self._keys:
+            return
+        keys = np.frombuffer(b"".join(self._keys), dtype=f"S{self.key_width}")
+        refs = np.asarray(self._refs, dtype=np.int64)
+        # the partition: 8 bytes of the key's hash (after the 2-byte band number) modulo P
+        part = (np.frombuffer(keys.tobytes(), dtype=np.uint8).reshape(len(keys), self.key_width)[:, 2:10]
+                .copy().view("<u8").ravel() % np.uint64(self.partitions)).astype(np.int64)
+        order = np.argsort(part, kind="stable")
+        bounds = np.flatnonzero(np.diff(part[order])) + 1
+        for sel in np.split(order, bounds):
+            used, local = np.unique(refs[sel], return_inverse=True)
+            nodes = [self._nodes[j] for j in used]
+            raw = pickle.dumps((keys[sel].tobytes(), local.astype(np.int32).tobytes(), nodes),
+                               protocol=pickle.HIGHEST_PROTOCOL)
+            yield int(part[sel[0]]), len(raw).to_bytes(8, "little") + _ZSTD.compress(raw, asbytes=True)
+        self._nodes, self._keys, self._refs = [], [], []
+
+
+_ZSTD = pa.Codec("zstd", compression_level=1)
+
+
+def _unpack(blob: bytes) -> tuple[bytes, bytes, list]:
+    size = int.from_bytes(blob[:8], "little")
+    return pickle.loads(_ZSTD.decompress(memoryview(blob)[8:], decompressed_size=size, asbytes=True))
+
+
+class _PackedBucketsFn(beam.DoFn):
+    """One partition's packed band entries: sort the keys, and link every member of each
+    bucket (a run of equal keys, two members or more) to the bucket's smallest node."""
+
+    def __init__(self, stage: str, key_width: int) -> None:
+        self._stage, self._width = stage, key_width
+
+    def setup(self) -> None:
+        self._big = Metrics.distribution("winnow", f"{self._stage}/bucket_size")
+
+    def process(self, element: tuple[int, Iterable[bytes]]) -> Iterable[tuple]:
+        _, blobs = element
+        keys, refs, nodes = [], [], []
+        for blob in blobs:
+            k, local, ns = _unpack(blob)
+            keys.append(np.frombuffer(k, dtype=f"S{self._width}"))
+            refs.append(np.frombuffer(local, dtype=np.int32).astype(np.int64) + len(nodes))
+            nodes.extend(ns)
+        if not keys:
+            return
+        allkeys = np.concatenate(keys)
+        allrefs = np.concatenate(refs)
+        del keys, refs
+        order = np.argsort(allkeys, kind="stable")
+        sk = allkeys[order]
+        starts = np.flatnonzero(np.concatenate(([True], sk[1:] != sk[:-1])))
+        ends = np.append(starts[1:], len(sk))
+        for a, b in zip(starts[ends - starts >= 2], ends[ends - starts >= 2]):
+            members = [(nodes[i], None) for i in allrefs[order[a:b]]]
+            count = 0
+            for edge in star_edges(members):
+                count += 1
+                yield edge
+            self._big.update(count + 1)
 
 
 class _LargeStarFn(beam.DoFn):
@@ -277,7 +374,8 @@ class ClusterAndPick(beam.PTransform):
     Args:
         stage, reason, prefix: stage name, reject reason and column prefix (``dup`` gives
             ``dup_cluster`` and ``dup_cluster_size``).
-        bucketed: ``(band_key, (node, payload))`` for every compared record and band.
+        bucketed: ``(band_key, (node, payload))`` for every compared record and band, or, with
+            ``packed_key_width``, ``(partition, blob)`` elements from :class:`BucketPacker`.
         similar: ``similar(payload, root_payload)`` checked on each star edge, or None.
         verify: a PTransform over edges (e.g. :class:`VerifyEdges`), or None.
         max_rounds, fail_if_not_converged: the connected-component bound and what to do past it.
@@ -285,6 +383,7 @@ class ClusterAndPick(beam.PTransform):
         examples: how many examples to keep.
         node_of: ``node_of(record) -> node`` (the same function the signing step used).
         fields: the stage's declared columns (checked on kept records).
+        packed_key_width: when not 0, ``bucketed`` is packed (band keys of this many bytes).
 
     Returns:
         ``(kept, rejected, dead, stats, timing)``.
@@ -294,8 +393,10 @@ class ClusterAndPick(beam.PTransform):
                  node_of: Callable[[dict], tuple], fields: tuple = (),
                  similar: Callable[[Any, Any], bool] | None = None, verify: beam.PTransform | None = None,
                  max_rounds: int = 10, fail_if_not_converged: bool = False,
-                 example_fn: Callable[[dict], dict] | None = None, examples: int = 5) -> None:
+                 example_fn: Callable[[dict], dict] | None = None, examples: int = 5,
+                 packed_key_width: int = 0) -> None:
         super().__init__()
+        self._packed_width = packed_key_width
         self._node_of, self._fields = node_of, fields
         self._stage, self._reason, self._prefix = stage, reason, prefix
         self._bucketed, self._similar, self._verify = bucketed, similar, verify
@@ -304,8 +405,13 @@ class ClusterAndPick(beam.PTransform):
 
     def expand(self, pending: beam.PCollection) -> tuple:
         p = pending.pipeline
-        edges = (self._bucketed | "Buckets" >> beam.GroupByKey()
-                 | "StarEdges" >> beam.ParDo(_StarEdgesFn(self._stage, self._similar))
+        if self._packed_width:
+            if self._similar is not None:
+                raise ValueError("packed buckets take no similar(); verify the edges instead")
+            star = beam.ParDo(_PackedBucketsFn(self._stage, self._packed_width))
+        else:
+            star = beam.ParDo(_StarEdgesFn(self._stage, self._similar))
+        edges = (self._bucketed | "Buckets" >> beam.GroupByKey() | "StarEdges" >> star
                  | "DistinctEdges" >> beam.Distinct())
         verify_stats = None
         if self._verify is not None:

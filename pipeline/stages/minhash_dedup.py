@@ -17,7 +17,7 @@ import pyarrow as pa
 from winnow.filters.dedup.cluster import node_key
 from winnow.filters.dedup.config import MinHashDedupConfig
 from winnow.pipeline.stages.base import DEAD, TIMING, Emit, StageFn, StageOutputs, run_step
-from winnow.pipeline.stages.dedup_graph import COMPARED, ClusterAndPick, NodeOf, VerifyEdges
+from winnow.pipeline.stages.dedup_graph import COMPARED, BucketPacker, ClusterAndPick, NodeOf, VerifyEdges
 from winnow.pipeline.stages.dedup_report import dedup_section
 from winnow.pipeline.stages.spec import BuildContext, StageDecl
 
@@ -28,6 +28,8 @@ REASON = "minhash_dedup_near_duplicate"
 #: Kept records: the cluster's id (its kept record's id) and size; null when not compared.
 FIELDS = (pa.field("dup_cluster", pa.string(), nullable=True), pa.field("dup_cluster_size", pa.int64(), nullable=True))
 _BANDS = "bands"
+#: Bytes of one LSH band key (:func:`winnow.filters.dedup.lsh.band_keys`: band number + 128-bit hash).
+KEY_WIDTH = 18
 _SKETCH = "sketch"
 
 
@@ -43,6 +45,7 @@ class _SignFn(StageFn):
 
         c = self._cfg
         self._hasher = MinHasher(c.num_perm, c.ngram, c.seed, window_chars=c.window_chars)
+        self._packer = BucketPacker(c.bucket_partitions, KEY_WIDTH)
 
     def compute(self, rows: list[dict], *side: Any) -> list[Any]:
         from winnow.filters.dedup.lsh import band_keys
@@ -59,6 +62,10 @@ class _SignFn(StageFn):
                 out[i] = (keys[j], None if sketches is None else sketches[j].tobytes()) if seen[j] else False
         return out
 
+    def finish_batch(self, out: Emit) -> None:
+        for element in self._packer.drain():
+            out.emit(_BANDS, element)
+
     def route(self, row: dict, keys: Any, out: Emit) -> None:
         row = dict(row)
         row[COMPARED] = keys is not None and keys is not False
@@ -69,8 +76,7 @@ class _SignFn(StageFn):
         else:
             node = node_key(row, self._cfg.keep, self._cfg.keep_field)
             band, sketch = keys
-            for key in band:
-                out.emit(_BANDS, (key, (node, None)))
+            self._packer.add(node, band)
             if sketch is not None:
                 out.emit(_SKETCH, (node, sketch))
         out.keep(row)
@@ -147,7 +153,7 @@ class MinHashDedup(beam.PTransform):
         kept, rejected, dead, stats, timing = signed.kept | "Cluster" >> ClusterAndPick(
             NAME, REASON, "dup", signed[_BANDS], node_of=NodeOf(cfg.keep, cfg.keep_field), fields=FIELDS, verify=verify,
             max_rounds=cfg.max_rounds, fail_if_not_converged=cfg.on_not_converged == "fail",
-            example_fn=_example, examples=cfg.examples)
+            example_fn=_example, examples=cfg.examples, packed_key_width=KEY_WIDTH)
         params = records.pipeline | "Params" >> beam.Create([{
             "bands": bands, "rows": rows, "num_perm": cfg.num_perm, "ngram": cfg.ngram,
             "threshold": cfg.threshold, "verify": cfg.verify,
