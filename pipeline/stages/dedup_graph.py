@@ -44,7 +44,7 @@ from winnow.filters.dedup.cluster import (
 from winnow.pipeline.stages.base import DEAD, REJECTED, TIMING, Emit, StageFn, explode, run_step
 from winnow.pipeline.stages.stats import HistogramFn
 
-__all__ = ["ClusterAndPick", "VerifyEdges", "SIZE_EDGES", "COMPARED", "NodeOf", "BucketPacker"]
+__all__ = ["ClusterAndPick", "VerifyEdges", "SIZE_EDGES", "COMPARED", "NodeOf", "BucketPacker", "pack_payloads", "node_partition"]
 
 #: Edges of the cluster-size histogram (clusters of two or more records).
 SIZE_EDGES = (2, 3, 4, 5, 8, 16, 32, 64, 128, 256, 1024, 4096, 16384, 65536, 1 << 20, 1 << 30)
@@ -306,31 +306,57 @@ def _sum(pc: beam.PCollection, label: str) -> beam.PCollection:
     return pc | label >> beam.CombineGlobally(sum)
 
 
+def node_partition(node: Any, partitions: int) -> int:
+    """The shuffle partition of a node (stable across processes and runners)."""
+    return xxhash.xxh3_64_intdigest(repr(node).encode("utf-8", "surrogatepass")) % partitions
+
+
+def pack_payloads(pairs: Iterable[tuple[Any, Any]], partitions: int) -> Iterable[tuple[int, bytes]]:
+    """``(node, payload)`` pairs as one compressed blob per partition of the node."""
+    parts: dict[int, list] = {}
+    for node, payload in pairs:
+        parts.setdefault(node_partition(node, partitions), []).append((node, payload))
+    for k in sorted(parts):
+        raw = pickle.dumps(parts[k], protocol=pickle.HIGHEST_PROTOCOL)
+        yield k, len(raw).to_bytes(8, "little") + _ZSTD.compress(raw, asbytes=True)
+
+
 class VerifyEdges(beam.PTransform):
     """Keep an edge ``(u, v)`` only if ``check(payload[u], payload[v])``.
 
-    Two shuffles: edges meet ``u``'s payload, then ``v``'s. Each group is read twice (the
-    payload first), so a node with many edges is never held in memory.
+    Payloads arrive packed (:func:`pack_payloads`: per batch, one blob per partition of the
+    node), so the shuffles hold a few compressed blobs instead of one Python element per node.
+    Two shuffles by partition: edges meet ``u``'s payload, then ``v``'s; a worker holds one
+    partition's payloads (about nodes / partitions of them) at a time.
 
     Args:
-        payloads: ``(node, payload)`` for every node that may be on an edge.
+        payloads: ``(partition, blob)`` elements covering every node that may be on an edge.
         check: a picklable object; ``check.setup()`` is called once per worker if it has one.
+        partitions: the partition count ``payloads`` was packed with.
     """
 
-    def __init__(self, payloads: beam.PCollection, check: Any) -> None:
+    def __init__(self, payloads: beam.PCollection, check: Any, partitions: int) -> None:
         super().__init__()
-        self._payloads, self._check = payloads, check
+        self._payloads, self._check, self._partitions = payloads, check, partitions
 
     def expand(self, edges: beam.PCollection) -> beam.PCollection:
-        check = self._check
+        check, parts = self._check, self._partitions
+
+        def table(values: Iterable[tuple[str, Any]]) -> dict:
+            out: dict = {}
+            for t, v in values:
+                if t == "p":
+                    out.update(_unpack(v))
+            return out
 
         class _Attach(beam.DoFn):
             def process(self, element):
                 _, values = element
-                payload = next((v for t, v in values if t == "p"), None)
+                payload = table(values)
                 for t, v in values:
                     if t == "e":
-                        yield v[0], ("e", (v[1], payload))
+                        u, w = v
+                        yield node_partition(w, parts), ("e", (u, w, payload.get(u)))
 
         class _Check(beam.DoFn):
             def setup(self):
@@ -338,15 +364,20 @@ class VerifyEdges(beam.PTransform):
                     check.setup()
 
             def process(self, element):
-                v, values = element
-                pv = next((p for t, p in values if t == "p"), None)
-                ctx = check.prepare(pv) if hasattr(check, "prepare") else pv
+                _, values = element
+                payload = table(values)
+                prepared: dict = {}
                 for t, e in values:
-                    if t == "e" and check(e[1], ctx):
-                        yield e[0], v
+                    if t == "e":
+                        u, w, pu = e
+                        if w not in prepared:
+                            pw = payload.get(w)
+                            prepared[w] = check.prepare(pw) if hasattr(check, "prepare") else pw
+                        if check(pu, prepared[w]):
+                            yield u, w
 
         tagged_p = self._payloads | "TagP" >> beam.Map(lambda kv: (kv[0], ("p", kv[1])))
-        by_u = edges | "ByU" >> beam.Map(lambda e: (e[0], ("e", (e[1], e[0]))))
+        by_u = edges | "ByU" >> beam.Map(lambda e: (node_partition(e[0], parts), ("e", e)))
         attached = ((by_u, tagged_p) | "FlatU" >> beam.Flatten() | "GroupU" >> beam.GroupByKey()
                     | "Attach" >> beam.ParDo(_Attach()))
         return ((attached, tagged_p) | "FlatV" >> beam.Flatten() | "GroupV" >> beam.GroupByKey()

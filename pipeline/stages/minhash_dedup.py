@@ -17,7 +17,14 @@ import pyarrow as pa
 from winnow.filters.dedup.cluster import node_key
 from winnow.filters.dedup.config import MinHashDedupConfig
 from winnow.pipeline.stages.base import DEAD, TIMING, Emit, StageFn, StageOutputs, run_step
-from winnow.pipeline.stages.dedup_graph import COMPARED, BucketPacker, ClusterAndPick, NodeOf, VerifyEdges
+from winnow.pipeline.stages.dedup_graph import (
+    COMPARED,
+    BucketPacker,
+    ClusterAndPick,
+    NodeOf,
+    VerifyEdges,
+    pack_payloads,
+)
 from winnow.pipeline.stages.dedup_report import dedup_section
 from winnow.pipeline.stages.spec import BuildContext, StageDecl
 
@@ -28,8 +35,11 @@ REASON = "minhash_dedup_near_duplicate"
 #: Kept records: the cluster's id (its kept record's id) and size; null when not compared.
 FIELDS = (pa.field("dup_cluster", pa.string(), nullable=True), pa.field("dup_cluster_size", pa.int64(), nullable=True))
 _BANDS = "bands"
-#: Bytes of one LSH band key (:func:`winnow.filters.dedup.lsh.band_keys`: band number + 128-bit hash).
-KEY_WIDTH = 18
+#: Bytes of a band key in the shuffle: the band number (2 bytes) and the first 64 bits of the
+#: band's 128-bit hash (:func:`winnow.filters.dedup.lsh.band_keys`). Two different bands collide
+#: with odds of N^2 / 2^65 per band (about 0.03 chance pairs at a billion documents), and a chance
+#: pair is a candidate that verification removes, so the other 64 bits need not travel.
+KEY_WIDTH = 10
 _SKETCH = "sketch"
 
 
@@ -46,6 +56,7 @@ class _SignFn(StageFn):
         c = self._cfg
         self._hasher = MinHasher(c.num_perm, c.ngram, c.seed, window_chars=c.window_chars)
         self._packer = BucketPacker(c.bucket_partitions, KEY_WIDTH)
+        self._sketches: list[tuple[Any, bytes]] = []
 
     def compute(self, rows: list[dict], *side: Any) -> list[Any]:
         from winnow.filters.dedup.lsh import band_keys
@@ -65,6 +76,10 @@ class _SignFn(StageFn):
     def finish_batch(self, out: Emit) -> None:
         for element in self._packer.drain():
             out.emit(_BANDS, element)
+        if self._sketches:
+            for element in pack_payloads(self._sketches, self._cfg.bucket_partitions):
+                out.emit(_SKETCH, element)
+            self._sketches = []
 
     def route(self, row: dict, keys: Any, out: Emit) -> None:
         row = dict(row)
@@ -76,9 +91,9 @@ class _SignFn(StageFn):
         else:
             node = node_key(row, self._cfg.keep, self._cfg.keep_field)
             band, sketch = keys
-            self._packer.add(node, band)
+            self._packer.add(node, [k[:KEY_WIDTH] for k in band])
             if sketch is not None:
-                out.emit(_SKETCH, (node, sketch))
+                self._sketches.append((node, sketch))
         out.keep(row)
 
 
@@ -144,12 +159,14 @@ class MinHashDedup(beam.PTransform):
         signed = run_step(records, "Sign", _SignFn(cfg, bands, rows), tags=(_BANDS, _SKETCH))
         verify = None
         if cfg.verify == "signature":
-            verify = VerifyEdges(signed[_SKETCH], _SketchCheck(cfg.signature_threshold()))
+            verify = VerifyEdges(signed[_SKETCH], _SketchCheck(cfg.signature_threshold()), cfg.bucket_partitions)
         elif cfg.verify == "exact":
-            def payloads(batch: Any) -> list:
-                return [(node_key(r, cfg.keep, cfg.keep_field), r.get("text")) for r in batch.rows if r.get(COMPARED)]
+            def payloads(batch: Any) -> Iterable[tuple[int, bytes]]:
+                pairs = [(node_key(r, cfg.keep, cfg.keep_field), r.get("text")) for r in batch.rows if r.get(COMPARED)]
+                return pack_payloads(pairs, cfg.bucket_partitions)
 
-            verify = VerifyEdges(signed.kept | "TextPayload" >> beam.FlatMap(payloads), _ExactCheck(cfg))
+            verify = VerifyEdges(signed.kept | "TextPayload" >> beam.FlatMap(payloads), _ExactCheck(cfg),
+                                 cfg.bucket_partitions)
         kept, rejected, dead, stats, timing = signed.kept | "Cluster" >> ClusterAndPick(
             NAME, REASON, "dup", signed[_BANDS], node_of=NodeOf(cfg.keep, cfg.keep_field), fields=FIELDS, verify=verify,
             max_rounds=cfg.max_rounds, fail_if_not_converged=cfg.on_not_converged == "fail",

@@ -47,3 +47,31 @@ def test_packing_is_compact():
     assert len(blobs) == 16
     # 18,000 keys of 18 bytes and 1,000 nodes: well under a per-key element's ~500 bytes
     assert sum(len(b) for _, b in blobs) < 18_000 * 40
+
+
+class _Close:
+    """Payloads are numbers; an edge holds when they differ by at most 1."""
+
+    def prepare(self, p):
+        return p
+
+    def __call__(self, pu, pv):
+        return pu is not None and pv is not None and abs(pu - pv) <= 1
+
+
+def test_verify_edges_with_packed_payloads_keeps_only_edges_that_pass():
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from winnow.pipeline.stages.dedup_graph import VerifyEdges, pack_payloads
+
+    nodes = [(0.0, f"n{i}", "s") for i in range(30)]
+    value = {n: i * (1 if i < 15 else 3) for i, n in enumerate(nodes)}
+    edges = [(nodes[i + 1], nodes[i]) for i in range(29)]
+    want = [e for e in edges if abs(value[e[0]] - value[e[1]]) <= 1]
+    assert 0 < len(want) < len(edges)
+    batches = [list(value.items())[i:i + 8] for i in range(0, 30, 8)]
+    with beam.Pipeline(runner="FnApiRunner") as p:
+        blobs = p | "B" >> beam.Create(batches) | beam.FlatMap(lambda b: pack_payloads(b, 4))
+        kept = p | "E" >> beam.Create(edges) | VerifyEdges(blobs, _Close(), 4)
+        assert_that(kept, equal_to(want))
