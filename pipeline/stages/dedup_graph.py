@@ -41,7 +41,7 @@ from winnow.filters.dedup.cluster import (
     small_star_changes,
     star_edges,
 )
-from winnow.pipeline.stages.base import DEAD, REJECTED, TIMING, Emit, StageFn, explode, run_step
+from winnow.pipeline.stages.base import DEAD, REJECTED, TIMING, Emit, StageFn, TimedFn, explode, run_step
 from winnow.pipeline.stages.stats import HistogramFn
 
 __all__ = ["ClusterAndPick", "VerifyEdges", "SIZE_EDGES", "COMPARED", "NodeOf", "BucketPacker", "pack_payloads", "node_partition"]
@@ -55,14 +55,15 @@ _UNRESOLVED = "unresolved"
 COMPARED = _COMPARED = "_dedup_compared"
 
 
-class _StarEdgesFn(beam.DoFn):
+class _StarEdgesFn(TimedFn):
     def __init__(self, stage: str, similar: Callable[[Any, Any], bool] | None) -> None:
+        super().__init__(stage)
         self._stage, self._similar = stage, similar
 
     def setup(self) -> None:
         self._big = Metrics.distribution("winnow", f"{self._stage}/bucket_size")
 
-    def process(self, element: tuple[bytes, Iterable[tuple]]) -> Iterable[tuple]:
+    def work(self, element: tuple[bytes, Iterable[tuple]]) -> Iterable[tuple]:
         _, members = element
         n = 0
         for _m in members:
@@ -136,17 +137,18 @@ def _unpack(blob: bytes) -> tuple[bytes, bytes, list]:
     return pickle.loads(_ZSTD.decompress(memoryview(blob)[8:], decompressed_size=size, asbytes=True))
 
 
-class _PackedBucketsFn(beam.DoFn):
+class _PackedBucketsFn(TimedFn):
     """One partition's packed band entries: sort the keys, and link every member of each
     bucket (a run of equal keys, two members or more) to the bucket's smallest node."""
 
     def __init__(self, stage: str, key_width: int) -> None:
+        super().__init__(stage)
         self._stage, self._width = stage, key_width
 
     def setup(self) -> None:
         self._big = Metrics.distribution("winnow", f"{self._stage}/bucket_size")
 
-    def process(self, element: tuple[int, Iterable[bytes]]) -> Iterable[tuple]:
+    def work(self, element: tuple[int, Iterable[bytes]]) -> Iterable[tuple]:
         _, blobs = element
         keys, refs, nodes = [], [], []
         for blob in blobs:
@@ -172,11 +174,12 @@ class _PackedBucketsFn(beam.DoFn):
             self._big.update(count + 1)
 
 
-class _LargeStarFn(beam.DoFn):
-    def __init__(self, round_: int) -> None:
+class _LargeStarFn(TimedFn):
+    def __init__(self, stage: str, round_: int) -> None:
+        super().__init__(stage)
         self._round = round_
 
-    def process(self, element: tuple[tuple, Iterable[tuple]]) -> Iterable[Any]:
+    def work(self, element: tuple[tuple, Iterable[tuple]]) -> Iterable[Any]:
         u, nbrs = element
         ch = large_star_changes(u, nbrs)
         if ch:
@@ -184,11 +187,12 @@ class _LargeStarFn(beam.DoFn):
         yield from large_star(u, nbrs)
 
 
-class _SmallStarFn(beam.DoFn):
-    def __init__(self, round_: int) -> None:
+class _SmallStarFn(TimedFn):
+    def __init__(self, stage: str, round_: int) -> None:
+        super().__init__(stage)
         self._round = round_
 
-    def process(self, element: tuple[tuple, Iterable[tuple]]) -> Iterable[Any]:
+    def work(self, element: tuple[tuple, Iterable[tuple]]) -> Iterable[Any]:
         u, smaller = element
         ch = small_star_changes(u, smaller)
         if ch:
@@ -202,10 +206,10 @@ def _both_ways(edge: tuple) -> Iterable[tuple]:
     yield lo, hi
 
 
-class _ClusterSizeFn(beam.DoFn):
+class _ClusterSizeFn(TimedFn):
     """Per label: count the members (pass 1), then tell each member and the root (pass 2)."""
 
-    def process(self, element: tuple[tuple, Iterable[tuple]]) -> Iterable[Any]:
+    def work(self, element: tuple[tuple, Iterable[tuple]]) -> Iterable[Any]:
         root, members = element
         size = 1
         for _m in members:
@@ -442,8 +446,9 @@ class ClusterAndPick(beam.PTransform):
             star = beam.ParDo(_PackedBucketsFn(self._stage, self._packed_width))
         else:
             star = beam.ParDo(_StarEdgesFn(self._stage, self._similar))
-        edges = (self._bucketed | "Buckets" >> beam.GroupByKey() | "StarEdges" >> star
-                 | "DistinctEdges" >> beam.Distinct())
+        starred = self._bucketed | "Buckets" >> beam.GroupByKey() | "StarEdges" >> star.with_outputs(TIMING, main="edges")
+        timing = [starred[TIMING]]
+        edges = starred.edges | "DistinctEdges" >> beam.Distinct()
         verify_stats = None
         if self._verify is not None:
             candidates = edges
@@ -463,15 +468,17 @@ class ClusterAndPick(beam.PTransform):
         changes = []
         for r in range(self._max):
             ls = (edges | f"R{r}BothWays" >> beam.FlatMap(_both_ways) | f"R{r}GroupLS" >> beam.GroupByKey()
-                  | f"R{r}LargeStar" >> beam.ParDo(_LargeStarFn(r)).with_outputs(_CHANGES, main="edges"))
+                  | f"R{r}LargeStar" >> beam.ParDo(_LargeStarFn(self._stage, r)).with_outputs(_CHANGES, TIMING, main="edges"))
             ss = (ls.edges | f"R{r}GroupSS" >> beam.GroupByKey()
-                  | f"R{r}SmallStar" >> beam.ParDo(_SmallStarFn(r)).with_outputs(_CHANGES, main="edges"))
+                  | f"R{r}SmallStar" >> beam.ParDo(_SmallStarFn(self._stage, r)).with_outputs(_CHANGES, TIMING, main="edges"))
             changes += [ls[_CHANGES], ss[_CHANGES]]
+            timing += [ls[TIMING], ss[TIMING]]
             edges = ss.edges
         labels = (edges | "GroupLabel" >> beam.GroupByKey()
                   | "Label" >> beam.Map(lambda kv: (min(kv[1]), kv[0])))
         sized = (labels | "GroupCluster" >> beam.GroupByKey()
-                 | "Size" >> beam.ParDo(_ClusterSizeFn()).with_outputs(_SIZES, main="assign"))
+                 | "Size" >> beam.ParDo(_ClusterSizeFn(self._stage)).with_outputs(_SIZES, TIMING, main="assign"))
+        timing.append(sized[TIMING])
         assigned = (sized.assign | "GroupAssign" >> beam.GroupByKey()
                     | "Resolve" >> beam.FlatMap(_resolve).with_outputs(_UNRESOLVED, main="assigned"))
         picked = run_step(pending, "Pick", _PickFn(self._stage, self._reason, self._prefix, self._node_of,
@@ -489,7 +496,8 @@ class ClusterAndPick(beam.PTransform):
         if self._examples and self._example_fn is not None:
             parts.append(self._example_pairs(picked.kept, picked[REJECTED]))
         stats = parts | "FlatStats" >> beam.Flatten()
-        return picked.kept, picked[REJECTED], picked[DEAD], stats, picked[TIMING]
+        all_timing = (picked[TIMING], *timing) | "FlatTiming" >> beam.Flatten()
+        return picked.kept, picked[REJECTED], picked[DEAD], stats, all_timing
 
     def _example_pairs(self, kept: beam.PCollection, rejected: beam.PCollection) -> beam.PCollection:
         fn, n, prefix = self._example_fn, self._examples, self._prefix
