@@ -42,12 +42,8 @@ def ensure_corpus(workdir: str, mb: float) -> list[str]:
     if files:
         return files
     shutil.rmtree(corpus, ignore_errors=True)
-    code = ("import sys\nfrom winnow.demo.demo import write_text_corpus\n"
+    code = ("import sys\nfrom winnow.demo.corpus import write_text_corpus\n"
             "write_text_corpus(sys.argv[1], int(float(sys.argv[2]) * 1e6), seed=0)\n")
-    try:
-        import winnow.demo.demo  # noqa: F401
-    except ImportError:
-        code = code.replace("winnow.demo.demo", "winnow.pipeline.demo")
     subprocess.run([sys.executable, "-c", code, corpus, str(mb)], check=True)
     return sorted(glob.glob(os.path.join(corpus, "text", "*.jsonl.gz")))
 

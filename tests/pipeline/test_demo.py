@@ -20,8 +20,9 @@ import zstandard
 from PIL import Image
 
 from winnow.errors import OutputError
-from winnow.pipeline import demo
-from winnow.pipeline.demo import DemoCorpus, build_demo_corpus, write_text_corpus
+from winnow.demo import corpus as demo
+from winnow.demo.corpus import DemoCorpus, build_demo_corpus, write_text_corpus
+from winnow.demo.text import man_sections
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,7 @@ def test_default_scale_builds_quickly(built: tuple[DemoCorpus, float]) -> None:
 def test_same_seed_is_byte_identical_across_processes(corpus: DemoCorpus, tmp_path: Path) -> None:
     other = tmp_path / "again"
     env = dict(os.environ, PYTHONHASHSEED="4242")
-    code = "import sys; from winnow.pipeline.demo import build_demo_corpus as b; b(sys.argv[1])"
+    code = "import sys; from winnow.demo.corpus import build_demo_corpus as b; b(sys.argv[1])"
     subprocess.run([sys.executable, "-c", code, str(other)], check=True, env=env, timeout=120)
     a_root, b_root = Path(corpus.root), other
     a_files = sorted(p.relative_to(a_root) for p in a_root.rglob("*") if p.is_file())
@@ -248,7 +249,7 @@ def test_uses_real_text(corpus: DemoCorpus, parsed: dict[str, Any]) -> None:
     ],
 )
 def test_roff_to_text(roff: str, expected: tuple[str, list[tuple[str, str]]]) -> None:
-    assert demo._man_sections(roff) == expected
+    assert man_sections(roff) == expected
 
 
 def test_write_text_corpus_grows_past_the_real_text(tmp_path: Path) -> None:

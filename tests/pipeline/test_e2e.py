@@ -10,7 +10,7 @@ import pytest
 from winnow.format import Manifest, reject_schema, schema_from_json, xxh3_128_hex
 from winnow.pipeline.config import DEFAULT_STAGES
 from winnow.pipeline.configure import load_config
-from winnow.pipeline.demo import build_demo_corpus
+from winnow.demo.corpus import build_demo_corpus
 from winnow.pipeline.runner import run
 
 pytestmark = pytest.mark.slow

@@ -21,8 +21,8 @@ Layout under ``dest``::
     images/dir/                   images with sidecar <stem>.txt captions
     demo-manifest.json            this description (not an input)
 
-The text is collected by :mod:`winnow.pipeline.demo_text` and the images are drawn by
-:mod:`winnow.pipeline.demo_images`; this module assembles them, plants the problems and
+The text is collected by :mod:`winnow.demo.text` and the images are drawn by
+:mod:`winnow.demo.images`; this module assembles them, plants the problems and
 writes the files.
 """
 
@@ -41,9 +41,8 @@ from typing import Any
 import xxhash
 
 from winnow.errors import OutputError
-from winnow.pipeline.demo_images import draw_image, tar_bytes
-from winnow.pipeline.demo_text import STDLIB_MODULES, clean_records, collect_real_text
-from winnow.pipeline.demo_text import man_sections as _man_sections  # noqa: F401 - the old private name
+from winnow.demo.images import draw_image, tar_bytes
+from winnow.demo.text import STDLIB_MODULES, clean_records, collect_real_text
 
 __all__ = [
     "BASE_TEXT_BYTES",
@@ -323,7 +322,7 @@ def _filter_plants(main: list[dict[str, Any]], rng: random.Random,
     ``main`` (so a plant is no near-duplicate of a record left in the corpus); records in
     ``used`` (originals of other plants) are never bases.
     """
-    from winnow.filters.pii_evalset import sample_value
+    from winnow.demo.pii_evalset import sample_value
     from winnow.filters.quality import QualityFilter
 
     q = QualityFilter()

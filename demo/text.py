@@ -68,7 +68,7 @@ def _docstring_docs() -> list[_Doc]:
     What a module exposes depends on what else the process imported or patched (test tools,
     HTTP mocks, ...), so collecting in-process would make the corpus depend on its caller.
     """
-    return [_Doc(*d) for d in fresh_interpreter_json("winnow.pipeline.demo_text", "_docstring_docs_here",
+    return [_Doc(*d) for d in fresh_interpreter_json("winnow.demo.text", "_docstring_docs_here",
                                                      "standard-library docstrings")]
 
 
