@@ -224,15 +224,15 @@ def _malformed_json(j: int, rec: dict[str, Any]) -> bytes:
         s = json.dumps(rec, ensure_ascii=False)
         out = s[: max(2, len(s) // 2)]
     elif kind == 1:
-        out = "{'id': 'single-quotes-%d', 'text': %r}" % (j, snippet)
+        out = f"{{'id': 'single-quotes-{j}', 'text': {snippet!r}}}"
     elif kind == 2:
-        out = '{"id": "trailing-comma-%d", "text": %s,}' % (j, json.dumps(snippet, ensure_ascii=False))
+        out = f'{{"id": "trailing-comma-{j}", "text": {json.dumps(snippet, ensure_ascii=False)},}}'
     elif kind == 3:
         out = f"note {j}: {snippet}"
     elif kind == 4:
-        out = '{"id": "two-objects-%d", "text": "a"} {"id": "b", "text": "c"}' % j
+        out = f'{{"id": "two-objects-{j}", "text": "a"}} {{"id": "b", "text": "c"}}'
     else:
-        out = '{"id": "control-char-%d", "text": "raw\ttab and\u0001bell"}' % j
+        out = f'{{"id": "control-char-{j}", "text": "raw\ttab and\u0001bell"}}'
     return out.encode("utf-8") + b"\n"
 
 

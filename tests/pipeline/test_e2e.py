@@ -100,8 +100,8 @@ def test_shards_open_with_pyarrow_polars_and_duckdb_with_the_manifest_schema(dem
     # DuckDB scans the shard through a pyarrow dataset over the IPC file (no extension download).
     import pyarrow.dataset as ds
 
-    shard = ds.dataset(path, format="ipc")
     con = duckdb.connect()
+    con.register("shard", ds.dataset(path, format="ipc"))
     n_rows, n_text, first = con.execute("SELECT count(*), count(text), min(id) FROM shard").fetchone()
     assert n_rows == table.num_rows
     assert n_text == table.num_rows - table.column("text").null_count

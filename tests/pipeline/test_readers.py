@@ -89,13 +89,13 @@ class TarBuilder:
         self.buf = io.BytesIO()
         self.tf = tarfile.open(fileobj=self.buf, mode="w", format=tarfile.GNU_FORMAT)
 
-    def add(self, name: str, data: bytes) -> "TarBuilder":
+    def add(self, name: str, data: bytes) -> TarBuilder:
         info = tarfile.TarInfo(name)
         info.size = len(data)
         self.tf.addfile(info, io.BytesIO(data))
         return self
 
-    def link(self, name: str, target: str) -> "TarBuilder":
+    def link(self, name: str, target: str) -> TarBuilder:
         info = tarfile.TarInfo(name)
         info.type = tarfile.SYMTYPE
         info.linkname = target
@@ -404,7 +404,8 @@ _BOMB_READER = """
 import sys
 from winnow.pipeline.config import ReaderConfig
 from winnow.pipeline.readers.jsonl import read_jsonl
-items = [(r["source"], None if r.get("error") else r["text"], r.get("error")) for r in read_jsonl(sys.argv[1], ReaderConfig(max_record_bytes=1 << 20))]
+items = [(r["source"], None if r.get("error") else r["text"], r.get("error"))
+         for r in read_jsonl(sys.argv[1], ReaderConfig(max_record_bytes=1 << 20))]
 print(repr(items))
 # VmHWM is this program's own peak; ru_maxrss would include the forking parent's pre-exec size
 print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) // 1024)
@@ -422,7 +423,7 @@ def test_jsonl_zstd_bomb_stays_within_memory(tmp_path: Path) -> None:
     assert path.stat().st_size < 100_000
     out = subprocess.run([sys.executable, "-c", _BOMB_READER, str(path)], capture_output=True, text=True, check=True)
     items_line, rss_mb = out.stdout.strip().splitlines()
-    items = eval(items_line)  # noqa: S307 - our own repr of tuples of str/None
+    items = eval(items_line)
     assert [(src, text) for src, text, _ in items] == [(f"{path}:1", None), (f"{path}:2", "after")]
     assert "over reader.max_record_bytes" in items[0][2] and "536,870,9" in items[0][2]
     assert int(rss_mb) < 350, f"peak RSS {rss_mb} MB reading a zstd bomb"
