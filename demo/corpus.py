@@ -42,7 +42,7 @@ import xxhash
 
 from winnow.errors import OutputError
 from winnow.demo.images import draw_image, tar_bytes
-from winnow.demo.text import STDLIB_MODULES, clean_records, collect_real_text
+from winnow.demo.text import STDLIB_MODULES, clean_records, collect_real_text, dedup_key
 
 __all__ = [
     "BASE_TEXT_BYTES",
@@ -257,7 +257,11 @@ def _planted_lines(main: list[dict[str, Any]], rng: random.Random,
     k_near = min(len(long_docs), max(3, round(0.01 * len(main))))
     near_bases = rng.sample(long_docs, k_near)
     for j, r in enumerate(near_bases):
-        text = mutate_text(r["text"], 0.004, rng, boiler=j % 3 == 0)
+        # A light edit can touch only whitespace; such a copy is an exact duplicate, not a near one.
+        for _ in range(8):
+            text = mutate_text(r["text"], 0.004, rng, boiler=j % 3 == 0)
+            if dedup_key(text) != dedup_key(r["text"]):
+                break
         out.append((_line({**r, "id": f"zz-near-{j:05d}", "text": text, "near_of": r["id"]}), False))
     planted["near_duplicates"] = k_near
     blanks = ("", " ", "\n\n", "\t \r\n")
