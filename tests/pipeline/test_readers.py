@@ -37,6 +37,8 @@ from winnow.pipeline.readers import InputFile, ReadRecords, expand_inputs, forma
 from winnow.pipeline.readers import transform as read_transform
 from winnow.pipeline.records import READ_STAGE, is_dead_letter
 
+from .batches import rows
+
 # ---------------------------------------------------------------------------------------------
 # helpers
 
@@ -779,19 +781,20 @@ def test_read_records_pipeline_outputs_and_counters(tmp_path: Path) -> None:
 
     p = beam.Pipeline(runner="FnApiRunner")
     out = p | "ReadAll" >> ReadRecords(files, cfg())
+    records, dead = rows(out.records, "RecordRows"), rows(out.dead, "DeadRows")
     expected_records = good + 1 + 2
     assert_that(
-        out.records | beam.combiners.Count.Globally(), equal_to([expected_records]), label="CountRecords"
+        records | beam.combiners.Count.Globally(), equal_to([expected_records]), label="CountRecords"
     )
     assert_that(
-        out.records
+        records
         | beam.Filter(lambda r: ".jsonl.gz:" not in r["source"])
         | beam.Map(lambda r: (r["source"].rsplit("/", 1)[1], r["text"])),
         equal_to([("shard.tar#k", "cap"), ("rows.parquet:1", "p1"), ("rows.parquet:2", "p2")]),
         label="OtherRecords",
     )
     assert_that(
-        out.dead | beam.Map(lambda r: (r["reject_stage"], int(r["source"].rsplit(":", 1)[1]) % 100)),
+        dead | beam.Map(lambda r: (r["reject_stage"], int(r["source"].rsplit(":", 1)[1]) % 100)),
         equal_to([(READ_STAGE, 51)] * bad),  # line i+1 for i % 100 == 50
         label="DeadLetters",
     )
@@ -815,8 +818,9 @@ def _read_in_pipeline(files: list[InputFile], c: ReaderConfig, expected: list[di
     p = beam.Pipeline(runner="FnApiRunner")
     out = p | "ReadAll" >> ReadRecords(files, c)
     recs, dead = split(expected)
-    assert_that(out.records | "R" >> beam.Map(_row), equal_to([_row(r) for r in recs]), label="Records")
-    assert_that(out.dead | "D" >> beam.Map(_row), equal_to([_row(r) for r in dead]), label="Dead")
+    assert_that(rows(out.records, "RecordRows") | "R" >> beam.Map(_row), equal_to([_row(r) for r in recs]),
+                label="Records")
+    assert_that(rows(out.dead, "DeadRows") | "D" >> beam.Map(_row), equal_to([_row(r) for r in dead]), label="Dead")
     graph = p.to_runner_api().SerializeToString()
     result = p.run()
     result.wait_until_finish()
@@ -943,3 +947,16 @@ def test_s3_inputs_through_fsspec(s3: Any) -> None:
         ("s3://winnow-readers/in/s.tar#k", "tar text"),
     ]
     assert [d["source"] for d in dead] == ["s3://winnow-readers/in/a.jsonl.gz:2"]
+
+
+def test_dead_letter_errors_carry_no_memory_addresses() -> None:
+    from winnow.errors import RecordError
+    from winnow.pipeline.readers.common import check_image, dead
+
+    with pytest.raises(RecordError) as info:
+        check_image(b"no known image header", "member 'x.jpg'")
+    assert "<_io.BytesIO object at 0x" in str(info.value)  # Pillow's message names the object
+    letter = dead("s.tar#x", str(info.value))
+    assert "cannot identify image file <_io.BytesIO object>" in letter["error"] and " at 0x" not in letter["error"]
+    assert dead("f", "handle 0x7f3a9c2b1d40 closed")["error"] == "handle 0x... closed"
+    assert dead("f", "byte 0xff at offset 3")["error"] == "byte 0xff at offset 3"  # values stay
