@@ -293,3 +293,17 @@ def test_rebuild_replaces_a_previous_demo_but_refuses_other_dirs(tmp_path: Path)
 def test_bad_scale(tmp_path: Path, scale: float) -> None:
     with pytest.raises(ValueError, match="scale"):
         build_demo_corpus(str(tmp_path), scale=scale)
+
+
+def test_the_other_text_root_has_other_and_extra_pages(tmp_path: Path) -> None:
+    from .textroot import NEW_LANGUAGE
+
+    demo.collect_real_text.cache_clear()
+    other = demo.collect_real_text(other_text_root(tmp_path / "man"))
+    here = demo.collect_real_text(MACHINE_ROOT)
+    demo.collect_real_text.cache_clear()
+    other_man = {(d.lang, d.text) for d in other if d.origin == "man"}
+    here_man = {(d.lang, d.text) for d in here if d.origin == "man"}
+    assert other_man - here_man, "pages this machine does not have"
+    assert NEW_LANGUAGE in {lang for lang, _ in other_man} - {lang for lang, _ in here_man}
+    assert any(t.startswith(("calendar", "difflib", "statistics")) for d in other for t in [d.title])
