@@ -15,9 +15,10 @@ COPY pipeline/ pipeline/
 COPY filters/ filters/
 COPY tokenizer/ tokenizer/
 COPY cache/ cache/
+COPY demo/ demo/
 
-# The pipeline needs no torch; s3 and gcs filesystems for inputs and outputs.
-RUN pip install --no-cache-dir -c constraints.txt ".[s3,gcs,dataflow]" \
+# The pipeline extra (Beam and the stage libraries) without torch; s3 and gcs filesystems.
+RUN pip install --no-cache-dir -c constraints.txt ".[pipeline,s3,gcs,dataflow]" \
  && python -c "import winnow.pipeline.build, winnow.pipeline.readers"
 
 # Keep the Beam SDK harness entrypoint from the base image.

@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters bench-toxicity bench-memory clean
+# `make install` sets up everything (.[dev] = the pipeline and loader extras + test tools);
+# `pip install winnow` alone is the shard format and the loader (README.md, Install).
+.PHONY: install lint demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters bench-toxicity bench-memory clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +20,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/winnow demo --output out/demo
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)

@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def corpus_texts(mb: float, seed: int = 0) -> list[str]:
-    from winnow.pipeline.demo_text import clean_records
+    from winnow.demo.text import clean_records
 
     return [r["text"] for r in clean_records(int(mb * 1e6), seed, "/usr/share/man")]
 

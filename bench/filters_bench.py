@@ -30,7 +30,7 @@ TARGET_MB_S_PER_CORE = 3.0
 
 
 def _records(mb: float) -> list[dict]:
-    from winnow.pipeline.demo_text import clean_records
+    from winnow.demo.text import clean_records
 
     return [{"id": r["id"], "source": f"demo:{i}", "modality": "text", "text": r["text"]}
             for i, r in enumerate(clean_records(int(mb * 1e6), 0, "/usr/share/man"))]

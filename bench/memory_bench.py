@@ -42,8 +42,9 @@ def ensure_corpus(workdir: str, mb: float) -> list[str]:
     if files:
         return files
     shutil.rmtree(corpus, ignore_errors=True)
-    code = ("import sys\ntry:\n    from winnow.demo import write_text_corpus\n"
-            "except ImportError:\n    from winnow.pipeline.demo import write_text_corpus\n"
+    code = ("import sys
+from winnow.demo.corpus import write_text_corpus
+"
             "write_text_corpus(sys.argv[1], int(float(sys.argv[2]) * 1e6), seed=0)\n")
     subprocess.run([sys.executable, "-c", code, corpus, str(mb)], check=True)
     return sorted(glob.glob(os.path.join(corpus, "text", "*.jsonl.gz")))

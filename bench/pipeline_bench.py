@@ -1,7 +1,7 @@
 """Pipeline benchmark: docs/s and MB/s per stage and end to end, peak memory.
 
 Generates a ~100 MB JSONL.gz text corpus (real text from this machine, see
-``winnow.pipeline.demo.write_text_corpus``), then measures, each ``--repeats`` times:
+``winnow.demo.corpus.write_text_corpus``), then measures, each ``--repeats`` times:
 
 * the peer: a bare single-process read of the same files (gzip + json.loads, nothing else),
 * each pure stage alone on the parsed records (normalize, exact-dedup key),
@@ -88,7 +88,7 @@ def main() -> None:
     ap.add_argument("--workdir", default=".bench/pipeline")
     args = ap.parse_args()
 
-    from winnow.pipeline.demo import write_text_corpus
+    from winnow.demo.corpus import write_text_corpus
 
     corpus = os.path.join(args.workdir, f"corpus-{args.mb:g}MB")
     if not glob.glob(os.path.join(corpus, "text", "*.jsonl.gz")):

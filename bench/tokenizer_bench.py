@@ -1,6 +1,6 @@
 """Tokenizer benchmark: encode throughput in the pipeline vs sentencepiece alone; training time.
 
-Real text from this machine (``winnow.pipeline.demo_text.clean_records``), about ``--mb`` MB.
+Real text from this machine (``winnow.demo.text.clean_records``), about ``--mb`` MB.
 Each measurement is repeated ``--repeats`` times, interleaved with its peer; medians are printed.
 
 Encode (the peer: ``SentencePieceProcessor.encode(texts)`` on the same texts, same model, same
@@ -29,7 +29,7 @@ import time
 
 
 def _records(mb: float) -> list[dict]:
-    from winnow.pipeline.demo_text import clean_records
+    from winnow.demo.text import clean_records
 
     return [{"id": r["id"], "source": f"bench:{i}", "modality": "text", "text": r["text"], "meta": "{}"}
             for i, r in enumerate(clean_records(int(mb * 1e6), 0, "/usr/share/man"))]

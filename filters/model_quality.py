@@ -120,10 +120,6 @@ class ModelQualityConfig:
                               (self.background_sample, self.epochs, self.dim, self.max_chars),
                               "background_sample >= 10, epochs >= 1, dim >= 2, max_chars >= 100")
 
-    @property
-    def needs_training(self) -> bool:
-        return self.classifier == "train" or self.perplexity == "ngram"
-
 
 def load_reference(ref: str) -> list[str]:
     """The reference ("good") documents."""

@@ -99,8 +99,8 @@ _DEMO_STAGE_OVERRIDES = ("model_quality.keep_fraction=0.9",)
 
 def _cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     from winnow.pipeline.configure import load_config
-    from winnow.pipeline.demo import build_demo_corpus
-    from winnow.pipeline.demo_domain import demo_domain_overrides, demo_stages
+    from winnow.demo.corpus import build_demo_corpus
+    from winnow.demo.domain import demo_domain_overrides, demo_stages
     from winnow.pipeline.runner import run
 
     out = args.output.rstrip("/")

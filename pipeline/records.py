@@ -27,6 +27,7 @@ __all__ = [
     "clean_str",
     "meta_json",
     "error_text",
+    "scrub_error",
 ]
 
 #: reject_stage of records that failed before any stage ran (parse errors).
@@ -151,7 +152,7 @@ def make_dead_letter(
 
     Args:
         stage: ``read`` for parse errors, else the stage that raised.
-        error: what went wrong (exception type and message).
+        error: what went wrong (exception type and message); memory addresses are removed.
         source: where the record came from (file plus line or member).
         record: the record as far as it got, when there is one.
         raw: the raw bytes or text that failed to parse (kept, truncated, in ``text``).
@@ -179,7 +180,7 @@ def make_dead_letter(
     out["reject_reason"] = DEAD_LETTER_REASON
     out["duplicate_of"] = None
     out["duplicate_of_source"] = None
-    out["error"] = clean_str(error)
+    out["error"] = scrub_error(clean_str(error))  # whoever wrote the message
     out["source"] = clean_str(out.get("source") or source)
     return out
 
@@ -209,14 +210,19 @@ def record_bytes(record: Mapping[str, Any]) -> int:
 
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_BARE_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{9,}\b")  # wider than 32 bits: a pointer, not a byte
+
+
+def scrub_error(text: str) -> str:
+    """``text`` without memory addresses (``<_io.BytesIO object at 0x7f...>`` reads
+    ``<_io.BytesIO object>``), so the same failure gives the same text in every process and
+    run and dead-letter shards stay byte-identical."""
+    return _BARE_ADDRESS.sub("0x...", _ADDRESS.sub("", text))
 
 
 def error_text(exc: BaseException) -> str:
-    """``Type: message`` plus the innermost frame, short enough for a report.
-
-    Memory addresses (``<object at 0x7f...>``) are removed, so the same failure gives the
-    same text in every process and run (dead-letter shards stay byte-identical).
-    """
+    """``Type: message`` plus the innermost frame, short enough for a report, scrubbed of
+    memory addresses (:func:`scrub_error`)."""
     tb = traceback.extract_tb(exc.__traceback__)
     where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
-    return _ADDRESS.sub("", f"{type(exc).__name__}: {exc}{where}")[:2000]
+    return scrub_error(f"{type(exc).__name__}: {exc}{where}")[:2000]

@@ -6,7 +6,7 @@ import pytest
 from winnow.cache import StreamingDataLoader, StreamingDataset
 from winnow.format import Manifest
 from winnow.pipeline.configure import load_config
-from winnow.pipeline.demo import build_demo_corpus
+from winnow.demo.corpus import build_demo_corpus
 from winnow.pipeline.runner import run
 
 pytestmark = pytest.mark.slow

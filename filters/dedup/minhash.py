@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["MinHasher", "normalize_bytes", "shingle_set", "jaccard", "EMPTY", "sketch_of", "sketch_similarity"]
+__all__ = ["MinHasher", "normalize_bytes", "jaccard", "EMPTY", "sketch_of", "sketch_similarity"]
 
 #: Signature value of an empty slot (no shingle seen).
 EMPTY = np.uint32(0xFFFFFFFF)
@@ -236,11 +236,6 @@ class MinHasher:
         """Sorted unique 64-bit hashes of ``text``'s shingles (for exact Jaccard)."""
         parts = [self._shingles(p, o)[0] for p, o in self._groups([text])]
         return np.unique(np.concatenate(parts)) if parts else np.empty(0, np.uint64)
-
-
-def shingle_set(hasher: MinHasher, text: str | None) -> np.ndarray:
-    """Sorted unique shingle hashes of ``text`` under ``hasher``'s normalization and n."""
-    return hasher.shingle_hashes(text)
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:

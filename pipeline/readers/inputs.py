@@ -104,7 +104,7 @@ class _Expander:
         self.cfg = cfg
         try:
             self.fs, self.path = fsspec.core.url_to_fs(uri)
-        except Exception as exc:  # noqa: BLE001 - unknown scheme, missing backend ...
+        except Exception as exc:
             raise InputError(
                 f"input {uri!r} cannot be opened ({type(exc).__name__}: {exc}); "
                 "check the URL scheme and that its fsspec backend (s3fs, gcsfs ...) is installed"
@@ -145,7 +145,7 @@ class _Expander:
                 return self._walk(path), True
             if fs.exists(path):
                 return [path], False
-        except Exception as exc:  # noqa: BLE001 - permissions, network, backend errors
+        except Exception as exc:
             raise InputError(f"input {self.uri!r} cannot be listed ({type(exc).__name__}: {exc}); check access") from exc
         return [], False
 

@@ -162,7 +162,7 @@ def test_reading_references_txt_jsonl_gz_and_missing(tmp_path):
 
 
 def _foreign_man_pages(limit: int = 300) -> list[str]:
-    from winnow.pipeline.demo_text import man_sections
+    from winnow.demo.text import man_sections
 
     out: list[str] = []
     root = Path("/usr/share/man")
@@ -185,8 +185,8 @@ def _auc(pos: list[float], neg: list[float]) -> float:
 
 
 def test_planted_off_domain_set_ranks_below_the_in_domain_set():
-    from winnow.pipeline.demo_domain import _python_reference
-    from winnow.pipeline.demo_text import _docstring_docs, _pydoc_docs
+    from winnow.demo.domain import _python_reference
+    from winnow.demo.text import _docstring_docs, _pydoc_docs
 
     off = _foreign_man_pages()
     if len(off) < 50:

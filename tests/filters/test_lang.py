@@ -95,7 +95,7 @@ def test_fast_path_cases(detector, text, shortlist, lang):
 
 def test_fast_path_agrees_with_every_candidate_on_real_text():
     """The stop-word and script shortcuts pick lingua's own answer on real multilingual text."""
-    from winnow.pipeline.demo_text import clean_records
+    from winnow.demo.text import clean_records
 
     from pathlib import Path
 

@@ -5,7 +5,7 @@ import pytest
 from winnow.errors import ConfigError
 from winnow.filters.pii import PIIConfig, PIIFilter
 from winnow.filters.pii_detectors import PII_TYPES, find_pii, iban_ok, luhn_ok
-from winnow.filters.pii_evalset import evaluate, format_table, generate
+from winnow.demo.pii_evalset import evaluate, format_table, generate
 
 FOUND = [
     # (text, [(value, type), ...])

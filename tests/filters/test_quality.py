@@ -116,9 +116,9 @@ def test_annotations_and_non_text_records():
     ("\u6f22\u5b57 \u3072\u3089\u304c\u306a \ud55c\uae00 \u0627\u0644\u0639\u0631\u0628\u064a\u0629 \u0928\u092e\u0938\u094d\u0924\u0947", 5),
 ])
 def test_words_with_a_letter_in_any_script(words, with_letter):
-    from winnow.filters.quality import _alpha_words
+    from winnow.filters.quality_gopher import alpha_words
 
-    assert _alpha_words(words.split()) == with_letter
+    assert alpha_words(words.split()) == with_letter
 
 
 def test_c4_rewrite_keeps_only_c4_lines():
@@ -128,14 +128,14 @@ def test_c4_rewrite_keeps_only_c4_lines():
 
 
 def test_small_and_large_documents_agree_on_ngram_rules(monkeypatch):
-    from winnow.filters import quality
+    from winnow.filters import quality_repetition as rep
 
     f = QualityFilter(QualityConfig(**NGRAM_ONLY))
     words = (GOOD.replace("\n", " ") + " " + GOOD.split("\n")[0]).split()
-    monkeypatch.setattr(quality, "_SMALL", 10**9)  # the Counter path
-    assert f._gopher_ngrams(words) == "quality_gopher_dup_5gram"
-    monkeypatch.setattr(quality, "_SMALL", 2)  # the numpy path on the same words
-    assert f._gopher_ngrams(words) == "quality_gopher_dup_5gram"
+    monkeypatch.setattr(rep, "_SMALL", 10**9)  # the Counter path
+    assert rep.gopher_ngrams(f.config, words) == "quality_gopher_dup_5gram"
+    monkeypatch.setattr(rep, "_SMALL", 2)  # the numpy path on the same words
+    assert rep.gopher_ngrams(f.config, words) == "quality_gopher_dup_5gram"
 
 
 def _ngram_rules_by_definition(words, cfg):
@@ -170,7 +170,7 @@ def test_ngram_paths_agree_on_ties_and_random_repetition(monkeypatch):
     occurrence, never by hash order, so a verdict cannot change between workers."""
     import random
 
-    from winnow.filters import quality
+    from winnow.filters import quality_repetition as rep
 
     vocab = "a an the river stone bridge apple orchard x lantern meadow quarry".split()
     rng = random.Random(7)
@@ -187,10 +187,10 @@ def test_ngram_paths_agree_on_ties_and_random_repetition(monkeypatch):
     for top in ((0.20, 0.18, 0.16), (0.35, 0.3, 0.3), (0.08, 0.08, 0.08)):
         cfg = QualityConfig(**NGRAM_ONLY, top_ngram_max=top)
         f = QualityFilter(cfg)
-        monkeypatch.setattr(quality, "_SMALL", 10**9)
-        small = [f._gopher_ngrams(w) for w in docs]
-        monkeypatch.setattr(quality, "_SMALL", 0)
-        large = [f._gopher_ngrams(w) for w in docs]
+        monkeypatch.setattr(rep, "_SMALL", 10**9)
+        small = [rep.gopher_ngrams(f.config, w) for w in docs]
+        monkeypatch.setattr(rep, "_SMALL", 0)
+        large = [rep.gopher_ngrams(f.config, w) for w in docs]
         assert small == large
         assert small == [_ngram_rules_by_definition(w, cfg) for w in docs]
         reasons |= set(small)
@@ -202,3 +202,15 @@ def test_ngram_paths_agree_on_ties_and_random_repetition(monkeypatch):
 def test_bad_config(bad):
     with pytest.raises(ConfigError):
         QualityConfig(**bad)
+
+
+def test_each_rule_family_owns_its_reasons_in_its_own_module():
+    from winnow.filters import quality_c4, quality_fineweb, quality_gopher, quality_repetition
+
+    families = {quality_gopher.GOPHER_QUALITY_REASONS: "quality_gopher_",
+                quality_repetition.GOPHER_REPETITION_REASONS: "quality_gopher_",
+                quality_c4.C4_REASONS: "quality_c4_", quality_fineweb.FINEWEB_REASONS: "quality_fineweb_"}
+    assert all(r.startswith(prefix) for reasons, prefix in families.items() for r in reasons)
+    # Together, in the order the filter runs them, they are the stage's reasons, each once.
+    assert tuple(r for reasons in families for r in reasons) == QUALITY_REASONS
+    assert len(set(QUALITY_REASONS)) == len(QUALITY_REASONS)

@@ -23,8 +23,8 @@ from winnow.filters.domain import DomainConfig, DomainReference
 from winnow.format import Manifest
 from winnow.pipeline.config import DEFAULT_STAGES
 from winnow.pipeline.configure import load_config
-from winnow.pipeline.demo import build_demo_corpus
-from winnow.pipeline.demo_domain import DICTIONARY_TERMS, demo_domain_overrides, demo_stages
+from winnow.demo.corpus import build_demo_corpus
+from winnow.demo.domain import DICTIONARY_TERMS, demo_domain_overrides, demo_stages
 from winnow.pipeline.runner import run
 from winnow.pipeline.stages.domain import DomainStage
 from tests.pipeline.batches import create_batches, rows

@@ -37,6 +37,8 @@ from winnow.pipeline.readers import InputFile, ReadRecords, expand_inputs, forma
 from winnow.pipeline.readers import transform as read_transform
 from winnow.pipeline.records import READ_STAGE, is_dead_letter
 
+from .batches import rows
+
 # ---------------------------------------------------------------------------------------------
 # helpers
 
@@ -89,13 +91,13 @@ class TarBuilder:
         self.buf = io.BytesIO()
         self.tf = tarfile.open(fileobj=self.buf, mode="w", format=tarfile.GNU_FORMAT)
 
-    def add(self, name: str, data: bytes) -> "TarBuilder":
+    def add(self, name: str, data: bytes) -> TarBuilder:
         info = tarfile.TarInfo(name)
         info.size = len(data)
         self.tf.addfile(info, io.BytesIO(data))
         return self
 
-    def link(self, name: str, target: str) -> "TarBuilder":
+    def link(self, name: str, target: str) -> TarBuilder:
         info = tarfile.TarInfo(name)
         info.type = tarfile.SYMTYPE
         info.linkname = target
@@ -404,7 +406,8 @@ _BOMB_READER = """
 import sys
 from winnow.pipeline.config import ReaderConfig
 from winnow.pipeline.readers.jsonl import read_jsonl
-items = [(r["source"], None if r.get("error") else r["text"], r.get("error")) for r in read_jsonl(sys.argv[1], ReaderConfig(max_record_bytes=1 << 20))]
+items = [(r["source"], None if r.get("error") else r["text"], r.get("error"))
+         for r in read_jsonl(sys.argv[1], ReaderConfig(max_record_bytes=1 << 20))]
 print(repr(items))
 # VmHWM is this program's own peak; ru_maxrss would include the forking parent's pre-exec size
 print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) // 1024)
@@ -422,7 +425,7 @@ def test_jsonl_zstd_bomb_stays_within_memory(tmp_path: Path) -> None:
     assert path.stat().st_size < 100_000
     out = subprocess.run([sys.executable, "-c", _BOMB_READER, str(path)], capture_output=True, text=True, check=True)
     items_line, rss_mb = out.stdout.strip().splitlines()
-    items = eval(items_line)  # noqa: S307 - our own repr of tuples of str/None
+    items = eval(items_line)
     assert [(src, text) for src, text, _ in items] == [(f"{path}:1", None), (f"{path}:2", "after")]
     assert "over reader.max_record_bytes" in items[0][2] and "536,870,9" in items[0][2]
     assert int(rss_mb) < 350, f"peak RSS {rss_mb} MB reading a zstd bomb"
@@ -778,19 +781,20 @@ def test_read_records_pipeline_outputs_and_counters(tmp_path: Path) -> None:
 
     p = beam.Pipeline(runner="FnApiRunner")
     out = p | "ReadAll" >> ReadRecords(files, cfg())
+    records, dead = rows(out.records, "RecordRows"), rows(out.dead, "DeadRows")
     expected_records = good + 1 + 2
     assert_that(
-        out.records | beam.combiners.Count.Globally(), equal_to([expected_records]), label="CountRecords"
+        records | beam.combiners.Count.Globally(), equal_to([expected_records]), label="CountRecords"
     )
     assert_that(
-        out.records
+        records
         | beam.Filter(lambda r: ".jsonl.gz:" not in r["source"])
         | beam.Map(lambda r: (r["source"].rsplit("/", 1)[1], r["text"])),
         equal_to([("shard.tar#k", "cap"), ("rows.parquet:1", "p1"), ("rows.parquet:2", "p2")]),
         label="OtherRecords",
     )
     assert_that(
-        out.dead | beam.Map(lambda r: (r["reject_stage"], int(r["source"].rsplit(":", 1)[1]) % 100)),
+        dead | beam.Map(lambda r: (r["reject_stage"], int(r["source"].rsplit(":", 1)[1]) % 100)),
         equal_to([(READ_STAGE, 51)] * bad),  # line i+1 for i % 100 == 50
         label="DeadLetters",
     )
@@ -814,8 +818,9 @@ def _read_in_pipeline(files: list[InputFile], c: ReaderConfig, expected: list[di
     p = beam.Pipeline(runner="FnApiRunner")
     out = p | "ReadAll" >> ReadRecords(files, c)
     recs, dead = split(expected)
-    assert_that(out.records | "R" >> beam.Map(_row), equal_to([_row(r) for r in recs]), label="Records")
-    assert_that(out.dead | "D" >> beam.Map(_row), equal_to([_row(r) for r in dead]), label="Dead")
+    assert_that(rows(out.records, "RecordRows") | "R" >> beam.Map(_row), equal_to([_row(r) for r in recs]),
+                label="Records")
+    assert_that(rows(out.dead, "DeadRows") | "D" >> beam.Map(_row), equal_to([_row(r) for r in dead]), label="Dead")
     graph = p.to_runner_api().SerializeToString()
     result = p.run()
     result.wait_until_finish()
@@ -942,3 +947,16 @@ def test_s3_inputs_through_fsspec(s3: Any) -> None:
         ("s3://winnow-readers/in/s.tar#k", "tar text"),
     ]
     assert [d["source"] for d in dead] == ["s3://winnow-readers/in/a.jsonl.gz:2"]
+
+
+def test_dead_letter_errors_carry_no_memory_addresses() -> None:
+    from winnow.errors import RecordError
+    from winnow.pipeline.readers.common import check_image, dead
+
+    with pytest.raises(RecordError) as info:
+        check_image(b"no known image header", "member 'x.jpg'")
+    assert "<_io.BytesIO object at 0x" in str(info.value)  # Pillow's message names the object
+    letter = dead("s.tar#x", str(info.value))
+    assert "cannot identify image file <_io.BytesIO object>" in letter["error"] and " at 0x" not in letter["error"]
+    assert dead("f", "handle 0x7f3a9c2b1d40 closed")["error"] == "handle 0x... closed"
+    assert dead("f", "byte 0xff at offset 3")["error"] == "byte 0xff at offset 3"  # values stay

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from winnow.pipeline.configure import load_config
-from winnow.pipeline.demo import build_demo_corpus
+from winnow.demo.corpus import build_demo_corpus
 from winnow.pipeline.runner import run
 
 pytestmark = pytest.mark.slow

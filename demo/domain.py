@@ -3,7 +3,7 @@
 The demo curates for two target domains:
 
 * ``python``: docstrings of standard-library modules that are *not* in the demo corpus
-  (:data:`REFERENCE_MODULES`, disjoint from :data:`~winnow.pipeline.demo_text.STDLIB_MODULES`),
+  (:data:`REFERENCE_MODULES`, disjoint from :data:`~winnow.demo.text.STDLIB_MODULES`),
   collected in a fresh interpreter like the corpus's own docstrings;
 * ``manpages``: English man pages (section text, roff stripped), sampled with an offset from
   the corpus's own even sampling, so most pages differ from the corpus's.
@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from winnow.filters.domain import DomainReference
-from winnow.pipeline.demo_text import STDLIB_MODULES, read_man_page
+from winnow.demo.text import STDLIB_MODULES, _module_docs, fresh_interpreter_json, read_man_page
 
 __all__ = ["REFERENCE_MODULES", "DICTIONARY_TERMS", "write_demo_references", "demo_domain_overrides", "demo_stages"]
 
@@ -44,8 +44,6 @@ def _reference_docs_here() -> list[dict]:
     import inspect
     import warnings
 
-    from winnow.pipeline.demo_text import _module_docs
-
     out: list[dict] = []
 
     def add(title: str, obj: object) -> None:
@@ -61,9 +59,7 @@ def _reference_docs_here() -> list[dict]:
 
 
 def _python_reference() -> list[dict]:
-    from winnow.pipeline.demo_text import fresh_interpreter_json
-
-    return fresh_interpreter_json("winnow.pipeline.demo_domain", "_reference_docs_here", "reference docstrings")
+    return fresh_interpreter_json("winnow.demo.domain", "_reference_docs_here", "reference docstrings")
 
 
 def _man_reference(root: Path, pages: int = 150) -> list[dict]:

@@ -21,8 +21,8 @@ Layout under ``dest``::
     images/dir/                   images with sidecar <stem>.txt captions
     demo-manifest.json            this description (not an input)
 
-The text is collected by :mod:`winnow.pipeline.demo_text` and the images are drawn by
-:mod:`winnow.pipeline.demo_images`; this module assembles them, plants the problems and
+The text is collected by :mod:`winnow.demo.text` and the images are drawn by
+:mod:`winnow.demo.images`; this module assembles them, plants the problems and
 writes the files.
 """
 
@@ -41,9 +41,8 @@ from typing import Any
 import xxhash
 
 from winnow.errors import OutputError
-from winnow.pipeline.demo_images import draw_image, tar_bytes
-from winnow.pipeline.demo_text import STDLIB_MODULES, clean_records, collect_real_text
-from winnow.pipeline.demo_text import man_sections as _man_sections  # noqa: F401 - the old private name
+from winnow.demo.images import draw_image, tar_bytes
+from winnow.demo.text import STDLIB_MODULES, clean_records, collect_real_text, dedup_key
 
 __all__ = [
     "BASE_TEXT_BYTES",
@@ -225,15 +224,15 @@ def _malformed_json(j: int, rec: dict[str, Any]) -> bytes:
         s = json.dumps(rec, ensure_ascii=False)
         out = s[: max(2, len(s) // 2)]
     elif kind == 1:
-        out = "{'id': 'single-quotes-%d', 'text': %r}" % (j, snippet)
+        out = f"{{'id': 'single-quotes-{j}', 'text': {snippet!r}}}"
     elif kind == 2:
-        out = '{"id": "trailing-comma-%d", "text": %s,}' % (j, json.dumps(snippet, ensure_ascii=False))
+        out = f'{{"id": "trailing-comma-{j}", "text": {json.dumps(snippet, ensure_ascii=False)},}}'
     elif kind == 3:
         out = f"note {j}: {snippet}"
     elif kind == 4:
-        out = '{"id": "two-objects-%d", "text": "a"} {"id": "b", "text": "c"}' % j
+        out = f'{{"id": "two-objects-{j}", "text": "a"}} {{"id": "b", "text": "c"}}'
     else:
-        out = '{"id": "control-char-%d", "text": "raw\ttab and\u0001bell"}' % j
+        out = f'{{"id": "control-char-{j}", "text": "raw\ttab and\u0001bell"}}'
     return out.encode("utf-8") + b"\n"
 
 
@@ -258,7 +257,11 @@ def _planted_lines(main: list[dict[str, Any]], rng: random.Random,
     k_near = min(len(long_docs), max(3, round(0.01 * len(main))))
     near_bases = rng.sample(long_docs, k_near)
     for j, r in enumerate(near_bases):
-        text = mutate_text(r["text"], 0.004, rng, boiler=j % 3 == 0)
+        # A light edit can touch only whitespace; such a copy is an exact duplicate, not a near one.
+        for _ in range(8):
+            text = mutate_text(r["text"], 0.004, rng, boiler=j % 3 == 0)
+            if dedup_key(text) != dedup_key(r["text"]):
+                break
         out.append((_line({**r, "id": f"zz-near-{j:05d}", "text": text, "near_of": r["id"]}), False))
     planted["near_duplicates"] = k_near
     blanks = ("", " ", "\n\n", "\t \r\n")
@@ -323,7 +326,7 @@ def _filter_plants(main: list[dict[str, Any]], rng: random.Random,
     ``main`` (so a plant is no near-duplicate of a record left in the corpus); records in
     ``used`` (originals of other plants) are never bases.
     """
-    from winnow.filters.pii_evalset import sample_value
+    from winnow.demo.pii_evalset import sample_value
     from winnow.filters.quality import QualityFilter
 
     q = QualityFilter()

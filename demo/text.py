@@ -31,6 +31,7 @@ import xxhash
 __all__ = [
     "STDLIB_MODULES",
     "collect_real_text",
+    "dedup_key",
     "clean_records",
     "man_sections",
 ]
@@ -68,7 +69,7 @@ def _docstring_docs() -> list[_Doc]:
     What a module exposes depends on what else the process imported or patched (test tools,
     HTTP mocks, ...), so collecting in-process would make the corpus depend on its caller.
     """
-    return [_Doc(*d) for d in fresh_interpreter_json("winnow.pipeline.demo_text", "_docstring_docs_here",
+    return [_Doc(*d) for d in fresh_interpreter_json("winnow.demo.text", "_docstring_docs_here",
                                                      "standard-library docstrings")]
 
 
@@ -310,7 +311,7 @@ def _man_docs(root: Path, pages_per_lang: int = 80, english_pages: int = 500) ->
     return out
 
 
-def _dedup_key(text: str) -> bytes:
+def dedup_key(text: str) -> bytes:
     """Equal for texts the exact-dedup stage (default options) would call duplicates."""
     return xxhash.xxh3_128_digest(unicodedata.normalize("NFC", " ".join(text.split())).encode())
 
@@ -326,7 +327,7 @@ def collect_real_text(man_root: str = "/usr/share/man") -> tuple[_Doc, ...]:
     seen: set[bytes] = set()
     out: list[_Doc] = []
     for doc in [*_pydoc_docs(), *_docstring_docs(), *_man_docs(Path(man_root))]:
-        key = _dedup_key(doc.text)
+        key = dedup_key(doc.text)
         if doc.text.strip() and key not in seen:
             seen.add(key)
             out.append(doc)
@@ -366,7 +367,7 @@ def clean_records(target_bytes: int, seed: int, man_root: str) -> Iterator[dict[
     rng = random.Random(f"winnow-demo-text-{seed}")
     order = list(range(len(pool)))
     rng.shuffle(order)
-    seen = {_dedup_key(d.text) for d in pool}
+    seen = {dedup_key(d.text) for d in pool}
     total, rounds = 0, 0
     while total < target_bytes and pool:
         for i in order:
@@ -375,7 +376,7 @@ def clean_records(target_bytes: int, seed: int, man_root: str) -> Iterator[dict[
             if rounds:
                 for _ in range(4):
                     text = _mutate(text, rng)
-                    key = _dedup_key(text)
+                    key = dedup_key(text)
                     if key not in seen:
                         break
                 else:

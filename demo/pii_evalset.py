@@ -8,7 +8,7 @@ sentences with neutral filler (``pydoc`` topic sentences with no digits and no `
 detectors see real prose around the values. :func:`evaluate` scores a detector per type: a
 finding is correct when it overlaps a labelled span of the same type.
 
-Run ``python -m winnow.filters.pii_evalset`` to print precision and recall per type.
+Run ``python -m winnow.demo.pii_evalset`` to print precision and recall per type.
 """
 
 from __future__ import annotations

@@ -1,0 +1,75 @@
+"""Gopher quality rules (Rae et al. 2021, appendix A): word count, mean word length, symbols,
+bullet and ellipsis lines, words with a letter, stop words.
+
+Word rules read the record's language: a language written without spaces skips the mean word
+length rule, a language without a stop-word list skips the stop-word rule.
+"""
+
+from __future__ import annotations
+
+import re
+from itertools import filterfalse
+from operator import methodcaller
+
+from winnow.filters.quality_config import QualityConfig
+from winnow.filters.stopwords import NO_SPACE_LANGS, stop_words
+
+__all__ = ["GOPHER_QUALITY_REASONS", "alpha_words", "gopher_quality"]
+
+GOPHER_QUALITY_REASONS: tuple[str, ...] = (
+    "quality_gopher_word_count", "quality_gopher_mean_word_length", "quality_gopher_symbol_ratio",
+    "quality_gopher_bullet_lines", "quality_gopher_ellipsis_lines", "quality_gopher_alpha_words",
+    "quality_gopher_stop_words",
+)
+
+_BULLETS = ("-", "*", "\u2022", "\u25cf", "\u25cb", "\u25aa", "\u25a0", "\u2023", "\u2043", "\u2013", "\u27a2", "\u2192")
+_ELLIPSES = ("...", "\u2026")
+_STARTS_BULLET = methodcaller("startswith", _BULLETS)
+_ENDS_ELLIPSIS = methodcaller("endswith", _ELLIPSES)
+# A word with a letter of any script: all letters (str.isalpha, most words), or else the
+# pattern finds one; a match starts at the word's first letter and runs to its end, so each
+# such word is counted once. The pattern's class also holds numbers that are not digits
+# (½, ², Ⅻ); text with one of those is counted word by word instead.
+_LETTER_WORD = re.compile(r"[^\W\d_]\S*")
+
+
+def alpha_words(words: list[str]) -> int:
+    """How many of ``words`` hold a letter (of any script)."""
+    whole = sum(map(str.isalpha, words))
+    if whole == len(words):
+        return whole
+    rest = list(filterfalse(str.isalpha, words))
+    joined = " ".join(rest)
+    if not joined.isascii() and any(ch.isnumeric() and not ch.isalpha() for ch in set(joined) if not ch.isascii()):
+        return whole + sum(1 for w in rest if any(map(str.isalpha, w)))
+    return whole + _LETTER_WORD.subn("", joined)[1]
+
+
+def gopher_quality(c: QualityConfig, text: str, lang: str | None, words: list[str], n: int, mean_len: float,
+                   alpha: float, lines: list[str]) -> str | None:
+    """The first Gopher quality rule ``text`` fails, or None."""
+    if not c.min_words <= n <= c.max_words:
+        return "quality_gopher_word_count"
+    if lang not in NO_SPACE_LANGS and not c.min_mean_word_length <= mean_len <= c.max_mean_word_length:
+        return "quality_gopher_mean_word_length"
+    symbols = text.count("#") + text.count("...") + text.count("\u2026")
+    if n and symbols / n > c.max_symbol_word_ratio:
+        return "quality_gopher_symbol_ratio"
+    if lines:
+        if sum(map(_STARTS_BULLET, lines)) / len(lines) > c.max_bullet_lines_ratio:
+            return "quality_gopher_bullet_lines"
+        if sum(map(_ENDS_ELLIPSIS, lines)) / len(lines) > c.max_ellipsis_lines_ratio:
+            return "quality_gopher_ellipsis_lines"
+    if alpha < c.min_alpha_words_ratio:
+        return "quality_gopher_alpha_words"
+    sw = stop_words(lang)
+    if sw is not None and c.min_stop_words > 0:
+        found = 0
+        for w in words:
+            if w in sw or w.lower() in sw:
+                found += 1
+                if found >= c.min_stop_words:
+                    break
+        else:
+            return "quality_gopher_stop_words"
+    return None
