@@ -42,9 +42,7 @@ def ensure_corpus(workdir: str, mb: float) -> list[str]:
     if files:
         return files
     shutil.rmtree(corpus, ignore_errors=True)
-    code = ("import sys
-from winnow.demo.corpus import write_text_corpus
-"
+    code = ("import sys\nfrom winnow.demo.corpus import write_text_corpus\n"
             "write_text_corpus(sys.argv[1], int(float(sys.argv[2]) * 1e6), seed=0)\n")
     subprocess.run([sys.executable, "-c", code, corpus, str(mb)], check=True)
     return sorted(glob.glob(os.path.join(corpus, "text", "*.jsonl.gz")))

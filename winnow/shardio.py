@@ -19,8 +19,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from winnow.format import xxh3_128_hex
-
 __all__ = [
     "join_uri", "atomic_write", "shard_of", "shard_index", "shard_count", "rows_to_batches",
     "table_to_batches", "row_sizes", "conform", "sort_rows", "sort_order", "write_arrow_file", "rows_table",

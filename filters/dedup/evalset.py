@@ -182,7 +182,7 @@ def hard_text_eval_set(seed: int = 0, threshold: float = 0.8, families: int = 40
         sets = [hasher.shingle_hashes(t) for _, t, _ in group]
         parent = list(range(len(group)))
 
-        def find(i: int) -> int:
+        def find(i: int, parent: list[int] = parent) -> int:
             while parent[i] != i:
                 parent[i] = parent[parent[i]]
                 i = parent[i]
