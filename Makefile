@@ -5,7 +5,19 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters clean
+.PHONY: install system-packages demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters clean
+
+# Debian packages of the augment stage's default backends (Apertium pairs, WordNet):
+# installed when run as root (CI, containers); otherwise the command is printed.
+APT_PACKAGES := apertium apertium-eng-spa apertium-eng-cat apertium-eo-en wordnet-base
+
+system-packages:
+	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES); }; \
+	elif ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+		echo "augment stage backends missing; install them with: sudo apt-get install $(APT_PACKAGES)"; \
+	fi
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: system-packages $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/winnow demo --output out/demo

@@ -145,6 +145,9 @@ class Seq2SeqTranslator:
         torch.manual_seed(0)
         self._tok = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
         self._model = AutoModelForSeq2SeqLM.from_pretrained(self.path, local_files_only=True).eval()
+        limit = getattr(self._model.config, "max_position_embeddings", None)
+        if limit:  # generating past the position table fails; inputs are truncated to it too
+            self._max_length = min(self._max_length, int(limit))
 
     def translate(self, texts: Sequence[str]) -> list[str]:
         import torch
