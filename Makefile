@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install system-packages demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters clean
+.PHONY: install system-packages demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters bench-augment clean
 
 # Debian packages of the augment stage's default backends (Apertium pairs, WordNet):
 # installed when run as root (CI, containers); otherwise the command is printed.
@@ -53,6 +53,9 @@ bench-dedup: $(STAMP)
 
 bench-filters: $(STAMP)
 	$(PY) bench/run.py filters
+
+bench-augment: $(STAMP)
+	$(PY) bench/run.py augment
 
 clean:
 	rm -rf out .pytest_cache

@@ -15,6 +15,7 @@ SCRIPTS = [
     ("tokenizer", [str(HERE / "tokenizer_bench.py")]),
     ("dedup", [str(HERE / "dedup_bench.py")]),
     ("filters", [str(HERE / "filters_bench.py")]),
+    ("augment", [str(HERE / "augment_bench.py")]),
 ]
 
 
