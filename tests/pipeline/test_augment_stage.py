@@ -10,6 +10,7 @@ import pytest
 from winnow.errors import ConfigError
 from winnow.pipeline.configure import load_config
 from winnow.pipeline.runner import run
+from tests.pipeline.test_runners import worker_pool  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.skipif(shutil.which("apertium") is None,
                                 reason="apertium missing: make install (as root) installs it")
@@ -61,6 +62,8 @@ def test_augment_run_balances_tags_and_reports(tmp_path):
     counts = st["stage_stats"]["augment"]["counts"]
     kept_counts = sum(v for k, v in counts.items() if k.endswith("/augmented"))
     assert kept_counts == len(augmented)
+    per_method = {k.split("/")[0]: v for k, v in counts.items() if k.endswith("/augmented")}
+    assert st["augmented_by_method"] == dict(sorted(per_method.items()))
     attempts = sum(counts.values())
     assert 20 < attempts < 60  # fraction 0.5 of 80
     shield_terms = ("Kubernetes", "etcd", "kubectl apply", "pod")
@@ -93,3 +96,31 @@ def test_a_missing_backend_is_a_config_error_before_the_run(tmp_path):
                       overrides=["augment.backend=seq2seq", f"augment.forward_model={tmp_path}/nope"])
     with pytest.raises(ConfigError, match="augment.forward_model"):
         run(cfg)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_identical_augmented_shards_across_runners(tmp_path, worker_pool):
+    src, terms = _write(tmp_path, 120)
+    setups = {
+        "fnapi": dict(workers=1, beam_args=[]),
+        "multiprocess2": dict(workers=2, beam_args=[]),
+        "portable": dict(workers=1, beam_args=[
+            "--runner=PortableRunner", "--job_endpoint=embed",
+            "--environment_type=EXTERNAL", f"--environment_config={worker_pool}",
+        ]),
+    }
+    results = {}
+    for name, kw in setups.items():
+        out = tmp_path / name
+        cfg = load_config(input=[str(src)], output=str(out), stages=["normalize", "augment"],
+                          overrides=["augment.fraction=0.5", "augment.methods=backtranslate,synonym,entity",
+                                     "augment.pivots=spa,epo", f"augment.terms={terms}", "sink.shard_bytes=4KB",
+                                     "sink.batch_bytes=2KB"])
+        res = run(cfg, **kw)
+        assert res.stats["balanced"] and res.stats["augmented"] > 0, name
+        m = json.loads((out / "index.json").read_text())
+        results[name] = ([(s["path"], s["rows"], s["xxh3_128"]) for s in m["shards"]], m["counts"])
+    assert len(results["fnapi"][0]) > 1
+    for name, got in results.items():
+        assert got == results["fnapi"], f"{name} wrote different augmented shards than the in-process runner"
