@@ -225,3 +225,20 @@ def test_apertium_batches_equal_single_calls_and_keep_placeholders():
     bt = apertium_backtranslator("cat")
     back = bt.backtranslate(texts)
     assert len(back) == 3 and all("ZZT0ZZ" in b for b in back[1:])
+
+
+def test_image_records_get_a_new_image_with_recorded_parameters_and_the_caption():
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (10, 200, 30)).save(buf, format="PNG")
+    rec = {"id": "img1", "source": "s", "modality": "image_text", "text": "a green square", "image": buf.getvalue(),
+           "meta": "{}"}
+    aug = Augmenter(AugmentConfig(fraction=1.0, methods=("image",)))
+    (a,), (none,) = aug.augment([rec, {"id": "t", "modality": "text", "text": "no image here"}])
+    assert a.reason is None and none.reason == "not_applicable"
+    new = aug.new_record(rec, a)
+    assert new["text"] == "a green square" and new["image"] != rec["image"] and new["aug_method"] == "image"
+    p = json.loads(new["aug_params"])
+    assert p["area_kept"] >= 0.8 and all(0.8 <= p[k] <= 1.2 for k in ("brightness", "contrast", "saturation"))
+    assert Image.open(io.BytesIO(new["image"])).size == tuple(p["crop"][2:])
