@@ -176,11 +176,15 @@ class Augmenter:
 
     # -- the deterministic choice -------------------------------------------------------------
     def choose(self, record: Mapping[str, Any]) -> str | None:
-        """The method this record is augmented with, or None; a pure function of (seed, id)."""
+        """The method this record is augmented with, or None; a pure function of (seed, id) and
+        which methods apply (``image`` to records with an image, the others to records with
+        text). A chosen record that no configured method applies to gets ``not_applicable``."""
         rid = str(record.get("id", ""))
         if _hash(self.cfg.seed, "pick", rid) >= self._threshold:
             return None
-        methods = self.cfg.methods
+        has_image = record.get("image") is not None
+        has_text = bool((record.get("text") or "").strip())
+        methods = [m for m in self.cfg.methods if (has_image if m == "image" else has_text)] or list(self.cfg.methods)
         return methods[_hash(self.cfg.seed, "method", rid) % len(methods)] if len(methods) > 1 else methods[0]
 
     def pivot(self, record: Mapping[str, Any]) -> str:

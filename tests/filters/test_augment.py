@@ -242,3 +242,11 @@ def test_image_records_get_a_new_image_with_recorded_parameters_and_the_caption(
     p = json.loads(new["aug_params"])
     assert p["area_kept"] >= 0.8 and all(0.8 <= p[k] <= 1.2 for k in ("brightness", "contrast", "saturation"))
     assert Image.open(io.BytesIO(new["image"])).size == tuple(p["crop"][2:])
+
+
+def test_methods_are_chosen_among_those_that_apply():
+    aug = Augmenter(AugmentConfig(fraction=1.0, methods=("entity", "image")))
+    texts = [aug.choose({"id": f"t{i}", "text": "There are 42 of them."}) for i in range(200)]
+    images = [aug.choose({"id": f"i{i}", "image": b"x"}) for i in range(200)]
+    pairs = {aug.choose({"id": f"p{i}", "image": b"x", "text": "caption 7"}) for i in range(200)}
+    assert set(texts) == {"entity"} and set(images) == {"image"} and pairs == {"entity", "image"}
