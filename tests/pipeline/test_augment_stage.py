@@ -124,3 +124,18 @@ def test_identical_augmented_shards_across_runners(tmp_path, worker_pool):
     assert len(results["fnapi"][0]) > 1
     for name, got in results.items():
         assert got == results["fnapi"], f"{name} wrote different augmented shards than the in-process runner"
+
+
+def test_terms_default_to_the_tokenizer_dictionary(tmp_path):
+    from winnow.pipeline.stages.augment import resolve_terms
+
+    d = tmp_path / "dict.txt"
+    d.write_text("# domain\nKubernetes\netcd\n")
+    cfg = load_config(input=["x"], output=str(tmp_path / "o"), stages=["normalize", "tokenizer", "augment"],
+                      overrides=[f"tokenizer.dictionary={d}"])
+    assert resolve_terms(cfg.options("augment"), cfg) == ("Kubernetes", "etcd")
+    own = tmp_path / "terms.txt"
+    own.write_text("kubectl apply\n")
+    cfg2 = load_config(input=["x"], output=str(tmp_path / "o"), stages=["normalize", "tokenizer", "augment"],
+                       overrides=[f"tokenizer.dictionary={d}", f"augment.terms={own}"])
+    assert resolve_terms(cfg2.options("augment"), cfg2) == ("kubectl apply",)
