@@ -91,7 +91,9 @@ def main() -> int:
             if a.reason is None:
                 kept_chrf.append(a.chrf)
         kept_chrf.sort()
-        q = (lambda p: kept_chrf[min(len(kept_chrf) - 1, int(p * len(kept_chrf)))]) if kept_chrf else (lambda p: None)
+        def q(p, xs=kept_chrf):
+            return xs[min(len(xs) - 1, int(p * len(xs)))] if xs else None
+
         with_terms = [r for r, (a,) in zip(recs, results) if aug.shield.spans(r["text"])]
         kept_terms = sum(1 for r, (a,) in zip(recs, results) if a.reason is None and aug.shield.spans(r["text"])
                          and not aug.shield.lost(r["text"], a.text))

@@ -100,7 +100,7 @@ def test_a_missing_backend_is_a_config_error_before_the_run(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_identical_augmented_shards_across_runners(tmp_path, worker_pool):
+def test_identical_augmented_shards_across_runners(tmp_path, worker_pool):  # noqa: F811 - the fixture
     src, terms = _write(tmp_path, 120)
     setups = {
         "fnapi": dict(workers=1, beam_args=[]),
