@@ -7,9 +7,21 @@ STAMP := $(VENV)/.installed-stamp
 
 # `make install` sets up everything (.[dev] = the pipeline and loader extras + test tools);
 # `pip install winnow` alone is the shard format and the loader (README.md, Install).
-.PHONY: install lint demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters bench-toxicity bench-memory clean
+.PHONY: install system-packages lint demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters bench-toxicity bench-augment bench-memory clean
 
-$(STAMP): pyproject.toml constraints.txt
+# Debian packages of the augment stage's default backends (Apertium pairs, WordNet):
+# installed when run as root (CI, containers); otherwise the command is printed.
+APT_PACKAGES := apertium apertium-eng-spa apertium-eng-cat apertium-eo-en wordnet-base
+
+system-packages:
+	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES); }; \
+	elif ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+		echo "augment stage backends missing; install them with: sudo apt-get install $(APT_PACKAGES)"; \
+	fi
+
+$(STAMP): pyproject.toml constraints.txt | system-packages
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install -c constraints.txt -e '.[dev]'
@@ -49,6 +61,9 @@ bench-toxicity: $(STAMP)
 
 bench-filters: $(STAMP)
 	$(PY) bench/run.py filters
+
+bench-augment: $(STAMP)
+	$(PY) bench/run.py augment
 
 bench-memory: $(STAMP)
 	$(PY) bench/run.py memory

@@ -176,7 +176,8 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
     )
     kept_kinds = (
         records
-        | "KeptKey" >> beam.FlatMap(_counted, lambda r: (r.get("modality", "text"), r.get("aug_from") is not None))
+        | "KeptKey" >> beam.FlatMap(_counted, lambda r: (
+            r.get("modality", "text"), None if r.get("aug_from") is None else (r.get("aug_method") or "unknown")))
         | "CountKept" >> beam.CombinePerKey(sum)
     )
     stage_timing = (

@@ -50,7 +50,7 @@ def compute_stats(
     read_count: int,
     reject_counts: Iterable[tuple[tuple[str, str], int]],
     dead_counts: Iterable[tuple[str, int]],
-    kept_kinds: Iterable[tuple[tuple[str, bool], int]],
+    kept_kinds: Iterable[tuple[tuple[str, str | bool | None], int]],
     shards: Sequence[ShardInfo],
 ) -> dict[str, Any]:
     """The funnel and the balance ``read = kept_originals + rejected + dead_letter``."""
@@ -62,10 +62,13 @@ def compute_stats(
         dead_by[stage] = dead_by.get(stage, 0) + n
     modalities: dict[str, int] = {}
     kept_originals = augmented = 0
-    for (modality, is_aug), n in kept_kinds:
+    by_method: dict[str, int] = {}
+    for (modality, aug), n in kept_kinds:  # aug: the aug_method of augmented records, else None
         modalities[modality] = modalities.get(modality, 0) + n
-        if is_aug:
+        if aug:
             augmented += n
+            method = aug if isinstance(aug, str) else "unknown"
+            by_method[method] = by_method.get(method, 0) + n
         else:
             kept_originals += n
     funnel = []
@@ -85,6 +88,7 @@ def compute_stats(
         "rejected": rejected,
         "dead_letter": dead_letter,
         "augmented": augmented,
+        "augmented_by_method": dict(sorted(by_method.items())),
         "balanced": read_count == kept_originals + rejected + dead_letter and rows == kept_originals + augmented,
         "stages": funnel,
         "modalities": dict(sorted(modalities.items())),

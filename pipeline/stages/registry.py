@@ -8,6 +8,7 @@ user's own stage, ``STAGES.with_stages(MY_DECLARATION)`` passed to ``load_config
 
 from __future__ import annotations
 
+import winnow.pipeline.stages.augment as augment
 import winnow.pipeline.stages.domain as domain
 import winnow.pipeline.stages.exact_dedup as exact_dedup
 import winnow.pipeline.stages.image_dedup as image_dedup
@@ -33,5 +34,6 @@ STAGES = Registry((
     text_filters.TOXICITY,
     text_filters.PII,
     tokenize.TOKENIZER,
+    augment.DECLARATION,
     tokenize.ENCODE,
 ))
