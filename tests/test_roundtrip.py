@@ -17,7 +17,7 @@ def curated(tmp_path_factory):
     base = tmp_path_factory.mktemp("rt")
     corpus = build_demo_corpus(str(base / "corpus"), scale=0.1)
     out = base / "out"
-    run(load_config(input=list(corpus.inputs), output=str(out), overrides=["sink.shard_bytes=200KB"]))
+    run(load_config(input=list(corpus.inputs), output=str(out), overrides=["sink.shard_bytes=200KB", "sink.min_shards=3"]))
     m = Manifest.loads((out / "index.json").read_text())
     kept = pa.concat_tables(pa.ipc.open_file(str(out / s.path)).read_all() for s in m.shards)
     return out, m, dict(zip(kept.column("id").to_pylist(), kept.column("text").to_pylist()))
@@ -27,7 +27,7 @@ def curated(tmp_path_factory):
 @pytest.mark.parametrize("workers", [0, 2])
 def test_every_kept_record_streams_exactly_once(curated, tmp_path, workers):
     out, m, kept = curated
-    assert len(m.shards) > 2
+    assert len(m.shards) >= 3  # min_shards: several shards on any machine, whatever its text
     ds = StreamingDataset(
         remote=f"file://{out}", local=str(tmp_path / "cache"), columns=["id", "text"],
         shuffle=True, seed=3, batch_size=1, batched=False,
