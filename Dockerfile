@@ -8,6 +8,11 @@
 # As a portable-runner worker pool: docker run --net=host IMAGE --worker_pool
 FROM apache/beam_python3.11_sdk:2.77.0
 
+# The augment stage's default back-translation backends (Apertium pairs) and WordNet.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends apertium apertium-eng-spa apertium-eng-cat apertium-eo-en wordnet-base \
+ && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /opt/winnow
 COPY pyproject.toml README.md constraints.txt ./
 COPY winnow/ winnow/
