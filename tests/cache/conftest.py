@@ -8,14 +8,15 @@ import uuid
 
 import pytest
 
+from winnow.cache.synth import write_token_shards
+
+from .cache_faultproxy import FaultProxy
+
+# moto and s3fs read these when a client is made (in the fixtures), not at import
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.pop("AWS_PROFILE", None)
-
-from .cache_faultproxy import FaultProxy  # noqa: E402
-
-from winnow.cache.synth import write_token_shards  # noqa: E402
 
 BUCKET = "winnow-test"
 
