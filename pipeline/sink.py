@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from winnow.format import ShardInfo, shard_name
-from winnow.pipeline.batch import Records
+from winnow.pipeline.batch import Records, rows_to_arrow
 from winnow.pipeline.config import SinkConfig
 from winnow.pipeline.memory import release_memory
 from winnow.shardio import (
@@ -53,9 +53,12 @@ def records_table(batch: Records, schema: pa.Schema) -> pa.Table:
 
 def _split(batch: Records, n: int) -> Iterable[tuple[int, Records]]:
     arrow = batch.arrow()
-    if arrow is not None:  # the usual case after a fusion break: split as Arrow, never as dicts
+    if arrow is None:
+        # the one conversion to Arrow of the sink: the writer then only casts and gathers
+        arrow = rows_to_arrow(batch.rows)
+    if arrow is not None:
         if n == 1:
-            yield 0, batch
+            yield 0, Records.from_arrow(arrow)
             return
         ids = arrow.column("id").to_pylist()
         sources = arrow.column("source").to_pylist()
