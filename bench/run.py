@@ -16,6 +16,7 @@ SCRIPTS = [
     ("dedup", [str(HERE / "dedup_bench.py")]),
     ("filters", [str(HERE / "filters_bench.py")]),
     ("toxicity", [str(HERE / "toxicity_bench.py")]),
+    ("lang", [str(HERE / "lang_bench.py")]),
 ]
 
 
