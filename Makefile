@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters bench-toxicity bench-lang clean
+.PHONY: install demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters bench-toxicity bench-lang bench-grammar clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ bench-toxicity: $(STAMP)
 
 bench-lang: $(STAMP)
 	$(PY) bench/run.py lang
+
+bench-grammar: $(STAMP)
+	$(PY) bench/run.py grammar
 
 bench-filters: $(STAMP)
 	$(PY) bench/run.py filters

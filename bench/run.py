@@ -17,6 +17,7 @@ SCRIPTS = [
     ("filters", [str(HERE / "filters_bench.py")]),
     ("toxicity", [str(HERE / "toxicity_bench.py")]),
     ("lang", [str(HERE / "lang_bench.py")]),
+    ("grammar", [str(HERE / "grammar_bench.py")]),
 ]
 
 

@@ -110,8 +110,9 @@ def test_whole_filter_stack_offline(tmp_path, corpus, monkeypatch):
         socket.create_connection(("198.51.100.7", 443), timeout=1)  # the block works
     path, n = corpus
     out = tmp_path / "out"
-    cfg = load_config(input=[str(path)], output=str(out), stages=["normalize", *TEXT_STAGES],
-                      overrides=["model_quality.keep_fraction=0.9", "lang.keep=en"])
+    cfg = load_config(input=[str(path)], output=str(out), stages=["normalize", *TEXT_STAGES, "grammar"],
+                      overrides=["model_quality.keep_fraction=0.9", "lang.keep=en",
+                                 "grammar.max_errors_per_100_words=0"])
     stats = run(cfg).stats
     assert attempts == [("198.51.100.7", 443)]  # nothing else tried to connect
     assert stats["balanced"] and stats["read"] == n and stats["dead_letter"] == 0
@@ -129,8 +130,10 @@ def test_whole_filter_stack_offline(tmp_path, corpus, monkeypatch):
     assert ss["pii"]["pii"]["found"]["secret"] == 1
     assert ss["model_quality"]["training"]["background_docs"] > 0 and ss["model_quality"]["thresholds"]["min_score"] > 0
     assert ss["toxicity"]["score_hist"]["n"] >= 20 and ss["quality"]["words_hist"]["n"] >= 40
+    assert ss["grammar"]["rate_hist"]["n"] >= 20 and "Agreement" in ss["grammar"]["counted_kinds"]
+    assert funnel["grammar"] == {}  # annotate only here
     html = (out / "report.html").read_text()
-    for title in ("Language", "Heuristic quality", "Model quality", "Toxicity", "PII"):
+    for title in ("Language", "Heuristic quality", "Model quality", "Toxicity", "PII", "Grammar"):
         assert f">{title}<" in html, title
     assert "(failed)" not in html
 
