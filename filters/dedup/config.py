@@ -51,6 +51,9 @@ class MinHashDedupConfig:
             plain LSH: more recall through chains, less precision).
         verify_threshold: the estimated-Jaccard bar of ``verify: signature``; 0 means
             ``threshold``. Lower trades precision for recall.
+        bucket_roots: with verification, each member of an LSH bucket is a candidate pair with
+            each of the bucket's ``bucket_roots`` smallest records (not only the smallest), so a
+            smaller unrelated text sharing a band (boilerplate) cannot hide a true pair.
         keep: which record of a cluster is kept: ``smallest_id`` (then source), or
             ``highest_field`` (the highest value of ``keep_field``, ties by id and source).
         keep_field: the numeric record field for ``highest_field``.
@@ -73,6 +76,7 @@ class MinHashDedupConfig:
     modalities: tuple[str, ...] = ("text",)
     verify: Literal["none", "signature", "exact"] = "signature"
     verify_threshold: float = 0.0
+    bucket_roots: int = 4
     keep: KeepRule = "smallest_id"
     keep_field: str = ""
     max_rounds: int = 8
@@ -104,6 +108,8 @@ class MinHashDedupConfig:
         if not 0.0 <= self.verify_threshold < 1.0:
             raise ConfigError(f"{s}.verify_threshold", self.verify_threshold,
                               "an estimated Jaccard in [0, 1) (0 means threshold)", "e.g. 0.8")
+        if not 1 <= self.bucket_roots <= 64:
+            raise ConfigError(f"{s}.bucket_roots", self.bucket_roots, "an integer from 1 to 64")
         if self.window_chars < 1000:
             raise ConfigError(f"{s}.window_chars", self.window_chars, "at least 1000")
         if not 1 <= self.batch_size <= 100_000:

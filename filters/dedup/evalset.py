@@ -20,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable
 
-from winnow.filters.dedup.cluster import pairwise_scores, star_edges, star_rounds
+from winnow.filters.dedup.cluster import multi_star_edges, pairwise_scores, star_edges, star_rounds
 from winnow.filters.dedup.config import ImageDedupConfig, MinHashDedupConfig
 
 __all__ = ["Item", "COPY_LINES", "mutate_text", "image_variants", "text_eval_set", "hard_text_eval_set",
@@ -301,7 +301,13 @@ def cluster_texts(items: list[Item], cfg: MinHashDedupConfig | None = None) -> d
         return sketch_similarity(sketches[a], sketches[b]) >= cfg.signature_threshold()
 
     verify = {"exact": check, "signature": check_sig}.get(cfg.verify)
-    edges = [e for members in buckets.values() if len(members) > 1 for e in star_edges(members, verify)]
+    if verify is None:
+        edges = [e for members in buckets.values() if len(members) > 1 for e in star_edges(members)]
+    else:  # candidates as the stage makes them, then verified once each
+        cands = {e for members in buckets.values() if len(members) > 1
+                 for e in multi_star_edges(members, cfg.bucket_roots)}
+        pos = {(0.0, it.id, ""): i for i, it in enumerate(items)}
+        edges = [e for e in sorted(cands) if verify(pos[e[0]], pos[e[1]])]
     return _components([i.id for i in items], edges)
 
 

@@ -36,6 +36,7 @@ from winnow.filters.dedup.cluster import (
     large_star_changes,
     small_star,
     small_star_changes,
+    multi_star_edges,
     star_edges,
 )
 from winnow.pipeline.stages.base import DEAD, REJECTED, TIMING, Emit, StageFn, explode, run_step
@@ -53,8 +54,8 @@ COMPARED = _COMPARED = "_dedup_compared"
 
 
 class _StarEdgesFn(beam.DoFn):
-    def __init__(self, stage: str, similar: Callable[[Any, Any], bool] | None) -> None:
-        self._stage, self._similar = stage, similar
+    def __init__(self, stage: str, similar: Callable[[Any, Any], bool] | None, roots: int = 1) -> None:
+        self._stage, self._similar, self._roots = stage, similar, roots
 
     def setup(self) -> None:
         self._big = Metrics.distribution("winnow", f"{self._stage}/bucket_size")
@@ -69,7 +70,9 @@ class _StarEdgesFn(beam.DoFn):
         if n < 2:
             return
         count = 0
-        for edge in star_edges(members, self._similar):
+        edges = (star_edges(members, self._similar) if self._roots == 1 or self._similar is not None
+                 else multi_star_edges(members, self._roots))
+        for edge in edges:
             count += 1
             yield edge
         self._big.update(count + 1)
@@ -284,6 +287,8 @@ class ClusterAndPick(beam.PTransform):
         example_fn: ``example_fn(record, chars) -> dict`` for the report's examples.
         examples: how many examples to keep.
         node_of: ``node_of(record) -> node`` (the same function the signing step used).
+        roots: each bucket member links to this many of the bucket's smallest nodes (see
+            :func:`~winnow.filters.dedup.cluster.multi_star_edges`; for verified edges).
         fields: the stage's declared columns (checked on kept records).
 
     Returns:
@@ -294,8 +299,9 @@ class ClusterAndPick(beam.PTransform):
                  node_of: Callable[[dict], tuple], fields: tuple = (),
                  similar: Callable[[Any, Any], bool] | None = None, verify: beam.PTransform | None = None,
                  max_rounds: int = 10, fail_if_not_converged: bool = False,
-                 example_fn: Callable[[dict], dict] | None = None, examples: int = 5) -> None:
+                 example_fn: Callable[[dict], dict] | None = None, examples: int = 5, roots: int = 1) -> None:
         super().__init__()
+        self._roots = roots
         self._node_of, self._fields = node_of, fields
         self._stage, self._reason, self._prefix = stage, reason, prefix
         self._bucketed, self._similar, self._verify = bucketed, similar, verify
@@ -305,7 +311,7 @@ class ClusterAndPick(beam.PTransform):
     def expand(self, pending: beam.PCollection) -> tuple:
         p = pending.pipeline
         edges = (self._bucketed | "Buckets" >> beam.GroupByKey()
-                 | "StarEdges" >> beam.ParDo(_StarEdgesFn(self._stage, self._similar))
+                 | "StarEdges" >> beam.ParDo(_StarEdgesFn(self._stage, self._similar, self._roots))
                  | "DistinctEdges" >> beam.Distinct())
         verify_stats = None
         if self._verify is not None:

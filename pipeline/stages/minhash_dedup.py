@@ -147,7 +147,7 @@ class MinHashDedup(beam.PTransform):
         kept, rejected, dead, stats, timing = signed.kept | "Cluster" >> ClusterAndPick(
             NAME, REASON, "dup", signed[_BANDS], node_of=NodeOf(cfg.keep, cfg.keep_field), fields=FIELDS, verify=verify,
             max_rounds=cfg.max_rounds, fail_if_not_converged=cfg.on_not_converged == "fail",
-            example_fn=_example, examples=cfg.examples)
+            example_fn=_example, examples=cfg.examples, roots=cfg.bucket_roots if cfg.verify != "none" else 1)
         params = records.pipeline | "Params" >> beam.Create([{
             "bands": bands, "rows": rows, "num_perm": cfg.num_perm, "ngram": cfg.ngram,
             "threshold": cfg.threshold, "verify": cfg.verify,

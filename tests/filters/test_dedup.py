@@ -51,6 +51,7 @@ def test_dedup_modules_import_without_beam(module):
     ({"verify": "maybe"}, "minhash_dedup.verify"),
     ({"verify_threshold": 1.0}, "minhash_dedup.verify_threshold"),
     ({"verify_threshold": -0.1}, "minhash_dedup.verify_threshold"),
+    ({"bucket_roots": 0}, "minhash_dedup.bucket_roots"),
     ({"keep": "highest_field"}, "minhash_dedup.keep_field"),
     ({"keep": "newest"}, "minhash_dedup.keep"),
     ({"max_rounds": 0}, "minhash_dedup.max_rounds"),
@@ -310,6 +311,32 @@ def test_labelled_text_set_precision_recall_at_threshold_08():
         print(f"\ntext eval seed {seed}: {len(items)} texts, precision {p:.3f} recall {r:.3f}; "
               f"with exact verification {pe:.3f} / {re_:.3f}")
         assert p >= 0.95 and r >= 0.95 and pe >= 0.95 and re_ >= 0.95
+
+
+def test_multi_star_edges_link_members_to_the_k_smallest():
+    from winnow.filters.dedup.cluster import multi_star_edges
+
+    n = lambda i: (0.0, f"{i:02d}", "")  # noqa: E731
+    members = [(n(i), None) for i in (5, 1, 7, 3, 9, 3)]
+    edges = set(multi_star_edges(members, 2))
+    assert edges == {(n(3), n(1)), (n(5), n(1)), (n(5), n(3)), (n(7), n(1)), (n(7), n(3)), (n(9), n(1)), (n(9), n(3))}
+    assert set(multi_star_edges(members, 1)) == set(star_edges(members))
+    assert list(multi_star_edges([(n(1), None)], 4)) == []
+    with pytest.raises(ValueError):
+        list(multi_star_edges(members, 0))
+
+
+def test_boilerplate_root_does_not_hide_a_true_pair():
+    """A bucket whose smallest member is unrelated: with one root verification leaves the true
+    pair unlinked; with several roots it is linked."""
+    from winnow.filters.dedup.cluster import multi_star_edges
+
+    n = lambda i: (0.0, i, "")  # noqa: E731
+    members = [(n("a-boiler"), None), (n("b-doc"), None), (n("c-copy"), None)]
+    similar = {(n("c-copy"), n("b-doc"))}
+    one = [e for e in star_edges(members) if e in similar]
+    many = [e for e in multi_star_edges(members, 4) if e in similar]
+    assert one == [] and many == [(n("c-copy"), n("b-doc"))]
 
 
 def test_hard_text_set_truth_is_exact_jaccard_components():
