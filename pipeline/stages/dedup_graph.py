@@ -221,13 +221,15 @@ class VerifyEdges(beam.PTransform):
     Args:
         payloads: ``(node, payload)`` for every node that may be on an edge.
         check: a picklable object; ``check.setup()`` is called once per worker if it has one.
+            It returns True (keep), False (drop) or, with ``undecided``, None (neither).
+        undecided: return ``(kept, undecided)`` edges instead of the kept edges alone.
     """
 
-    def __init__(self, payloads: beam.PCollection, check: Any) -> None:
+    def __init__(self, payloads: beam.PCollection, check: Any, undecided: bool = False) -> None:
         super().__init__()
-        self._payloads, self._check = payloads, check
+        self._payloads, self._check, self._undecided = payloads, check, undecided
 
-    def expand(self, edges: beam.PCollection) -> beam.PCollection:
+    def expand(self, edges: beam.PCollection) -> Any:
         check = self._check
 
         class _Attach(beam.DoFn):
@@ -248,15 +250,20 @@ class VerifyEdges(beam.PTransform):
                 pv = next((p for t, p in values if t == "p"), None)
                 ctx = check.prepare(pv) if hasattr(check, "prepare") else pv
                 for t, e in values:
-                    if t == "e" and check(e[1], ctx):
-                        yield e[0], v
+                    if t == "e":
+                        ok = check(e[1], ctx)
+                        if ok:
+                            yield e[0], v
+                        elif ok is None:
+                            yield beam.pvalue.TaggedOutput("undecided", (e[0], v))
 
         tagged_p = self._payloads | "TagP" >> beam.Map(lambda kv: (kv[0], ("p", kv[1])))
         by_u = edges | "ByU" >> beam.Map(lambda e: (e[0], ("e", (e[1], e[0]))))
         attached = ((by_u, tagged_p) | "FlatU" >> beam.Flatten() | "GroupU" >> beam.GroupByKey()
                     | "Attach" >> beam.ParDo(_Attach()))
-        return ((attached, tagged_p) | "FlatV" >> beam.Flatten() | "GroupV" >> beam.GroupByKey()
-                | "Check" >> beam.ParDo(_Check()))
+        out = ((attached, tagged_p) | "FlatV" >> beam.Flatten() | "GroupV" >> beam.GroupByKey()
+               | "Check" >> beam.ParDo(_Check()).with_outputs("undecided", main="kept"))
+        return (out.kept, out.undecided) if self._undecided else out.kept
 
 
 def _jsonable(ex: dict) -> dict:
