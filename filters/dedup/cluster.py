@@ -23,6 +23,7 @@ __all__ = [
     "Node",
     "node_key",
     "star_edges",
+    "multi_star_edges",
     "large_star",
     "large_star_changes",
     "small_star",
@@ -70,6 +71,51 @@ def star_edges(members: Iterable[tuple[Node, Any]],
     for node, payload in members:
         if node != root and (similar is None or similar(payload, root_payload)):
             yield node, root
+
+
+def multi_star_edges(members: Iterable[tuple[Node, Any]], roots: int) -> Iterator[tuple[Node, Node]]:
+    """Edges ``(node, root)`` from every member of one LSH bucket to each of the bucket's
+    ``roots`` smallest nodes smaller than it (a star per root; one root is :func:`star_edges`).
+
+    When the edges are verified afterwards, one root is not enough: a bucket that also holds an
+    unrelated smaller text (shared boilerplate) gives every member only an edge to it, which
+    verification removes, and the true pairs of the bucket never meet. With ``k`` roots, a true
+    pair meets unless ``k`` smaller unrelated texts share its band. Two passes over
+    ``members``; memory holds ``roots`` nodes.
+    """
+    import heapq
+
+    if roots < 1:
+        raise ValueError(f"roots must be at least 1, got {roots}")
+    heap: list = []  # the smallest nodes so far, largest on top
+    seen: set = set()
+    for node, _ in members:
+        if node in seen:
+            continue
+        if len(heap) < roots:
+            heapq.heappush(heap, _Rev(node))
+            seen.add(node)
+        elif node < heap[0].node:
+            seen.discard(heapq.heapreplace(heap, _Rev(node)).node)
+            seen.add(node)
+    smallest = sorted(r.node for r in heap)
+    for node, _ in members:  # a node listed twice repeats its edges: the caller removes repeats
+        for r in smallest:
+            if r >= node:
+                break
+            yield node, r
+
+
+class _Rev:
+    """Reverses the order of a node (heapq is a min-heap; the K smallest need a max-heap)."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def __lt__(self, other: "_Rev") -> bool:
+        return other.node < self.node
 
 
 def large_star(u: Node, neighbours: Iterable[Node]) -> Iterator[tuple[Node, Node]]:

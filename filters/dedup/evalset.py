@@ -20,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable
 
-from winnow.filters.dedup.cluster import pairwise_scores, star_edges, star_rounds
+from winnow.filters.dedup.cluster import multi_star_edges, pairwise_scores, star_edges, star_rounds
 from winnow.filters.dedup.config import ImageDedupConfig, MinHashDedupConfig
 
 __all__ = ["Item", "COPY_LINES", "mutate_text", "image_variants", "text_eval_set", "hard_text_eval_set",
@@ -135,8 +135,8 @@ def hard_text_eval_set(seed: int = 0, threshold: float = 0.8, families: int = 40
       long as the body), which share many shingles and LSH bands without being duplicates.
 
     The true cluster of an item is its connected component in the graph of pairs whose exact
-    Jaccard (``ngram``-word shingles, the stage's normalization) reaches ``threshold``; pairs
-    are compared within a family and among the boilerplate files.
+    Jaccard (``ngram``-word shingles, the stage's normalization) reaches ``threshold``, over
+    every pair of the set.
     """
     from winnow.filters.dedup.minhash import MinHasher, jaccard
 
@@ -176,25 +176,21 @@ def hard_text_eval_set(seed: int = 0, threshold: float = 0.8, families: int = 40
     groups.append(boiler)
 
     hasher = MinHasher(ngram=ngram)
-    truth: dict[str, str] = {}
-    items: list[Item] = []
-    for group in groups:
-        sets = [hasher.shingle_hashes(t) for _, t, _ in group]
-        parent = list(range(len(group)))
+    flat = [m for group in groups for m in group]
+    sets = [hasher.shingle_hashes(t) for _, t, _ in flat]
+    parent = list(range(len(flat)))
 
-        def find(i: int, parent: list[int] = parent) -> int:
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
 
-        for i in range(len(group)):
-            for j in range(i + 1, len(group)):
-                if jaccard(sets[i], sets[j]) >= threshold:
-                    parent[find(i)] = find(j)
-        for i, (iid, text, kind) in enumerate(group):
-            truth[iid] = group[find(i)][0]
-            items.append(Item(iid, text, truth[iid], kind))
+    for i in range(len(flat)):  # every pair: two families may start from near-identical topics
+        for j in range(i + 1, len(flat)):
+            if jaccard(sets[i], sets[j]) >= threshold:
+                parent[find(i)] = find(j)
+    items = [Item(iid, text, flat[find(i)][0], kind) for i, (iid, text, kind) in enumerate(flat)]
     rng.shuffle(items)
     return items
 
@@ -298,10 +294,19 @@ def cluster_texts(items: list[Item], cfg: MinHashDedupConfig | None = None) -> d
         return jaccard(sa, sb) >= cfg.threshold
 
     def check_sig(a: int, b: int) -> bool:
-        return sketch_similarity(sketches[a], sketches[b]) >= cfg.signature_threshold()
+        est, bar = sketch_similarity(sketches[a], sketches[b]), cfg.signature_threshold()
+        if cfg.exact_margin > 0 and abs(est - bar) < cfg.exact_margin:
+            return check(a, b)
+        return est >= bar
 
     verify = {"exact": check, "signature": check_sig}.get(cfg.verify)
-    edges = [e for members in buckets.values() if len(members) > 1 for e in star_edges(members, verify)]
+    if verify is None:
+        edges = [e for members in buckets.values() if len(members) > 1 for e in star_edges(members)]
+    else:  # candidates as the stage makes them, then verified once each
+        cands = {e for members in buckets.values() if len(members) > 1
+                 for e in multi_star_edges(members, cfg.bucket_roots)}
+        pos = {(0.0, it.id, ""): i for i, it in enumerate(items)}
+        edges = [e for e in sorted(cands) if verify(pos[e[0]], pos[e[1]])]
     return _components([i.id for i in items], edges)
 
 

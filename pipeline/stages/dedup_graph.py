@@ -39,6 +39,7 @@ from winnow.filters.dedup.cluster import (
     large_star_changes,
     small_star,
     small_star_changes,
+    multi_star_edges,
     star_edges,
 )
 from winnow.pipeline.stages.base import DEAD, REJECTED, TIMING, Emit, StageFn, TimedFn, explode, run_step
@@ -56,9 +57,9 @@ COMPARED = _COMPARED = "_dedup_compared"
 
 
 class _StarEdgesFn(TimedFn):
-    def __init__(self, stage: str, similar: Callable[[Any, Any], bool] | None) -> None:
+    def __init__(self, stage: str, similar: Callable[[Any, Any], bool] | None, roots: int = 1) -> None:
         super().__init__(stage)
-        self._stage, self._similar = stage, similar
+        self._stage, self._similar, self._roots = stage, similar, roots
 
     def setup(self) -> None:
         self._big = Metrics.distribution("winnow", f"{self._stage}/bucket_size")
@@ -73,7 +74,9 @@ class _StarEdgesFn(TimedFn):
         if n < 2:
             return
         count = 0
-        for edge in star_edges(members, self._similar):
+        edges = (star_edges(members, self._similar) if self._roots == 1 or self._similar is not None
+                 else multi_star_edges(members, self._roots))
+        for edge in edges:
             count += 1
             yield edge
         self._big.update(count + 1)
@@ -139,11 +142,11 @@ def _unpack(blob: bytes) -> tuple[bytes, bytes, list]:
 
 class _PackedBucketsFn(TimedFn):
     """One partition's packed band entries: sort the keys, and link every member of each
-    bucket (a run of equal keys, two members or more) to the bucket's smallest node."""
+    bucket (a run of equal keys, two members or more) to the bucket's ``roots`` smallest nodes."""
 
-    def __init__(self, stage: str, key_width: int) -> None:
+    def __init__(self, stage: str, key_width: int, roots: int = 1) -> None:
         super().__init__(stage)
-        self._stage, self._width = stage, key_width
+        self._stage, self._width, self._roots = stage, key_width, roots
 
     def setup(self) -> None:
         self._big = Metrics.distribution("winnow", f"{self._stage}/bucket_size")
@@ -168,7 +171,7 @@ class _PackedBucketsFn(TimedFn):
         for a, b in zip(starts[ends - starts >= 2], ends[ends - starts >= 2]):
             members = [(nodes[i], None) for i in allrefs[order[a:b]]]
             count = 0
-            for edge in star_edges(members):
+            for edge in star_edges(members) if self._roots == 1 else multi_star_edges(members, self._roots):
                 count += 1
                 yield edge
             self._big.update(count + 1)
@@ -337,13 +340,16 @@ class VerifyEdges(beam.PTransform):
         payloads: ``(partition, blob)`` elements covering every node that may be on an edge.
         check: a picklable object; ``check.setup()`` is called once per worker if it has one.
         partitions: the partition count ``payloads`` was packed with.
+            ``check`` returns True (keep), False (drop) or, with ``undecided``, None (neither).
+        undecided: return ``(kept, undecided)`` edges instead of the kept edges alone.
     """
 
-    def __init__(self, payloads: beam.PCollection, check: Any, partitions: int) -> None:
+    def __init__(self, payloads: beam.PCollection, check: Any, partitions: int, undecided: bool = False) -> None:
         super().__init__()
         self._payloads, self._check, self._partitions = payloads, check, partitions
+        self._undecided = undecided
 
-    def expand(self, edges: beam.PCollection) -> beam.PCollection:
+    def expand(self, edges: beam.PCollection) -> Any:
         check, parts = self._check, self._partitions
 
         def table(values: Iterable[tuple[str, Any]]) -> dict:
@@ -377,15 +383,19 @@ class VerifyEdges(beam.PTransform):
                         if w not in prepared:
                             pw = payload.get(w)
                             prepared[w] = check.prepare(pw) if hasattr(check, "prepare") else pw
-                        if check(pu, prepared[w]):
+                        ok = check(pu, prepared[w])
+                        if ok:
                             yield u, w
+                        elif ok is None:
+                            yield beam.pvalue.TaggedOutput("undecided", (u, w))
 
         tagged_p = self._payloads | "TagP" >> beam.Map(lambda kv: (kv[0], ("p", kv[1])))
         by_u = edges | "ByU" >> beam.Map(lambda e: (node_partition(e[0], parts), ("e", e)))
         attached = ((by_u, tagged_p) | "FlatU" >> beam.Flatten() | "GroupU" >> beam.GroupByKey()
                     | "Attach" >> beam.ParDo(_Attach()))
-        return ((attached, tagged_p) | "FlatV" >> beam.Flatten() | "GroupV" >> beam.GroupByKey()
-                | "Check" >> beam.ParDo(_Check()))
+        out = ((attached, tagged_p) | "FlatV" >> beam.Flatten() | "GroupV" >> beam.GroupByKey()
+               | "Check" >> beam.ParDo(_Check()).with_outputs("undecided", main="kept"))
+        return (out.kept, out.undecided) if self._undecided else out.kept
 
 
 def _jsonable(ex: dict) -> dict:
@@ -417,6 +427,8 @@ class ClusterAndPick(beam.PTransform):
         example_fn: ``example_fn(record, chars) -> dict`` for the report's examples.
         examples: how many examples to keep.
         node_of: ``node_of(record) -> node`` (the same function the signing step used).
+        roots: each bucket member links to this many of the bucket's smallest nodes (see
+            :func:`~winnow.filters.dedup.cluster.multi_star_edges`; for verified edges).
         fields: the stage's declared columns (checked on kept records).
         packed_key_width: when not 0, ``bucketed`` is packed (band keys of this many bytes).
 
@@ -429,9 +441,10 @@ class ClusterAndPick(beam.PTransform):
                  similar: Callable[[Any, Any], bool] | None = None, verify: beam.PTransform | None = None,
                  max_rounds: int = 10, fail_if_not_converged: bool = False,
                  example_fn: Callable[[dict], dict] | None = None, examples: int = 5,
-                 packed_key_width: int = 0) -> None:
+                 packed_key_width: int = 0, roots: int = 1) -> None:
         super().__init__()
         self._packed_width = packed_key_width
+        self._roots = roots
         self._node_of, self._fields = node_of, fields
         self._stage, self._reason, self._prefix = stage, reason, prefix
         self._bucketed, self._similar, self._verify = bucketed, similar, verify
@@ -443,9 +456,9 @@ class ClusterAndPick(beam.PTransform):
         if self._packed_width:
             if self._similar is not None:
                 raise ValueError("packed buckets take no similar(); verify the edges instead")
-            star = beam.ParDo(_PackedBucketsFn(self._stage, self._packed_width))
+            star = beam.ParDo(_PackedBucketsFn(self._stage, self._packed_width, self._roots))
         else:
-            star = beam.ParDo(_StarEdgesFn(self._stage, self._similar))
+            star = beam.ParDo(_StarEdgesFn(self._stage, self._similar, self._roots))
         starred = self._bucketed | "Buckets" >> beam.GroupByKey() | "StarEdges" >> star.with_outputs(TIMING, main="edges")
         timing = [starred[TIMING]]
         edges = starred.edges | "DistinctEdges" >> beam.Distinct()

@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 import apache_beam as beam
 import pyarrow as pa
+from apache_beam.metrics import Metrics
 
 from winnow.filters.dedup.cluster import node_key
 from winnow.filters.dedup.config import MinHashDedupConfig
@@ -98,10 +99,11 @@ class _SignFn(StageFn):
 
 
 class _SketchCheck:
-    """Estimated Jaccard (fraction of equal 16-bit sketch values) >= the bar."""
+    """Estimated Jaccard (fraction of equal 16-bit sketch values) >= the bar; within
+    ``margin`` of the bar, undecided (None) when ``margin`` > 0."""
 
-    def __init__(self, bar: float) -> None:
-        self._bar = bar
+    def __init__(self, bar: float, margin: float = 0.0) -> None:
+        self._bar, self._margin = bar, margin
 
     def prepare(self, sketch: bytes | None) -> Any:
         import numpy as np
@@ -113,7 +115,47 @@ class _SketchCheck:
 
         if sketch_u is None or sketch_v is None:
             return False
-        return sketch_similarity(sketch_u, sketch_v) >= self._bar
+        est = sketch_similarity(sketch_u, sketch_v)
+        if self._margin > 0 and abs(est - self._bar) < self._margin:
+            return None
+        return est >= self._bar
+
+
+class _SignatureThenExact(beam.PTransform):
+    """Signature verification; pairs whose estimate lies within ``exact_margin`` of the bar
+    are settled by the exact Jaccard of their texts: compared texts meet the undecided nodes in
+    one shuffle, and only the texts of records on undecided pairs go on to the two shuffles of
+    the exact check."""
+
+    def __init__(self, sketches: beam.PCollection, records: beam.PCollection, cfg: MinHashDedupConfig) -> None:
+        super().__init__()
+        self._sketches, self._records, self._cfg = sketches, records, cfg
+
+    def expand(self, edges: beam.PCollection) -> beam.PCollection:
+        cfg = self._cfg
+        sure, maybe = edges | "Sketch" >> VerifyEdges(
+            self._sketches, _SketchCheck(cfg.signature_threshold(), cfg.exact_margin), cfg.bucket_partitions,
+            undecided=True)
+
+        def counted(e: Any) -> Any:
+            Metrics.counter("winnow", f"{NAME}/verify_exact_checked").inc()
+            return e
+
+        maybe = maybe | "CountUndecided" >> beam.Map(counted)
+        # the nodes on undecided pairs (few, normally) reach the records as a side input, so
+        # only their texts are packed and shuffled, never every compared text
+        undecided = maybe | "UndecidedNodes" >> beam.FlatMap(lambda e: [(e[0], True), (e[1], True)])
+
+        def texts(batch: Any, wanted: dict) -> Iterable[tuple[int, bytes]]:
+            if not wanted:
+                return ()
+            pairs = [(n, r.get("text")) for r in batch.rows if r.get(COMPARED)
+                     for n in (node_key(r, cfg.keep, cfg.keep_field),) if n in wanted]
+            return pack_payloads(pairs, cfg.bucket_partitions)
+
+        payloads = self._records | "UndecidedTexts" >> beam.FlatMap(texts, beam.pvalue.AsDict(undecided))
+        exact = maybe | "Exact" >> VerifyEdges(payloads, _ExactCheck(cfg), cfg.bucket_partitions)
+        return (sure, exact) | "Verified" >> beam.Flatten()
 
 
 class _ExactCheck:
@@ -158,7 +200,9 @@ class MinHashDedup(beam.PTransform):
         bands, rows = cfg.banding()
         signed = run_step(records, "Sign", _SignFn(cfg, bands, rows), tags=(_BANDS, _SKETCH))
         verify = None
-        if cfg.verify == "signature":
+        if cfg.verify == "signature" and cfg.exact_margin > 0:
+            verify = _SignatureThenExact(signed[_SKETCH], signed.kept, cfg)
+        elif cfg.verify == "signature":
             verify = VerifyEdges(signed[_SKETCH], _SketchCheck(cfg.signature_threshold()), cfg.bucket_partitions)
         elif cfg.verify == "exact":
             def payloads(batch: Any) -> Iterable[tuple[int, bytes]]:
@@ -170,11 +214,13 @@ class MinHashDedup(beam.PTransform):
         kept, rejected, dead, stats, timing = signed.kept | "Cluster" >> ClusterAndPick(
             NAME, REASON, "dup", signed[_BANDS], node_of=NodeOf(cfg.keep, cfg.keep_field), fields=FIELDS, verify=verify,
             max_rounds=cfg.max_rounds, fail_if_not_converged=cfg.on_not_converged == "fail",
-            example_fn=_example, examples=cfg.examples, packed_key_width=KEY_WIDTH)
+            example_fn=_example, examples=cfg.examples, packed_key_width=KEY_WIDTH,
+            roots=cfg.bucket_roots if cfg.verify != "none" else 1)
         params = records.pipeline | "Params" >> beam.Create([{
             "bands": bands, "rows": rows, "num_perm": cfg.num_perm, "ngram": cfg.ngram,
             "threshold": cfg.threshold, "verify": cfg.verify,
-            "verify_threshold": cfg.signature_threshold() if cfg.verify == "signature" else None}])
+            "verify_threshold": cfg.signature_threshold() if cfg.verify == "signature" else None,
+            "exact_margin": cfg.exact_margin if cfg.verify == "signature" else None}])
         all_stats = (stats, params) | "StatsAll" >> beam.Flatten()
         return StageOutputs(kept=kept, rejected=rejected, dead=(signed[DEAD], dead) | "Dead" >> beam.Flatten(),
                             stats=all_stats, timing=(signed[TIMING], timing))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import winnow.pipeline.stages.augment as augment
 import winnow.pipeline.stages.domain as domain
 import winnow.pipeline.stages.exact_dedup as exact_dedup
+import winnow.pipeline.stages.grammar as grammar
 import winnow.pipeline.stages.image_dedup as image_dedup
 import winnow.pipeline.stages.minhash_dedup as minhash_dedup
 import winnow.pipeline.stages.model_quality as model_quality
@@ -32,6 +33,7 @@ STAGES = Registry((
     model_quality.DECLARATION,
     domain.DECLARATION,
     text_filters.TOXICITY,
+    grammar.DECLARATION,
     text_filters.PII,
     tokenize.TOKENIZER,
     augment.DECLARATION,

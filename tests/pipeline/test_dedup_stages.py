@@ -98,22 +98,23 @@ def _run_items(base, items, overrides=()):
 def test_hard_labelled_set_through_beam_signature_and_exact_verification(tmp_path):
     """Chains of edits, pairs just below 0.8, boilerplate-heavy files (truth: exact Jaccard)."""
     items = hard_text_eval_set(seed=0)
-    for d in ("sig", "none", "exact"):
+    for d in ("default", "none", "estimate"):
         (tmp_path / d).mkdir()
-    (p, r), st = _run_items(tmp_path / "sig", items)
+    (p, r), st = _run_items(tmp_path / "default", items)
     (pn, rn), _ = _run_items(tmp_path / "none", items, ["minhash_dedup.verify=none", "minhash_dedup.fp_weight=0.5",
                                                           "minhash_dedup.fn_weight=0.5"])
-    (pe, re_), _ = _run_items(tmp_path / "exact", items, ["minhash_dedup.verify=exact"])
-    print(f"\nhard set through Beam, {len(items)} texts at threshold 0.8: signature (default, {st['bands']}x{st['rows']}) "
-          f"P {p:.3f} R {r:.3f}, candidate edges {st['verify_candidate_edges']}, removed {st['verify_removed']}; "
-          f"plain LSH P {pn:.3f} R {rn:.3f}; exact P {pe:.3f} R {re_:.3f}")
-    assert st["verify"] == "signature" and st["verify_threshold"] == 0.8
+    (pe, re_), ste = _run_items(tmp_path / "estimate", items, ["minhash_dedup.exact_margin=0"])
+    print(f"\nhard set through Beam, {len(items)} texts at threshold 0.8: default (signature, exact within "
+          f"{st['exact_margin']}, {st['bands']}x{st['rows']}) P {p:.3f} R {r:.3f}, candidate edges "
+          f"{st['verify_candidate_edges']}, removed {st['verify_removed']}; estimate alone P {pe:.3f} R {re_:.3f}; "
+          f"plain LSH (datasketch banding, no verification) P {pn:.3f} R {rn:.3f}")
+    assert st["verify"] == "signature" and st["verify_threshold"] == 0.8 and st["exact_margin"] == 0.1
     assert st["verify_candidate_edges"] > st["verify_removed"] > 0
-    assert p > pn and r > rn
-    assert pe >= 0.98 and re_ >= 0.98
+    assert p >= 0.98 and r >= 0.98
+    assert pe > pn and re_ > rn and ste["exact_margin"] == 0.0
     # In-memory reference agrees with Beam (same pure steps, same verification).
-    ref = cluster_texts(items, MinHashDedupConfig())
-    assert score(items, ref) == pytest.approx((p, r))
+    assert score(items, cluster_texts(items, MinHashDedupConfig())) == pytest.approx((p, r))
+    assert score(items, cluster_texts(items, MinHashDedupConfig(exact_margin=0))) == pytest.approx((pe, re_))
 
 
 def test_exact_verification_and_keep_highest_field():

@@ -19,6 +19,7 @@ from winnow.pipeline.records import make_record
 from winnow.pipeline.runner import run
 from winnow.pipeline.stages.model_quality import ModelQuality
 from winnow.pipeline.stages.text_filters import pii_stage
+from tests.pipeline.batches import create_batches, rows
 from tests.pipeline.test_stages import counters
 
 TEXT_STAGES = ("lang", "quality", "model_quality", "toxicity", "pii")
@@ -109,8 +110,9 @@ def test_whole_filter_stack_offline(tmp_path, corpus, monkeypatch):
         socket.create_connection(("198.51.100.7", 443), timeout=1)  # the block works
     path, n = corpus
     out = tmp_path / "out"
-    cfg = load_config(input=[str(path)], output=str(out), stages=["normalize", *TEXT_STAGES],
-                      overrides=["model_quality.keep_fraction=0.9", "lang.keep=en"])
+    cfg = load_config(input=[str(path)], output=str(out), stages=["normalize", *TEXT_STAGES, "grammar"],
+                      overrides=["model_quality.keep_fraction=0.9", "lang.keep=en",
+                                 "grammar.max_errors_per_100_words=0"])
     stats = run(cfg).stats
     assert attempts == [("198.51.100.7", 443)]  # nothing else tried to connect
     assert stats["balanced"] and stats["read"] == n and stats["dead_letter"] == 0
@@ -128,8 +130,10 @@ def test_whole_filter_stack_offline(tmp_path, corpus, monkeypatch):
     assert ss["pii"]["pii"]["found"]["secret"] == 1
     assert ss["model_quality"]["training"]["background_docs"] > 0 and ss["model_quality"]["thresholds"]["min_score"] > 0
     assert ss["toxicity"]["score_hist"]["n"] >= 20 and ss["quality"]["words_hist"]["n"] >= 40
+    assert ss["grammar"]["rate_hist"]["n"] >= 20 and "Agreement" in ss["grammar"]["counted_kinds"]
+    assert funnel["grammar"] == {}  # annotate only here
     html = (out / "report.html").read_text()
-    for title in ("Language", "Heuristic quality", "Model quality", "Toxicity", "PII"):
+    for title in ("Language", "Heuristic quality", "Model quality", "Toxicity", "PII", "Grammar"):
         assert f">{title}<" in html, title
     assert "(failed)" not in html
 
@@ -146,9 +150,9 @@ def test_model_quality_keeps_the_requested_fraction_and_counts():
     recs = [make_record(source=f"t:{i}", text=t) for i, t in enumerate(docs)]
     recs.append(make_record(source="img:0", image=b"\x89PNG", modality="image"))
     p = beam.Pipeline(runner="FnApiRunner")
-    out = p | beam.Create(recs) | ModelQuality(ModelQualityConfig(keep_fraction=0.5, background_sample=40))
-    n_kept = out.kept | "CountK" >> beam.combiners.Count.Globally()
-    n_rej = out.rejected | "CountR" >> beam.combiners.Count.Globally()
+    out = create_batches(p, recs, size=16) | ModelQuality(ModelQualityConfig(keep_fraction=0.5, background_sample=40))
+    n_kept = rows(out.kept, "RowsK") | "CountK" >> beam.combiners.Count.Globally()
+    n_rej = rows(out.rejected, "RowsR") | "CountR" >> beam.combiners.Count.Globally()
 
     def near_half(counts):
         (k,) = counts
@@ -156,7 +160,7 @@ def test_model_quality_keeps_the_requested_fraction_and_counts():
 
     assert_that(n_kept, near_half, label="kept")
     assert_that(n_rej | beam.Map(lambda k: k + 0), lambda c: 49 <= c[0] <= 71, label="rej")
-    assert_that(out.dead, equal_to([]), label="dead")
+    assert_that(rows(out.dead, "RowsD"), equal_to([]), label="dead")
     result = p.run()
     result.wait_until_finish()
     c = counters(result)
@@ -168,9 +172,9 @@ def test_pii_stage_counts_in_beam():
     recs = [make_record(source=f"t:{i}", text=t) if t else make_record(source="i", image=b"x", modality="image")
             for i, t in enumerate(texts)]
     p = beam.Pipeline(runner="FnApiRunner")
-    out = p | beam.Create(recs) | pii_stage(PIIConfig(), {})
-    assert_that(out.kept | beam.Map(lambda r: r["text"]), equal_to(["mail <EMAIL> now", "nothing here", None]))
-    assert_that(out.rejected | "R" >> beam.Map(lambda r: r["reject_reason"]), equal_to(["pii_secret"]), label="rej")
+    out = create_batches(p, recs, size=3) | pii_stage(PIIConfig(), {})
+    assert_that(rows(out.kept, "RowsK") | beam.Map(lambda r: r["text"]), equal_to(["mail <EMAIL> now", "nothing here", None]))
+    assert_that(rows(out.rejected, "RowsR") | "R" >> beam.Map(lambda r: r["reject_reason"]), equal_to(["pii_secret"]), label="rej")
     stats = out.stats | beam.Filter(lambda d: "pii" in d)
     assert_that(stats | beam.Map(lambda d: d["pii"]), equal_to([{"found": {"email": 1, "secret": 1},
                                                                  "records": {"email": 1, "secret": 1}}]), label="st")
