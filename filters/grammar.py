@@ -109,7 +109,7 @@ class GrammarFilter(RecordFilter):
             unknown = [r for r in c.rules_off if r not in conf]
             if unknown:
                 raise ConfigError("grammar.rules_off", unknown, "Harper rule names (see Linter.get_default_lint_config)")
-            conf.update({r: False for r in c.rules_off})
+            conf.update(dict.fromkeys(c.rules_off, False))
             self._linter.set_lint_config(conf)
         self._kinds = frozenset(c.kinds)
         self._modalities = frozenset(c.modalities)

@@ -59,7 +59,7 @@ class LangConfig:
         low_accuracy: lingua's low-accuracy mode (trigrams only; faster, weaker on short text);
             unset: on for ``lingua``, off for ``hybrid`` (lingua sees only the hard texts there).
         modalities: record modalities to identify (captions of ``image_text`` included).
-        fast_path: (``lingua``; ``hybrid`` uses only its script rules) narrow lingua's candidates per text before asking it: a text in a script
+        fast_path: (``lingua``; ``hybrid`` uses only its script rules) narrow lingua's candidates per text before asking it: a text in a
             that one candidate alone uses (Hangul, kana) gets that language with score 1; a
             Cyrillic or Han text is weighed against the candidates of that script only; a
             Latin text with stop-word evidence (at least 2 hits for the top language, 3 when

@@ -132,7 +132,7 @@ class CurriculumPlan:
                            "batch_size": self.batch_size, "seed": self.seed})
 
     @classmethod
-    def from_json(cls, text: str) -> "CurriculumPlan":
+    def from_json(cls, text: str) -> CurriculumPlan:
         d = json.loads(text)
         return cls(d["column"], np.asarray(d["edges"]), np.asarray(d["bucket_of"], dtype=np.int32),
                    Schedule(d["schedule"]), int(d["batch_size"]), int(d["seed"]))

@@ -114,7 +114,7 @@ class _Rev:
     def __init__(self, node: Node) -> None:
         self.node = node
 
-    def __lt__(self, other: "_Rev") -> bool:
+    def __lt__(self, other: _Rev) -> bool:
         return other.node < self.node
 
 

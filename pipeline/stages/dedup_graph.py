@@ -45,7 +45,7 @@ from winnow.filters.dedup.cluster import (
 from winnow.pipeline.stages.base import DEAD, REJECTED, TIMING, Emit, StageFn, TimedFn, explode, run_step
 from winnow.pipeline.stages.stats import HistogramFn
 
-__all__ = ["ClusterAndPick", "VerifyEdges", "SIZE_EDGES", "COMPARED", "NodeOf", "BucketPacker", "pack_payloads", "node_partition"]
+__all__ = ["ClusterAndPick", "VerifyEdges", "SIZE_EDGES", "COMPARED", "NodeOf", "BucketPacker", "pack_payloads", "unpack_payloads", "node_partition"]
 
 #: Edges of the cluster-size histogram (clusters of two or more records).
 SIZE_EDGES = (2, 3, 4, 5, 8, 16, 32, 64, 128, 256, 1024, 4096, 16384, 65536, 1 << 20, 1 << 30)
@@ -135,7 +135,12 @@ class BucketPacker:
 _ZSTD = pa.Codec("zstd", compression_level=1)
 
 
-def _unpack(blob: bytes) -> tuple[bytes, bytes, list]:
+def unpack_payloads(blob: bytes) -> list[tuple[Any, Any]]:
+    """The ``(node, payload)`` pairs of one :func:`pack_payloads` blob."""
+    return _unpack(blob)
+
+
+def _unpack(blob: bytes) -> Any:
     size = int.from_bytes(blob[:8], "little")
     return pickle.loads(_ZSTD.decompress(memoryview(blob)[8:], decompressed_size=size, asbytes=True))
 

@@ -24,7 +24,9 @@ from winnow.pipeline.stages.dedup_graph import (
     ClusterAndPick,
     NodeOf,
     VerifyEdges,
+    node_partition,
     pack_payloads,
+    unpack_payloads,
 )
 from winnow.pipeline.stages.dedup_report import dedup_section
 from winnow.pipeline.stages.spec import BuildContext, StageDecl
@@ -142,19 +144,28 @@ class _SignatureThenExact(beam.PTransform):
             return e
 
         maybe = maybe | "CountUndecided" >> beam.Map(counted)
-        # the nodes on undecided pairs (few, normally) reach the records as a side input, so
-        # only their texts are packed and shuffled, never every compared text
-        undecided = maybe | "UndecidedNodes" >> beam.FlatMap(lambda e: [(e[0], True), (e[1], True)])
+        # Compared texts travel packed (compressed blobs per batch and partition) and meet the
+        # nodes of undecided pairs by partition; only those nodes' texts go on to the check.
+        # (A side input of undecided nodes would fuse with the pick and never become ready.)
+        parts = cfg.bucket_partitions
+        flags = maybe | "UndecidedNodes" >> beam.FlatMap(
+            lambda e: [(node_partition(n, parts), ("f", n)) for n in e])
 
-        def texts(batch: Any, wanted: dict) -> Iterable[tuple[int, bytes]]:
-            if not wanted:
-                return ()
-            pairs = [(n, r.get("text")) for r in batch.rows if r.get(COMPARED)
-                     for n in (node_key(r, cfg.keep, cfg.keep_field),) if n in wanted]
-            return pack_payloads(pairs, cfg.bucket_partitions)
+        def texts(batch: Any) -> Iterable[tuple[int, tuple[str, bytes]]]:
+            pairs = [(node_key(r, cfg.keep, cfg.keep_field), r.get("text")) for r in batch.rows if r.get(COMPARED)]
+            return [(k, ("t", blob)) for k, blob in pack_payloads(pairs, parts)]
 
-        payloads = self._records | "UndecidedTexts" >> beam.FlatMap(texts, beam.pvalue.AsDict(undecided))
-        exact = maybe | "Exact" >> VerifyEdges(payloads, _ExactCheck(cfg), cfg.bucket_partitions)
+        def wanted(element: Any) -> Iterable[tuple[int, bytes]]:
+            _, values = element
+            flagged = {v for tag, v in values if tag == "f"}
+            if not flagged:
+                return
+            pairs = [(n, t) for tag, v in values if tag == "t" for n, t in unpack_payloads(v) if n in flagged]
+            yield from pack_payloads(pairs, parts)
+
+        payloads = ((self._records | "AllTexts" >> beam.FlatMap(texts), flags) | "FlatTexts" >> beam.Flatten()
+                    | "GroupTexts" >> beam.GroupByKey() | "UndecidedTexts" >> beam.FlatMap(wanted))
+        exact = maybe | "Exact" >> VerifyEdges(payloads, _ExactCheck(cfg), parts)
         return (sure, exact) | "Verified" >> beam.Flatten()
 
 
