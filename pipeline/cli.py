@@ -221,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:  # the runner's RunInterrupted says what became of the output
         detail = str(exc) or "interrupted"
+        if "winnow.pipeline.runner" in sys.modules:  # interrupted outside the run itself: its workers too
+            sys.modules["winnow.pipeline.runner"].stop_children()
         print(f"winnow: {detail}", file=sys.stderr, flush=True)
         if argv is None:
             # The console script: leave now, without waiting for Beam's threads (which would

@@ -26,7 +26,7 @@ from winnow.pipeline.sink import join_uri
 
 __all__ = [
     "pipeline_options", "prepare_output", "run", "RunResult", "RunInterrupted", "FailurePolicy", "policy_failures",
-    "empty_inputs", "OUTPUT_ENTRIES", "INCOMPLETE_MARKER",
+    "empty_inputs", "stop_children", "OUTPUT_ENTRIES", "INCOMPLETE_MARKER",
 ]
 
 log = logging.getLogger("winnow")
@@ -222,7 +222,7 @@ def _quiet_after_interrupt() -> None:
     threading.excepthook = lambda _args: None
 
 
-def _stop_children() -> None:
+def stop_children() -> None:
     """Terminate this process's worker processes (multi_processing workers, their pools)."""
     try:
         import psutil
@@ -300,7 +300,7 @@ def run(
         state = result.wait_until_finish()
     except KeyboardInterrupt:
         _quiet_after_interrupt()
-        _stop_children()
+        stop_children()
         marked = False if dry_run else _mark_incomplete(cfg.output)
         raise RunInterrupted(cfg.output, marked) from None
     stats = None
