@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters clean
+SYSTEM_PACKAGES := prometheus prometheus-pushgateway
+
+.PHONY: install system-deps demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,7 +15,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) system-deps
+
+# Debian packages the tests start on loopback (tests/monitoring): installed when run as root, as in CI.
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v prometheus-pushgateway >/dev/null; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null \
+	  || (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null); \
+	fi
 
 demo: $(STAMP)
 	$(VENV)/bin/winnow demo --output out/demo
