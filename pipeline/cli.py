@@ -68,9 +68,14 @@ def _parser(stage_help: str | None = None) -> argparse.ArgumentParser:
                    help="override a config value, e.g. --set sink.shard_bytes=128MB (repeatable)")
     r.add_argument("--workers", type=int, default=1, help="local worker processes (FnApiRunner multi_processing)")
     r.add_argument("--overwrite", action="store_true", help="replace a previous run in --output")
+    r.add_argument("--quiet", action="store_true", help="no progress lines while the run works")
+    r.add_argument("--progress-interval", type=float, default=5.0, metavar="S",
+                   help="seconds between progress lines on local runs (default 5)")
+    r.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve live stage counters on 127.0.0.1:PORT/metrics while a local run works")
     r.add_argument("--pushgateway", metavar="URL",
                    help="push the run's metrics to this Prometheus Pushgateway (host:port or http://...) when it ends")
-    r.add_argument("--run-id", help="the run_id label of the pushed metrics (default: UTC start time and config hash)")
+    r.add_argument("--run-id", help="the run_id label of the metrics (default: the UTC start time)")
     r.add_argument("--max-dead-letter-fraction", type=float, default=0.5, metavar="F",
                    help="exit non-zero (after writing everything) when more than this fraction of the records read "
                         "is dead-lettered (default 0.5)")
@@ -143,16 +148,20 @@ def _cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
         unknown = sorted(set(policy.max_reject_fraction) - {"read", *cfg.stages})
         if unknown:
             raise ConfigError("--max-reject-fraction", ",".join(unknown), f"one of the run's stages ({', '.join(cfg.stages)})")
-    result = run(cfg, workers=args.workers, beam_args=beam_args, overwrite=args.overwrite or None)
+    from winnow.monitoring.pipeline import new_run_id
+
+    run_id = args.run_id or new_run_id()
+    result = run(cfg, workers=args.workers, beam_args=beam_args, overwrite=args.overwrite or None,
+                 progress=not args.quiet, progress_interval=args.progress_interval, metrics_port=args.metrics_port,
+                 run_id=run_id)
     if result.state == "DRY_RUN":
         n = len(result.job.proto_pipeline.components.transforms) if result.job is not None else 0
         print(f"dry run: the {result.runner} job graph translated ({n} transforms); nothing was submitted")
         return 0
     _print_summary(cfg.output, result.stats)
     if args.pushgateway and result.stats:
-        from winnow.monitoring.pipeline import new_run_id, push_pipeline
+        from winnow.monitoring.pipeline import push_pipeline
 
-        run_id = args.run_id or new_run_id(result.stats.get("config_hash", ""))
         push_pipeline(args.pushgateway, result.stats, run_id)
         print(f"metrics:  pushed to {args.pushgateway} (job winnow_pipeline, run_id {run_id})")
     return _policy_exit(result.stats, policy)

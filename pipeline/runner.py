@@ -266,8 +266,16 @@ def run(
     workers: int = 1,
     beam_args: Sequence[str] = (),
     overwrite: bool | None = None,
+    progress: bool | None = None,
+    progress_interval: float = 5.0,
+    metrics_port: int | None = None,
+    run_id: str = "",
 ) -> RunResult:
     """Run one curation job and wait for it.
+
+    On a local runner, ``progress=True`` prints a line per stage that moved every
+    ``progress_interval`` seconds (stderr), and ``metrics_port`` serves the live counters on
+    ``127.0.0.1:<port>/metrics`` (labelled ``run_id``) while the run works.
 
     Raises:
         ConfigError: input/output missing or bad runner flags.
@@ -295,9 +303,21 @@ def run(
     if not dry_run:
         for uri in empty_inputs(files[:_EMPTY_CHECK_MAX]):
             log.warning("winnow: warning: input %s is empty", uri)
+    local = runner in ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner")
+    reporter = None
+    if local and not dry_run and (progress is not None or metrics_port is not None):
+        from winnow.monitoring.progress import ProgressReporter
+
+        reporter = ProgressReporter(interval=progress_interval, quiet=progress is None or progress is False,
+                                    metrics_port=metrics_port, run_id=run_id, stages=("read", *cfg.stages))
     try:
-        result = p.run()
-        state = result.wait_until_finish()
+        if reporter is not None:
+            with reporter:
+                result = p.run()
+                state = result.wait_until_finish()
+        else:
+            result = p.run()
+            state = result.wait_until_finish()
     except KeyboardInterrupt:
         _quiet_after_interrupt()
         stop_children()
