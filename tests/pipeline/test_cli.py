@@ -230,3 +230,17 @@ def _interrupt_and_check(proc, me, out, stderr_path, tree):
     src = corpus(out.parent)
     assert main(["run", "--input", src, "--output", str(out), "--overwrite", "--stages", "normalize"]) == 0
     assert not (out / "INCOMPLETE").exists() and (out / "index.json").exists()
+
+
+def test_a_failed_push_is_one_line_exit_2(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    res = cli("run", "--input", corpus(tmp_path), "--output", str(tmp_path / "out"), "--stages", "normalize",
+              "--pushgateway", f"127.0.0.1:{port}")
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    err = [l for l in res.stderr.splitlines() if l.startswith("winnow: error:")]
+    assert len(err) == 1 and f"--pushgateway 127.0.0.1:{port}: the push failed" in err[0], res.stderr
+    assert (tmp_path / "out" / "index.json").exists()
