@@ -25,6 +25,9 @@ __all__ = ["record", "flush", "ProgressReporter", "ENV", "LIVE", "read_totals", 
 
 ENV = "WINNOW_PROGRESS_DIR"
 
+#: After this many seconds without a stage moving, a line says the run is still working.
+HEARTBEAT_S = 10.0
+
 #: What the live endpoint serves: index in a stage's totals -> metric name (rejected = in - kept - dead).
 LIVE = {0: "winnow_pipeline_stage_records_in_total", 1: "winnow_pipeline_stage_records_out_total",
         3: "winnow_pipeline_stage_dead_letter_total", 4: "winnow_pipeline_stage_bytes_in_total"}
@@ -122,6 +125,7 @@ class ProgressReporter:
         self._prev_t = 0.0
         self._old_env: str | None = None
         self._drawn = 0
+        self._start = self._moved_t = time.monotonic()
 
     def __enter__(self) -> "ProgressReporter":
         self.directory = tempfile.mkdtemp(prefix="winnow-progress-")
@@ -169,6 +173,12 @@ class ProgressReporter:
                 continue
             lines.append(format_line(stage, t, (t[4] - p[4]) / 1e6 / dt))
         self._prev, self._prev_t = cur, now
+        if lines:
+            self._moved_t = now
+        elif now - self._moved_t >= HEARTBEAT_S and not self.quiet:  # still alive: shuffles, shard writing
+            print(f"winnow: {now - self._start:.0f} s elapsed; no stage counted records in the last "
+                  f"{now - self._moved_t:.0f} s (shuffling or writing shards)", file=self.stream, flush=True)
+            self._drawn = 0
         if lines and not self.quiet:
             if _isatty(self.stream):  # a terminal: redraw one block, every stage on its line
                 block = [format_line(s, cur[s], 0.0) if s not in {ln.split()[1] for ln in lines} else

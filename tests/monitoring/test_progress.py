@@ -60,3 +60,11 @@ def test_lines_come_every_interval_while_work_goes_on():
             progress.flush()
             time.sleep(0.05)
     assert len(out.getvalue().splitlines()) >= 4, out.getvalue()
+
+
+def test_a_line_says_the_run_still_works_when_no_stage_moves(monkeypatch):
+    monkeypatch.setattr(progress, "HEARTBEAT_S", 0.3)
+    out = io.StringIO()
+    with ProgressReporter(interval=0.2, stream=out):
+        time.sleep(1.0)
+    assert "no stage counted records in the last" in out.getvalue(), out.getvalue()
