@@ -213,6 +213,26 @@ def _prepare_output(uri: str, overwrite: bool) -> None:
 _EMPTY_CHECK_MAX = 256  # inputs checked for emptiness before a run (each is opened)
 
 
+def _on_interrupt(_signum: int, _frame: Any) -> None:
+    # Stop the workers before Beam sees the interrupt: its clean-up waits on them otherwise.
+    _quiet_after_interrupt()
+    stop_children()
+    raise KeyboardInterrupt
+
+
+def _install_interrupt_handler() -> Any:
+    """Ctrl-C during a run stops the workers first; returns the handler to restore (None: unchanged)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    current = signal.getsignal(signal.SIGINT)
+    if current is not signal.default_int_handler:  # ignored (a background job) or the caller's own
+        return None
+    signal.signal(signal.SIGINT, _on_interrupt)
+    return current
+
+
 def _quiet_after_interrupt() -> None:
     """No second Ctrl-C, log line or thread traceback while an interrupted run cleans up."""
     import threading
@@ -310,6 +330,7 @@ def run(
 
         reporter = ProgressReporter(interval=progress_interval, quiet=progress is None or progress is False,
                                     metrics_port=metrics_port, run_id=run_id, stages=("read", *cfg.stages))
+    previous = _install_interrupt_handler()
     try:
         if reporter is not None:
             with reporter:
@@ -323,6 +344,9 @@ def run(
         stop_children()
         marked = False if dry_run else _mark_incomplete(cfg.output)
         raise RunInterrupted(cfg.output, marked) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     stats = None
     if dry_run:
         return RunResult(output=cfg.output, stats=None, runner=runner, state="DRY_RUN", job=getattr(result, "job", None))
