@@ -9,16 +9,17 @@ STAMP := $(VENV)/.installed-stamp
 # `pip install winnow` alone is the shard format and the loader (README.md, Install).
 .PHONY: install system-packages lint demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters bench-toxicity bench-augment bench-memory bench-lang bench-grammar clean
 
-# Debian packages of the augment stage's default backends (Apertium pairs, WordNet):
-# installed when run as root (CI, containers); otherwise the command is printed.
-APT_PACKAGES := apertium apertium-eng-spa apertium-eng-cat apertium-eo-en wordnet-base
+# Debian packages: the augment stage's default backends (Apertium pairs, WordNet) and the
+# Prometheus server and Pushgateway the monitoring tests start on loopback. Installed when run
+# as root (CI, containers); otherwise the command is printed.
+APT_PACKAGES := apertium apertium-eng-spa apertium-eng-cat apertium-eo-en wordnet-base prometheus prometheus-pushgateway
 
 system-packages:
 	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
 		dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || \
 		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES); }; \
 	elif ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
-		echo "augment stage backends missing; install them with: sudo apt-get install $(APT_PACKAGES)"; \
+		echo "Debian packages missing (augment backends, Prometheus for the tests); install them with: sudo apt-get install $(APT_PACKAGES)"; \
 	fi
 
 $(STAMP): pyproject.toml constraints.txt | system-packages

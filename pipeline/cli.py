@@ -9,9 +9,13 @@ import argparse
 import logging
 import os
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from winnow.errors import WinnowError
+from winnow.errors import ConfigError, WinnowError
+
+if TYPE_CHECKING:
+    from winnow.pipeline.runner import FailurePolicy
+
 
 __all__ = ["main"]
 
@@ -24,7 +28,29 @@ def _split_beam_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return argv, []
 
 
-def _parser() -> argparse.ArgumentParser:
+def _stage_help() -> str:
+    """The stage names a run can use, for ``winnow run --help``."""
+    from winnow.pipeline.config import DEFAULT_STAGES
+    from winnow.pipeline.stages.registry import STAGES
+
+    names = list(STAGES)
+    lines = ["stages (for --stages, in their default order; * = in the default pipeline):"]
+    lines += [f"  {n}{' *' if n in DEFAULT_STAGES else ''}" for n in names]
+    lines.append("Beam runner flags go after `--`, e.g. `-- --runner=PortableRunner --job_endpoint=localhost:8099`.")
+    return "\n".join(lines)
+
+
+def _fraction_map(text: str) -> tuple[str, float]:
+    stage, sep, value = text.partition("=")
+    try:
+        if not sep or not stage:
+            raise ValueError(text)
+        return stage.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected STAGE=FRACTION such as quality=0.9, got {text!r}") from None
+
+
+def _parser(stage_help: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="winnow",
         description="Curate multimodal training corpora on Apache Beam.",
@@ -32,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="run a curation job")
+    r = sub.add_parser("run", help="run a curation job", epilog=stage_help,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--config", help="YAML config file")
     r.add_argument("--input", nargs="+", action="extend", help="input URIs or globs (any fsspec URL)")
     r.add_argument("--output", help="output directory URI")
@@ -41,6 +68,22 @@ def _parser() -> argparse.ArgumentParser:
                    help="override a config value, e.g. --set sink.shard_bytes=128MB (repeatable)")
     r.add_argument("--workers", type=int, default=1, help="local worker processes (FnApiRunner multi_processing)")
     r.add_argument("--overwrite", action="store_true", help="replace a previous run in --output")
+    r.add_argument("--quiet", action="store_true", help="no progress lines while the run works")
+    r.add_argument("--progress-interval", type=float, default=5.0, metavar="S",
+                   help="seconds between progress lines on local runs (default 5)")
+    r.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve live stage counters on 127.0.0.1:PORT/metrics while a local run works")
+    r.add_argument("--pushgateway", metavar="URL",
+                   help="push the run's metrics to this Prometheus Pushgateway (host:port or http://...) when it ends")
+    r.add_argument("--run-id", help="the run_id label of the metrics (default: the UTC start time)")
+    r.add_argument("--max-dead-letter-fraction", type=float, default=0.5, metavar="F",
+                   help="exit non-zero (after writing everything) when more than this fraction of the records read "
+                        "is dead-lettered (default 0.5)")
+    r.add_argument("--allow-empty-output", action="store_true",
+                   help="exit 0 even when records were read but none was kept (by default that exits 1)")
+    r.add_argument("--max-reject-fraction", type=_fraction_map, action="append", default=[], metavar="STAGE=F",
+                   help="exit non-zero (after writing everything) when STAGE rejects more than this fraction of "
+                        "the records entering it (repeatable)")
 
     d = sub.add_parser("demo", help="build the demo corpus from text on this machine and curate it")
     d.add_argument("--output", default="out/demo", help="output directory (default out/demo)")
@@ -79,19 +122,49 @@ def _print_summary(out: str, stats: dict | None) -> None:
     print(f"report:   {out}/report.html")
 
 
+def _policy_exit(stats: dict | None, policy: "FailurePolicy") -> int:
+    """1 with one line on stderr when the finished run crossed a limit of ``policy``, else 0."""
+    from winnow.pipeline.runner import policy_failures
+
+    if not stats:
+        return 0
+    failures = policy_failures(stats, policy)
+    if not failures:
+        return 0
+    print(f"winnow: failed: {'; '.join(failures)}", file=sys.stderr)
+    return 1
+
+
 def _cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from winnow.pipeline.configure import load_config
-    from winnow.pipeline.runner import run
+    from winnow.pipeline.runner import FailurePolicy, run
+
+    policy = FailurePolicy(args.max_dead_letter_fraction, dict(args.max_reject_fraction),
+                           allow_empty_output=args.allow_empty_output)
 
     stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages is not None else None
     cfg = load_config(args.config, overrides=args.overrides, input=args.input, output=args.output, stages=stages)
-    result = run(cfg, workers=args.workers, beam_args=beam_args, overwrite=args.overwrite or None)
+    if policy.max_reject_fraction:
+        unknown = sorted(set(policy.max_reject_fraction) - {"read", *cfg.stages})
+        if unknown:
+            raise ConfigError("--max-reject-fraction", ",".join(unknown), f"one of the run's stages ({', '.join(cfg.stages)})")
+    from winnow.monitoring.pipeline import new_run_id
+
+    run_id = args.run_id or new_run_id()
+    result = run(cfg, workers=args.workers, beam_args=beam_args, overwrite=args.overwrite or None,
+                 progress=not args.quiet, progress_interval=args.progress_interval, metrics_port=args.metrics_port,
+                 run_id=run_id)
     if result.state == "DRY_RUN":
         n = len(result.job.proto_pipeline.components.transforms) if result.job is not None else 0
         print(f"dry run: the {result.runner} job graph translated ({n} transforms); nothing was submitted")
         return 0
     _print_summary(cfg.output, result.stats)
-    return 0
+    if args.pushgateway and result.stats:
+        from winnow.monitoring.pipeline import push_pipeline
+
+        push_pipeline(args.pushgateway, result.stats, run_id)
+        print(f"metrics:  pushed to {args.pushgateway} (job winnow_pipeline, run_id {run_id})")
+    return _policy_exit(result.stats, policy)
 
 
 _DEMO_STAGE_OVERRIDES = ("model_quality.keep_fraction=0.9",)
@@ -101,7 +174,7 @@ def _cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     from winnow.pipeline.configure import load_config
     from winnow.demo.corpus import build_demo_corpus
     from winnow.demo.domain import demo_domain_overrides, demo_stages
-    from winnow.pipeline.runner import run
+    from winnow.pipeline.runner import FailurePolicy, run
 
     out = args.output.rstrip("/")
     corpus_dir = os.path.join(os.path.dirname(os.path.abspath(out)) or ".", os.path.basename(out) + "-corpus")
@@ -114,7 +187,7 @@ def _cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     cfg = load_config(overrides=overrides, input=list(corpus.inputs), output=out, stages=demo_stages())
     result = run(cfg, workers=args.workers, beam_args=beam_args, overwrite=True)
     _print_summary(out, result.stats)
-    return 0
+    return _policy_exit(result.stats, FailurePolicy())
 
 
 def _cmd_train_tokenizer(args: argparse.Namespace) -> int:
@@ -136,7 +209,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``winnow`` console script."""
     own, beam_args = _split_beam_args(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(own)
+    wants_help = len(own) >= 1 and own[0] == "run" and any(a in ("-h", "--help") for a in own)
+    args = _parser(_stage_help() if wants_help else None).parse_args(own)
     _setup_logging()
     try:
         if args.command == "run":
@@ -154,8 +228,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WinnowError as exc:
         print(f"winnow: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("winnow: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # the runner's RunInterrupted says what became of the output
+        detail = str(exc) or "interrupted"
+        if "winnow.pipeline.runner" in sys.modules:  # interrupted outside the run itself: its workers too
+            sys.modules["winnow.pipeline.runner"].stop_children()
+        print(f"winnow: {detail}", file=sys.stderr, flush=True)
+        if argv is None:
+            # The console script: leave now, without waiting for Beam's threads (which would
+            # print their own tracebacks); the workers are already stopped.
+            sys.stdout.flush()
+            os._exit(130)
         return 130
     return 2
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any, Sequence
+import os
+import signal
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 import apache_beam as beam
 import fsspec
@@ -23,13 +25,107 @@ from winnow.pipeline.config import RunConfig
 from winnow.pipeline.memory import tune_local_memory
 from winnow.pipeline.sink import join_uri
 
-__all__ = ["pipeline_options", "prepare_output", "run", "RunResult", "OUTPUT_ENTRIES"]
+__all__ = [
+    "pipeline_options", "prepare_output", "run", "RunResult", "RunInterrupted", "FailurePolicy", "policy_failures",
+    "empty_inputs", "stop_children", "OUTPUT_ENTRIES", "INCOMPLETE_MARKER",
+]
 
 log = logging.getLogger("winnow")
 
 #: What a run writes into its output directory (and what ``overwrite`` removes).
 OUTPUT_ENTRIES = ("index.json", "shards", "rejects", "dead_letter", "tokenizer", "packed", "stats.json", "report.html",
-                  "config.yaml")
+                  "config.yaml", "INCOMPLETE")
+
+#: The file an interrupted run leaves in its output directory (a run that never wrote its
+#: manifest); ``--overwrite`` removes it with the rest.
+INCOMPLETE_MARKER = "INCOMPLETE"
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run; its workers are stopped and its output marked incomplete."""
+
+    def __init__(self, output: str, marked: bool) -> None:
+        self.output = output
+        self.marked = marked
+        where = f"{output} is marked incomplete ({INCOMPLETE_MARKER}, no index.json)" if marked else f"{output} was left as it was"
+        super().__init__(f"interrupted; workers stopped; {where}")
+
+
+@dataclass(frozen=True)
+class FailurePolicy:
+    """Limits past which a finished run exits non-zero (it still writes everything first).
+
+    Attributes:
+        max_dead_letter_fraction: most dead letters allowed, as a fraction of records read.
+        max_reject_fraction: per stage, most rejects allowed as a fraction of the records
+            entering that stage.
+        require_input: fail when nothing at all was read.
+        allow_empty_output: do not fail when records were read but none was kept.
+    """
+
+    max_dead_letter_fraction: float = 0.5
+    max_reject_fraction: Mapping[str, float] = field(default_factory=dict)
+    require_input: bool = True
+    allow_empty_output: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_dead_letter_fraction <= 1.0:
+            raise ConfigError("--max-dead-letter-fraction", self.max_dead_letter_fraction, "a fraction between 0 and 1")
+        for stage, f in self.max_reject_fraction.items():
+            if not 0.0 <= f <= 1.0:
+                raise ConfigError(f"--max-reject-fraction {stage}", f, "a fraction between 0 and 1")
+
+
+def policy_failures(stats: Mapping[str, Any], policy: FailurePolicy) -> list[str]:
+    """What in ``stats`` crossed which limit of ``policy``, one phrase each (empty: none).
+
+    Raises:
+        ConfigError: ``policy`` names a stage the run did not have.
+    """
+    out: list[str] = []
+    read = int(stats["read"])
+    if read == 0:
+        return ["nothing was read (every input is empty)"] if policy.require_input else []
+    dead = int(stats["dead_letter"])
+    if dead / read > policy.max_dead_letter_fraction:
+        worst = max(stats.get("stages", ()), key=lambda st: st["dead_letter"], default=None)
+        where = f", most in stage {worst['name']} ({worst['dead_letter']:,})" if worst and worst["dead_letter"] else ""
+        out.append(f"dead letters {dead:,} of {read:,} read ({dead / read:.1%}) exceed --max-dead-letter-fraction="
+                   f"{policy.max_dead_letter_fraction:g}{where}; see dead_letter/ for the errors")
+    stages = {st["name"]: st for st in stats.get("stages", ())}
+    if int(stats["kept"]) == 0 and not policy.allow_empty_output and not out:
+        emptied = next((st for st in stages.values() if st["in"] and not st["out"]), None)
+        why = ""
+        if emptied is not None:
+            top = sorted(emptied["rejected"].items(), key=lambda kv: -kv[1])[:3]
+            why = f": stage {emptied['name']} kept none of {emptied['in']:,}" + (
+                f" ({', '.join(f'{r} {n:,}' for r, n in top)})" if top else "")
+            if any(r.endswith("empty_text") for r, _ in top):
+                why += "; is reader.text_field the field that holds the text?"
+        out.append(f"no record was kept of {read:,} read{why} (pass --allow-empty-output if that is intended)")
+    for name, limit in sorted(policy.max_reject_fraction.items()):
+        st = stages.get(name)
+        if st is None:
+            raise ConfigError("--max-reject-fraction", name, f"one of the run's stages ({', '.join(stages)})")
+        rej = sum(st["rejected"].values())
+        if st["in"] and rej / st["in"] > limit:
+            out.append(f"stage {name} rejected {rej:,} of {st['in']:,} ({rej / st['in']:.1%}) exceeding "
+                       f"--max-reject-fraction {name}={limit:g}")
+    return out
+
+
+def empty_inputs(files: Sequence[Any]) -> list[str]:
+    """The input files that hold no bytes (a 0-byte file, or a compressed file that decompresses to nothing)."""
+    empty = []
+    for f in files:
+        uri = getattr(f, "uri", f)
+        try:
+            with fsspec.open(uri, "rb", compression="infer") as fh:
+                if not fh.read(1):
+                    empty.append(uri)
+        except Exception:  # noqa: BLE001 - unreadable files are the reader's to report
+            continue
+    return empty
 
 #: Runners that execute in this process (and its children): winnow tunes their allocators.
 LOCAL_RUNNERS = frozenset({"FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner"})
@@ -117,14 +213,92 @@ def _prepare_output(uri: str, overwrite: bool) -> None:
             fs.rm(p, recursive=True)
 
 
+_EMPTY_CHECK_MAX = 256  # inputs checked for emptiness before a run (each is opened)
+
+
+def _on_interrupt(_signum: int, _frame: Any) -> None:
+    # Stop the workers before Beam sees the interrupt: its clean-up waits on them otherwise.
+    _quiet_after_interrupt()
+    stop_children()
+    raise KeyboardInterrupt
+
+
+def _install_interrupt_handler() -> Any:
+    """Ctrl-C during a run stops the workers first; returns the handler to restore (None: unchanged)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    current = signal.getsignal(signal.SIGINT)
+    if current is not signal.default_int_handler:  # ignored (a background job) or the caller's own
+        return None
+    signal.signal(signal.SIGINT, _on_interrupt)
+    return current
+
+
+def _quiet_after_interrupt() -> None:
+    """No second Ctrl-C, log line or thread traceback while an interrupted run cleans up."""
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.disable(logging.CRITICAL)
+    threading.excepthook = lambda _args: None
+
+
+def stop_children() -> None:
+    """Terminate this process's worker processes (multi_processing workers, their pools)."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil is a dev dependency; workers then die with the driver
+        return
+    kids = psutil.Process(os.getpid()).children(recursive=True)
+    for k in kids:
+        try:
+            k.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(kids, timeout=3)
+    for k in alive:
+        try:
+            k.kill()
+        except psutil.Error:
+            pass
+
+
+def _mark_incomplete(output: str) -> bool:
+    """Leave ``INCOMPLETE`` in ``output`` unless the run got as far as its manifest.
+
+    The manifest is written last, after every shard and stats.json, so a run with one is
+    complete; one without never gets one. Returns whether the marker was written.
+    """
+    try:
+        fs, path = fsspec.core.url_to_fs(output)
+        if fs.exists(join_uri(path, "index.json")):
+            return False
+        with fs.open(join_uri(path, INCOMPLETE_MARKER), "wb") as fh:
+            fh.write(b"This run was interrupted before it finished: its shards, stats and report are partial and it "
+                     b"has no index.json. Run it again with --overwrite.\n")
+        return True
+    except Exception:  # noqa: BLE001 - the output may be unreachable; nothing more to do on the way out
+        return False
+
+
 def run(
     cfg: RunConfig,
     *,
     workers: int = 1,
     beam_args: Sequence[str] = (),
     overwrite: bool | None = None,
+    progress: bool | None = None,
+    progress_interval: float = 5.0,
+    metrics_port: int | None = None,
+    run_id: str = "",
 ) -> RunResult:
     """Run one curation job and wait for it.
+
+    On a local runner, ``progress=True`` prints a line per stage that moved every
+    ``progress_interval`` seconds (stderr), and ``metrics_port`` serves the live counters on
+    ``127.0.0.1:<port>/metrics`` (labelled ``run_id``) while the run works.
 
     Raises:
         ConfigError: input/output missing or bad runner flags.
@@ -151,8 +325,33 @@ def run(
     except ValueError as exc:  # e.g. an unknown --runner name
         raise ConfigError("--runner", runner, "a Beam runner name such as FnApiRunner, PortableRunner or DataflowRunner", str(exc)) from exc
     build_pipeline(p, cfg, files, started=started)
-    result = p.run()
-    state = result.wait_until_finish()
+    if not dry_run:
+        for uri in empty_inputs(files[:_EMPTY_CHECK_MAX]):
+            log.warning("winnow: warning: input %s is empty", uri)
+    local = runner in ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner")
+    reporter = None
+    if local and not dry_run and (progress is not None or metrics_port is not None):
+        from winnow.monitoring.progress import ProgressReporter
+
+        reporter = ProgressReporter(interval=progress_interval, quiet=progress is None or progress is False,
+                                    metrics_port=metrics_port, run_id=run_id, stages=("read", *cfg.stages))
+    previous = _install_interrupt_handler()
+    try:
+        if reporter is not None:
+            with reporter:
+                result = p.run()
+                state = result.wait_until_finish()
+        else:
+            result = p.run()
+            state = result.wait_until_finish()
+    except KeyboardInterrupt:
+        _quiet_after_interrupt()
+        stop_children()
+        marked = False if dry_run else _mark_incomplete(cfg.output)
+        raise RunInterrupted(cfg.output, marked) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     stats = None
     if dry_run:
         return RunResult(output=cfg.output, stats=None, runner=runner, state="DRY_RUN", job=getattr(result, "job", None))
