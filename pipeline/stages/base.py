@@ -26,6 +26,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from winnow.filters.base import RecordFilter
+from winnow.monitoring import progress
 from winnow.pipeline.batch import Records, record_weight
 from winnow.pipeline.memory import release_memory
 from winnow.pipeline.records import error_text, make_dead_letter, make_reject
@@ -210,6 +211,7 @@ class StageFn(beam.DoFn):
         if self._last:
             n_out = len(emit.kept)
             b_out = sum(record_weight(r) for r in emit.kept)
+        progress.record(self.stage, n_in, n_out, len(emit.rejected), len(dead), b_in)
         # measured before anything is yielded: a yield runs the fused steps downstream
         cpu = time.thread_time() - t0
         yield beam.pvalue.TaggedOutput(TIMING, (self.stage, (cpu, n_in, b_in, n_out, b_out)))
