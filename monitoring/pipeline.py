@@ -93,6 +93,6 @@ def push_pipeline(url: str, stats: Mapping[str, Any], run_id: str, timeout: floa
     reg.register(_StatsCollector(stats, run_id))
     try:
         push_to_gateway(url, job=PIPELINE_JOB, registry=reg, grouping_key={"run_id": run_id}, timeout=timeout)
-    except Exception as exc:  # noqa: BLE001 - URLError, HTTPError, bad URL: all the user's to fix
+    except Exception as exc:
         raise OutputError(f"--pushgateway {url}: the push failed ({type(exc).__name__}: {exc}); "
                           "check the URL (host:port of a running Pushgateway)") from exc

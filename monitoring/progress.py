@@ -127,7 +127,7 @@ class ProgressReporter:
         self._drawn = 0
         self._start = self._moved_t = time.monotonic()
 
-    def __enter__(self) -> "ProgressReporter":
+    def __enter__(self) -> ProgressReporter:
         self.directory = tempfile.mkdtemp(prefix="winnow-progress-")
         self._old_env = os.environ.get(ENV)
         os.environ[ENV] = self.directory

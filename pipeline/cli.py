@@ -122,7 +122,7 @@ def _print_summary(out: str, stats: dict | None) -> None:
     print(f"report:   {out}/report.html")
 
 
-def _policy_exit(stats: dict | None, policy: "FailurePolicy") -> int:
+def _policy_exit(stats: dict | None, policy: FailurePolicy) -> int:
     """1 with one line on stderr when the finished run crossed a limit of ``policy``, else 0."""
     from winnow.pipeline.runner import policy_failures
 

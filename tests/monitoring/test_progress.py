@@ -29,7 +29,7 @@ def test_worker_processes_counts_reach_the_lines_and_the_endpoint():
         for _ in range(2):  # two worker processes, each with its own file
             subprocess.run([sys.executable, "-c", WORKER], check=True, timeout=60)
         lines = rep.tick()
-        assert [l.split()[1] for l in lines] == ["normalize", "exact_dedup"]
+        assert [line.split()[1] for line in lines] == ["normalize", "exact_dedup"]
         assert "in        2,000  kept        1,800  rejected        160  dead-lettered       40" in lines[0], lines[0]
         assert lines == out.getvalue().splitlines()
         assert rep.tick() == []  # nothing moved: no new lines
