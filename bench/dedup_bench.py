@@ -15,7 +15,7 @@ Measured in one run, each ``--repeats`` times (medians printed):
   corpus with no cluster for comparison.
 
 * labelled precision/recall (``--eval-seeds``): the harder labelled set
-  (:func:`~winnow.filters.dedup.evalset.hard_text_eval_set`: edit chains, pairs just below the
+  (:func:`~winnow.demo.dedup_evalset.hard_text_eval_set`: edit chains, pairs just below the
   threshold, boilerplate-heavy files; truth from exact 5-gram Jaccard) at threshold 0.8:
   winnow's clustering at its defaults (signature verification), with ``verify: exact`` and with
   ``verify: none``, against the peer, datasketch ``MinHashLSH(threshold=0.8, num_perm=128)``
@@ -102,7 +102,7 @@ def write_jsonl(path: str, texts: list[str], prefix: str = "d") -> int:
 
 
 def with_near_dups(texts: list[str], frac: float, seed: int = 0) -> list[str]:
-    from winnow.filters.dedup.evalset import mutate_text
+    from winnow.demo.dedup_evalset import mutate_text
 
     rng = random.Random(seed)
     extra = [mutate_text(t, 0.005, rng) for t in rng.sample(texts, int(frac * len(texts))) if len(t.split()) >= 100]
@@ -159,7 +159,7 @@ def datasketch_clusters(items: list, threshold: float = 0.8, num_perm: int = 128
 
 def labelled_eval(seeds: int) -> None:
     from winnow.filters.dedup.config import MinHashDedupConfig
-    from winnow.filters.dedup.evalset import cluster_texts, hard_text_eval_set, score
+    from winnow.demo.dedup_evalset import cluster_texts, hard_text_eval_set, score
 
     print(f"labelled near-duplicates (hard set, truth: exact 5-gram Jaccard >= 0.8), seeds 0..{seeds - 1}: precision / recall")
     rows: dict[str, list] = {}

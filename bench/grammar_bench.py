@@ -21,7 +21,7 @@ def main() -> int:
     import harper
 
     from winnow.filters.grammar import GrammarConfig, GrammarFilter
-    from winnow.filters.grammar_evalset import grammar_eval_set
+    from winnow.demo.grammar_evalset import grammar_eval_set
 
     clean, bad = grammar_eval_set(n=a.n)
     texts = clean + [t for t, _ in bad]

@@ -1,7 +1,7 @@
 """Language id on short texts: winnow's ``lang`` (hybrid, the default) against lingua's
 high-accuracy mode alone and fastText lid.176 alone, side by side in one process (per core).
 
-The labelled set is :func:`winnow.filters.langid_evalset.lang_eval_set` (short UI strings and
+The labelled set is :func:`winnow.demo.langid_evalset.lang_eval_set` (short UI strings and
 two-phrase lines in 20 languages, written for winnow). Every detector weighs the same candidate
 languages (``lang``'s default list). Each is timed ``--repeats`` times after a warm-up; medians.
 
@@ -22,7 +22,7 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=40, help="two-phrase lines per language")
     a = ap.parse_args()
     from winnow.filters.lang import LangConfig, LangFilter
-    from winnow.filters.langid_evalset import LANGS, lang_eval_set
+    from winnow.demo.langid_evalset import LANGS, lang_eval_set
 
     data = lang_eval_set(pairs_per_lang=a.pairs)
     texts, gold = [t for t, _ in data], [g for _, g in data]

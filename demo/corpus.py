@@ -251,7 +251,7 @@ def _planted_lines(main: list[dict[str, Any]], rng: random.Random,
     planted["whitespace_duplicates"] = len(picks[k_dup:])
     # Near-duplicates (for minhash_dedup): light word edits of long texts; the ids sort after
     # every original, so the original is the one kept.
-    from winnow.filters.dedup.evalset import mutate_text
+    from winnow.demo.dedup_evalset import mutate_text
 
     long_docs = [r for r in main if len(r["text"].split()) >= 200]
     k_near = min(len(long_docs), max(3, round(0.01 * len(main))))

@@ -14,8 +14,6 @@ SETUPTOOLS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setup
 #: folder -> package name, as pyproject's package-dir maps them
 FOLDERS = {folder: pkg for pkg, folder in SETUPTOOLS["package-dir"].items()}
 PRODUCT = ("winnow", "pipeline", "filters", "tokenizer", "cache")
-#: The dedup evaluation set moves to demo/ at the merge of issue 11 (another branch edits it).
-KNOWN_EXCEPTIONS = {"filters/dedup/evalset.py"}
 
 BEAM_FREE = [
     "winnow", "winnow.format", "winnow.shardio", "winnow.errors", "winnow.units", "winnow.cache",
@@ -84,9 +82,9 @@ def _imports(path: Path) -> set[str]:
 def test_demo_material_lives_in_its_own_package():
     assert FOLDERS["demo"] == "winnow.demo"
     misplaced = [rel for rel, path in _product_files()
-                 if (path.stem.startswith("demo") or "evalset" in path.stem) and rel not in KNOWN_EXCEPTIONS]
+                 if path.stem.startswith("demo") or "evalset" in path.stem]
     assert not misplaced, f"demo corpora and labelled evaluation sets belong in demo/: {misplaced}"
-    for stem in ("corpus", "text", "images", "domain", "pii_evalset"):
+    for stem in ("corpus", "text", "images", "domain", "pii_evalset", "dedup_evalset", "langid_evalset", "grammar_evalset"):
         assert (ROOT / "demo" / f"{stem}.py").is_file(), stem
 
 

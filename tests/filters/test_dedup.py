@@ -23,7 +23,7 @@ from winnow.filters.dedup.cluster import (
     star_rounds,
 )
 from winnow.filters.dedup.config import ImageDedupConfig, MinHashDedupConfig
-from winnow.filters.dedup.evalset import (cluster_images, cluster_texts, hard_text_eval_set, image_eval_set, score,
+from winnow.demo.dedup_evalset import (cluster_images, cluster_texts, hard_text_eval_set, image_eval_set, score,
                                           text_eval_set)
 from winnow.filters.dedup.lsh import band_keys, collision_probability, optimal_bands
 from winnow.filters.dedup.minhash import EMPTY, MinHasher, jaccard, normalize_bytes
@@ -32,7 +32,7 @@ from winnow.filters.dedup.phash import band_probability, caption_similarity, ham
 
 @pytest.mark.parametrize("module", ["winnow.filters.dedup.minhash", "winnow.filters.dedup.lsh",
                                     "winnow.filters.dedup.phash", "winnow.filters.dedup.cluster",
-                                    "winnow.filters.dedup.evalset"])
+                                    "winnow.demo.dedup_evalset"])
 def test_dedup_modules_import_without_beam(module):
     code = ("import sys\nclass B:\n def find_spec(self, n, p=None, t=None):\n"
             "  if n.split('.')[0] in ('apache_beam', 'winnow') and n.startswith(('apache_beam', 'winnow.pipeline')):\n"

@@ -8,7 +8,7 @@ import pytest
 
 from winnow.errors import ConfigError
 from winnow.filters.grammar import DEFAULT_KINDS, GrammarConfig, GrammarFilter
-from winnow.filters.grammar_evalset import clean_paragraphs, grammar_eval_set, inject_errors
+from winnow.demo.grammar_evalset import clean_paragraphs, grammar_eval_set, inject_errors
 
 GOOD = ("The committee reviewed the proposal for the new railway line and recommended that the city "
         "build it. The costs will be shared by the city and the state, and the work should begin next spring.")

@@ -139,7 +139,7 @@ def test_hybrid_as_accurate_as_lingua_high_accuracy_on_short_texts():
     """Labelled short UI strings in 20 languages: the hybrid is at least as accurate as lingua's
     high-accuracy mode over the same candidates, and sends lingua only the texts fastText is
     unsure of."""
-    from winnow.filters.langid_evalset import lang_eval_set
+    from winnow.demo.langid_evalset import lang_eval_set
 
     data = lang_eval_set()
     texts, gold = [t for t, _ in data], [g for _, g in data]
@@ -170,7 +170,7 @@ def test_hybrid_output_is_byte_identical_across_processes():
     import subprocess
     import sys
 
-    code = ("import json\nfrom winnow.filters.langid_evalset import lang_eval_set\n"
+    code = ("import json\nfrom winnow.demo.langid_evalset import lang_eval_set\n"
             "from winnow.filters.lang import LangFilter\n"
             "print(json.dumps(LangFilter().detect([t for t, _ in lang_eval_set(pairs_per_lang=10)])))\n")
     outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from winnow.filters.dedup.config import ImageDedupConfig, MinHashDedupConfig
-from winnow.filters.dedup.evalset import (cluster_images, cluster_texts, hard_text_eval_set, image_eval_set, score,
+from winnow.demo.dedup_evalset import (cluster_images, cluster_texts, hard_text_eval_set, image_eval_set, score,
                                           text_eval_set)
 from winnow.format import Manifest
 from winnow.pipeline.configure import load_config

@@ -4,7 +4,7 @@ import json
 
 import pyarrow as pa
 
-from winnow.filters.grammar_evalset import grammar_eval_set
+from winnow.demo.grammar_evalset import grammar_eval_set
 from winnow.format import Manifest
 from winnow.pipeline.configure import load_config
 from winnow.pipeline.runner import run

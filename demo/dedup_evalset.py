@@ -4,7 +4,8 @@ Text: base documents are real text on every Python machine (the ``pydoc`` topics
 cluster is a base document and copies mutated at a controlled rate (word insertions, deletions
 and swaps at 0.2-1% of words, two neighbouring lines swapped, a one-line header a mirror
 adds). Non-duplicates that share the same boilerplate (a long licence-like header and footer)
-are added as singletons, so shared boilerplate alone must not merge clusters. Images: base pictures drawn with Pillow, and copies that are resized,
+are added as singletons, so shared boilerplate alone must not merge clusters. Images: base
+pictures drawn with Pillow, and copies that are resized,
 re-encoded as JPEG, lightly cropped and colour-shifted. Every item carries its true cluster.
 
 :func:`cluster_texts` and :func:`cluster_images` cluster in memory with the same pure steps
