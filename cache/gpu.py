@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import get_worker_info
 from torch.utils.data._utils.collate import default_collate
 
-__all__ = ["cuda_ready", "pin", "pinned_collate", "to_device", "CudaPrefetcher"]
+__all__ = ["cuda_ready", "pin", "pinned_collate", "to_device", "document_masks", "CudaPrefetcher"]
 
 
 def cuda_ready() -> bool:
@@ -66,6 +66,32 @@ def to_device(obj: Any, device: torch.device, non_blocking: bool = False) -> Any
     if isinstance(obj, (list, tuple)) and obj and isinstance(obj[0], torch.Tensor):
         return type(obj)(to_device(v, device, non_blocking) for v in obj)
     return obj
+
+
+def document_masks(doc_starts: torch.Tensor, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``doc_ids`` and ``position_ids`` of packed rows from their document boundaries, on the
+    device ``doc_starts`` lives on (a few elementwise kernels and two scans on the GPU).
+
+    Args:
+        doc_starts: ``(rows, W)`` integer tensor, per row the in-row offsets where documents
+            begin (0 first), padded with ``seq_len`` (as :class:`~winnow.cache.packing.TokenPacker`
+            yields with ``boundaries=True``).
+        seq_len: tokens per row.
+
+    Returns:
+        ``(doc_ids, position_ids)``, both ``(rows, seq_len)`` int32: the document's number within
+        its row, and the offset inside its document (what variable-length attention takes; the
+        block-diagonal mask is ``doc_ids[:, :, None] == doc_ids[:, None, :]``).
+    """
+    rows = doc_starts.shape[0]
+    dev = doc_starts.device
+    mark = torch.zeros((rows, seq_len + 1), dtype=torch.int32, device=dev)
+    mark.scatter_(1, doc_starts.long(), 1)  # padding (seq_len) lands in the dropped last column
+    mark = mark[:, :seq_len]
+    doc = torch.cumsum(mark, dim=1, dtype=torch.int32) - 1
+    idx = torch.arange(seq_len, dtype=torch.int32, device=dev).expand(rows, seq_len)
+    last = torch.cummax(torch.where(mark > 0, idx, torch.zeros_like(idx)), dim=1).values
+    return doc, (idx - last).to(torch.int32)
 
 
 def _record(obj: Any, stream: Any) -> None:
