@@ -133,30 +133,54 @@ class CudaPrefetcher:
             for batch in self.loader:
                 yield to_device(batch, self.device)
             return
+        # A thread pulls batches, pins them and issues their copies on a side stream, up to
+        # `depth` ahead; the consumer's next() only takes a finished (gpu batch, event) pair.
+        import queue
+        import threading
+
         stream = torch.cuda.Stream(device=self.device)
-        queue: deque[tuple[Any, Any]] = deque()
-        it = iter(self.loader)
+        ready: queue.Queue = queue.Queue(maxsize=self.depth)
+        stop = threading.Event()
+        done = object()
 
-        def issue() -> bool:
+        def put(item: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def feed() -> None:
             try:
-                batch = next(it)
-            except StopIteration:
-                return False
-            batch = pin(batch)
-            with torch.cuda.stream(stream):
-                gpu = to_device(batch, self.device, non_blocking=True)
-                ev = torch.cuda.Event()
-                ev.record(stream)
-            queue.append((gpu, ev))
-            return True
+                if self.device.index is not None:
+                    torch.cuda.set_device(self.device.index)
+                for batch in self.loader:
+                    batch = pin(batch)
+                    with torch.cuda.stream(stream):
+                        gpu = to_device(batch, self.device, non_blocking=True)
+                        ev = torch.cuda.Event()
+                        ev.record(stream)
+                    if not put((gpu, ev, batch)):
+                        return
+                put(done)
+            except BaseException as e:  # handed to the consumer
+                put(e)
 
-        for _ in range(self.depth):
-            if not issue():
-                break
-        while queue:
-            gpu, ev = queue.popleft()
-            cur = torch.cuda.current_stream(self.device)
-            cur.wait_event(ev)
-            _record(gpu, cur)
-            issue()
-            yield gpu
+        th = threading.Thread(target=feed, name="winnow-cuda-prefetch", daemon=True)
+        th.start()
+        try:
+            while True:
+                item = ready.get()
+                if item is done:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                gpu, ev, _host = item  # the pinned host batch lives until its copy is waited on
+                cur = torch.cuda.current_stream(self.device)
+                cur.wait_event(ev)
+                _record(gpu, cur)
+                yield gpu
+        finally:
+            stop.set()

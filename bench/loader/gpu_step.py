@@ -199,6 +199,9 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=1024)
     ap.add_argument("--hidden", type=int, default=4096)
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--ranks", type=int, default=8, help="rank processes sharing one cache and one GPU (0: skip)")
+    ap.add_argument("--rank-workers", type=int, default=2)
+    ap.add_argument("--as-rank", type=int, default=-1, help=argparse.SUPPRESS)
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     import_winnow_cache()
@@ -237,6 +240,13 @@ def main() -> None:
         doc, pos = document_masks(b["doc_starts"], a.seq_len)
         return b["input_ids"].numel()
 
+    if a.as_rank >= 0:  # one of --ranks processes: its own tokens/s as JSON on the last line
+        os.environ.update(RANK=str(a.as_rank), WORLD_SIZE=str(a.ranks))
+        t0 = time.perf_counter()
+        r = timed(iter(loader(7, a.rank_workers)), dev, a.warmup, a.steps, with_masks)
+        print(json.dumps({"rate": r, "wall": time.perf_counter() - t0}))
+        return
+
     res: dict = {"tokens_per_step": tokens_per_step, "workers": {}}
     w0 = max(workers)
     res["cold"] = timed(iter(loader(1, min(w0, 8))), dev, a.warmup, a.steps, with_masks)
@@ -263,14 +273,31 @@ def main() -> None:
                 res["peers"][name] = path
                 continue
             try:
-                r = timed(iter(peer_loader(name, path, pw, dev, 256)), dev, a.warmup, a.steps,
+                per_batch = max(1, int(tokens_per_step / np.mean(lengths)))  # about a step's tokens
+                r = timed(iter(peer_loader(name, path, pw, dev, per_batch)), dev, a.warmup, a.steps,
                           lambda b: b.numel())
                 res["peers"][name] = r
-                print(f"{name}, {pw} workers: {r / 1e6:.1f}M tokens/s into GPU memory (unpacked); "
-                      f"winnow is {ours / r:.1f}x", flush=True)
+                print(f"{name}, {pw} workers, {per_batch} documents a batch: {r / 1e6:.1f}M tokens/s into GPU "
+                      f"memory (unpacked); winnow is {ours / r if r else float('nan'):.1f}x", flush=True)
             except Exception as e:
                 res["peers"][name] = f"ERROR {type(e).__name__}: {e}"
                 print(f"{name}: ERROR {type(e).__name__}: {e}", flush=True)
+
+    if a.ranks > 0:  # N rank processes on one host, one shared L2 cache, all into the one GPU
+        import subprocess
+
+        args = [sys.executable, os.path.abspath(__file__), "--work", a.work, "--seq-len", str(a.seq_len),
+                "--seqs", str(a.seqs), "--steps", str(min(a.steps, 8)), "--warmup", "2", "--workers", a.workers,
+                "--ranks", str(a.ranks), "--rank-workers", str(a.rank_workers)]
+        procs = [subprocess.Popen(args + ["--as-rank", str(r)], stdout=subprocess.PIPE, text=True)
+                 for r in range(a.ranks)]
+        outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+        agg = sum(o["rate"] for o in outs)
+        res["ranks"] = {"ranks": a.ranks, "workers_each": a.rank_workers, "sum_tokens_per_s": agg,
+                        "per_rank_min": min(o["rate"] for o in outs), "per_rank_max": max(o["rate"] for o in outs)}
+        print(f"{a.ranks} ranks x {a.rank_workers} workers, one shared cache, one GPU: sum {agg / 1e6:.1f}M tokens/s "
+              f"(per rank {res['ranks']['per_rank_min'] / 1e6:.1f}-{res['ranks']['per_rank_max'] / 1e6:.1f}M)",
+              flush=True)
 
     # synthetic training step on tokens_per_step tokens
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
