@@ -134,39 +134,43 @@ class CudaPrefetcher:
                 yield to_device(batch, self.device)
             return
         # A thread pulls batches, pins them and issues their copies on a side stream, up to
-        # `depth` ahead; the consumer's next() only takes a finished (gpu batch, event) pair.
+        # `depth` ahead; the consumer's next() only takes a finished (gpu batch, event) pair. The
+        # thread is let go for the next batch only once the consumer has done its own bookkeeping
+        # (a free slot is released right before the yield): waking it earlier makes next() wait
+        # for the GIL while the thread runs the DataLoader's Python code.
         import queue
         import threading
 
         stream = torch.cuda.Stream(device=self.device)
-        ready: queue.Queue = queue.Queue(maxsize=self.depth)
+        ready: queue.SimpleQueue = queue.SimpleQueue()
+        slots = threading.Semaphore(self.depth)
         stop = threading.Event()
         done = object()
-
-        def put(item: Any) -> bool:
-            while not stop.is_set():
-                try:
-                    ready.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
 
         def feed() -> None:
             try:
                 if self.device.index is not None:
                     torch.cuda.set_device(self.device.index)
-                for batch in self.loader:
+                it = iter(self.loader)
+                while True:
+                    while not slots.acquire(timeout=0.1):
+                        if stop.is_set():
+                            return
+                    if stop.is_set():
+                        return
+                    try:
+                        batch = next(it)
+                    except StopIteration:
+                        break
                     batch = pin(batch)
                     with torch.cuda.stream(stream):
                         gpu = to_device(batch, self.device, non_blocking=True)
                         ev = torch.cuda.Event()
                         ev.record(stream)
-                    if not put((gpu, ev, batch)):
-                        return
-                put(done)
+                    ready.put((gpu, ev, batch))
+                ready.put(done)
             except BaseException as e:  # handed to the consumer
-                put(e)
+                ready.put(e)
 
         th = threading.Thread(target=feed, name="winnow-cuda-prefetch", daemon=True)
         th.start()
@@ -181,6 +185,8 @@ class CudaPrefetcher:
                 cur = torch.cuda.current_stream(self.device)
                 cur.wait_event(ev)
                 _record(gpu, cur)
+                del item, _host
+                slots.release()
                 yield gpu
         finally:
             stop.set()
