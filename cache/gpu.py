@@ -188,5 +188,7 @@ class CudaPrefetcher:
                 del item, _host
                 slots.release()
                 yield gpu
-        finally:
-            stop.set()
+        finally:  # stop the thread (and with it the DataLoader's iterator and workers) now,
+            stop.set()  # not at interpreter exit, where a daemon thread inside CUDA aborts
+            slots.release()
+            th.join(timeout=30)
