@@ -27,13 +27,21 @@ __all__ = ["ColumnView", "BatchView", "ShardReader", "column_kind"]
 KINDS = ("fixed", "fixed2d", "ragged", "object")
 
 
+_ADVISED: set[str] = set()  # shards this process has already asked the kernel to read ahead
+
+
 def _read_ahead(path: str) -> None:
-    """Ask the kernel to read the whole file into the page cache in the background (first touch
-    of an L2 shard): random reads that follow then hit memory instead of waiting on the disk one
-    4 KiB page at a time. Advisory; a platform without ``posix_fadvise`` just skips it."""
+    """Ask the kernel to read the whole file into the page cache in the background, on this
+    process's first touch of an L2 shard: random reads that follow then hit memory instead of
+    waiting on the disk one 4 KiB page at a time. Once per shard and process (re-mapping a shard
+    after an L1 eviction does not walk its pages again). Advisory; a platform without
+    ``posix_fadvise`` just skips it."""
     advise = getattr(os, "posix_fadvise", None)
-    if advise is None:
+    if advise is None or path in _ADVISED:
         return
+    if len(_ADVISED) > 100_000:
+        _ADVISED.clear()
+    _ADVISED.add(path)
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
