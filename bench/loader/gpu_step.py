@@ -191,7 +191,10 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/winnow-gpu-bench")
     ap.add_argument("--seq-len", type=int, default=4096)
     ap.add_argument("--seqs", type=int, default=256, help="sequences per step (256 x 4096 = 1,048,576 tokens)")
-    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--steps", type=int, default=200,
+                    help="timed batches per worker count (at 500M tokens/s, 200 batches are ~0.4 s; the H200 "
+                         "figures in docs/loader.md were taken with 60, a window short enough to be noisy)")
+    ap.add_argument("--peer-steps", type=int, default=60, help="timed batches per peer")
     ap.add_argument("--warmup", type=int, default=6)
     ap.add_argument("--workers", default="1,2,4,8,16")
     ap.add_argument("--step-workers", type=int, default=8, help="workers for the synthetic training step")
@@ -262,7 +265,8 @@ def main() -> None:
 
     if not a.no_peers:
         t0 = time.time()
-        peers = write_peers(remote, a.work, docs)
+        per_batch = max(1, int(tokens_per_step / np.mean(lengths)))  # a step's tokens in documents
+        peers = write_peers(remote, a.work, min(docs, per_batch * (a.warmup + a.peer_steps + 40)))
         print(f"peers written in {time.time() - t0:.0f}s", flush=True)
         pw = 8 if 8 in workers else w0
         ours = res["workers"][pw]
@@ -273,8 +277,7 @@ def main() -> None:
                 res["peers"][name] = path
                 continue
             try:
-                per_batch = max(1, int(tokens_per_step / np.mean(lengths)))  # about a step's tokens
-                r = timed(iter(peer_loader(name, path, pw, dev, per_batch)), dev, a.warmup, a.steps,
+                r = timed(iter(peer_loader(name, path, pw, dev, per_batch)), dev, a.warmup, a.peer_steps,
                           lambda b: b.numel())
                 res["peers"][name] = r
                 print(f"{name}, {pw} workers, {per_batch} documents a batch: {r / 1e6:.1f}M tokens/s into GPU "
