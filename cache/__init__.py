@@ -16,7 +16,7 @@ Typical use, one instance per rank::
 """
 
 from winnow.cache.dataset import INDEX_KEY, StreamingDataset, detect_rank
-from winnow.cache.gpu import CudaPrefetcher, pin, pinned_collate, to_device
+from winnow.cache.gpu import CudaPrefetcher, document_masks, pin, pinned_collate, to_device
 from winnow.cache.loader import StreamingDataLoader
 from winnow.cache.metrics import serve_prometheus
 from winnow.cache.mixing import SOURCE_KEY, MixedDataset, WeightSchedule
@@ -41,6 +41,7 @@ __all__ = [
     "pin",
     "pinned_collate",
     "to_device",
+    "document_masks",
     "serve_prometheus",
     "parse_size",
     "format_size",

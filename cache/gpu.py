@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import get_worker_info
 from torch.utils.data._utils.collate import default_collate
 
-__all__ = ["cuda_ready", "pin", "pinned_collate", "to_device", "CudaPrefetcher"]
+__all__ = ["cuda_ready", "pin", "pinned_collate", "to_device", "document_masks", "CudaPrefetcher"]
 
 
 def cuda_ready() -> bool:
@@ -68,6 +68,32 @@ def to_device(obj: Any, device: torch.device, non_blocking: bool = False) -> Any
     return obj
 
 
+def document_masks(doc_starts: torch.Tensor, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``doc_ids`` and ``position_ids`` of packed rows from their document boundaries, on the
+    device ``doc_starts`` lives on (a few elementwise kernels and two scans on the GPU).
+
+    Args:
+        doc_starts: ``(rows, W)`` integer tensor, per row the in-row offsets where documents
+            begin (0 first), padded with ``seq_len`` (as :class:`~winnow.cache.packing.TokenPacker`
+            yields with ``boundaries=True``).
+        seq_len: tokens per row.
+
+    Returns:
+        ``(doc_ids, position_ids)``, both ``(rows, seq_len)`` int32: the document's number within
+        its row, and the offset inside its document (what variable-length attention takes; the
+        block-diagonal mask is ``doc_ids[:, :, None] == doc_ids[:, None, :]``).
+    """
+    rows = doc_starts.shape[0]
+    dev = doc_starts.device
+    mark = torch.zeros((rows, seq_len + 1), dtype=torch.int32, device=dev)
+    mark.scatter_(1, doc_starts.long(), 1)  # padding (seq_len) lands in the dropped last column
+    mark = mark[:, :seq_len]
+    doc = torch.cumsum(mark, dim=1, dtype=torch.int32) - 1
+    idx = torch.arange(seq_len, dtype=torch.int32, device=dev).expand(rows, seq_len)
+    last = torch.cummax(torch.where(mark > 0, idx, torch.zeros_like(idx)), dim=1).values
+    return doc, (idx - last).to(torch.int32)
+
+
 def _record(obj: Any, stream: Any) -> None:
     if isinstance(obj, torch.Tensor):
         obj.record_stream(stream)
@@ -107,30 +133,62 @@ class CudaPrefetcher:
             for batch in self.loader:
                 yield to_device(batch, self.device)
             return
+        # A thread pulls batches, pins them and issues their copies on a side stream, up to
+        # `depth` ahead; the consumer's next() only takes a finished (gpu batch, event) pair. The
+        # thread is let go for the next batch only once the consumer has done its own bookkeeping
+        # (a free slot is released right before the yield): waking it earlier makes next() wait
+        # for the GIL while the thread runs the DataLoader's Python code.
+        import queue
+        import threading
+
         stream = torch.cuda.Stream(device=self.device)
-        queue: deque[tuple[Any, Any]] = deque()
-        it = iter(self.loader)
+        ready: queue.SimpleQueue = queue.SimpleQueue()
+        slots = threading.Semaphore(self.depth)
+        stop = threading.Event()
+        done = object()
 
-        def issue() -> bool:
+        def feed() -> None:
             try:
-                batch = next(it)
-            except StopIteration:
-                return False
-            batch = pin(batch)
-            with torch.cuda.stream(stream):
-                gpu = to_device(batch, self.device, non_blocking=True)
-                ev = torch.cuda.Event()
-                ev.record(stream)
-            queue.append((gpu, ev))
-            return True
+                if self.device.index is not None:
+                    torch.cuda.set_device(self.device.index)
+                it = iter(self.loader)
+                while True:
+                    while not slots.acquire(timeout=0.1):
+                        if stop.is_set():
+                            return
+                    if stop.is_set():
+                        return
+                    try:
+                        batch = next(it)
+                    except StopIteration:
+                        break
+                    batch = pin(batch)
+                    with torch.cuda.stream(stream):
+                        gpu = to_device(batch, self.device, non_blocking=True)
+                        ev = torch.cuda.Event()
+                        ev.record(stream)
+                    ready.put((gpu, ev, batch))
+                ready.put(done)
+            except BaseException as e:  # handed to the consumer
+                ready.put(e)
 
-        for _ in range(self.depth):
-            if not issue():
-                break
-        while queue:
-            gpu, ev = queue.popleft()
-            cur = torch.cuda.current_stream(self.device)
-            cur.wait_event(ev)
-            _record(gpu, cur)
-            issue()
-            yield gpu
+        th = threading.Thread(target=feed, name="winnow-cuda-prefetch", daemon=True)
+        th.start()
+        try:
+            while True:
+                item = ready.get()
+                if item is done:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                gpu, ev, _host = item  # the pinned host batch lives until its copy is waited on
+                cur = torch.cuda.current_stream(self.device)
+                cur.wait_event(ev)
+                _record(gpu, cur)
+                del item, _host
+                slots.release()
+                yield gpu
+        finally:  # stop the thread (and with it the DataLoader's iterator and workers) now,
+            stop.set()  # not at interpreter exit, where a daemon thread inside CUDA aborts
+            slots.release()
+            th.join(timeout=30)

@@ -320,8 +320,10 @@ class _WorkerInit:
 
     def __call__(self, worker_id: int) -> None:
         wi = get_worker_info()
-        if wi is not None and hasattr(wi.dataset, "_shared_state"):
-            wi.dataset._shared_state = self.state
+        if wi is not None:
+            for ds in (wi.dataset, getattr(wi.dataset, "source", None)):  # a TokenPacker's source too
+                if hasattr(ds, "_shared_state"):
+                    ds._shared_state = self.state
         if wi is not None and hasattr(wi.dataset, "transfer_steps"):
             wi.dataset._transfer_ok = True
             if self.flags is not None:

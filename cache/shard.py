@@ -13,6 +13,8 @@ bounded LRU that the caller owns (see :mod:`winnow.cache.memory`).
 
 from __future__ import annotations
 
+import os
+
 from typing import Any, Callable
 
 import numpy as np
@@ -23,6 +25,33 @@ __all__ = ["ColumnView", "BatchView", "ShardReader", "column_kind"]
 #: ``fixed``: one number per row; ``fixed2d``: equal-length number lists; ``ragged``: lists of
 #: numbers of varying length; ``object``: anything else.
 KINDS = ("fixed", "fixed2d", "ragged", "object")
+
+
+_ADVISED: set[str] = set()  # shards this process has already asked the kernel to read ahead
+
+
+def _read_ahead(path: str) -> None:
+    """Ask the kernel to read the whole file into the page cache in the background, on this
+    process's first touch of an L2 shard: random reads that follow then hit memory instead of
+    waiting on the disk one 4 KiB page at a time. Once per shard and process (re-mapping a shard
+    after an L1 eviction does not walk its pages again). Advisory; a platform without
+    ``posix_fadvise`` just skips it."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is None or path in _ADVISED:
+        return
+    if len(_ADVISED) > 100_000:
+        _ADVISED.clear()
+    _ADVISED.add(path)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        advise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def column_kind(t: pa.DataType) -> str:
@@ -103,6 +132,7 @@ class ShardReader:
         self.kinds = kinds
         self.key = key
         self.compressed = compressed
+        _read_ahead(path)
         self._mm = pa.memory_map(path, "r")
         self._reader = pa.ipc.open_file(self._mm)
         self._cache = batch_cache

@@ -12,7 +12,8 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 
-from winnow.format import Manifest, ShardInfo, output_schema, shard_name, xxh3_128_hex
+from winnow.format import Manifest, ShardInfo, output_schema, shard_name
+from winnow.shardio import write_arrow_file
 
 __all__ = ["expected_tokens", "sample_length", "write_token_shards", "TOKENS_FIELD"]
 
@@ -38,6 +39,9 @@ def write_token_shards(out: str, *, num_samples: int, rows_per_shard: int, lengt
                        extra_fields: Sequence[pa.Field] = ()) -> Manifest:
     """Write ``num_samples`` token samples as Arrow IPC file shards plus ``index.json`` under ``out``.
 
+    Shards go through :func:`winnow.shardio.write_arrow_file` (atomic rename, xxh3 digest), the
+    same writer the pipeline's sink uses.
+
     Args:
         out: local output directory.
         num_samples: total rows.
@@ -54,7 +58,6 @@ def write_token_shards(out: str, *, num_samples: int, rows_per_shard: int, lengt
     os.makedirs(os.path.join(out, "shards"), exist_ok=True)
     count = (num_samples + rows_per_shard - 1) // rows_per_shard
     infos = []
-    opts = pa.ipc.IpcWriteOptions(compression=compression)
     for k in range(count):
         lo, hi = k * rows_per_shard, min(num_samples, (k + 1) * rows_per_shard)
         ids = np.arange(lo, hi, dtype=np.int64)
@@ -79,13 +82,9 @@ def write_token_shards(out: str, *, num_samples: int, rows_per_shard: int, lengt
             cols[f.name] = pa.nulls(n, f.type)
         table = pa.table([cols[f.name] for f in schema], schema=schema)
         rel = f"shards/{shard_name(k, count)}"
-        tmp = os.path.join(out, rel + ".tmp")
-        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema, options=opts) as w:
-            w.write_table(table, max_chunksize=rows_per_batch or max(n, 1))
-        os.replace(tmp, os.path.join(out, rel))
-        with open(os.path.join(out, rel), "rb") as f:
-            data = f.read()
-        infos.append(ShardInfo(rel, n, len(data), xxh3_128_hex(data)))
+        size, digest = write_arrow_file(os.path.join(out, rel), schema,
+                                        table.to_batches(max_chunksize=rows_per_batch or max(n, 1)), compression)
+        infos.append(ShardInfo(rel, n, size, digest))
     manifest = Manifest(schema=schema, shards=tuple(infos), counts={"kept": num_samples},
                         compression=compression, created_by="winnow.cache.synth")
     with open(os.path.join(out, "index.json"), "w") as f:

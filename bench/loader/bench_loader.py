@@ -431,6 +431,8 @@ def main() -> None:
     ap.add_argument("--only", choices=("warm", "cold", "latency"), default=None, help="run one part")
     ap.add_argument("--work", default=os.path.join(ROOT, ".bench", "loader"))
     ap.add_argument("--skip-peer", action="store_true")
+    ap.add_argument("--busy", type=int, default=2,
+                    help="processes spinning on the CPU during the latency part (default 2: both cores busy)")
     ap.add_argument("--skip-cold", action="store_true")
     ap.add_argument("--json", default=None)
     ap.add_argument("--run", nargs=2, metavar=("KIND", "CFG"), help=argparse.SUPPRESS)
@@ -472,7 +474,14 @@ def main() -> None:
                                                             "workers": 2}, peer=True)))
         W = rounds(items, a.reps, "warm")
     if "latency" in parts:
-        L["latency"] = sub("latency", {"remote": data["arrow"], "local": local, "n": 5000})
+        # --busy N: N spinning processes keep the cores busy while the latency is measured
+        spin = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(a.busy)]
+        try:
+            L["latency"] = sub("latency", {"remote": data["arrow"], "local": local, "n": 5000})
+        finally:
+            for p in spin:
+                p.kill()
+                p.wait()
         if peer:
             L["latency_mds"] = sub("latency_mds", {"local": data["mds"], "n": 5000}, peer=True)
     if "cold" in parts:
@@ -538,7 +547,7 @@ def main() -> None:
             print(f"    ratio to s3fs {spread(xs, '.2f')}   (target >= 0.8)")
     if L:
         lat = L["latency"]
-        print("\nrandom-access latency of one sample (ds[i]), one process")
+        print(f"\nrandom-access latency of one sample (ds[i]), one process, {a.busy} spinning processes beside it")
         for tier, key, target in (("L1 (mapped)", "l1", 0.1), ("L2 (local file, unmapped)", "l2", 2.0)):
             xs = lat[key]
             print(f"  winnow {tier:<28} p50 {pct(xs, .5) * 1e3:7.3f} ms   p99 {pct(xs, .99) * 1e3:7.3f} ms"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import numpy as np
 
@@ -22,7 +23,11 @@ def main() -> None:
     ds = StreamingDataset(retry=RetryPolicy(attempts=12, base_delay=0.02, max_delay=0.5), **cfg["dataset"])
     lengths = tuple(cfg["lengths"])
     ids, corrupt = [], 0
-    for batch in StreamingDataLoader(ds, num_workers=cfg["workers"]):
+    for n, batch in enumerate(StreamingDataLoader(ds, num_workers=cfg["workers"])):
+        if cfg.get("delay"):  # a slow trainer (so that a test can kill it mid-epoch)
+            time.sleep(cfg["delay"])
+        if n == 2 and cfg.get("progress"):
+            open(cfg["progress"], "w").close()
         toks, offs = batch["tokens"], batch.get("tokens_offsets")
         for k, i in enumerate(batch[INDEX_KEY].tolist()):
             got = toks[k].numpy() if offs is None else toks[offs[k]:offs[k + 1]].numpy()
