@@ -68,7 +68,9 @@ class _Progress:
                 return
             self._last = now
             line = self.line()
-        _log.info(line)
+        # DEBUG: a process's partial read totals read as wrong beside the per-stage progress
+        # lines (winnow.monitoring.progress) that local runs print
+        _log.debug(line)
 
     def line(self) -> str:
         return f"winnow: read {self.files:,} files, {self.records:,} records, {self.dead:,} dead letters"

@@ -893,7 +893,7 @@ def test_read_records_expands_long_lists_on_workers(tmp_path: Path, monkeypatch:
 
 def test_progress_is_rate_limited(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     progress = read_transform._Progress()
-    caplog.set_level(logging.INFO, logger="winnow")
+    caplog.set_level(logging.DEBUG, logger="winnow")
     monkeypatch.setattr(read_transform, "PROGRESS_INTERVAL_S", 3600.0)
     progress.add(1, 100, 2)
     assert not [r for r in caplog.records if "read " in r.getMessage()]
