@@ -6,7 +6,6 @@ tensors on the CPU, so the same training loop runs in CI.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -169,7 +168,7 @@ class CudaPrefetcher:
                         ev.record(stream)
                     ready.put((gpu, ev, batch))
                 ready.put(done)
-            except BaseException as e:  # handed to the consumer
+            except BaseException as e:  # noqa: BLE001 - handed to the consumer thread, which re-raises it
                 ready.put(e)
 
         th = threading.Thread(target=feed, name="winnow-cuda-prefetch", daemon=True)

@@ -22,9 +22,6 @@ import pyarrow as pa
 
 __all__ = ["ColumnView", "BatchView", "ShardReader", "column_kind"]
 
-#: ``fixed``: one number per row; ``fixed2d``: equal-length number lists; ``ragged``: lists of
-#: numbers of varying length; ``object``: anything else.
-KINDS = ("fixed", "fixed2d", "ragged", "object")
 
 
 _ADVISED: set[str] = set()  # shards this process has already asked the kernel to read ahead

@@ -188,11 +188,6 @@ class DiskCache:
         finally:
             os.close(fd)
 
-    def usage(self) -> int:
-        """Bytes held by cached shards and downloads in progress."""
-        return sum(size for _, size, _ in self._entries("objects")) + sum(
-            size for _, size, _ in self._entries("tmp"))
-
     # --- internals ---------------------------------------------------------------------
     def _fill(self, info: ShardInfo, download: Callable[[ShardInfo, int], object], lease: Lease,
               deadline: float) -> None:
