@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import Iterable, Sequence
 
+from winnow.terms import read_term_lines
+
 __all__ = ["read_terms", "TermShield", "PLACEHOLDER"]
 
 #: The placeholder form: letters the translators leave alone, the occurrence number inside.
@@ -28,23 +30,7 @@ def read_terms(path: str) -> tuple[str, ...]:
     Raises:
         InputError: the file cannot be read.
     """
-    if not path:
-        return ()
-    import fsspec
-
-    from winnow.errors import InputError
-
-    try:
-        with fsspec.open(path, "r", encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"augment.terms {path}: cannot be read ({exc}); check the path") from exc
-    seen: dict[str, None] = {}
-    for line in lines:
-        term = line.strip()
-        if term and not term.startswith("#"):
-            seen.setdefault(term, None)
-    return tuple(seen)
+    return tuple(term for _, term in read_term_lines(path, "augment.terms"))
 
 
 def _pattern(term: str) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Literal, Sequence
 
 from winnow.errors import ConfigError, InputError
+from winnow.terms import read_term_lines
 
 __all__ = [
     "TokenizerConfig",
@@ -89,24 +90,11 @@ def read_dictionary(path: str) -> tuple[str, ...]:
         InputError: the file cannot be read.
         ConfigError: a term holds whitespace (sentencepiece symbols are single words).
     """
-    if not path:
-        return ()
-    import fsspec
-
-    try:
-        with fsspec.open(path, "r", encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"tokenizer.dictionary {path}: cannot be read ({exc}); check the path") from exc
-    seen: dict[str, None] = {}
-    for i, line in enumerate(lines, 1):
-        term = line.strip()
-        if not term or term.startswith("#"):
-            continue
+    terms = read_term_lines(path, "tokenizer.dictionary")
+    for i, term in terms:
         if any(c.isspace() for c in term):
             raise ConfigError(f"tokenizer.dictionary line {i}", term, "a term without whitespace")
-        seen.setdefault(term, None)
-    return tuple(seen)
+    return tuple(term for _, term in terms)
 
 
 def sample_rank(record_id: str, source: str) -> int:
