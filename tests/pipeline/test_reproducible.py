@@ -61,7 +61,8 @@ def _hostile_input(root: Path) -> list[str]:
 
 def _run(inputs: list[str], out: Path) -> None:
     cmd = [sys.executable, "-m", "winnow.pipeline.cli", "run", "--input", *inputs, "--output", str(out),
-           "--stages", "normalize,exact_dedup", "--overwrite"]
+           "--stages", "normalize,exact_dedup", "--overwrite",
+           "--max-dead-letter-fraction", "1"]  # the input is mostly hostile on purpose
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
