@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Sequence
 
+import numpy as np
 import pyarrow as pa
 import xxhash
 
@@ -243,13 +244,13 @@ class ClassifierModel:
         for s in range(0, len(order), bs):
             chunk = order[s:s + bs]
             width = max(len(ids[i]) for i in chunk)
-            inp = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            inp = np.full((len(chunk), width), pad, dtype=np.int64)
+            mask = np.zeros((len(chunk), width), dtype=np.int64)
             for row, i in enumerate(chunk):
                 seq = ids[i]
-                inp[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+                inp[row, : len(seq)] = seq
                 mask[row, : len(seq)] = 1
-            for i, v in zip(chunk, self._forward(inp, mask)):
+            for i, v in zip(chunk, self._forward(torch.from_numpy(inp), torch.from_numpy(mask))):
                 results[i] = v
         return results
 
