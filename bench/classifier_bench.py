@@ -134,13 +134,16 @@ def stage_run(model_dir: str, texts: list[str], batch_size: int, max_length: int
     result = p.run()
     result.wait_until_finish()
     wall = time.perf_counter() - t
-    load_ms = 0.0
-    for d in result.metrics().query(MetricsFilter().with_name("load_model_latency_milli_secs"))["distributions"]:
-        load_ms += d.committed.sum
+    dist: dict[str, float] = {}
+    for d in result.metrics().query(MetricsFilter().with_namespace("winnow:classifier/run_inference"))["distributions"]:
+        v = d.committed or d.attempted
+        dist[d.key.metric.name] = dist.get(d.key.metric.name, 0) + (v.sum if v else 0)
+    load_ms = dist.get("load_model_latency_milli_secs", 0.0)
+    infer_s = dist.get("inference_batch_latency_micro_secs", 0.0) / 1e6
     with open(sink) as f:
         got = json.load(f)
     by_id = got["scores"]
-    return {"wall_s": wall, "load_s": load_ms / 1000.0, "dead": got.get("dead", 0),
+    return {"wall_s": wall, "load_s": load_ms / 1000.0, "infer_s": infer_s, "dead": got.get("dead", 0),
             "scores": [by_id.get(r["source"]) for r in recs]}
 
 
@@ -182,7 +185,8 @@ def main() -> int:
         "plain_loop_texts_per_s": n / plain_s, "plain_loop_sorted_texts_per_s": n / sorted_s,
         "stage_texts_per_s": n / st["wall_s"],
         "stage_texts_per_s_without_model_load": n / max(1e-9, st["wall_s"] - st["load_s"]),
-        "stage_wall_s": st["wall_s"], "stage_model_load_s": st["load_s"], "stage_dead": st["dead"],
+        "stage_inference_texts_per_s": n / max(1e-9, st["infer_s"]),
+        "stage_wall_s": st["wall_s"], "stage_run_inference_s": st["infer_s"], "stage_model_load_s": st["load_s"], "stage_dead": st["dead"],
         "scored": len(diffs), "max_abs_score_diff_vs_plain": max(diffs) if diffs else None,
     }
     res["ratio_stage_vs_plain"] = res["stage_texts_per_s"] / res["plain_loop_texts_per_s"]
@@ -198,6 +202,9 @@ def main() -> int:
     print(f"  stage without model load     {res['stage_texts_per_s_without_model_load']:9.1f} texts/s   "
           f"x{res['ratio_stage_without_load_vs_plain']:.2f} of the plain loop, "
           f"x{res['ratio_stage_without_load_vs_plain_sorted']:.2f} of the sorted loop")
+    print(f"  stage, RunInference calls    {res['stage_inference_texts_per_s']:9.1f} texts/s   "
+          f"x{res['stage_inference_texts_per_s'] / res['plain_loop_texts_per_s']:.2f} of the plain loop "
+          f"(time inside run_inference: {st['infer_s']:.1f} s)")
     print(f"  scores: {len(diffs)}/{n} scored by the stage, max |stage - plain| {res['max_abs_score_diff_vs_plain']}")
     if a.json:
         with open(a.json, "w") as f:
