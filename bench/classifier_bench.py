@@ -179,7 +179,8 @@ def main() -> int:
     diffs = [abs(x - y) for x, y in zip(plain_scores, st["scores"]) if y is not None]
     name = torch.cuda.get_device_name(0) if cuda else "cpu"
     res = {
-        "device": name, "dtype": str(dtype).replace("torch.", ""), "model": "deberta-v2 " + ("small" if a.small else "base-size (v3-base shape)"),
+        "device": name, "dtype": str(dtype).replace("torch.", ""),
+        "model": "deberta-v2 " + ("small" if a.small else "base-size (v3-base shape)"),
         "texts": n, "batch_size": a.batch_size, "max_length": a.max_length,
         "tokens_mean": sum(lens) / len(lens), "tokens_max": max(lens), "model_build_s": round(built, 2),
         "plain_loop_texts_per_s": n / plain_s, "plain_loop_sorted_texts_per_s": n / sorted_s,

@@ -140,7 +140,7 @@ def test_batching_and_length_sorting_do_not_change_scores(model_dir):
     one = direct_scores(ClassifierConfig(model_dir=model_dir, batch_size=1, device="cpu"), ts)
     many = direct_scores(ClassifierConfig(model_dir=model_dir, batch_size=16, device="cpu"), ts)
     assert max(abs(a - b) for a, b in zip(one, many)) < 1e-5
-    assert len(set(round(s, 6) for s in one)) > 10  # the random model does tell texts apart
+    assert len({round(s, 6) for s in one}) > 10  # the random model does tell texts apart
 
 
 # -- the stage in Beam ----------------------------------------------------------------------------
@@ -204,7 +204,10 @@ def test_scores_are_deterministic_across_runs(tmp_path, model_dir):
 
 
 @pytest.mark.slow
-def test_classifier_stage_through_the_runner(tmp_path, model_dir):
+def test_classifier_stage_through_the_runner_offline(tmp_path, model_dir, monkeypatch):
+    from tests.pipeline.test_text_filter_stages import _block_network
+
+    attempts = _block_network(monkeypatch)
     recs = [{"id": f"r{i:02d}", "text": t} for i, t in enumerate(texts(30, seed=11))]
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in recs))
@@ -213,6 +216,7 @@ def test_classifier_stage_through_the_runner(tmp_path, model_dir):
                       overrides=[f"classifier.model_dir={model_dir}", "classifier.keep_fraction=0.6",
                                  "classifier.device=cpu"])
     stats = run(cfg).stats
+    assert attempts == []  # the model and tokenizer load from the directory; nothing connects out
     assert stats["balanced"] and stats["dead_letter"] == 0 and stats["read"] == 30
     m = Manifest.loads((out / "index.json").read_text())
     kept = pa.concat_tables(pa.ipc.open_file(str(out / s.path)).read_all() for s in m.shards).to_pylist()
