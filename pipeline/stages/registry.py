@@ -9,6 +9,7 @@ user's own stage, ``STAGES.with_stages(MY_DECLARATION)`` passed to ``load_config
 from __future__ import annotations
 
 import winnow.pipeline.stages.augment as augment
+import winnow.pipeline.stages.classifier as classifier
 import winnow.pipeline.stages.domain as domain
 import winnow.pipeline.stages.exact_dedup as exact_dedup
 import winnow.pipeline.stages.grammar as grammar
@@ -34,6 +35,7 @@ STAGES = Registry((
     domain.DECLARATION,
     text_filters.TOXICITY,
     grammar.DECLARATION,
+    classifier.DECLARATION,
     text_filters.PII,
     tokenize.TOKENIZER,
     augment.DECLARATION,
