@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 
 # `make install` sets up everything (.[dev] = the pipeline and loader extras + test tools);
 # `pip install winnow` alone is the shard format and the loader (README.md, Install).
-.PHONY: install system-packages lint demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters bench-toxicity bench-augment bench-memory bench-lang bench-grammar clean
+.PHONY: install system-packages lint demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters bench-toxicity bench-augment bench-memory bench-lang bench-grammar bench-classifier clean
 
 # Debian packages: the augment stage's default backends (Apertium pairs, WordNet) and the
 # Prometheus server and Pushgateway the monitoring tests start on loopback. Installed when run
@@ -76,6 +76,9 @@ bench-augment: $(STAMP)
 
 bench-memory: $(STAMP)
 	$(PY) bench/run.py memory
+
+bench-classifier: $(STAMP)
+	$(PY) bench/run.py classifier
 
 clean:
 	rm -rf out .pytest_cache

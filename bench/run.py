@@ -9,6 +9,16 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
 SCRIPTS = [
     ("pipeline", [str(HERE / "pipeline_bench.py")]),
     ("loader", [str(HERE / "loader" / "bench_loader.py")]),
@@ -19,6 +29,8 @@ SCRIPTS = [
     ("augment", [str(HERE / "augment_bench.py")]),
     ("lang", [str(HERE / "lang_bench.py")]),
     ("grammar", [str(HERE / "grammar_bench.py")]),
+    # a base-size classifier through the stage vs a plain loop (on CUDA when present; small on CPU)
+    ("classifier", [str(HERE / "classifier_bench.py")] + ([] if _cuda() else ["--small", "--texts", "512"])),
     # peak RSS and MB/s per core of `winnow run` on 300 MB, this tree beside the commit before
     # the batch contract and a bare gzip+JSON read
     ("memory", [str(HERE / "memory_bench.py"), "--mb", "300", "--baseline-ref", "fb29bc3"]),
