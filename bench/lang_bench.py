@@ -1,4 +1,4 @@
-"""Language id on short texts: winnow's ``lang`` (hybrid, the default) against lingua's
+"""Language id on short texts: winnow's ``lang`` (``backend: hybrid``, and the default ``lingua``) against lingua's
 high-accuracy mode alone and fastText lid.176 alone, side by side in one process (per core).
 
 The labelled set is :func:`winnow.demo.langid_evalset.lang_eval_set` (short UI strings and
@@ -28,10 +28,10 @@ def main() -> int:
     texts, gold = [t for t, _ in data], [g for _, g in data]
     print(f"{len(texts):,} short texts in {len(LANGS)} languages (median {statistics.median(map(len, texts)):.0f} chars)")
     runs = [
-        ("winnow lang (hybrid, default)", LangConfig()),
+        ("winnow lang (hybrid)", LangConfig(backend="hybrid")),
         ("lingua 2.1.1 high-accuracy", LangConfig(backend="lingua", low_accuracy=False, fast_path=False)),
-        ("fastText lid.176.ftz alone", LangConfig(ft_confidence=0.0)),
-        ("winnow lang backend=lingua", LangConfig(backend="lingua")),
+        ("fastText lid.176.ftz alone", LangConfig(backend="hybrid", ft_confidence=0.0)),
+        ("winnow lang (lingua + fast path, default)", LangConfig(backend="lingua")),
     ]
     filters = {name: LangFilter(cfg) for name, cfg in runs}
     preds = {name: f.detect(texts) for name, f in filters.items()}  # warm-up (lingua loads models lazily)
@@ -48,7 +48,7 @@ def main() -> int:
     peer = res["lingua 2.1.1 high-accuracy"]
     for name, (acc, rate) in res.items():
         print(f"  {name:32s} accuracy {acc:.4f}  {rate:9,.0f} texts/s  ({rate / peer[1]:.1f}x lingua high-accuracy)")
-    ours = res["winnow lang (hybrid, default)"]
+    ours = res["winnow lang (hybrid)"]
     print(f"hybrid vs lingua high-accuracy: accuracy {ours[0] - peer[0]:+.4f}, speed {ours[1] / peer[1]:.1f}x per core")
     return 0
 

@@ -23,7 +23,7 @@ def detector():
 
 @pytest.fixture(scope="module")
 def default_detector():
-    return LangFilter()
+    return LangFilter(LangConfig(backend="hybrid"))
 
 
 @pytest.mark.parametrize("text,lang", SENTENCES)
@@ -115,7 +115,7 @@ def test_fast_path_agrees_with_every_candidate_on_real_text():
     assert len(texts) > 500
     fast = [lang for lang, _ in LangFilter(LangConfig(backend="lingua")).detect(texts)]
     full = [lang for lang, _ in LangFilter(LangConfig(backend="lingua", fast_path=False)).detect(texts)]
-    hybrid = [lang for lang, _ in LangFilter().detect(texts)]
+    hybrid = [lang for lang, _ in LangFilter(LangConfig(backend="hybrid")).detect(texts)]
     high = [lang for lang, _ in LangFilter(LangConfig(backend="lingua", low_accuracy=False, fast_path=False)).detect(texts)]
     agree_h = sum(a == b for a, b in zip(hybrid, high)) / len(texts)
     print(f"hybrid agrees with lingua high-accuracy on {agree_h:.3f} of {len(texts)} texts")
@@ -126,10 +126,11 @@ def test_fast_path_agrees_with_every_candidate_on_real_text():
     assert len(set(full)) >= 8  # the sample really is multilingual
 
 
-def test_hybrid_is_the_default_and_reads_the_bundled_model():
+def test_hybrid_reads_the_bundled_model_and_lingua_stays_the_default():
     from winnow.filters.lang import bundled_lid_model
 
-    f = LangFilter()
+    assert LangConfig().backend == "lingua"  # hybrid costs ~5x the CPU on long multilingual text
+    f = LangFilter(LangConfig(backend="hybrid"))
     assert f.config.backend == "hybrid" and f._ft is not None and f.config.lingua_low_accuracy() is False
     assert bundled_lid_model().endswith("lid.176.ftz")
     assert LangConfig(backend="lingua").lingua_low_accuracy() is True
@@ -143,7 +144,7 @@ def test_hybrid_as_accurate_as_lingua_high_accuracy_on_short_texts():
 
     data = lang_eval_set()
     texts, gold = [t for t, _ in data], [g for _, g in data]
-    hyb = LangFilter()
+    hyb = LangFilter(LangConfig(backend="hybrid"))
     calls = []
     real = hyb._detector.compute_language_confidence_values
 
@@ -155,7 +156,7 @@ def test_hybrid_as_accurate_as_lingua_high_accuracy_on_short_texts():
     hyb._detector = Spy()
     got = [lang for lang, _ in hyb.detect(texts)]
     ref = [lang for lang, _ in LangFilter(LangConfig(backend="lingua", low_accuracy=False, fast_path=False)).detect(texts)]
-    ft = [lang for lang, _ in LangFilter(LangConfig(ft_confidence=0.0)).detect(texts)]
+    ft = [lang for lang, _ in LangFilter(LangConfig(backend="hybrid", ft_confidence=0.0)).detect(texts)]
     acc = sum(a == b for a, b in zip(got, gold)) / len(gold)
     acc_ref = sum(a == b for a, b in zip(ref, gold)) / len(gold)
     acc_ft = sum(a == b for a, b in zip(ft, gold)) / len(gold)
@@ -171,8 +172,8 @@ def test_hybrid_output_is_byte_identical_across_processes():
     import sys
 
     code = ("import json\nfrom winnow.demo.langid_evalset import lang_eval_set\n"
-            "from winnow.filters.lang import LangFilter\n"
-            "print(json.dumps(LangFilter().detect([t for t, _ in lang_eval_set(pairs_per_lang=10)])))\n")
+            "from winnow.filters.lang import LangConfig, LangFilter\n"
+            "print(json.dumps(LangFilter(LangConfig(backend='hybrid')).detect([t for t, _ in lang_eval_set(pairs_per_lang=10)])))\n")
     outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
             for _ in range(2)]
     assert outs[0] == outs[1] and len(json.loads(outs[0])) > 400
