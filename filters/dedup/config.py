@@ -58,7 +58,10 @@ class MinHashDedupConfig:
             check). 0 trusts the estimate alone (no text shuffled).
         bucket_roots: with verification, each member of an LSH bucket is a candidate pair with
             each of the bucket's ``bucket_roots`` smallest records (not only the smallest), so a
-            smaller unrelated text sharing a band (boilerplate) cannot hide a true pair.
+            smaller unrelated text sharing a band (boilerplate) cannot hide a true pair. Default 1:
+            the hard labelled set scores the same through Beam (>= 0.98 precision and recall),
+            while 4 roots cost ~30% more CPU of the whole default run on machine text (its
+            candidate edges travel as Python objects) and far more memory at 300 MB.
         keep: which record of a cluster is kept: ``smallest_id`` (then source), or
             ``highest_field`` (the highest value of ``keep_field``, ties by id and source).
         keep_field: the numeric record field for ``highest_field``.
@@ -84,7 +87,7 @@ class MinHashDedupConfig:
     modalities: tuple[str, ...] = ("text",)
     verify: Literal["none", "signature", "exact"] = "signature"
     verify_threshold: float = 0.0
-    bucket_roots: int = 4
+    bucket_roots: int = 1
     exact_margin: float = 0.1
     keep: KeepRule = "smallest_id"
     keep_field: str = ""
