@@ -88,6 +88,6 @@ def tokenizer_section(stats: Mapping[str, Any], examples: Sequence[Mapping[str, 
     pk = (ss.get("encode") or {}).get("packing")
     if pk:
         parts.append(f"<p>Packed into <b>{pk['rows']:,}</b> rows of {pk['length']:,} ids ({pk['documents']:,} documents, "
-                     f"{pk['tokens']:,} tokens, </s> = {pk['eos_id']} between documents, padding "
+                     f"{pk['tokens']:,} tokens, <code>&lt;/s&gt;</code> = {pk['eos_id']} between documents, padding "
                      f"{pk['padding_share']:.2%}): <code>{esc(pk['path'])}</code>, readable by the loader.</p>")
     return ReportSection("Tokenizer and encoding", "".join(parts))

@@ -318,3 +318,13 @@ def test_stage_sections_follow_the_runs_stage_order():
     finally:
         unregister_section("zz_a")
         unregister_section("zz_b")
+
+
+def test_the_packing_line_escapes_the_end_of_document_token():
+    from winnow.pipeline.stages.domain_report import tokenizer_section
+
+    stats = {"stage_stats": {"tokenizer": {"training": {"trained": False, "reason": "none"}},
+                             "encode": {"packing": {"rows": 3, "length": 2048, "documents": 5, "tokens": 6000,
+                                                    "eos_id": 2, "padding_share": 0.02, "path": "packed/shards"}}}}
+    html = tokenizer_section(stats, [], {}).html
+    assert "&lt;/s&gt; = 2 between documents" in html and "</s>" not in html
