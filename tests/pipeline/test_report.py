@@ -327,4 +327,4 @@ def test_the_packing_line_escapes_the_end_of_document_token():
                              "encode": {"packing": {"rows": 3, "length": 2048, "documents": 5, "tokens": 6000,
                                                     "eos_id": 2, "padding_share": 0.02, "path": "packed/shards"}}}}
     html = tokenizer_section(stats, [], {}).html
-    assert "&lt;/s&gt; = 2 between documents" in html and "</s>" not in html
+    assert "<code>&lt;/s&gt;</code> = 2 between documents" in html and "</s>" not in html
