@@ -176,8 +176,11 @@ def test_loader_reads_the_tokens_column(demo_runs, tmp_path):
     assert n == len(want)
     ds2 = StreamingDataset(remote=f"file://{out}", local=str(tmp_path / "c"), columns=["tokens"],
                            shuffle=False, batch_size=64, batched=True)
-    batch = next(iter(TokenPacker(ds2, seq_len=128, batch_size=4, eos_id=2)))
-    assert tuple(batch["input_ids"].shape) == (4, 128) and (batch["input_ids"] == 2).any()
+    batches = list(TokenPacker(ds2, seq_len=128, batch_size=4, eos_id=2))
+    assert batches and all(tuple(b["input_ids"].shape) == (4, 128) for b in batches)
+    # documents are separated by </s> (2); which batch holds the first one depends on the
+    # machine's text, so look over the whole pass
+    assert any(bool((b["input_ids"] == 2).any()) for b in batches)
 
 
 @pytest.mark.slow
