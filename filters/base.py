@@ -8,11 +8,11 @@ call it on one record in a REPL. The pipeline maps it over a PCollection
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable, Mapping, MutableMapping, Sequence
+from typing import Any, ClassVar, Collection, Iterable, Mapping, MutableMapping, Sequence
 
 import pyarrow as pa
 
-__all__ = ["Verdict", "KEEP", "drop", "RecordFilter"]
+__all__ = ["Verdict", "KEEP", "drop", "RecordFilter", "text_applies"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,15 @@ KEEP = Verdict(True)
 def drop(reason: str) -> Verdict:
     """A drop verdict; ``reason`` is a stage-prefixed code such as ``quality_too_short``."""
     return Verdict(False, reason)
+
+
+def text_applies(record: Mapping[str, Any], modalities: Collection[str], languages: Collection[str]) -> bool:
+    """Whether a text stage judges ``record``: it has text, its modality is one of
+    ``modalities``, and its language is one of ``languages`` (empty: any; unknown: yes)."""
+    if record.get("text") is None or record.get("modality", "text") not in modalities:
+        return False
+    lang = record.get("lang")
+    return not languages or lang is None or lang in languages
 
 
 class RecordFilter:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal, Mapping, MutableMapping, Sequence
 import pyarrow as pa
 
 from winnow.errors import ConfigError
-from winnow.filters.base import KEEP, RecordFilter, Verdict, drop
+from winnow.filters.base import KEEP, RecordFilter, Verdict, drop, text_applies
 
 __all__ = ["GrammarConfig", "GrammarFilter", "DEFAULT_KINDS", "ALL_KINDS"]
 
@@ -119,10 +119,7 @@ class GrammarFilter(RecordFilter):
         return self.FIELDS
 
     def _applies(self, record: Mapping[str, Any]) -> bool:
-        if record.get("text") is None or record.get("modality", "text") not in self._modalities:
-            return False
-        lang = record.get("lang")
-        return not self._languages or lang is None or lang in self._languages
+        return text_applies(record, self._modalities, self._languages)
 
     def check(self, text: str) -> tuple[int, float, dict[str, int], int]:
         """``(counted lints, per 100 words, counts per kind, words)`` of ``text``'s prefix."""

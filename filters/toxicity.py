@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from winnow.errors import ConfigError
-from winnow.filters.base import KEEP, RecordFilter, Verdict, drop
+from winnow.filters.base import KEEP, RecordFilter, Verdict, drop, text_applies
 
 __all__ = ["ToxicityConfig", "ToxicityFilter", "ProfanityScorer", "chunks"]
 
@@ -246,10 +246,7 @@ class ToxicityFilter(RecordFilter):
         return self.FIELDS
 
     def _applies(self, record: Mapping[str, Any]) -> bool:
-        if record.get("text") is None or record.get("modality", "text") not in self._modalities:
-            return False
-        lang = record.get("lang")
-        return not self._languages or lang is None or lang in self._languages
+        return text_applies(record, self._modalities, self._languages)
 
     def scores(self, texts: Sequence[str]) -> list[float]:
         """The score of each text: the highest over its windows."""

@@ -7,11 +7,13 @@ import pytest
 import torch
 
 from winnow.cache import (INDEX_KEY, SOURCE_KEY, CudaPrefetcher, MixedDataset, StreamingDataLoader,
-                          StreamingDataset, TokenPacker, WeightSchedule, pinned_collate)
+                          TokenPacker, WeightSchedule, pinned_collate)
 from winnow.cache.gpu import cuda_ready, to_device
 from winnow.cache.packing import pack_positions
 from winnow.cache.synth import expected_tokens, sample_length, write_token_shards
 from winnow.errors import ConfigError
+
+from .datasets import ds
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +28,6 @@ def fixed(tmp_path_factory):
     root = tmp_path_factory.mktemp("fx")
     write_token_shards(str(root), num_samples=480, rows_per_shard=120, lengths=(16, 16))
     return str(root)
-
-
-def ds(remote, local, **kw):
-    args = dict(remote=remote, local=str(local), cache_limit="32MB", columns=["tokens"], batch_size=20,
-                batched=True, shuffle_block=150, seed=1)
-    args.update(kw)
-    return StreamingDataset(**args)
 
 
 class Recording:

@@ -11,11 +11,13 @@ import pyarrow as pa
 import pytest
 import torch
 
-from winnow.cache import StreamingDataLoader, StreamingDataset, TokenPacker, document_masks
+from winnow.cache import StreamingDataLoader, TokenPacker, document_masks
 from winnow.cache.loader import TransferChunk
 from winnow.cache.packing import _row_starts, pack_positions
 from winnow.cache.synth import expected_tokens, sample_length, write_token_shards
 from winnow.errors import ConfigError
+
+from .datasets import ds
 from winnow.format import xxh3_128_hex
 
 
@@ -24,13 +26,6 @@ def ragged(tmp_path_factory):
     root = tmp_path_factory.mktemp("pt")
     write_token_shards(str(root), num_samples=600, rows_per_shard=150, lengths=(3, 90))
     return str(root)
-
-
-def ds(remote, local, **kw):
-    args = dict(remote=remote, local=str(local), cache_limit="32MB", columns=["tokens"], batch_size=20,
-                batched=True, shuffle_block=150, seed=1)
-    args.update(kw)
-    return StreamingDataset(**args)
 
 
 def test_document_masks_match_the_cpu_masks_for_random_boundaries():
