@@ -21,15 +21,20 @@ class ExactDedupConfig:
             for image-text pairs, audio likewise), ``text``, ``media`` or ``text+media``.
         casefold: compare text case-insensitively.
         ignore_whitespace: compare text with all whitespace runs collapsed and trimmed.
+        partitions: shuffle partitions of the keys (each holds about 1/partitions of them;
+            raise it when one worker's share of the keys would not fit in its memory).
     """
 
     key: Literal["auto", "text", "media", "text+media"] = "auto"
     casefold: bool = False
     ignore_whitespace: bool = True
+    partitions: int = 256
 
     def __post_init__(self) -> None:
         if self.key not in ("auto", "text", "media", "text+media"):
             raise ConfigError("exact_dedup.key", self.key, "one of auto, text, media, text+media")
+        if not isinstance(self.partitions, int) or isinstance(self.partitions, bool) or self.partitions < 1:
+            raise ConfigError("exact_dedup.partitions", self.partitions, "an integer of at least 1")
 
 
 def _text_bytes(text: str | None, cfg: ExactDedupConfig) -> bytes | None:

@@ -157,13 +157,14 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
 
     out_dir = cfg.output
     kept_info = records | "Shards" >> WriteShards(out_dir, "shards", schema, cfg.sink)
-    reject_sink = dataclasses.replace(cfg.sink, min_shards=1)
+    reject_sink = dataclasses.replace(cfg.sink, min_shards=1, shard_bytes=cfg.sink.reject_shard_bytes)
     rejects_info = all_rejected | "Rejects" >> WriteShards(out_dir, "rejects", rschema, reject_sink)
     dead_info = all_dead | "DeadLetters" >> WriteShards(out_dir, "dead_letter", rschema, reject_sink)
 
     read_count = (
-        (read.records, read.dead) | "FlattenRead" >> beam.Flatten()
-        | "ReadSizes" >> beam.Map(len) | "CountRead" >> beam.CombineGlobally(sum)
+        # sizes before the Flatten: a Flatten of the records would buffer a copy of the input
+        (read.records | "ReadSizes" >> beam.Map(len), read.dead | "DeadSizes" >> beam.Map(len))
+        | "FlattenRead" >> beam.Flatten() | "CountRead" >> beam.CombineGlobally(sum)
     )
     reject_counts = (
         all_rejected
@@ -186,12 +187,21 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
     )
     n_examples = cfg.report.examples_per_reason
     chars = cfg.report.example_chars
+    keep_n = max(n_examples, 1)
+
+    def example_keys(batch: Any) -> list:
+        # the batch's own candidates first (the smallest ranks per reason, as TopExamples picks)
+        found: dict = {}
+        for r in batch.rows:
+            found.setdefault((r["reject_stage"], r["reject_reason"]), []).append(_example(r, chars))
+        return [(key, e) for key, es in found.items() for e in sorted(es, key=lambda e: e[:3])[:keep_n]]
+
     examples = (
-        (all_rejected, all_dead)
+        # cut to examples before the Flatten, which would buffer another copy of every reject
+        (all_rejected | "ExampleRows" >> beam.FlatMap(example_keys),
+         all_dead | "DeadExampleRows" >> beam.FlatMap(example_keys))
         | "FlattenExamples" >> beam.Flatten()
-        | "ExampleRows" >> beam.FlatMap(lambda b: b.rows)
-        | "ExampleKey" >> beam.Map(lambda r: ((r["reject_stage"], r["reject_reason"]), _example(r, chars)))
-        | "TopExamples" >> beam.combiners.Top.PerKey(max(n_examples, 1), key=lambda e: e[:3], reverse=True)
+        | "TopExamples" >> beam.combiners.Top.PerKey(keep_n, key=lambda e: e[:3], reverse=True)
         | "ExampleValues" >> beam.FlatMap(lambda kv: [_example_json(e[3]) for e in kv[1][:n_examples]])
     )
     all_stats = (

@@ -91,6 +91,9 @@ class SinkConfig:
         shard_bytes: target bytes per shard; the shard count is total bytes / this.
         batch_bytes: target bytes per Arrow record batch inside a shard.
         min_shards: never fewer shards than this (one per GPU rank is a good floor).
+        reject_shard_bytes: target bytes per shard of the rejects and dead letters (smaller:
+            a local run writes rejects last, when its memory is fullest, and a writer holds
+            about twice one shard).
         compression: ``none`` (zero-copy mmap, the default), ``lz4`` or ``zstd``.
         overwrite: replace a previous run in the output directory.
     """
@@ -98,6 +101,7 @@ class SinkConfig:
     shard_bytes: int = _size_field(256 * 10**6)
     batch_bytes: int = _size_field(8 * 10**6)
     min_shards: int = 1
+    reject_shard_bytes: int = _size_field(64 * 10**6)
     compression: Literal["none", "lz4", "zstd"] = "none"
     overwrite: bool = False
 
@@ -108,6 +112,9 @@ class SinkConfig:
             raise ConfigError("sink.batch_bytes", self.batch_bytes, "at least 1KB (1000 bytes)", "e.g. 8MB")
         if self.min_shards < 1:
             raise ConfigError("sink.min_shards", self.min_shards, "an integer >= 1")
+        if self.reject_shard_bytes < 1000:
+            raise ConfigError("sink.reject_shard_bytes", self.reject_shard_bytes, "at least 1KB (1000 bytes)",
+                              "e.g. 64MB")
 
 
 @dataclass(frozen=True)

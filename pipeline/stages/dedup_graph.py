@@ -333,13 +333,32 @@ def pack_payloads(pairs: Iterable[tuple[Any, Any]], partitions: int) -> Iterable
         yield k, len(raw).to_bytes(8, "little") + _ZSTD.compress(raw, asbytes=True)
 
 
+#: A text payload longer than this travels zstd-compressed between the two joins of VerifyEdges.
+_SHIP_MIN_CHARS = 256
+
+
+def _ship(payload: Any) -> Any:
+    if isinstance(payload, str) and len(payload) >= _SHIP_MIN_CHARS:
+        raw = payload.encode("utf-8", "surrogatepass")
+        return ("z", len(raw), _ZSTD.compress(raw, asbytes=True))
+    return payload
+
+
+def _unship(shipped: Any) -> Any:
+    if isinstance(shipped, tuple) and len(shipped) == 3 and shipped[0] == "z":
+        raw = _ZSTD.decompress(shipped[2], decompressed_size=shipped[1], asbytes=True)
+        return raw.decode("utf-8", "surrogatepass")
+    return shipped
+
+
 class VerifyEdges(beam.PTransform):
     """Keep an edge ``(u, v)`` only if ``check(payload[u], payload[v])``.
 
     Payloads arrive packed (:func:`pack_payloads`: per batch, one blob per partition of the
     node), so the shuffles hold a few compressed blobs instead of one Python element per node.
     Two shuffles by partition: edges meet ``u``'s payload, then ``v``'s; a worker holds one
-    partition's payloads (about nodes / partitions of them) at a time.
+    partition's payloads (about nodes / partitions of them) at a time. Between the two, ``u``'s
+    payload travels once per partition of its neighbours (texts compressed), not once per edge.
 
     Args:
         payloads: ``(partition, blob)`` elements covering every node that may be on an edge.
@@ -368,10 +387,17 @@ class VerifyEdges(beam.PTransform):
             def process(self, element):
                 _, values = element
                 payload = table(values)
+                # u's payload travels once per partition of its neighbours (not once per edge),
+                # and a text travels compressed: a node on many edges is not copied per edge
+                by_u: dict = {}
                 for t, v in values:
                     if t == "e":
                         u, w = v
-                        yield node_partition(w, parts), ("e", (u, w, payload.get(u)))
+                        by_u.setdefault(u, {}).setdefault(node_partition(w, parts), []).append(w)
+                for u, groups in by_u.items():
+                    shipped = _ship(payload.get(u))
+                    for pw, ws in groups.items():
+                        yield pw, ("e", (u, ws, shipped))
 
         class _Check(beam.DoFn):
             def setup(self):
@@ -383,8 +409,11 @@ class VerifyEdges(beam.PTransform):
                 payload = table(values)
                 prepared: dict = {}
                 for t, e in values:
-                    if t == "e":
-                        u, w, pu = e
+                    if t != "e":
+                        continue
+                    u, ws, shipped = e
+                    pu = _unship(shipped)
+                    for w in ws:
                         if w not in prepared:
                             pw = payload.get(w)
                             prepared[w] = check.prepare(pw) if hasattr(check, "prepare") else pw

@@ -22,7 +22,7 @@ from winnow.pipeline.stages.stats import HistogramFn, linear_edges
 from winnow.pipeline.stages.filter_report import lang_section, pii_section, quality_section, toxicity_section
 from winnow.pipeline.stages.spec import BuildContext, StageDecl
 
-__all__ = ["LANG", "QUALITY", "TOXICITY", "PII", "FilterStage", "lang_stage", "quality_stage", "toxicity_stage", "pii_stage", "SumCountsFn"]
+__all__ = ["LANG", "QUALITY", "TOXICITY", "PII", "FilterStage", "slim", "HEAVY_COLUMNS", "lang_stage", "quality_stage", "toxicity_stage", "pii_stage", "SumCountsFn"]
 
 
 class SumCountsFn(beam.CombineFn):
@@ -66,6 +66,16 @@ def _hist(judged: beam.PCollection, column: str, edges: tuple[float, ...], label
             | f"{label}Hist" >> beam.CombineGlobally(HistogramFn(edges)))
 
 
+#: Columns the stats never read; :func:`slim` leaves them out of the judged records.
+HEAVY_COLUMNS = ("text", "image", "audio", "meta")
+
+
+def slim(batch: Records) -> Records:
+    """The batch without its payload columns (``has_text`` says whether ``text`` was set)."""
+    return Records([{**{k: v for k, v in r.items() if k not in HEAVY_COLUMNS}, "has_text": r.get("text") is not None}
+                    for r in batch.rows])
+
+
 class FilterStage(beam.PTransform):
     """A :class:`RecordStage` plus stats computed from the records it judged.
 
@@ -74,7 +84,8 @@ class FilterStage(beam.PTransform):
         factory: builds the pure filter (in ``DoFn.setup``).
         batch_size: records handed to ``process_batch`` at once.
         hists: ``(stats key, column, edges, transform or None)`` histograms to compute.
-        extra: ``fn(judged) -> PCollection of stat dicts`` for anything else.
+        extra: ``fn(judged) -> PCollection of stat dicts`` for anything else; ``judged`` holds
+            the stage's kept and rejected records without text or media (:func:`slim`).
         constants: stat values known at build time (thresholds), merged in.
     """
 
@@ -87,7 +98,9 @@ class FilterStage(beam.PTransform):
 
     def expand(self, records: beam.PCollection) -> StageOutputs:
         out = records | "Filter" >> RecordStage(self._name, self._factory, batch_size=self._batch)
-        judged = (out.kept, out.rejected) | "Judged" >> beam.Flatten()
+        # the stats see slim records (no text or media): a Flatten is a buffer on local runners
+        judged = ((out.kept | "SlimKept" >> beam.Map(slim), out.rejected | "SlimRejected" >> beam.Map(slim))
+                  | "Judged" >> beam.Flatten())
         parts = []
         for key, column, edges, transform in self._hists:
             h = _hist(judged, column, edges, f"H[{key}]", transform)
@@ -102,7 +115,7 @@ class FilterStage(beam.PTransform):
 
 def _lang_counts(judged: beam.PCollection) -> list[beam.PCollection]:
     counts = (judged
-              | "LangKey" >> beam.FlatMap(lambda b: [r.get("lang") or ("(none)" if r.get("text") is not None else "(no text)")
+              | "LangKey" >> beam.FlatMap(lambda b: [r.get("lang") or ("(none)" if r.get("has_text") else "(no text)")
                                                      for r in b.rows])
               | "LangCount" >> beam.combiners.Count.PerElement()
               | "LangList" >> beam.combiners.ToList()
