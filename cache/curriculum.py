@@ -14,17 +14,22 @@ its ``r``-th slice, as with ``partition="interleave"``. Nothing depends on the n
 
 from __future__ import annotations
 
+import os
+import time
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from winnow.curriculum import CurriculumPlan
+from winnow.curriculum import CURRICULUM_FILE, CurriculumPlan, Schedule, column_values, plan_curriculum
 from winnow.errors import ConfigError
 
-from winnow.cache.order import EpochOrder
+from winnow.cache.collate import samples, step_to_torch
+from winnow.cache.loader import TransferChunk
+from winnow.cache.order import EpochOrder, RankPlan, worker_chunks
+from winnow.cache.remote import Remote
 
-__all__ = ["CurriculumOrder"]
+__all__ = ["CurriculumOrder", "load_curriculum", "iter_curriculum"]
 
 
 class CurriculumOrder:
@@ -156,3 +161,94 @@ class CurriculumOrder:
         """The shards of block ``j`` of pass ``p`` (what the prefetcher downloads)."""
         o, _ = self.pass_order(p)
         return [int(s) for s in o.blocks[j]]
+
+
+def load_curriculum(spec: Any, remote: Remote, storage_options: Mapping[str, Any] | None, rows: Sequence[int], *,
+                    seed: int, shuffle: bool, block_samples: int, world_size: int, batch_size: int,
+                    partition: str) -> CurriculumOrder:
+    """The :class:`CurriculumOrder` of a ``StreamingDataset(curriculum=spec)`` (see its docs)."""
+    if partition != "interleave":
+        raise ConfigError("partition", partition, "'interleave' with a curriculum",
+                          "a curriculum's global steps are split over ranks like interleave's")
+    if isinstance(spec, CurriculumPlan):
+        plan = spec
+    elif isinstance(spec, str):
+        if "://" in spec or os.path.isabs(spec):
+            import fsspec
+
+            with fsspec.open(spec, "rb", **dict(storage_options or {})) as fh:
+                text = fh.read()
+        else:
+            text = remote._retrying(f"reading {remote.url}/{spec}", lambda: remote.fs.cat_file(remote.path(spec)))
+        plan = CurriculumPlan.from_json(text)
+    elif isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str) and isinstance(spec[1], Schedule):
+        values = column_values(remote.url, spec[0], storage_options)
+        plan = plan_curriculum(values, spec[0], spec[1], world_size * batch_size, seed)
+    else:
+        raise ConfigError("curriculum", spec, f"a CurriculumPlan, the path of its JSON (e.g. {CURRICULUM_FILE!r}) "
+                                              "or (column, Schedule)")
+    return CurriculumOrder(plan, rows, seed=seed, shuffle=shuffle, block_samples=block_samples,
+                           global_batch=world_size * batch_size)
+
+
+def iter_curriculum(ds: Any, epoch: int, plan: RankPlan, wi: Any, k: int) -> Iterator[Any]:
+    """``StreamingDataset.__iter__`` along its curriculum: the rank's steps dealt to workers and
+    transfer chunks exactly as without one, each step's ids from :class:`CurriculumOrder`."""
+    wid, nw = (wi.id, wi.num_workers) if wi is not None else (0, 1)
+    chunks = worker_chunks(plan.steps, wid, nw, k)
+    if wi is None:
+        ds._consumed = 0
+    if not chunks:
+        return
+    cur: CurriculumOrder = ds._curriculum
+    rt = ds._runtime()
+    ds.cache_needed(epoch)
+    steps = np.fromiter((s for c in chunks for s in c), dtype=np.int64)
+    bucket, passes, pos, block = (a.tolist() for a in ds._curriculum_where(plan, steps, epoch))
+    groups: list[tuple[int, int]] = []  # (pass, block) in the order the steps visit them
+    group_of = []
+    for p, j in zip(passes, block):
+        if not groups or groups[-1] != (p, j):
+            groups.append((p, j))
+        group_of.append(len(groups) - 1)
+    rt.prefetcher.start([cur.shards(p, j) for p, j in groups])
+    m, tier, B = rt.metrics, rt.tier, ds.batch_size
+    perf = time.perf_counter
+    i = 0
+    try:
+        for chunk in chunks:
+            outs = []
+            for _ in chunk:
+                t0 = perf()
+                if i and group_of[i] != group_of[i - 1]:
+                    rt.prefetcher.advance(group_of[i])
+                out = tier.gather(cur.ids(bucket[i], passes[i], pos[i], B))
+                i += 1
+                m.steps += 1
+                m.samples += B
+                m.busy_s += perf() - t0
+                if wi is not None:
+                    rt.sink.maybe_flush(ds._snapshot, wi.id)
+                else:
+                    ds._consumed += 1
+                if k > 1:
+                    outs.append(out)
+                elif ds.batched:
+                    yield step_to_torch(out)
+                else:
+                    yield from samples(out)
+            if outs:
+                t0 = perf()
+                item = TransferChunk.pack(outs, ds._slot_pool)
+                if item.slot is None:
+                    m.transfer_fresh += 1
+                else:
+                    m.transfer_recycled += 1
+                m.busy_s += perf() - t0
+                yield item
+        if wi is None and ds._resume is not None and ds._resume["epoch"] == epoch:
+            ds._resume = None  # the resumed epoch is done
+    finally:
+        rt.prefetcher.stop()
+        if wi is not None:
+            rt.sink.maybe_flush(ds._snapshot, wi.id, force=True)

@@ -30,11 +30,12 @@ import torch
 import xxhash
 from torch.utils.data import IterableDataset, get_worker_info
 
-from winnow.curriculum import CURRICULUM_FILE, CurriculumPlan, Schedule, column_values, plan_curriculum
+from winnow.curriculum import CurriculumPlan, Schedule
 from winnow.errors import CacheError, CacheFullError, ConfigError
 
-from winnow.cache.curriculum import CurriculumOrder
-from winnow.cache.loader import RaggedSample, TransferChunk, step_to_torch
+from winnow.cache.collate import samples, step_to_torch
+from winnow.cache.curriculum import iter_curriculum, load_curriculum
+from winnow.cache.loader import TransferChunk
 from winnow.cache.memory import INDEX_KEY, MemoryTier
 from winnow.cache.metrics import Metrics, MetricsSession, MetricsSink, summarize
 from winnow.cache.order import PARTITIONS, EpochOrder, RankPlan, worker_chunks
@@ -176,38 +177,14 @@ class StreamingDataset(IterableDataset):
         self._consumed = 0
         self._orders: dict[int, EpochOrder] = {}
         self._rt: _Runtime | None = None
-        self._curriculum = self._load_curriculum(curriculum, storage_options)
+        self._curriculum = None if curriculum is None else load_curriculum(
+            curriculum, self.remote, storage_options, self.rows, seed=self.seed, shuffle=self.shuffle,
+            block_samples=self.shuffle_block, world_size=self.world_size, batch_size=self.batch_size,
+            partition=self.partition)
         self._retired = Metrics()  # counters of finished DataLoader workers, folded in by close()
         self._metrics_session = MetricsSession(os.path.join(self.local, "metrics"), self.session)
         weakref.finalize(self, self._metrics_session.end)
         self.cache_needed(0)
-
-    def _load_curriculum(self, spec: Any, storage_options: Mapping[str, Any] | None) -> CurriculumOrder | None:
-        if spec is None:
-            return None
-        if self.partition != "interleave":
-            raise ConfigError("partition", self.partition, "'interleave' with a curriculum",
-                              "a curriculum's global steps are split over ranks like interleave's")
-        if isinstance(spec, CurriculumPlan):
-            plan = spec
-        elif isinstance(spec, str):
-            if "://" in spec or os.path.isabs(spec):
-                import fsspec
-
-                with fsspec.open(spec, "rb", **dict(storage_options or {})) as fh:
-                    text = fh.read()
-            else:
-                text = self.remote._retrying(f"reading {self.remote.url}/{spec}",
-                                             lambda: self.remote.fs.cat_file(self.remote.path(spec)))
-            plan = CurriculumPlan.from_json(text)
-        elif isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str) and isinstance(spec[1], Schedule):
-            values = column_values(self.remote.url, spec[0], storage_options)
-            plan = plan_curriculum(values, spec[0], spec[1], self.world_size * self.batch_size, self.seed)
-        else:
-            raise ConfigError("curriculum", spec, f"a CurriculumPlan, the path of its JSON (e.g. {CURRICULUM_FILE!r}) "
-                                                  "or (column, Schedule)")
-        return CurriculumOrder(plan, self.rows, seed=self.seed, shuffle=self.shuffle, block_samples=self.shuffle_block,
-                               global_batch=self.world_size * self.batch_size)
 
     @property
     def curriculum(self) -> CurriculumPlan | None:
@@ -345,7 +322,7 @@ class StreamingDataset(IterableDataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Random access to one sample by global id (manifest order)."""
         out = self._runtime().tier.gather(np.asarray([index], dtype=np.int64))
-        return next(_samples(out))
+        return next(samples(out))
 
     def _transfer_chunk(self, worker_info: Any) -> int:
         """Steps per yielded item: 1 except in a StreamingDataLoader worker over a batched dataset."""
@@ -379,7 +356,7 @@ class StreamingDataset(IterableDataset):
         wid, nw = (wi.id, wi.num_workers) if wi is not None else (0, 1)
         k = self._transfer_chunk(wi)
         if self._curriculum is not None:
-            yield from self._iter_curriculum(epoch, plan, wi, k)
+            yield from iter_curriculum(self, epoch, plan, wi, k)
             return
         chunks = worker_chunks(plan.steps, wid, nw, k)
         if wi is None:
@@ -440,7 +417,7 @@ class StreamingDataset(IterableDataset):
                     elif self.batched:
                         yield step_to_torch(out)
                     else:
-                        yield from _samples(out)
+                        yield from samples(out)
                 if outs or item is not None:
                     t0 = time.perf_counter()
                     if item is None:
@@ -454,68 +431,6 @@ class StreamingDataset(IterableDataset):
                     yield item
             if wi is None and self._resume is not None and self._resume["epoch"] == epoch:
                 self._resume = None  # the resumed epoch is done
-        finally:
-            rt.prefetcher.stop()
-            if wi is not None:
-                rt.sink.maybe_flush(self._snapshot, wi.id, force=True)
-
-    def _iter_curriculum(self, epoch: int, plan: RankPlan, wi: Any, k: int) -> Iterator[Any]:
-        """:meth:`__iter__` along a curriculum: the same dealing of steps to workers and chunks."""
-        wid, nw = (wi.id, wi.num_workers) if wi is not None else (0, 1)
-        chunks = worker_chunks(plan.steps, wid, nw, k)
-        if wi is None:
-            self._consumed = 0
-        if not chunks:
-            return
-        cur = self._curriculum
-        assert cur is not None
-        rt = self._runtime()
-        self.cache_needed(epoch)
-        steps = np.fromiter((s for c in chunks for s in c), dtype=np.int64)
-        bucket, passes, pos, block = (a.tolist() for a in self._curriculum_where(plan, steps, epoch))
-        groups: list[tuple[int, int]] = []
-        group_of = []
-        for p, j in zip(passes, block):
-            if not groups or groups[-1] != (p, j):
-                groups.append((p, j))
-            group_of.append(len(groups) - 1)
-        rt.prefetcher.start([cur.shards(p, j) for p, j in groups])
-        m, tier, B = rt.metrics, rt.tier, self.batch_size
-        perf = time.perf_counter
-        i = 0
-        try:
-            for chunk in chunks:
-                outs = []
-                for _ in chunk:
-                    t0 = perf()
-                    if i and group_of[i] != group_of[i - 1]:
-                        rt.prefetcher.advance(group_of[i])
-                    out = tier.gather(cur.ids(bucket[i], passes[i], pos[i], B))
-                    i += 1
-                    m.steps += 1
-                    m.samples += B
-                    m.busy_s += perf() - t0
-                    if wi is not None:
-                        rt.sink.maybe_flush(self._snapshot, wi.id)
-                    else:
-                        self._consumed += 1
-                    if k > 1:
-                        outs.append(out)
-                    elif self.batched:
-                        yield step_to_torch(out)
-                    else:
-                        yield from _samples(out)
-                if outs:
-                    t0 = perf()
-                    item = TransferChunk.pack(outs, self._slot_pool)
-                    if item.slot is None:
-                        m.transfer_fresh += 1
-                    else:
-                        m.transfer_recycled += 1
-                    m.busy_s += perf() - t0
-                    yield item
-            if wi is None and self._resume is not None and self._resume["epoch"] == epoch:
-                self._resume = None
         finally:
             rt.prefetcher.stop()
             if wi is not None:
@@ -568,22 +483,3 @@ class StreamingDataset(IterableDataset):
         self.epoch = int(state["epoch"])
         self._resume = {"epoch": self.epoch, "start": int(state["start"]), "skip": int(state["skip"])}
         self._consumed = 0
-
-
-
-
-def _samples(out: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    idx = out[INDEX_KEY]
-    cols = [(k, v) for k, v in out.items() if k != INDEX_KEY]
-    ragged = tuple(k for k, v in cols if isinstance(v, tuple))
-    for i in range(len(idx)):
-        # A sample with a variable-length column is a RaggedSample: torch's default collate
-        # refuses it with a winnow error instead of failing inside torch.stack.
-        d: dict[str, Any] = RaggedSample(ragged) if ragged else {}
-        d[INDEX_KEY] = int(idx[i])
-        for k, v in cols:
-            if isinstance(v, tuple):
-                d[k] = v[0][v[1][i]:v[1][i + 1]]
-            else:
-                d[k] = v[i]
-        yield d

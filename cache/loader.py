@@ -33,83 +33,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, get_worker_info
 
-from winnow.errors import CacheError, ConfigError
+from winnow.errors import ConfigError
+
+from winnow.cache.collate import step_to_torch
 
 __all__ = ["StreamingDataLoader", "TransferChunk", "step_to_torch"]
-
-
-class RaggedSample(dict):
-    """One sample (a ``dict``) holding a variable-length column (NumPy arrays of differing
-    lengths), as a per-sample :class:`~winnow.cache.dataset.StreamingDataset` yields it.
-
-    torch's default collate cannot stack such rows; for this type it raises a
-    :class:`~winnow.errors.CacheError` that says what to use instead.
-    """
-
-    def __init__(self, ragged: tuple[str, ...] = (), *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.ragged = ragged
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return RaggedSample, (self.ragged, dict(self))
-
-
-class RaggedStep(dict):
-    """A whole step (``batched=True``) with a variable-length column as flat values plus
-    ``<column>_offsets``; torch's default collate refuses it (see :class:`RaggedSample`)."""
-
-    def __init__(self, ragged: tuple[str, ...] = (), *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.ragged = ragged
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return RaggedStep, (self.ragged, dict(self))
-
-
-def _refuse_collate(batch: Sequence[Any], *, collate_fn_map: Any = None) -> Any:
-    cols = ", ".join(repr(c) for c in batch[0].ragged)
-    if isinstance(batch[0], RaggedStep):
-        raise CacheError(
-            f"DataLoader(batch_size={len(batch)}) over a batched=True StreamingDataset would stack whole steps, and "
-            f"the variable-length column(s) {cols} cannot be stacked; use DataLoader(dataset, batch_size=None) or "
-            "StreamingDataLoader(dataset), which hand out each step as it is (flat values plus <column>_offsets)")
-    raise CacheError(
-        f"torch's default collate cannot stack the variable-length column(s) {cols} into a batch; use "
-        "StreamingDataset(batched=True, batch_size=B) with StreamingDataLoader(dataset) (each step carries "
-        "<column> as flat values plus <column>_offsets), or TokenPacker(dataset, seq_len=...) for fixed-length "
-        "sequences, or pass DataLoader(collate_fn=...) a function of your own")
-
-
-def _register_collate() -> None:
-    try:
-        from torch.utils.data._utils.collate import default_collate_fn_map
-    except ImportError:  # private module moved: torch's own error remains
-        return
-    default_collate_fn_map[RaggedSample] = _refuse_collate
-    default_collate_fn_map[RaggedStep] = _refuse_collate
-
-
-_register_collate()
-
-
-def step_to_torch(out: Mapping[str, Any]) -> dict[str, Any]:
-    """One gathered step (NumPy arrays, ``(values, offsets)`` tuples, lists) as a dict of tensors.
-
-    A ragged column ``c`` becomes ``c`` (flat values) and ``c_offsets`` (``rows + 1`` int64),
-    in a :class:`RaggedStep`.
-    """
-    res: dict[str, Any] = {}
-    ragged = []
-    for k, v in out.items():
-        if isinstance(v, np.ndarray):
-            res[k] = torch.from_numpy(v)
-        elif isinstance(v, tuple):
-            res[k] = torch.from_numpy(v[0])
-            res[f"{k}_offsets"] = torch.from_numpy(v[1])
-            ragged.append(k)
-        else:
-            res[k] = v
-    return RaggedStep(tuple(ragged), res) if ragged else res
 
 
 _ALIGN = 64
