@@ -21,6 +21,7 @@ import os
 import time
 import uuid
 import warnings
+import weakref
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -29,11 +30,14 @@ import torch
 import xxhash
 from torch.utils.data import IterableDataset, get_worker_info
 
+from winnow.curriculum import CurriculumPlan, Schedule
 from winnow.errors import CacheError, CacheFullError, ConfigError
 
-from winnow.cache.loader import TransferChunk, step_to_torch
+from winnow.cache.collate import samples, step_to_torch
+from winnow.cache.curriculum import iter_curriculum, load_curriculum
+from winnow.cache.loader import TransferChunk
 from winnow.cache.memory import INDEX_KEY, MemoryTier
-from winnow.cache.metrics import Metrics, MetricsSink, summarize
+from winnow.cache.metrics import Metrics, MetricsSession, MetricsSink, summarize
 from winnow.cache.order import PARTITIONS, EpochOrder, RankPlan, worker_chunks
 from winnow.cache.prefetch import Prefetcher
 from winnow.cache.remote import Remote, RetryPolicy
@@ -98,6 +102,16 @@ class StreamingDataset(IterableDataset):
             through a ``StreamingDataLoader``; iterated in-process, or by a plain ``DataLoader``
             (which could not split the items), the dataset yields single steps. Each worker holds
             up to ``prefetch_factor`` items of that many steps in flight.
+        curriculum: follow a curriculum instead of the epoch order (see
+            :mod:`winnow.cache.curriculum`): a :class:`~winnow.curriculum.CurriculumPlan`, the
+            path of its JSON (relative to ``remote`` unless absolute or a URL; e.g.
+            ``"curriculum.json"`` as :func:`winnow.curriculum.write_curriculum` writes it), or
+            ``(column, schedule)`` to plan one here from a numeric column of the shards (low is
+            simple). Each global step (``world_size * batch_size`` samples) comes from one bucket;
+            an epoch is ``total // (world_size * batch_size)`` steps and the schedule's steps count
+            on across epochs (epoch ``e`` holds steps ``e * steps_per_epoch ...``). Needs
+            ``partition="interleave"``; a sample is then seen once per pass over its bucket, not
+            once per epoch.
 
     Raises:
         ConfigError: a bad argument.
@@ -112,7 +126,8 @@ class StreamingDataset(IterableDataset):
                  fetch_workers: int = 4, retry: RetryPolicy | None = None,
                  storage_options: Mapping[str, Any] | None = None, verify: str = "fetch",
                  rank: int | None = None, world_size: int | None = None, wait_timeout: float = 600.0,
-                 chunk_bytes: int | str = "16MB", transfer_steps: int | None = None) -> None:
+                 chunk_bytes: int | str = "16MB", transfer_steps: int | None = None,
+                 curriculum: CurriculumPlan | str | tuple[str, Schedule] | None = None) -> None:
         super().__init__()
         if transfer_steps is not None and (isinstance(transfer_steps, bool) or not isinstance(transfer_steps, int)
                                            or transfer_steps < 1):
@@ -162,7 +177,19 @@ class StreamingDataset(IterableDataset):
         self._consumed = 0
         self._orders: dict[int, EpochOrder] = {}
         self._rt: _Runtime | None = None
+        self._curriculum = None if curriculum is None else load_curriculum(
+            curriculum, self.remote, storage_options, self.rows, seed=self.seed, shuffle=self.shuffle,
+            block_samples=self.shuffle_block, world_size=self.world_size, batch_size=self.batch_size,
+            partition=self.partition)
+        self._retired = Metrics()  # counters of finished DataLoader workers, folded in by close()
+        self._metrics_session = MetricsSession(os.path.join(self.local, "metrics"), self.session)
+        weakref.finalize(self, self._metrics_session.end)
         self.cache_needed(0)
+
+    @property
+    def curriculum(self) -> CurriculumPlan | None:
+        """The curriculum this dataset follows (its batch size is the global batch), or None."""
+        return None if self._curriculum is None else self._curriculum.plan
 
     # --- order -------------------------------------------------------------------------
     def order(self, epoch: int | None = None) -> EpochOrder:
@@ -181,6 +208,8 @@ class StreamingDataset(IterableDataset):
         o = self.order(epoch)
         sizes = [sum(self.manifest.shards[s].bytes for s in b) for b in o.blocks]
         need = max(a + b for a, b in zip(sizes, sizes[1:])) if len(sizes) > 1 else sizes[0]
+        if self._curriculum is not None:  # one reader position (one or two blocks) per bucket
+            need = min(need * self._curriculum.buckets, sum(sizes))
         if need > self.cache_limit:
             raise CacheFullError(
                 f"cache_limit={format_size(self.cache_limit)} is below the {format_size(need)} that two "
@@ -192,11 +221,24 @@ class StreamingDataset(IterableDataset):
     def plan(self, epoch: int | None = None) -> RankPlan:
         """This rank's plan for the epoch, resumed if a state for that epoch was loaded."""
         e = self.epoch if epoch is None else int(epoch)
-        p = RankPlan(self.order(e).total, self.world_size, self.rank, self.batch_size, self.drop_last, self.partition)
+        if self._curriculum is not None:  # whole global steps; positions count samples of the epoch's steps
+            total = self._curriculum.steps_per_epoch * self.world_size * self.batch_size
+            p = RankPlan(total, self.world_size, self.rank, self.batch_size, True, "interleave")
+        else:
+            p = RankPlan(self.order(e).total, self.world_size, self.rank, self.batch_size, self.drop_last,
+                         self.partition)
         st = self._resume
         if st is not None and st["epoch"] == e:
             p = RankPlan(p.total, p.world, p.rank, p.batch_size, p.drop_last, p.partition, st["start"], st["skip"])
         return p
+
+    def _curriculum_where(self, plan: RankPlan, steps: np.ndarray, epoch: int) -> tuple[np.ndarray, ...]:
+        """Bucket, pass, position in the pass and block of each of this rank's ``steps``."""
+        cur = self._curriculum
+        assert cur is not None
+        g = self.world_size * self.batch_size
+        pos = plan.start + steps * g + self.rank * self.batch_size
+        return cur.locate(epoch * cur.steps_per_epoch + pos // g, pos % g)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch to iterate next (call on every rank, as with ``DistributedSampler``)."""
@@ -216,6 +258,7 @@ class StreamingDataset(IterableDataset):
         state["_transfer_ok"] = False
         state["_slot_pool"] = None
         state["_shared_state"] = None
+        state["_metrics_session"] = None  # the creating process's; a worker never ends the session
         return state
 
     def _runtime(self) -> _Runtime:
@@ -243,28 +286,43 @@ class StreamingDataset(IterableDataset):
         """Counters and rates of this process and of the DataLoader workers of this instance."""
         total = Metrics()
         total.add(self._snapshot())
-        total.add(self._runtime().sink.collect(exclude_pid=os.getpid()).snapshot())
+        total.add(self._retired.snapshot())
+        total.add(self._runtime().sink.collect().snapshot())
         return summarize(total.snapshot())
 
     def close(self) -> None:
-        """Stop prefetching and unmap everything this process holds."""
+        """Stop prefetching and unmap everything this process holds.
+
+        In the process that created the dataset, also fold the metrics files of DataLoader
+        workers that have exited into this object (:meth:`metrics` keeps counting them) and
+        remove the files. The rest of the session's files go when the dataset is garbage
+        collected or the interpreter exits.
+        """
         rt = self._rt
         if rt is not None and rt.pid == os.getpid():
             rt.prefetcher.stop()
             rt.tier.drop()
         self._rt = None
+        ms = self._metrics_session
+        if ms is not None and ms.pid == os.getpid():
+            self._retired.add(MetricsSink(ms.directory, self.session).retire().snapshot())
 
     # --- reading -----------------------------------------------------------------------
     def step(self, step: int, epoch: int | None = None) -> dict[str, Any]:
         """The arrays of this rank's ``step`` of ``epoch`` (no prefetch; used by mixing)."""
         plan = self.plan(epoch)
-        pos = plan.position(step)
-        return self._runtime().tier.gather(self.order(epoch).ids(pos, self.batch_size))
+        e = self.epoch if epoch is None else int(epoch)
+        if self._curriculum is not None:
+            b, p, pos, _ = self._curriculum_where(plan, np.asarray([step], dtype=np.int64), e)
+            ids = self._curriculum.ids(int(b[0]), int(p[0]), int(pos[0]), self.batch_size)
+        else:
+            ids = self.order(epoch).ids(plan.position(step), self.batch_size)
+        return self._runtime().tier.gather(ids)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Random access to one sample by global id (manifest order)."""
         out = self._runtime().tier.gather(np.asarray([index], dtype=np.int64))
-        return next(_samples(out))
+        return next(samples(out))
 
     def _transfer_chunk(self, worker_info: Any) -> int:
         """Steps per yielded item: 1 except in a StreamingDataLoader worker over a batched dataset."""
@@ -297,6 +355,9 @@ class StreamingDataset(IterableDataset):
         wi = get_worker_info()
         wid, nw = (wi.id, wi.num_workers) if wi is not None else (0, 1)
         k = self._transfer_chunk(wi)
+        if self._curriculum is not None:
+            yield from iter_curriculum(self, epoch, plan, wi, k)
+            return
         chunks = worker_chunks(plan.steps, wid, nw, k)
         if wi is None:
             self._consumed = 0
@@ -347,7 +408,7 @@ class StreamingDataset(IterableDataset):
                     m.samples += B
                     m.busy_s += perf() - t0
                     if wi is not None:
-                        rt.sink.maybe_flush(self._snapshot)
+                        rt.sink.maybe_flush(self._snapshot, wi.id)
                     else:
                         self._consumed += 1
                     if k > 1:
@@ -356,7 +417,7 @@ class StreamingDataset(IterableDataset):
                     elif self.batched:
                         yield step_to_torch(out)
                     else:
-                        yield from _samples(out)
+                        yield from samples(out)
                 if outs or item is not None:
                     t0 = time.perf_counter()
                     if item is None:
@@ -373,7 +434,7 @@ class StreamingDataset(IterableDataset):
         finally:
             rt.prefetcher.stop()
             if wi is not None:
-                rt.sink.maybe_flush(self._snapshot, force=True)
+                rt.sink.maybe_flush(self._snapshot, wi.id, force=True)
 
     # --- resume ------------------------------------------------------------------------
     def state_dict(self, num_batches: int | None = None, num_samples: int | None = None) -> dict[str, Any]:
@@ -391,7 +452,8 @@ class StreamingDataset(IterableDataset):
         return {"version": 1, "epoch": self.epoch, "partition": self.partition, "start": plan.start,
                 "skip": plan.skip, "world_size": self.world_size, "batch_size": self.batch_size,
                 "seed": self.seed, "shuffle": self.shuffle, "shuffle_block": self.shuffle_block,
-                "fingerprint": self.fingerprint}
+                "fingerprint": self.fingerprint,
+                "curriculum": None if self._curriculum is None else self._curriculum.fingerprint}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from ``state``: the next iteration of its epoch skips the consumed samples.
@@ -407,24 +469,17 @@ class StreamingDataset(IterableDataset):
             if state.get(key) != mine:
                 raise CacheError(f"state_dict has {key}={state.get(key)!r} but this dataset has {mine!r}; "
                                  "resume with the same manifest and order settings")
+        mine = None if self._curriculum is None else self._curriculum.fingerprint
+        if state.get("curriculum") != mine:
+            raise CacheError(f"state_dict has curriculum={state.get('curriculum')!r} but this dataset has {mine!r}; "
+                             "resume with the same curriculum (or none, as when the state was saved)")
+        if mine is not None and state["world_size"] * state["batch_size"] != self.world_size * self.batch_size:
+            raise CacheError(f"state_dict was saved with a global batch of {state['world_size'] * state['batch_size']} "
+                             f"(world_size x batch_size) but this dataset has {self.world_size * self.batch_size}; "
+                             "a curriculum resumes only with the same global batch")
         if self.partition == "contiguous" and (state["world_size"], state["batch_size"]) != (self.world_size, self.batch_size):
             raise CacheError("partition='contiguous' resumes only with the same world_size and batch_size; "
                              "use partition='interleave' to change them between runs")
         self.epoch = int(state["epoch"])
         self._resume = {"epoch": self.epoch, "start": int(state["start"]), "skip": int(state["skip"])}
         self._consumed = 0
-
-
-
-
-def _samples(out: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    idx = out[INDEX_KEY]
-    cols = [(k, v) for k, v in out.items() if k != INDEX_KEY]
-    for i in range(len(idx)):
-        d: dict[str, Any] = {INDEX_KEY: int(idx[i])}
-        for k, v in cols:
-            if isinstance(v, tuple):
-                d[k] = v[0][v[1][i]:v[1][i + 1]]
-            else:
-                d[k] = v[i]
-        yield d

@@ -35,24 +35,9 @@ from torch.utils.data import DataLoader, get_worker_info
 
 from winnow.errors import ConfigError
 
+from winnow.cache.collate import step_to_torch
+
 __all__ = ["StreamingDataLoader", "TransferChunk", "step_to_torch"]
-
-
-def step_to_torch(out: Mapping[str, Any]) -> dict[str, Any]:
-    """One gathered step (NumPy arrays, ``(values, offsets)`` tuples, lists) as a dict of tensors.
-
-    A ragged column ``c`` becomes ``c`` (flat values) and ``c_offsets`` (``rows + 1`` int64).
-    """
-    res: dict[str, Any] = {}
-    for k, v in out.items():
-        if isinstance(v, np.ndarray):
-            res[k] = torch.from_numpy(v)
-        elif isinstance(v, tuple):
-            res[k] = torch.from_numpy(v[0])
-            res[f"{k}_offsets"] = torch.from_numpy(v[1])
-        else:
-            res[k] = v
-    return res
 
 
 _ALIGN = 64

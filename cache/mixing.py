@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
+from winnow.curriculum import DRAW_CHUNK, weighted_draws
 from winnow.errors import ConfigError
 
 from winnow.cache.dataset import StreamingDataset
@@ -24,7 +25,7 @@ __all__ = ["WeightSchedule", "MixedDataset", "SOURCE_KEY"]
 
 #: Key of the source number in every mixed batch.
 SOURCE_KEY = "_source"
-_CHUNK = 8192
+_CHUNK = DRAW_CHUNK
 
 
 class WeightSchedule:
@@ -104,18 +105,7 @@ class MixedDataset(IterableDataset):
 
     def choices(self, start: int, stop: int) -> np.ndarray:
         """Source of each step in ``[start, stop)`` (a pure function of seed, step, schedule)."""
-        out = np.empty(max(stop - start, 0), dtype=np.int64)
-        c0, c1 = start // _CHUNK, (stop + _CHUNK - 1) // _CHUNK
-        for c in range(c0, c1):
-            lo, hi = c * _CHUNK, (c + 1) * _CHUNK
-            u = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, c]))).random(_CHUNK)
-            steps = np.arange(lo, hi)
-            cum = np.cumsum(np.asarray(self.schedule(steps)), axis=1)
-            k = (u[:, None] >= cum[:, :-1]).sum(axis=1)
-            a, b = max(lo, start), min(hi, stop)
-            if a < b:
-                out[a - start:b - start] = k[a - lo:b - lo]
-        return out
+        return weighted_draws((self.seed,), self.schedule, start, stop)
 
     def __len__(self) -> int:
         return max(self.steps - self.start, 0)

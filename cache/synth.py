@@ -7,7 +7,7 @@ can check every sample it gets for corruption without keeping a copy.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +36,8 @@ def expected_tokens(i: int, length: int) -> np.ndarray:
 
 def write_token_shards(out: str, *, num_samples: int, rows_per_shard: int, lengths: tuple[int, int] = (256, 256),
                        rows_per_batch: int | None = None, compression: str | None = None,
-                       extra_fields: Sequence[pa.Field] = ()) -> Manifest:
+                       extra_fields: Sequence[pa.Field] = (),
+                       computed: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None) -> Manifest:
     """Write ``num_samples`` token samples as Arrow IPC file shards plus ``index.json`` under ``out``.
 
     Shards go through :func:`winnow.shardio.write_arrow_file` (atomic rename, xxh3 digest), the
@@ -50,11 +51,17 @@ def write_token_shards(out: str, *, num_samples: int, rows_per_shard: int, lengt
         rows_per_batch: rows per record batch (default: one batch per shard).
         compression: ``None``, ``"lz4"`` or ``"zstd"`` (IPC buffer compression).
         extra_fields: unused columns to add (filled with nulls), to widen the schema.
+        computed: columns whose values are a function of the global sample ids (e.g. a score for
+            a curriculum: ``{"score": lambda ids: (ids % 7) / 7.0}``); the type follows the
+            function's NumPy dtype.
 
     Returns:
         The manifest written.
     """
-    schema = output_schema([TOKENS_FIELD, *extra_fields])
+    computed = dict(computed or {})
+    probe = {name: np.asarray(fn(np.arange(1, dtype=np.int64))) for name, fn in computed.items()}
+    schema = output_schema([TOKENS_FIELD, *extra_fields,
+                            *(pa.field(name, pa.from_numpy_dtype(v.dtype)) for name, v in probe.items())])
     os.makedirs(os.path.join(out, "shards"), exist_ok=True)
     count = (num_samples + rows_per_shard - 1) // rows_per_shard
     infos = []
@@ -80,6 +87,8 @@ def write_token_shards(out: str, *, num_samples: int, rows_per_shard: int, lengt
         }
         for f in extra_fields:
             cols[f.name] = pa.nulls(n, f.type)
+        for name, fn in computed.items():
+            cols[name] = pa.array(np.asarray(fn(ids)), type=schema.field(name).type)
         table = pa.table([cols[f.name] for f in schema], schema=schema)
         rel = f"shards/{shard_name(k, count)}"
         size, digest = write_arrow_file(os.path.join(out, rel), schema,

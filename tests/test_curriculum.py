@@ -81,3 +81,39 @@ def test_column_values_from_a_run(tmp_path):
     assert column_values(str(tmp_path), "quality_score").tolist() == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
     with pytest.raises(ConfigError, match="numeric"):
         column_values(str(tmp_path), "text")
+
+
+def test_locate_is_a_pure_function_of_the_step_across_draw_chunks():
+    from winnow.curriculum import DRAW_CHUNK
+
+    _, plan = _plan(n=600, steps=3 * DRAW_CHUNK, batch=8)
+    lo, hi = DRAW_CHUNK - 300, DRAW_CHUNK + 300
+    whole = plan.locate(0, hi)
+    part = plan.locate(lo, hi)
+    fresh = CurriculumPlan.from_json(plan.to_json()).locate(lo, hi)  # no memo carried over
+    for a, b, c in zip(whole, part, fresh):
+        assert a[lo:].tolist() == b.tolist() == c.tolist()
+    drawn = plan.bucket_per_step(0, hi)
+    assert plan.uses_before(hi).tolist() == np.bincount(drawn, minlength=2).tolist()
+    bucket, passes, offsets = whole
+    per = plan.steps_per_pass()
+    for b in (0, 1):  # the n-th use of a bucket is batch n % per of pass n // per
+        at = np.flatnonzero(bucket == b)
+        n = np.arange(len(at))
+        assert passes[at].tolist() == (n // per[b]).tolist()
+        assert offsets[at].tolist() == ((n % per[b]) * 8).tolist()
+
+
+def test_bad_json_and_cli_errors_are_config_errors(tmp_path, capsys):
+    from winnow.curriculum import main
+
+    with pytest.raises(ConfigError, match="curriculum.json"):
+        CurriculumPlan.from_json('{"column": "x"}')
+    with pytest.raises(ConfigError, match="bucket numbers"):
+        CurriculumPlan("x", np.zeros(1), np.asarray([0, 2]), simple_to_complex(9), 1)
+    test_column_values_from_a_run(tmp_path)
+    assert main([str(tmp_path), "--column", "nope", "--steps", "9"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main([str(tmp_path), "--column", "quality_score", "--schedule", "[[0, [1, 1]]]", "--descending"]) == 0
+    plan = CurriculumPlan.from_json((tmp_path / "curriculum.json").read_text())
+    assert plan.bucket_of.tolist() == [1, 1, 1, 0, 0, 0]  # high quality is simple with --descending
