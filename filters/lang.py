@@ -386,7 +386,7 @@ class LangFilter(RecordFilter):
         for i, p in enumerate(prefixes):
             if not p or not any(map(str.isalpha, p)):
                 continue
-            if lingua_length(p) < LONG_TEXT:
+            if len(p) < LONG_TEXT or lingua_length(p) < LONG_TEXT:  # cleaning never lengthens
                 short.append(i)
                 continue
             langs = self._shortlist(p) if fast else None
