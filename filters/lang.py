@@ -166,7 +166,7 @@ _NON_LATIN_LANGS = frozenset("ar be bg bn el fa gu he hi hy ja ka kk ko mk mn mr
 #: the low-accuracy mode does, so the two agree there; below it, high-accuracy adds 1-, 2-, 4- and
 #: 5-grams (and their models' memory: 20-50 MB per language).
 LONG_TEXT = 120
-_TIE_LANGS = 3  # lingua high-accuracy weighs the two detectors' answers and the next of their product
+_TIE_LANGS = 3  # languages lingua's high-accuracy mode weighs on a tie: the top 3 of the product
 _EPS = 1e-4  # a probability floor in the product (a language one detector does not list)
 _NOT_LETTERS = re.compile(r"[\W\d_]+")
 
