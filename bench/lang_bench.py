@@ -10,9 +10,11 @@ loads its models on first use), interleaved; medians.
 ``--long-mb N`` also builds (once) the memory benchmark's corpus of N MB from text on this
 machine (man pages, pydoc topics, docstrings: many records are short sections) and runs
 ``winnow run --stages normalize,lang`` on it for the default config and each ``backend: hybrid``
-variant, printing the lang stage's CPU seconds (stats.json) and the run's peak RSS.
+variant, printing the lang stage's CPU seconds (stats.json) and the run's peak RSS; with
+``--long-only``, on the records of that corpus whose first ``max_chars`` are long for lingua
+(:data:`winnow.filters.lang.LONG_TEXT` cleaned characters or more) only.
 
-    python bench/lang_bench.py [--repeats 5] [--pairs 40] [--long-mb 25]
+    python bench/lang_bench.py [--repeats 5] [--pairs 40] [--long-mb 25 [--long-only]]
 """
 
 from __future__ import annotations
@@ -66,15 +68,34 @@ def short_texts(repeats: int, pairs: int) -> None:
         print(f"{name.strip()} vs lingua high-accuracy: accuracy {ours[0] - peer[0]:+.4f}, speed {ours[1] / peer[1]:.1f}x per core")
 
 
-def long_texts(mb: float, workdir: str) -> None:
+def long_only(files: list[str], dest: str) -> str:
+    """A copy of ``files`` with only the records whose prefix is long for lingua; its glob."""
+    import gzip
+
+    from winnow.filters.lang import LONG_TEXT, LangConfig, lingua_length
+
+    m = LangConfig().max_chars
+    os.makedirs(dest, exist_ok=True)
+    for f in files:
+        with gzip.open(f, "rt", encoding="utf-8") as src:
+            keep = [ln for ln in src if lingua_length(" ".join(json.loads(ln)["text"][: m + m // 2].split())[:m]) >= LONG_TEXT]
+        with gzip.open(os.path.join(dest, os.path.basename(f)), "wt", encoding="utf-8") as out:
+            out.writelines(keep)
+    return os.path.join(dest, "*.jsonl.gz")
+
+
+def long_texts(mb: float, workdir: str, only_long: bool) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from memory_bench import ensure_corpus, measure
 
     files = ensure_corpus(workdir, mb)
     glob_ = os.path.join(os.path.dirname(files[0]), "*.jsonl.gz")
+    if only_long:
+        glob_ = long_only(files, os.path.join(workdir, f"corpus-{mb:g}MB-long-only", "text"))
     out = os.path.join(workdir, "lang-out")
     code = "import sys\nfrom winnow.pipeline.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-    print(f"\nwinnow run --stages normalize,lang on the {mb:g} MB corpus of {workdir} (1 worker)")
+    which = "its records long for lingua" if only_long else "all its records"
+    print(f"\nwinnow run --stages normalize,lang on the {mb:g} MB corpus of {workdir}, {which} (1 worker)")
     base = None
     for name, kw in CONFIGS:
         sets = [a for k, v in kw.items() for a in ("--set", f"lang.{k}={v}")]
@@ -92,11 +113,12 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--pairs", type=int, default=40, help="two-phrase lines per language")
     ap.add_argument("--long-mb", type=float, default=0.0, help="also run normalize,lang on a corpus of this many MB")
+    ap.add_argument("--long-only", action="store_true", help="with --long-mb: only the records long for lingua")
     ap.add_argument("--workdir", default=".bench/memory")
     a = ap.parse_args()
     short_texts(a.repeats, a.pairs)
     if a.long_mb > 0:
-        long_texts(a.long_mb, a.workdir)
+        long_texts(a.long_mb, a.workdir, a.long_only)
     return 0
 
 
