@@ -1,55 +1,124 @@
-"""Language id on short texts: winnow's ``lang`` (``backend: hybrid``, and the default ``lingua``) against lingua's
-high-accuracy mode alone and fastText lid.176 alone, side by side in one process (per core).
+"""Language id on short texts: winnow's ``lang`` at its default config and with ``backend: hybrid``,
+against lingua's high-accuracy mode alone and fastText lid.176 alone, side by side in one process
+(per core); optionally the cost of each config on a long-text corpus through ``winnow run``.
 
 The labelled set is :func:`winnow.demo.langid_evalset.lang_eval_set` (short UI strings and
 two-phrase lines in 20 languages, written for winnow). Every detector weighs the same candidate
-languages (``lang``'s default list). Each is timed ``--repeats`` times after a warm-up; medians.
+languages (``lang``'s default list). Each is timed ``--repeats`` times after a warm-up (lingua
+loads its models on first use), interleaved; medians.
 
-    python bench/lang_bench.py [--repeats 5] [--pairs 40]
+``--long-mb N`` also builds (once) the memory benchmark's corpus of N MB from text on this
+machine (man pages, pydoc topics, docstrings: many records are short sections) and runs
+``winnow run --stages normalize,lang`` on it for the default config and each ``backend: hybrid``
+variant, printing the lang stage's CPU seconds (stats.json) and the run's peak RSS; with
+``--long-only``, on the records of that corpus whose first ``max_chars`` are long for lingua
+(:data:`winnow.filters.lang.LONG_TEXT` cleaned characters or more) only.
+
+    python bench/lang_bench.py [--repeats 5] [--pairs 40] [--long-mb 25 [--long-only]]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import sys
 import time
+from pathlib import Path
+
+#: (name, LangConfig keyword arguments, the same as ``--set`` overrides for ``winnow run``)
+CONFIGS: list[tuple[str, dict]] = [
+    ("winnow lang, default config", {}),
+    ("winnow lang, backend: hybrid", {"backend": "hybrid"}),
+    ("  ... tie_break: product", {"backend": "hybrid", "tie_break": "product"}),
+]
+HIGH = "lingua 2.1.1 high-accuracy"
+
+
+def short_texts(repeats: int, pairs: int) -> None:
+    from winnow.demo.langid_evalset import LANGS, lang_eval_set
+    from winnow.filters.lang import LangConfig, LangFilter, bundled_lid_model
+
+    data = lang_eval_set(pairs_per_lang=pairs)
+    texts, gold = [t for t, _ in data], [g for _, g in data]
+    print(f"{len(texts):,} short texts in {len(LANGS)} languages (median {statistics.median(map(len, texts)):.0f} chars)")
+    runs = [(name, LangConfig(**kw)) for name, kw in CONFIGS] + [
+        (HIGH, LangConfig(backend="lingua", low_accuracy=False, fast_path=False)),
+        ("lingua 2.1.1 low-accuracy", LangConfig(backend="lingua", fast_path=False)),
+        ("fastText lid.176.ftz alone", LangConfig(backend="fasttext", model_path=bundled_lid_model())),
+    ]
+    filters = {name: LangFilter(cfg) for name, cfg in runs}
+    preds = {name: f.detect(texts) for name, f in filters.items()}  # warm-up (lingua loads models lazily)
+    times: dict[str, list[float]] = {name: [] for name in filters}
+    for _ in range(repeats):  # interleaved, so load on a shared machine hits every detector alike
+        for name, f in filters.items():
+            t = time.process_time()
+            f.detect(texts)
+            times[name].append(time.process_time() - t)
+    res = {}
+    for name, pred in preds.items():
+        acc = sum(p[0] == g for p, g in zip(pred, gold)) / len(gold)
+        res[name] = (acc, len(texts) / statistics.median(times[name]))
+    peer = res[HIGH]
+    for name, (acc, rate) in res.items():
+        print(f"  {name:32s} accuracy {acc:.4f}  {rate:9,.0f} texts/s per core  ({rate / peer[1]:.1f}x lingua high-accuracy)")
+    for name in (CONFIGS[0][0], CONFIGS[1][0]):
+        ours = res[name]
+        print(f"{name.strip()} vs lingua high-accuracy: accuracy {ours[0] - peer[0]:+.4f}, speed {ours[1] / peer[1]:.1f}x per core")
+
+
+def long_only(files: list[str], dest: str) -> str:
+    """A copy of ``files`` with only the records whose prefix is long for lingua; its glob."""
+    import gzip
+
+    from winnow.filters.lang import LONG_TEXT, LangConfig, lingua_length
+
+    m = LangConfig().max_chars
+    os.makedirs(dest, exist_ok=True)
+    for f in files:
+        with gzip.open(f, "rt", encoding="utf-8") as src:
+            keep = [ln for ln in src if lingua_length(" ".join(json.loads(ln)["text"][: m + m // 2].split())[:m]) >= LONG_TEXT]
+        with gzip.open(os.path.join(dest, os.path.basename(f)), "wt", encoding="utf-8") as out:
+            out.writelines(keep)
+    return os.path.join(dest, "*.jsonl.gz")
+
+
+def long_texts(mb: float, workdir: str, only_long: bool) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from memory_bench import ensure_corpus, measure
+
+    files = ensure_corpus(workdir, mb)
+    glob_ = os.path.join(os.path.dirname(files[0]), "*.jsonl.gz")
+    if only_long:
+        glob_ = long_only(files, os.path.join(workdir, f"corpus-{mb:g}MB-long-only", "text"))
+    out = os.path.join(workdir, "lang-out")
+    code = "import sys\nfrom winnow.pipeline.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    which = "its records long for lingua" if only_long else "all its records"
+    print(f"\nwinnow run --stages normalize,lang on the {mb:g} MB corpus of {workdir}, {which} (1 worker)")
+    base = None
+    for name, kw in CONFIGS:
+        sets = [a for k, v in kw.items() for a in ("--set", f"lang.{k}={v}")]
+        r = measure([sys.executable, "-c", code, "run", "--input", glob_, "--output", out, "--overwrite", "--quiet",
+                     "--stages", "normalize,lang", "--workers", "1", *sets])
+        with open(os.path.join(out, "stats.json")) as fh:
+            cpu = json.load(fh)["timing"]["lang"]["cpu_s"]
+        base = base or (cpu, r["peak_rss"])
+        print(f"  {name:32s} lang CPU {cpu:6.2f} s ({cpu / base[0]:.2f}x default)  "
+              f"peak RSS {r['peak_rss'] / 1e6:6,.0f} MB ({r['peak_rss'] / base[1]:.2f}x default)", flush=True)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--pairs", type=int, default=40, help="two-phrase lines per language")
+    ap.add_argument("--long-mb", type=float, default=0.0, help="also run normalize,lang on a corpus of this many MB")
+    ap.add_argument("--long-only", action="store_true", help="with --long-mb: only the records long for lingua")
+    ap.add_argument("--workdir", default=".bench/memory")
     a = ap.parse_args()
-    from winnow.filters.lang import LangConfig, LangFilter
-    from winnow.demo.langid_evalset import LANGS, lang_eval_set
-
-    data = lang_eval_set(pairs_per_lang=a.pairs)
-    texts, gold = [t for t, _ in data], [g for _, g in data]
-    print(f"{len(texts):,} short texts in {len(LANGS)} languages (median {statistics.median(map(len, texts)):.0f} chars)")
-    runs = [
-        ("winnow lang (hybrid)", LangConfig(backend="hybrid")),
-        ("lingua 2.1.1 high-accuracy", LangConfig(backend="lingua", low_accuracy=False, fast_path=False)),
-        ("fastText lid.176.ftz alone", LangConfig(backend="hybrid", ft_confidence=0.0)),
-        ("winnow lang (lingua + fast path, default)", LangConfig(backend="lingua")),
-    ]
-    filters = {name: LangFilter(cfg) for name, cfg in runs}
-    preds = {name: f.detect(texts) for name, f in filters.items()}  # warm-up (lingua loads models lazily)
-    times: dict[str, list[float]] = {name: [] for name in filters}
-    for _ in range(a.repeats):  # interleaved, so load on a shared machine hits every detector alike
-        for name, f in filters.items():
-            t = time.perf_counter()
-            f.detect(texts)
-            times[name].append(time.perf_counter() - t)
-    res = {}
-    for name, pred in preds.items():
-        acc = sum(p[0] == g for p, g in zip(pred, gold)) / len(gold)
-        res[name] = (acc, len(texts) / statistics.median(times[name]))
-    peer = res["lingua 2.1.1 high-accuracy"]
-    for name, (acc, rate) in res.items():
-        print(f"  {name:32s} accuracy {acc:.4f}  {rate:9,.0f} texts/s  ({rate / peer[1]:.1f}x lingua high-accuracy)")
-    ours = res["winnow lang (hybrid)"]
-    print(f"hybrid vs lingua high-accuracy: accuracy {ours[0] - peer[0]:+.4f}, speed {ours[1] / peer[1]:.1f}x per core")
+    short_texts(a.repeats, a.pairs)
+    if a.long_mb > 0:
+        long_texts(a.long_mb, a.workdir, a.long_only)
     return 0
 
 

