@@ -185,7 +185,7 @@ class ClipScorer:
 
     def __init__(self, cfg: ClipConfig) -> None:
         import torch
-        from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
+        from transformers import AutoTokenizer, CLIPModel
 
         self.cfg = cfg
         if cfg.device == "cuda" and not torch.cuda.is_available():
@@ -197,8 +197,8 @@ class ClipScorer:
             dtype = "bfloat16" if self.device.type == "cuda" else "float32"
         self.dtype = getattr(torch, dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.model_dir, local_files_only=True)
-        # the Pillow/numpy processor: the "fast" one needs torchvision
-        self.processor = CLIPImageProcessor.from_pretrained(cfg.model_dir, local_files_only=True)
+        # the Pillow/numpy processor: the default one needs torchvision
+        self.processor = _pil_processor_class().from_pretrained(cfg.model_dir, local_files_only=True)
         model = CLIPModel.from_pretrained(cfg.model_dir, local_files_only=True)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.max_length = int(min(model.config.text_config.max_position_embeddings,
@@ -256,6 +256,19 @@ class ClipScorer:
             txt = txt / txt.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             cos = (img * txt).sum(dim=-1)
         return [float(v) for v in cos.cpu().tolist()]
+
+
+def _pil_processor_class() -> Any:
+    """CLIP's Pillow/numpy image processor (``CLIPImageProcessorPil`` in transformers 5;
+    ``CLIPImageProcessor`` before, when that one was the Pillow one)."""
+    try:
+        from transformers import CLIPImageProcessorPil
+
+        return CLIPImageProcessorPil
+    except ImportError:
+        from transformers import CLIPImageProcessor
+
+        return CLIPImageProcessor
 
 
 def _features(out: Any) -> Any:
