@@ -115,18 +115,19 @@ def image_samples(seed: int = 0) -> list[HostileSample]:
     for i in range(4):
         data, ext, caption, _ = draw_image(rng)
         add(f"good-{i:02d}", ext, data, "kept", what="a generated picture", caption=caption)
-    pic = _picture(rng)
-    add("good-cmyk", "jpg", _encode(pic.convert("CMYK"), "JPEG", quality=90), "kept", what="a CMYK JPEG")
-    a16 = (np.asarray(pic.convert("L"), dtype=np.uint16) * 257).astype(np.uint16)
+    # a distinct picture for each encoding (copies of one would be near-duplicates of each other)
+    add("good-cmyk", "jpg", _encode(_picture(rng).convert("CMYK"), "JPEG", quality=90), "kept", what="a CMYK JPEG")
+    a16 = (np.asarray(_picture(rng).convert("L"), dtype=np.uint16) * 257).astype(np.uint16)
     add("good-16bit", "png", _encode(Image.fromarray(a16), "PNG"), "kept", what="a 16-bit greyscale PNG")
-    add("good-palette", "png", _encode(pic.convert("P", palette=Image.Palette.ADAPTIVE, colors=64), "PNG",
+    add("good-palette", "png", _encode(_picture(rng).convert("P", palette=Image.Palette.ADAPTIVE, colors=64), "PNG",
                                        transparency=0), "kept", what="a palette PNG with transparency")
+    pic = _picture(rng)
     rgba = pic.convert("RGBA")
     rgba.putalpha(Image.linear_gradient("L").resize(pic.size))
     add("good-alpha", "png", _encode(rgba, "PNG"), "kept", what="an RGBA PNG with a gradient alpha")
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise when shown
-    add("good-exif-rotated", "jpg", _encode(pic, "JPEG", quality=90, exif=exif.tobytes()), "kept",
+    add("good-exif-rotated", "jpg", _encode(_picture(rng), "JPEG", quality=90, exif=exif.tobytes()), "kept",
         what="a JPEG with EXIF orientation 6 (shown rotated: 120x160)")
     frames = [_picture(rng, (96, 96)) for _ in range(3)]
     add("good-animated", "gif", _encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0),
@@ -135,7 +136,7 @@ def image_samples(seed: int = 0) -> list[HostileSample]:
     jpg = _encode(_picture(rng, (256, 256)), "JPEG", quality=95)
     add("bad-truncated-jpeg", "jpg", jpg[: len(jpg) * 6 // 10], "rejected", "image_quality", "image_quality_truncated",
         "a JPEG cut at 60% of its bytes")
-    add("bad-png-crc", "png", png_bad_crc(_encode(pic, "PNG")), "dead", "read", "checksum",
+    add("bad-png-crc", "png", png_bad_crc(_encode(_picture(rng), "PNG")), "dead", "read", "checksum",
         "a PNG whose IDAT checksum is wrong (the reader's structural check)")
     add("bad-bomb-20000", "png", png_bomb(20_000, 20_000), "dead", "read", "DecompressionBombError",
         "a 20,000 x 20,000 PNG bomb (over Pillow's hard limit: refused by the reader on its header)")

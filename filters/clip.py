@@ -83,6 +83,11 @@ class ClipConfig:
         dtype: ``auto`` (bfloat16 on CUDA, float32 on CPU), ``float32``, ``bfloat16`` or ``float16``.
         modalities: records of these modalities with both an image and a caption are scored;
             others pass through with null columns.
+        fixed_shapes: every model call has the same shapes: ``batch_size`` pairs (a short call
+            is padded with copies of its first pair) and captions padded to the model's full
+            context (77 tokens for CLIP). A pair's score then does not depend on which pairs
+            share its call, so the shards are identical on every runner and worker count;
+            false saves the padding work and scores can differ in the last bits.
     """
 
     model_dir: str = ""
@@ -95,6 +100,7 @@ class ClipConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     modalities: tuple[str, ...] = ("image_text",)
+    fixed_shapes: bool = True
 
     def __post_init__(self) -> None:
         key = "image_text_score.model_dir"
@@ -244,9 +250,15 @@ class ClipScorer:
         """Cosine similarity of each RGB image with its caption (one model call)."""
         import torch
 
-        pix = self.processor(images=list(images), return_tensors="pt")["pixel_values"]
-        tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
-                             return_tensors="pt")
+        n = len(images)
+        images, texts = list(images), list(texts)
+        fixed = self.cfg.fixed_shapes
+        if fixed and n < self.cfg.batch_size:
+            images += [images[0]] * (self.cfg.batch_size - n)
+            texts += [texts[0]] * (self.cfg.batch_size - n)
+        pix = self.processor(images=images, return_tensors="pt")["pixel_values"]
+        tok = self.tokenizer(texts, padding="max_length" if fixed else True, truncation=True,
+                             max_length=self.max_length, return_tensors="pt")
         with torch.inference_mode():
             img = self.model.get_image_features(pixel_values=pix.to(self.device, self.dtype, non_blocking=True))
             txt = self.model.get_text_features(input_ids=tok["input_ids"].to(self.device, non_blocking=True),
@@ -254,7 +266,7 @@ class ClipScorer:
             img, txt = _features(img).float(), _features(txt).float()
             img = img / img.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             txt = txt / txt.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-            cos = (img * txt).sum(dim=-1)
+            cos = (img * txt).sum(dim=-1)[:n]
         return [float(v) for v in cos.cpu().tolist()]
 
 

@@ -117,6 +117,14 @@ def test_scores_are_clipscore_of_the_cosine_and_batching_does_not_change_them(mo
     assert abs(other[0][1] - one[0][1]) > 1e-4
 
 
+def test_fixed_shapes_make_scores_independent_of_grouping(model_dir):
+    ps = [(d, c) for d, _, c, _ in pairs(13, seed=5)]
+    s = ClipScorer(ClipConfig(model_dir=model_dir, device="cpu", batch_size=8))
+    whole = s.score(ps)
+    parts = s.score(ps[:3]) + s.score(ps[3:5]) + s.score(ps[5:])
+    assert whole == parts  # exactly: the shards must be byte-identical whatever the bundles
+
+
 def test_byte_budget_cuts_model_calls(model_dir):
     s = ClipScorer(ClipConfig(model_dir=model_dir, device="cpu", batch_size=10, batch_bytes=1000))
     assert s._chunks([400, 400, 400, 2000, 10]) == [[0, 1], [2], [3], [4]]
