@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["build_random_clip", "image_processor_class"]
+__all__ = ["build_random_clip", "image_processor_class", "demo_clip_overrides"]
 
 
 def image_processor_class():
@@ -67,3 +67,20 @@ def build_random_clip(path: str | Path, size: Literal["tiny", "vit-b-16"] = "tin
                                    do_center_crop=True, do_resize=True, do_normalize=True, do_convert_rgb=True)
     CLIPProcessor(image_processor=proc, tokenizer=tok).save_pretrained(str(out))
     return str(out)
+
+
+#: The demo keeps this fraction of the scored pairs (its model is random: the cut shows the
+#: mechanism, not a judgement).
+DEMO_KEEP_FRACTION = 0.95
+
+
+def demo_clip_overrides(corpus_dir: str) -> list[str]:
+    """Build the demo's tiny random CLIP under ``<corpus_dir>/models/clip`` and return the
+    ``image_text_score`` options that use it; ``[]`` when torch or transformers is missing
+    (``pip install 'winnow[images]'``), and the demo then runs without the stage."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
+        return []
+    path = build_random_clip(Path(corpus_dir) / "models" / "clip")
+    return [f"image_text_score.model_dir={path}", f"image_text_score.keep_fraction={DEMO_KEEP_FRACTION}"]

@@ -144,8 +144,11 @@ def is_scored(record: Mapping[str, Any], cfg: ClipConfig) -> bool:
 
 
 def selection_key(record: Mapping[str, Any], cfg: ClipConfig) -> tuple[float, int] | None:
-    """Smaller is better: ``(-score, tie)``; None when unscored."""
-    v = record.get("image_text_score")
+    """Smaller is better: ``(-cosine, tie)``; None when unscored. The cosine orders pairs as
+    the score does, and keeps ordering those the score's ``max(cos, 0)`` puts level at 0."""
+    v = record.get("image_text_cosine")
+    if v is None:
+        v = record.get("image_text_score")
     if v is None or not is_scored(record, cfg):
         return None
     tie = xxhash.xxh3_64_intdigest(

@@ -31,6 +31,7 @@ from winnow.filters.clip import (
     ClipScorer,
     clip_fields,
     clip_verdict,
+    clipscore,
     is_scored,
     selection_key,
 )
@@ -188,11 +189,12 @@ def _stats(cfg: ClipConfig, scored: beam.PCollection, keys: beam.PCollection, cu
               | "BottomWrap" >> beam.Map(lambda xs: {"lowest": [e for _, e in xs]}))
 
     def summary(n: int, cut: list) -> dict:
-        threshold = cfg.cut_threshold
+        threshold, cos_cut = cfg.cut_threshold, None
         if threshold is None and cut:
-            threshold = -cut[0][0]
+            cos_cut = -cut[0][0]
+            threshold = clipscore(cos_cut)
         return {"selection": {"model_dir": cfg.model_dir, "keep_fraction": cfg.keep_fraction,
-                              "threshold": threshold, "scored": n}}
+                              "threshold": threshold, "cosine_cut": cos_cut, "scored": n}}
 
     sel = n_scored | "Summary" >> beam.Map(summary, cut=beam.pvalue.AsList(cut))
     return (hist, sel, top, bottom) | "ImageTextStats" >> beam.Flatten()
@@ -213,6 +215,7 @@ def image_text_section(stats: Mapping[str, Any], examples: Sequence[Mapping[str,
             "model (the demo's, unless a real one is configured) gives noise.</p>",
             html_table(["setting", "value"], [("model", sel.get("model_dir")), ("scored pairs", sel.get("scored")),
                                               ("keep fraction", sel.get("keep_fraction")),
+                                              ("cut at cosine", sel.get("cosine_cut")),
                                               ("threshold", None if th is None else round(th, 4))])]
     h = s.get("score_hist")
     if isinstance(h, Mapping) and h.get("n"):

@@ -22,7 +22,9 @@ from winnow.pipeline.runner import run
 from winnow.pipeline.stages.image_quality import ImageQualityStage
 
 from tests.pipeline.batches import create_batches
-from tests.pipeline.test_runners import worker_pool  # noqa: F401 - the Beam worker pool fixture
+from tests.pipeline import test_runners
+
+worker_pool = test_runners.worker_pool  # the Beam worker pool on loopback (a module fixture)
 
 
 @pytest.fixture(scope="module")
@@ -147,9 +149,10 @@ def test_peak_memory_is_bounded_by_the_pixel_budget(tmp_path, samples, hostile_t
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_identical_image_shards_across_runners(tmp_path, samples, worker_pool):
+    import random
+
     from winnow.demo.clip_model import build_random_clip
     from winnow.demo.images import draw_image, tar_bytes
-    import random
 
     model = build_random_clip(tmp_path / "clip")
     rng = random.Random(3)
@@ -183,3 +186,21 @@ def test_identical_image_shards_across_runners(tmp_path, samples, worker_pool):
     for name, (files, counts) in results.items():
         assert counts == base_counts, name
         assert files == base_files, f"{name} wrote different shards than the in-process runner"
+
+
+@pytest.mark.slow
+def test_the_demo_corpus_plants_one_image_per_content_defect(tmp_path):
+    from winnow.demo.corpus import build_demo_corpus
+
+    corpus = build_demo_corpus(str(tmp_path / "corpus"), scale=0.02)
+    assert corpus.planted["mismatched_captions"] >= 2
+    (tar,) = [f.path for f in corpus.files if f.kind == "tar"]
+    out = str(tmp_path / "out")
+    stats = run(load_config(input=[tar], output=out, stages=["image_quality"])).stats
+    _, rejected, _ = _outputs(out)
+    got = {_key(r["source"]): r["reject_reason"] for r in rejected}
+    # the drawn pictures do not depend on the machine: exactly the planted defects are dropped
+    assert got == {"zz-defect-blank": "image_quality_blank", "zz-defect-blurred": "image_quality_blurry",
+                   "zz-defect-tiny": "image_quality_too_small", "zz-defect-extreme_aspect": "image_quality_aspect_ratio"}
+    assert all(corpus.planted[f"{n}_image"] == 1 for n in ("blank", "blurred", "tiny", "extreme_aspect"))
+    assert stats["balanced"]
