@@ -281,7 +281,14 @@ def inspect_image(data: bytes, cfg: ImageQualityConfig) -> ImageReport:
                 return rep
             if animated:
                 im.seek(0)
+            full = (rep.width, rep.height)
+            keep_bytes = not (reencode or animated or (cfg.max_side and max(full) > cfg.max_side))
+            if keep_bytes and im.format == "JPEG" and max(full) > 2 * cfg.analysis_side:
+                # only measures are needed: decode at 1/2 .. 1/8 scale (the whole stream is still
+                # read, so truncation is still found); the columns keep the full size
+                im.draft(None, (cfg.analysis_side, cfg.analysis_side))
             im.load()
+            scaled = im.size != full
             oriented = ImageOps.exif_transpose(im)
             norm = _normalise(oriented)
             if norm is im:
@@ -292,7 +299,11 @@ def inspect_image(data: bytes, cfg: ImageQualityConfig) -> ImageReport:
     except _DECODE_ERRORS as exc:
         rep.error, rep.reason = _error_text(exc), _decode_reason(exc)
         return rep
-    rep.width, rep.height = norm.size
+    if scaled:  # the full size, turned as the orientation turned the decoded one
+        turned = (norm.size[0] > norm.size[1]) != (im.size[0] > im.size[1])
+        rep.width, rep.height = (full[1], full[0]) if turned else full
+    else:
+        rep.width, rep.height = norm.size
     a = _for_analysis(norm, cfg.analysis_side)
     chans = [a[:, :, k] for k in range(a.shape[2])]
     # per channel, the largest: a red shape on a green ground of the same brightness is neither
@@ -300,7 +311,7 @@ def inspect_image(data: bytes, cfg: ImageQualityConfig) -> ImageReport:
     rep.std = round(max(float(c.std()) for c in chans), 6)
     rep.entropy = round(max(grey_entropy(c) for c in chans), 6)
     rep.sharpness = round(max(laplacian_variance(c.astype(np.float32)) for c in chans), 6)
-    short, long_ = min(norm.size), max(norm.size)
+    short, long_ = min(rep.width, rep.height), max(rep.width, rep.height)
     if cfg.min_side and short < cfg.min_side:
         rep.reason = R_SMALL
     elif cfg.max_aspect_ratio and long_ > cfg.max_aspect_ratio * short:

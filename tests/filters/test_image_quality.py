@@ -164,3 +164,17 @@ def test_config_errors(kw, key):
     with pytest.raises(ConfigError) as e:
         ImageQualityConfig(**kw)
     assert e.value.key == key
+
+
+def test_large_jpeg_is_measured_at_reduced_scale_with_its_full_size_reported():
+    img = busy(60, 45, seed=4).resize((2400, 1800), Image.Resampling.NEAREST)  # blocks 40 px wide
+    exif = Image.Exif()
+    exif[0x0112] = 8  # 270 degrees: shown 1800 x 2400
+    data = enc(img, "JPEG", quality=90, exif=exif.tobytes())
+    rep = inspect_image(data, CFG)
+    assert rep.reason == "" and (rep.width, rep.height, rep.format) == (1800, 2400, "JPEG") and rep.image is None
+    full = inspect_image(data, ImageQualityConfig(reencode_format="jpeg"))  # decodes every pixel
+    assert (full.width, full.height) == (1800, 2400)
+    assert rep.std == pytest.approx(full.std, rel=0.1)
+    cut = inspect_image(data[: len(data) // 2], CFG)
+    assert cut.reason == "image_quality_truncated"  # the reduced-scale decode still reads the whole stream
