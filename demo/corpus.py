@@ -7,8 +7,9 @@ plain text). Images are drawn with Pillow from a seeded RNG and captioned from w
 
 Into that clean material go planted problems whose counts :attr:`DemoCorpus.planted` reports:
 exact, whitespace-only and near duplicates (text and images), empty texts, malformed JSON lines, invalid UTF-8, wrongly
-typed ``text`` fields, a ``.jsonl.gz`` cut off mid-stream, duplicate and corrupt images, and a
-tar member whose path escapes the archive. The same ``seed`` and ``scale`` give byte-identical
+typed ``text`` fields, a ``.jsonl.gz`` cut off mid-stream, duplicate and corrupt images, images
+captioned with another picture's caption, one blank, blurred, tiny and extreme-aspect image each
+(for ``image_quality``), and a tar member whose path escapes the archive. The same ``seed`` and ``scale`` give byte-identical
 files on the same machine (fixed gzip and tar timestamps, sorted members, no hash ordering).
 
 Layout under ``dest``::
@@ -17,7 +18,8 @@ Layout under ``dest``::
     text/docs-extra.jsonl         plain JSONL (shares the planted problems)
     text/docs-noid.jsonl.zst      records without "id" (the reader hashes their content)
     text/truncated-0000.jsonl.gz  complete lines, then a deflate stream cut mid-line
-    images/pairs-0000.tar         WebDataset samples <key>.png|jpg + <key>.txt (+ <key>.json)
+    images/pairs-0000.tar         WebDataset samples <key>.png|jpg + <key>.txt (+ <key>.json);
+                                  zz-defect-<name>.* are the planted image_quality defects
     images/dir/                   images with sidecar <stem>.txt captions
     demo-manifest.json            this description (not an input)
 
@@ -355,6 +357,42 @@ def _filter_plants(main: list[dict[str, Any]], rng: random.Random,
     return out
 
 
+def _mismatched_pairs(n: int, rng: random.Random, seen: set[bytes]) -> list:
+    """New pictures captioned with another new picture's caption (for ``image_text_score``)."""
+    out = []
+    while len(out) < n:
+        (data, ext, _, meta), (_, _, other, _) = draw_image(rng), draw_image(rng)
+        if xxhash.xxh3_128_digest(data) in seen:
+            continue
+        seen.add(xxhash.xxh3_128_digest(data))
+        out.append((data, ext, other, {**meta, "caption_of": "another picture"}))
+    return out
+
+
+def _image_defects(rng: random.Random) -> dict[str, tuple[bytes, str, str]]:
+    """One picture per content defect ``image_quality`` rejects (each decodes: the reader keeps
+    it, the stage judges it): a blank, a heavily blurred, a tiny and an extreme-aspect image."""
+    import io
+
+    from PIL import Image, ImageFilter
+
+    def enc(img: Image.Image, fmt: str = "PNG") -> bytes:
+        buf = io.BytesIO()
+        img.save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+        return buf.getvalue()
+
+    def picture(w: int, h: int) -> Image.Image:
+        with Image.open(io.BytesIO(draw_image(rng)[0])) as im:
+            return im.convert("RGB").resize((w, h), Image.Resampling.BILINEAR)
+
+    return {
+        "blank": (enc(Image.new("RGB", (160, 120), (236, 236, 232)), "JPEG"), "jpg", "A plain light grey picture."),
+        "blurred": (enc(picture(192, 192).filter(ImageFilter.GaussianBlur(10))), "png", "A picture under a heavy blur."),
+        "tiny": (enc(picture(20, 20)), "png", "A picture of 20 by 20 pixels."),
+        "extreme_aspect": (enc(picture(640, 32)), "png", "A strip twenty times wider than high."),
+    }
+
+
 def _images(root: Path, scale: float, rng: random.Random,
             planted: dict[str, int]) -> list[DemoFile]:
     n_img = max(20, round(BASE_IMAGES * min(scale, 1.0)))
@@ -378,13 +416,20 @@ def _images(root: Path, scale: float, rng: random.Random,
     corrupt = [(png[: len(png) // 3], "png", "A picture whose file was cut short.", None),
                (b"\xff\xd8\xff\xe0" + rng.randbytes(300), "jpg", "Random bytes posing as a JPEG.", None)]
     samples += corrupt
+    mismatched = _mismatched_pairs(max(2, round(0.05 * len(pairs))), rng, seen)
+    samples += mismatched
+    planted["mismatched_captions"] = len(mismatched)
     rng.shuffle(samples)
     members = [("../evil.txt", b"This member tries to write outside the extraction directory.\n")]
     for i, (data, ext, caption, meta) in enumerate(samples):
         key = f"pair-{i:06d}"
         members += [(f"{key}.{ext}", data), (f"{key}.txt", caption.encode())]
-        if meta is not None and rng.random() < 0.5:
+        if meta is not None and (rng.random() < 0.5 or "caption_of" in meta):
             members.append((f"{key}.json", json.dumps(meta, sort_keys=True).encode()))
+    defects = _image_defects(rng)
+    for name, (data, ext, caption) in defects.items():  # keys sort after every pair
+        members += [(f"zz-defect-{name}.{ext}", data), (f"zz-defect-{name}.txt", caption.encode())]
+        planted[f"{name}_image"] = 1
     tar_path = root / "images" / "pairs-0000.tar"
     _write(tar_path, tar_bytes(members))
     planted.update(duplicate_images=len(dups), corrupt_image=len(corrupt), escaping_tar_member=1)
@@ -394,7 +439,8 @@ def _images(root: Path, scale: float, rng: random.Random,
     for i, (data, ext, caption, _) in enumerate(in_dir):
         _write(img_dir / f"img-{i:04d}.{ext}", data)
         _write(img_dir / f"img-{i:04d}.txt", caption.encode() + b"\n")
-    return [DemoFile(str(tar_path), "tar", len(samples) + 1, len(samples) - len(corrupt), len(corrupt) + 1),
+    n = len(samples) + len(defects)  # tar samples (the escaping member is one more unit)
+    return [DemoFile(str(tar_path), "tar", n + 1, n - len(corrupt), len(corrupt) + 1),
             DemoFile(str(img_dir), "imagedir", len(in_dir), len(in_dir), 0)]
 
 

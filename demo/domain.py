@@ -108,10 +108,13 @@ def demo_domain_overrides(dest: str, man_root: str = "/usr/share/man") -> list[s
 
 
 def demo_stages() -> list[str]:
-    """The default stages with ``domain`` in its place (before toxicity, PII and the tokenizer)."""
+    """The default stages with ``domain`` in its place (before toxicity, PII and the tokenizer)
+    and ``image_quality`` before ``image_dedup``."""
     from winnow.pipeline.config import DEFAULT_STAGES
 
     stages = [s for s in DEFAULT_STAGES if s != "domain"]
+    if "image_quality" not in stages and "image_dedup" in stages:  # the demo's planted image defects
+        stages.insert(stages.index("image_dedup"), "image_quality")
     later = ("toxicity", "pii", "tokenizer", "augment", "encode")
     i = next((k for k, s in enumerate(stages) if s in later), len(stages))
     return stages[:i] + ["domain"] + stages[i:]

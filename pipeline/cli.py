@@ -173,6 +173,7 @@ _DEMO_STAGE_OVERRIDES = ("model_quality.keep_fraction=0.9",)
 def _cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     from winnow.pipeline.configure import load_config
     from winnow.demo.corpus import build_demo_corpus
+    from winnow.demo.clip_model import demo_clip_overrides
     from winnow.demo.domain import demo_domain_overrides, demo_stages
     from winnow.pipeline.runner import FailurePolicy, run
 
@@ -183,8 +184,13 @@ def _cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     # Small shards so the demo output exercises the loader's multi-shard paths.
     # model_quality keeps the 90% most reference-like texts in the demo (its default only annotates).
     overrides = ["sink.shard_bytes=2MB", "sink.batch_bytes=256KB", *_DEMO_STAGE_OVERRIDES, *args.overrides]
-    overrides = [*demo_domain_overrides(corpus_dir), "encode.pack_length=2048", *overrides]
-    cfg = load_config(overrides=overrides, input=list(corpus.inputs), output=out, stages=demo_stages())
+    # image_text_score on a tiny random CLIP built offline (when torch and transformers are installed)
+    clip = demo_clip_overrides(corpus_dir)
+    stages = demo_stages()
+    if clip and "image_dedup" in stages:
+        stages.insert(stages.index("image_dedup") + 1, "image_text_score")
+    overrides = [*demo_domain_overrides(corpus_dir), *clip, "encode.pack_length=2048", *overrides]
+    cfg = load_config(overrides=overrides, input=list(corpus.inputs), output=out, stages=stages)
     result = run(cfg, workers=args.workers, beam_args=beam_args, overwrite=True)
     _print_summary(out, result.stats)
     return _policy_exit(result.stats, FailurePolicy())

@@ -93,12 +93,20 @@ def html_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, numeric
     return f'<table class="{esc(cls)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+#: Images with more pixels get no thumbnail (their header is read, never their pixels): the
+#: examples' images are at most 64 KB, so this many pixels there is a decompression bomb.
+THUMB_MAX_PIXELS = 16_000_000
+
+
 def make_thumbnail(data: bytes, size: int = 96) -> bytes | None:
-    """A small PNG of encoded image bytes for an example's ``thumb_png``; ``None`` if undecodable."""
+    """A small PNG of encoded image bytes for an example's ``thumb_png``; ``None`` if undecodable
+    or over ``THUMB_MAX_PIXELS``."""
     try:
         from PIL import Image
 
         with Image.open(io.BytesIO(data)) as im:
+            if im.width * im.height > THUMB_MAX_PIXELS:
+                return None
             im = im.convert("RGB")
             im.thumbnail((size, size))
             buf = io.BytesIO()

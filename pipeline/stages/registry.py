@@ -14,6 +14,8 @@ import winnow.pipeline.stages.domain as domain
 import winnow.pipeline.stages.exact_dedup as exact_dedup
 import winnow.pipeline.stages.grammar as grammar
 import winnow.pipeline.stages.image_dedup as image_dedup
+import winnow.pipeline.stages.image_quality as image_quality
+import winnow.pipeline.stages.image_text as image_text
 import winnow.pipeline.stages.minhash_dedup as minhash_dedup
 import winnow.pipeline.stages.model_quality as model_quality
 import winnow.pipeline.stages.normalize as normalize
@@ -30,7 +32,9 @@ STAGES = Registry((
     text_filters.LANG,
     text_filters.QUALITY,
     minhash_dedup.DECLARATION,
+    image_quality.DECLARATION,
     image_dedup.DECLARATION,
+    image_text.DECLARATION,
     model_quality.DECLARATION,
     domain.DECLARATION,
     text_filters.TOXICITY,

@@ -1,0 +1,226 @@
+"""The ``image_text_score`` stage against the same CLIP model called directly, in one run.
+
+A CLIP with ViT-B/16's shape (vision 12 layers x 768 on 224-pixel images in 16-pixel patches,
+text 12 x 512, projection 512) and random weights is written to a temporary directory with a
+byte-level tokenizer and the Pillow/numpy image processor (:mod:`winnow.demo.clip_model`);
+nothing is downloaded. The pairs are generated pictures (shapes on backgrounds, 256-384
+pixels, PNG and JPEG) with captions naming what was drawn. Measured, same pairs, same batch
+size, same dtype and device, in this order:
+
+* ``model only``: the model on pre-processed tensors (the GPU's ceiling for this shape);
+* ``plain loop``: transformers directly, batches of ``--batch-size`` pairs in input order:
+  decode with Pillow, the image processor, the tokenizer, ``get_image_features`` and
+  ``get_text_features``, cosine, copy to the host;
+* ``stage``: the records as Records batches through ``ImageTextScoreStage`` (Beam
+  RunInference + the StageFn steps + the exact keep-fraction cut) on the FnApiRunner, end to
+  end, and without its model load (RunInference's ``load_model_latency_milli_secs``).
+
+    python bench/clip_bench.py                  # CUDA when present (bf16), else CPU
+    python bench/clip_bench.py --small          # a tiny model and 96 pairs (CPU smoke run)
+    python bench/clip_bench.py --json OUT.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+
+
+def make_pairs(n: int, pool: int = 256) -> list[tuple[bytes, str]]:
+    """``n`` (image bytes, caption) pairs drawn from a pool of ``pool`` generated pictures."""
+    import io
+
+    from PIL import Image
+
+    from winnow.demo.images import draw_image
+
+    rng = random.Random(0)
+    out = []
+    for _ in range(min(n, pool)):
+        data, ext, caption, _ = draw_image(rng)
+        with Image.open(io.BytesIO(data)) as im:
+            big = im.convert("RGB").resize((rng.choice((256, 320, 384)), rng.choice((256, 320, 384))))
+        buf = io.BytesIO()
+        big.save(buf, format="PNG" if ext == "png" else "JPEG", **({} if ext == "png" else {"quality": 90}))
+        out.append((buf.getvalue(), caption))
+    return [out[i % len(out)] for i in range(n)]
+
+
+def model_only(model_dir: str, pairs, batch_size: int, device, dtype) -> float:
+    import torch
+    from transformers import AutoTokenizer, CLIPModel
+
+    from winnow.demo.clip_model import image_processor_class
+    from winnow.filters.clip import _load_rgb
+
+    proc = image_processor_class().from_pretrained(model_dir, local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    model = CLIPModel.from_pretrained(model_dir, local_files_only=True).to(device=device, dtype=dtype).eval()
+    side = model.config.vision_config.image_size
+    pb = pairs[:batch_size]
+    pix = proc(images=[_load_rgb(d, 10**9, side) for d, _ in pb], return_tensors="pt")["pixel_values"].to(device, dtype)
+    ids = tok([c for _, c in pb], padding="max_length", truncation=True, max_length=77, return_tensors="pt").to(device)
+    steps = max(3, len(pairs) // batch_size)
+
+    def step():
+        with torch.inference_mode():
+            a = model.get_image_features(pixel_values=pix)
+            b = model.get_text_features(**ids)
+            a = getattr(a, "pooler_output", a)
+            b = getattr(b, "pooler_output", b)
+            return torch.nn.functional.cosine_similarity(a.float(), b.float()).cpu()
+
+    step()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch_size / (time.perf_counter() - t)
+
+
+def plain_loop(model_dir: str, pairs, batch_size: int, device, dtype) -> tuple[float, list[float]]:
+    import io
+
+    import torch
+    from PIL import Image, ImageOps
+    from transformers import AutoTokenizer, CLIPModel
+
+    from winnow.demo.clip_model import image_processor_class
+
+    proc = image_processor_class().from_pretrained(model_dir, local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    model = CLIPModel.from_pretrained(model_dir, local_files_only=True).to(device=device, dtype=dtype).eval()
+
+    def load(data: bytes):
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            return ImageOps.exif_transpose(im).convert("RGB")
+
+    def go(ps):
+        out = []
+        for s in range(0, len(ps), batch_size):
+            chunk = ps[s:s + batch_size]
+            pix = proc(images=[load(d) for d, _ in chunk], return_tensors="pt")["pixel_values"]
+            ids = tok([c for _, c in chunk], padding="max_length", truncation=True, max_length=77, return_tensors="pt")
+            with torch.inference_mode():
+                a = model.get_image_features(pixel_values=pix.to(device, dtype, non_blocking=True))
+                b = model.get_text_features(input_ids=ids["input_ids"].to(device), attention_mask=ids["attention_mask"].to(device))
+                a = getattr(a, "pooler_output", a).float()
+                b = getattr(b, "pooler_output", b).float()
+                out += torch.nn.functional.cosine_similarity(a, b).cpu().tolist()
+        return out
+
+    go(pairs[: batch_size * 2])  # warm-up (kernels, allocator)
+    t = time.perf_counter()
+    cos = go(pairs)
+    return time.perf_counter() - t, cos
+
+
+def stage_run(model_dir: str, pairs, batch_size: int, device: str) -> dict:
+    import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
+
+    from winnow.filters.clip import ClipConfig
+    from winnow.pipeline.batch import BATCH_RECORDS, Records
+    from winnow.pipeline.records import make_record
+    from winnow.pipeline.stages.image_text import ImageTextScoreStage
+
+    recs = [make_record(source=f"bench:{i}", text=c, image=d, modality="image_text") for i, (d, c) in enumerate(pairs)]
+    batches = [Records(recs[i:i + BATCH_RECORDS]) for i in range(0, len(recs), BATCH_RECORDS)]
+    cfg = ClipConfig(model_dir=model_dir, batch_size=batch_size, device=device, keep_fraction=0.5)
+    sink = os.path.join(tempfile.mkdtemp(), "scores.json")
+
+    class Grab(beam.DoFn):
+        def process(self, b):
+            yield from ((r["source"], r["image_text_cosine"]) for r in b.rows)
+
+    def write(items, dead):
+        with open(sink, "w") as f:
+            json.dump({"cos": dict(items), "dead": sum(dead)}, f)
+
+    t = time.perf_counter()
+    p = beam.Pipeline(runner="FnApiRunner")
+    out = p | beam.Create(batches, reshuffle=False) | ImageTextScoreStage(cfg)
+    scored = (out.kept, out.rejected) | beam.Flatten() | beam.ParDo(Grab()) | beam.combiners.ToList()
+    dead = out.dead | beam.Map(lambda b: len(b.rows))
+    scored | beam.Map(write, dead=beam.pvalue.AsList(dead))
+    result = p.run()
+    result.wait_until_finish()
+    wall = time.perf_counter() - t
+    dist: dict[str, float] = {}
+    for d in result.metrics().query(MetricsFilter().with_namespace("winnow:image_text_score/run_inference"))["distributions"]:
+        v = d.committed or d.attempted
+        dist[d.key.metric.name] = dist.get(d.key.metric.name, 0) + (v.sum if v else 0)
+    with open(sink) as f:
+        got = json.load(f)
+    return {"wall_s": wall, "load_s": dist.get("load_model_latency_milli_secs", 0.0) / 1000.0,
+            "infer_s": dist.get("inference_batch_latency_micro_secs", 0.0) / 1e6, "dead": got["dead"],
+            "cos": [got["cos"].get(r["source"]) for r in recs]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pairs", type=int, default=0, help="image-text pairs (default 4096 on CUDA, 256 on CPU, 96 with --small)")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--small", action="store_true", help="a tiny 2-layer model instead of ViT-B/16's shape")
+    ap.add_argument("--json", default="", help="also write the figures here")
+    a = ap.parse_args()
+    import torch
+
+    from winnow.demo.clip_model import build_random_clip
+
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    dtype = torch.bfloat16 if cuda else torch.float32
+    n = a.pairs or (96 if a.small else 4096 if cuda else 256)
+    t = time.perf_counter()
+    pairs = make_pairs(n)
+    made = time.perf_counter() - t
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        build_random_clip(d, "tiny" if a.small else "vit-b-16")
+        built = time.perf_counter() - t
+        print(f"model written in {built:.1f} s; {n} pairs made in {made:.1f} s "
+              f"({sum(len(x) for x, _ in pairs) / n / 1024:.1f} KB/image mean)", flush=True)
+        ceiling = model_only(d, pairs, a.batch_size, device, dtype)
+        print(f"  (model only: {ceiling:.1f} pairs/s)", flush=True)
+        plain_s, plain_cos = plain_loop(d, pairs, a.batch_size, device, dtype)
+        print(f"  (plain loop: {n / plain_s:.1f} pairs/s)", flush=True)
+        st = stage_run(d, pairs, a.batch_size, "cuda" if cuda else "cpu")
+    diffs = [abs(x - y) for x, y in zip(plain_cos, st["cos"]) if y is not None]
+    name = torch.cuda.get_device_name(0) if cuda else "cpu"
+    res = {
+        "device": name, "dtype": str(dtype).replace("torch.", ""),
+        "model": "CLIP " + ("tiny (2 layers, hidden 32)" if a.small else "ViT-B/16 shape, random weights"),
+        "pairs": n, "batch_size": a.batch_size, "model_build_s": round(built, 2),
+        "model_only_pairs_per_s": ceiling, "plain_loop_pairs_per_s": n / plain_s,
+        "stage_pairs_per_s": n / st["wall_s"],
+        "stage_pairs_per_s_without_model_load": n / max(1e-9, st["wall_s"] - st["load_s"]),
+        "stage_inference_pairs_per_s": n / max(1e-9, st["infer_s"]),
+        "stage_wall_s": st["wall_s"], "stage_run_inference_s": st["infer_s"], "stage_model_load_s": st["load_s"],
+        "stage_dead": st["dead"], "scored": len(diffs), "max_abs_cosine_diff_vs_plain": max(diffs) if diffs else None,
+    }
+    res["ratio_stage_vs_plain"] = res["stage_pairs_per_s"] / res["plain_loop_pairs_per_s"]
+    res["ratio_stage_without_load_vs_plain"] = res["stage_pairs_per_s_without_model_load"] / res["plain_loop_pairs_per_s"]
+    print(f"image_text_score: {res['model']} on {name} ({res['dtype']}), {n} pairs, batch {a.batch_size}")
+    print(f"  model only (tensors ready)   {ceiling:9.1f} pairs/s")
+    print(f"  plain loop (decode+process)  {res['plain_loop_pairs_per_s']:9.1f} pairs/s")
+    print(f"  stage (Beam, end to end)     {res['stage_pairs_per_s']:9.1f} pairs/s   "
+          f"x{res['ratio_stage_vs_plain']:.2f} of the plain loop (wall {st['wall_s']:.1f} s, model load {st['load_s']:.1f} s)")
+    print(f"  stage without model load     {res['stage_pairs_per_s_without_model_load']:9.1f} pairs/s   "
+          f"x{res['ratio_stage_without_load_vs_plain']:.2f} of the plain loop")
+    print(f"  stage, RunInference calls    {res['stage_inference_pairs_per_s']:9.1f} pairs/s   "
+          f"(time inside run_inference: {st['infer_s']:.1f} s)")
+    print(f"  cosines: {len(diffs)}/{n} scored by the stage, max |stage - plain| {res['max_abs_cosine_diff_vs_plain']}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+    return 0 if len(diffs) == n and st["dead"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

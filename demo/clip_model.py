@@ -1,0 +1,86 @@
+"""A randomly initialised CLIP model directory, built offline (for tests, the demo and benchmarks).
+
+:func:`build_random_clip` writes what ``CLIPModel.save_pretrained`` and
+``CLIPProcessor.save_pretrained`` write for a real checkpoint: the model, a byte-level BPE
+tokenizer (the 256 byte symbols, each also as a word end, and the two CLIP specials; no
+merges, so every character is a token) and the Pillow/numpy image processor. Its scores are
+noise: it proves the loading and inference paths, and with ``size="vit-b-16"`` (ViT-B/16's
+shape: vision 12x768 on 224-pixel images in 16-pixel patches, text 12x512, projection 512)
+it has a realistic cost per image. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+__all__ = ["build_random_clip", "image_processor_class", "demo_clip_overrides"]
+
+
+def image_processor_class():
+    """CLIP's Pillow/numpy image processor class (``CLIPImageProcessorPil`` in transformers 5;
+    ``CLIPImageProcessor`` before, where that one was the Pillow one)."""
+    try:
+        from transformers import CLIPImageProcessorPil
+
+        return CLIPImageProcessorPil
+    except ImportError:
+        from transformers import CLIPImageProcessor
+
+        return CLIPImageProcessor
+
+
+def build_random_clip(path: str | Path, size: Literal["tiny", "vit-b-16"] = "tiny", seed: int = 0) -> str:
+    """Write a random CLIP with its tokenizer and image processor under ``path``; returns it."""
+    import torch
+    from tokenizers import pre_tokenizers
+    from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for ch in alphabet:
+        vocab.setdefault(ch, len(vocab))
+        vocab.setdefault(ch + "</w>", len(vocab))
+    tok = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    if size == "tiny":
+        image_side = 32
+        text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+        vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                      image_size=image_side, patch_size=8)
+        projection = 16
+        vocab_size = len(vocab)
+    else:  # openai/clip-vit-base-patch16's shape
+        image_side = 224
+        text = dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8)
+        vision = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                      image_size=image_side, patch_size=16)
+        projection = 512
+        vocab_size = 49408
+    cfg = CLIPConfig(text_config=dict(vocab_size=vocab_size, max_position_embeddings=77,
+                                      bos_token_id=0, eos_token_id=1, pad_token_id=1, **text),
+                     vision_config=vision, projection_dim=projection)
+    torch.manual_seed(seed)
+    CLIPModel(cfg).eval().save_pretrained(str(out))
+    proc = image_processor_class()(size={"shortest_edge": image_side}, crop_size={"height": image_side, "width": image_side},
+                                   do_center_crop=True, do_resize=True, do_normalize=True, do_convert_rgb=True)
+    CLIPProcessor(image_processor=proc, tokenizer=tok).save_pretrained(str(out))
+    return str(out)
+
+
+#: The demo keeps this fraction of the scored pairs (its model is random: the cut shows the
+#: mechanism, not a judgement).
+DEMO_KEEP_FRACTION = 0.95
+
+
+def demo_clip_overrides(corpus_dir: str) -> list[str]:
+    """Build the demo's tiny random CLIP under ``<corpus_dir>/models/clip`` and return the
+    ``image_text_score`` options that use it; ``[]`` when torch or transformers is missing
+    (``pip install 'winnow[images]'``), and the demo then runs without the stage."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
+        return []
+    path = build_random_clip(Path(corpus_dir) / "models" / "clip")
+    return [f"image_text_score.model_dir={path}", f"image_text_score.keep_fraction={DEMO_KEEP_FRACTION}"]

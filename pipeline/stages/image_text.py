@@ -1,0 +1,238 @@
+"""``image_text_score``: CLIP agreement of each image with its caption through Beam's
+RunInference, then keep by threshold or by an exact kept fraction.
+
+Graph (the ``classifier`` stage's, for pairs):
+
+1. ``Infer``: ``RunInference`` with :class:`PairsModelHandler`. Its elements are whole
+   :class:`~winnow.pipeline.batch.Records` batches; ``batch_elements_kwargs`` groups them up to
+   about ``records_per_call`` records, and ``run_inference`` scores the pairs of a group
+   (:class:`~winnow.filters.clip.ClipScorer`: model calls of at most ``batch_size`` pairs and
+   ``batch_bytes`` image bytes, on CUDA when available). RunInference loads the model once per
+   worker process and shares it between threads. Records never leave their batch.
+2. ``Score`` (a :class:`StageFn`): attaches ``image_text_score`` and ``image_text_cosine``. A
+   pair whose image would not decode carries its error from step 1; ``compute`` raises for it,
+   so the contract dead-letters that record alone.
+3. For ``keep_fraction``: the exact global cut by the ``domain`` stage's radix select.
+4. ``Select``: keep, or reject as ``image_text_score_below_threshold``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Mapping, Sequence
+
+import apache_beam as beam
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
+
+from winnow.filters.clip import (
+    REASON_BELOW,
+    ClipConfig,
+    ClipError,
+    ClipScorer,
+    clip_fields,
+    clip_verdict,
+    clipscore,
+    is_scored,
+    selection_key,
+)
+from winnow.pipeline.batch import Records
+from winnow.pipeline.stages.base import DEAD, REJECTED, TIMING, Emit, StageFn, StageOutputs, explode, run_step
+from winnow.pipeline.stages.domain import _ExactCut
+from winnow.pipeline.stages.spec import BuildContext, StageDecl
+from winnow.pipeline.stages.stats import HistogramFn, linear_edges
+
+__all__ = ["DECLARATION", "ImageTextScoreStage", "PairsModelHandler", "NAME"]
+
+NAME = "image_text_score"
+_EXAMPLES = 12
+
+
+def _record_count(batch: Any) -> int:
+    return max(1, len(batch.rows))
+
+
+class PairsModelHandler(ModelHandler):
+    """RunInference's handler over whole Records batches of image-text pairs.
+
+    ``run_inference`` gets a list of Records and returns, per Records, a ``PredictionResult``
+    whose inference is ``(results, cpu_seconds)``: per record ``(score, cosine)``, ``None``
+    (not scored) or an error text.
+    """
+
+    def __init__(self, cfg: ClipConfig) -> None:
+        super().__init__(min_batch_size=min(cfg.batch_size, cfg.records_per_call),
+                         max_batch_size=max(cfg.batch_size, cfg.records_per_call),
+                         element_size_fn=_record_count)
+        self._cfg = cfg
+
+    def load_model(self) -> ClipScorer:
+        return ClipScorer(self._cfg)
+
+    def run_inference(self, batch: Sequence[Any], model: ClipScorer,
+                      inference_args: dict | None = None) -> Iterable[PredictionResult]:
+        cfg = self._cfg
+        t0 = time.thread_time()
+        todo = [(b, i) for b, recs in enumerate(batch) for i, r in enumerate(recs.rows) if is_scored(r, cfg)]
+        scores = model.score([(bytes(batch[b].rows[i]["image"]), batch[b].rows[i]["text"]) for b, i in todo]) if todo else []
+        results: list[list[Any]] = [[None] * len(recs.rows) for recs in batch]
+        for (b, i), s in zip(todo, scores):
+            results[b][i] = str(s) if isinstance(s, ClipError) else s
+        cpu = (time.thread_time() - t0) / max(1, len(batch))
+        return [PredictionResult(recs, (res, cpu)) for recs, res in zip(batch, results)]
+
+    def get_num_bytes(self, batch: Sequence[Any]) -> int:
+        return sum(len(r["image"]) for recs in batch for r in recs.rows if r.get("image") is not None)
+
+    def get_metrics_namespace(self) -> str:
+        return f"winnow:{NAME}/run_inference"
+
+
+class _ScoreFn(StageFn):
+    """Attach the scores from RunInference; a pair that failed raises (dead letter)."""
+
+    def __init__(self, cfg: ClipConfig) -> None:
+        super().__init__(NAME, last=False)
+        self._cfg = cfg
+
+    def process(self, result, *side):  # no annotations: Beam would read them as type hints
+        recs: Records = result.example
+        values, cpu = result.inference
+        self._by_row = {id(r): v for r, v in zip(recs.rows, values)}
+        yield from super().process(recs, *side)
+        self._by_row = {}
+        yield beam.pvalue.TaggedOutput(TIMING, (NAME, (cpu, 0, 0, 0, 0)))
+
+    def compute(self, rows: list[dict], *side: Any) -> list[Any]:
+        out = []
+        for r in rows:
+            v = self._by_row.get(id(r))
+            if isinstance(v, str):
+                raise ClipError(v)
+            out.append(v)
+        return out
+
+    def route(self, row: dict, value: Any, out: Emit) -> None:
+        row = dict(row)
+        if value is None:
+            row["image_text_score"] = row["image_text_cosine"] = None
+            out.count("not_scored")
+        else:
+            row["image_text_score"], row["image_text_cosine"] = float(value[0]), float(value[1])
+        out.keep(row)
+
+
+class _SelectFn(StageFn):
+    def __init__(self, cfg: ClipConfig) -> None:
+        super().__init__(NAME, first=False, fields=clip_fields(cfg))
+        self._cfg = cfg
+
+    def compute(self, rows: list[dict], cut: list) -> list[Any]:
+        return [clip_verdict(r, self._cfg, cut[0] if cut else None) for r in rows]
+
+    def route(self, row: dict, verdict: Any, out: Emit) -> None:
+        if verdict.keep:
+            out.keep(row)
+        else:
+            out.reject(row, verdict.reason)
+
+
+class ImageTextScoreStage(beam.PTransform):
+    """Score image-text pairs with a local CLIP model and keep by threshold or fraction."""
+
+    def __init__(self, cfg: ClipConfig) -> None:
+        super().__init__(label=NAME)
+        self._cfg = cfg
+
+    def expand(self, records: beam.PCollection) -> StageOutputs:
+        cfg = self._cfg
+        p = records.pipeline
+        inferred = (records
+                    | "NonEmpty" >> beam.Filter(lambda b: len(b.rows) > 0)
+                    | "Infer" >> RunInference(PairsModelHandler(cfg)))
+        scored = run_step(inferred, "Score", _ScoreFn(cfg))
+        keys = scored.kept | "Key" >> beam.FlatMap(
+            lambda b: [k for r in b.rows if (k := selection_key(r, cfg)) is not None])
+        if cfg.keep_fraction is not None:
+            cut = keys | "Cut" >> _ExactCut(cfg.keep_fraction)
+        else:
+            cut = p | "NoCut" >> beam.Create([])
+        selected = run_step(scored.kept, "Select", _SelectFn(cfg), beam.pvalue.AsList(cut))
+        stats = _stats(cfg, explode(scored.kept, "ScoredRows"), keys, cut)
+        return StageOutputs(kept=selected.kept, rejected=selected[REJECTED],
+                            dead=(scored[DEAD], selected[DEAD]) | "Dead" >> beam.Flatten(), stats=stats,
+                            timing=(scored[TIMING], selected[TIMING]))
+
+
+def _thumb_example(r: dict) -> list[tuple[float, dict]]:
+    from winnow.pipeline.report import make_thumbnail
+
+    s = r.get("image_text_score")
+    if s is None or r.get("image") is None or len(r["image"]) > 262144:
+        return []
+    import base64
+
+    th = make_thumbnail(bytes(r["image"]), size=80)
+    return [(float(s), {"id": r.get("id"), "score": round(float(s), 4), "text": (r.get("text") or "")[:160],
+                        "thumb": None if th is None else base64.b64encode(th).decode("ascii")})]
+
+
+def _stats(cfg: ClipConfig, scored: beam.PCollection, keys: beam.PCollection, cut: beam.PCollection) -> beam.PCollection:
+    hist = (scored
+            | "ScoreValue" >> beam.FlatMap(lambda r: [r["image_text_score"]] if r.get("image_text_score") is not None else [])
+            | "ScoreHist" >> beam.CombineGlobally(HistogramFn(linear_edges(0.0, 2.5, 50)))
+            | "ScoreHistWrap" >> beam.Map(lambda h: {"score_hist": h}))
+    n_scored = keys | "CountScored" >> beam.combiners.Count.Globally()
+    examples = scored | "Examples" >> beam.FlatMap(_thumb_example)
+    top = (examples | "Top" >> beam.combiners.Top.Of(_EXAMPLES // 2, key=lambda e: (e[0], e[1]["id"] or ""))
+           | "TopWrap" >> beam.Map(lambda xs: {"highest": [e for _, e in xs]}))
+    bottom = (examples | "Bottom" >> beam.combiners.Top.Of(_EXAMPLES // 2, key=lambda e: (-e[0], e[1]["id"] or ""))
+              | "BottomWrap" >> beam.Map(lambda xs: {"lowest": [e for _, e in xs]}))
+
+    def summary(n: int, cut: list) -> dict:
+        threshold, cos_cut = cfg.cut_threshold, None
+        if threshold is None and cut:
+            cos_cut = -cut[0][0]
+            threshold = clipscore(cos_cut)
+        return {"selection": {"model_dir": cfg.model_dir, "keep_fraction": cfg.keep_fraction,
+                              "threshold": threshold, "cosine_cut": cos_cut, "scored": n}}
+
+    sel = n_scored | "Summary" >> beam.Map(summary, cut=beam.pvalue.AsList(cut))
+    return (hist, sel, top, bottom) | "ImageTextStats" >> beam.Flatten()
+
+
+def image_text_section(stats: Mapping[str, Any], examples: Sequence[Mapping[str, Any]],
+                       config: Mapping[str, Any]) -> Any:
+    """Report section: the score histogram with the cut, and the highest and lowest pairs."""
+    from winnow.pipeline.report import ReportSection, esc, html_table, svg_histogram
+
+    s = (stats.get("stage_stats") or {}).get(NAME)
+    if not s:
+        return None
+    sel = s.get("selection") or {}
+    th = sel.get("threshold")
+    body = ["<p>image_text_score is CLIPScore, 2.5 &times; max(cosine, 0), of the image and caption embeddings "
+            "(0.85 = cosine 0.34). Scores mean something only for a trained model: a randomly initialised "
+            "model (the demo's, unless a real one is configured) gives noise.</p>",
+            html_table(["setting", "value"], [("model", sel.get("model_dir")), ("scored pairs", sel.get("scored")),
+                                              ("keep fraction", sel.get("keep_fraction")),
+                                              ("cut at cosine", sel.get("cosine_cut")),
+                                              ("threshold", None if th is None else round(th, 4))])]
+    h = s.get("score_hist")
+    if isinstance(h, Mapping) and h.get("n"):
+        body.append(svg_histogram(h, title="image_text_score (CLIPScore)", x_label="image_text_score", threshold=th))
+    for key, title in (("highest", "Highest-scoring pairs"), ("lowest", "Lowest-scoring pairs")):
+        rows = []
+        for e in s.get(key) or []:
+            img = f'<img class="thumb" alt="" src="data:image/png;base64,{esc(e["thumb"])}">' if e.get("thumb") else ""
+            rows.append(f"<tr><td>{img}</td><td class=num>{esc(e.get('score'))}</td><td>{esc(e.get('text'))}</td></tr>")
+        if rows:
+            body.append(f"<h3>{esc(title)}</h3><table><thead><tr><th>image</th><th class=num>score</th>"
+                        f"<th>caption</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    return ReportSection("Image-text agreement (CLIP)", "".join(body), "sec-image-text")
+
+
+def _build(cfg: ClipConfig, ctx: BuildContext) -> beam.PTransform:
+    return ImageTextScoreStage(cfg)
+
+
+DECLARATION = StageDecl(NAME, ClipConfig, _build, clip_fields, (REASON_BELOW,), report=image_text_section)
