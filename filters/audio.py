@@ -249,8 +249,8 @@ class AudioFilter(RecordFilter):
     reasons = REASONS
     FIELDS = AUDIO_FIELDS
 
-    def __init__(self, cfg: AudioConfig = AudioConfig()) -> None:
-        self._cfg = cfg
+    def __init__(self, cfg: AudioConfig | None = None) -> None:
+        self._cfg = cfg or AudioConfig()
 
     def fields(self) -> tuple[pa.Field, ...]:
         return AUDIO_FIELDS

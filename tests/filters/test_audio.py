@@ -7,17 +7,17 @@ import pytest
 
 pytest.importorskip("soundfile")
 
-from winnow.demo.audio import SENTENCES, encode, noise, speech, tone  # noqa: E402
-from winnow.errors import ConfigError  # noqa: E402
-from winnow.filters.audio import AudioConfig, AudioFilter, decode_audio, load_mono  # noqa: E402
-from winnow.filters.audio_fingerprint import (  # noqa: E402
+from winnow.demo.audio import SENTENCES, encode, noise, speech, tone
+from winnow.errors import ConfigError
+from winnow.filters.audio import AudioConfig, AudioFilter, decode_audio, load_mono
+from winnow.filters.audio_fingerprint import (
     AudioDedupConfig,
     fingerprint,
     fingerprint_distance,
     fingerprint_tokens,
     minhash_band_keys,
 )
-from winnow.filters.audio_models import normalize_words, word_error_rate  # noqa: E402
+from winnow.filters.audio_models import normalize_words, word_error_rate
 
 RATE = 16000
 

@@ -16,18 +16,18 @@ pytest.importorskip("soundfile")
 pytest.importorskip("faster_whisper")
 pytest.importorskip("speechmos")
 
-from winnow.demo.audio import SENTENCES, encode, speech  # noqa: E402
-from winnow.demo.hostile_audio import STAGES, build_hostile_audio  # noqa: E402
-from winnow.filters.audio_fingerprint import AudioDedupConfig  # noqa: E402
-from winnow.filters.audio_models import AudioAsrConfig, AudioMosConfig  # noqa: E402
-from winnow.pipeline.configure import load_config  # noqa: E402
-from winnow.pipeline.records import make_record  # noqa: E402
-from winnow.pipeline.runner import run  # noqa: E402
-from winnow.pipeline.stages.audio_dedup import AudioDedup  # noqa: E402
-from winnow.pipeline.stages.audio_models import AudioAsrStage, AudioMosStage  # noqa: E402
+from winnow.demo.audio import SENTENCES, encode, speech
+from winnow.demo.hostile_audio import STAGES, build_hostile_audio
+from winnow.filters.audio_fingerprint import AudioDedupConfig
+from winnow.filters.audio_models import AudioAsrConfig, AudioMosConfig
+from winnow.pipeline.configure import load_config
+from winnow.pipeline.records import make_record
+from winnow.pipeline.runner import run
+from winnow.pipeline.stages.audio_dedup import AudioDedup
+from winnow.pipeline.stages.audio_models import AudioAsrStage, AudioMosStage
 
-from .batches import create_batches, rows  # noqa: E402
-from .test_text_filter_stages import _block_network  # noqa: E402
+from .batches import create_batches, rows
+from .test_text_filter_stages import _block_network
 
 
 def _opts() -> PipelineOptions:
@@ -153,7 +153,7 @@ def test_hostile_audio_webdataset(tmp_path, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_identical_audio_shards_across_runners(tmp_path):
-    from .test_runners import free_port, manifest_files  # noqa: F401
+    from .test_runners import free_port, manifest_files
     import socket
     import subprocess
     import sys
