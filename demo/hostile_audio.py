@@ -25,6 +25,7 @@ which, and the ASR expectations only hold with real speech.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from dataclasses import dataclass, field
@@ -34,10 +35,18 @@ import numpy as np
 from winnow.demo.audio import SENTENCES, encode, noise, speech
 from winnow.demo.images import tar_bytes
 
-__all__ = ["HostileAudio", "build_hostile_audio", "STAGES"]
+__all__ = ["HostileAudio", "build_hostile_audio", "STAGES", "with_audio_stages"]
 
 #: The stages the expectations are written for, in order.
 STAGES = ("audio", "audio_dedup", "audio_mos", "audio_asr")
+
+
+def with_audio_stages(stages: list[str]) -> list[str]:
+    """``stages`` with the audio stages after ``image_dedup`` (or after ``exact_dedup``, or first)."""
+    out = [s for s in stages if s not in STAGES]
+    anchor = next((a for a in ("image_dedup", "minhash_dedup", "exact_dedup") if a in out), None)
+    i = out.index(anchor) + 1 if anchor else 0
+    return out[:i] + list(STAGES) + out[i:]
 
 
 @dataclass(frozen=True)
@@ -57,8 +66,12 @@ class HostileAudio:
     real_speech: bool = True
 
 
-def build_hostile_audio(dest: str) -> HostileAudio:
-    """Write ``dest/hostile-audio.tar`` and return what each sample must become."""
+def build_hostile_audio(dest: str, name: str = "hostile-audio.tar") -> HostileAudio:
+    """Write ``dest/<name>`` and return what each sample must become.
+
+    A ``name`` ending in ``.tar.gz`` writes the tar gzip-compressed (fixed mtime: the same bytes
+    on every build).
+    """
     os.makedirs(dest, exist_ok=True)
     members: list[tuple[str, bytes]] = []
     expected: dict[str, object] = {}
@@ -102,7 +115,10 @@ def build_hostile_audio(dest: str) -> HostileAudio:
     c = clips[7]
     add("wrong-caption", "ogg", encode(c.samples, c.rate, "ogg"), ("audio_asr", "audio_asr_wer_too_high"),
         SENTENCES[9])
-    path = os.path.join(dest, "hostile-audio.tar")
+    path = os.path.join(dest, name)
+    data = tar_bytes(members)
+    if name.endswith(".gz"):
+        data = gzip.compress(data, compresslevel=6, mtime=0)
     with open(path, "wb") as fh:
-        fh.write(tar_bytes(members))
+        fh.write(data)
     return HostileAudio(path, expected, captions, real)

@@ -164,3 +164,16 @@ def test_word_error_rate(ref, hyp, wer):
 
 def test_normalize_words():
     assert normalize_words("Hello,   WORLD!  It's—fine") == "hello world it's fine"
+
+
+def test_whisper_batched_transcripts_equal_one_at_a_time():
+    pytest.importorskip("faster_whisper")
+    from winnow.filters.audio_models import AudioAsrConfig, WhisperAsr
+
+    recs = [{"modality": "audio", "audio": encode(c.samples, c.rate, "wav")}
+            for c in (speech(SENTENCES[3]), speech(SENTENCES[5]))]
+    batched = WhisperAsr(AudioAsrConfig(device="cpu", batch_size=2))
+    assert batched.batch_size == 2
+    one = WhisperAsr(AudioAsrConfig(device="cpu", batch_size=1))
+    a, b = batched.infer(recs), one.infer(recs)
+    assert a == b and all(isinstance(t, str) for t in a)
