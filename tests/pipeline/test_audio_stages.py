@@ -207,3 +207,19 @@ def test_registry_declares_the_audio_stages():
                                          "audio_mostly_silent", "audio_clipped")
     names = [f.name for f in REGISTRY["audio_asr"].fields(AudioAsrConfig())]
     assert names == ["audio_asr_transcript", "audio_asr_wer"]
+
+
+def test_demo_audio_file_and_stage_order(tmp_path):
+    from pathlib import Path
+
+    from winnow.demo.corpus import _audio
+    from winnow.demo.hostile_audio import with_audio_stages
+
+    planted: dict = {}
+    f = _audio(Path(tmp_path), planted)
+    assert f.kind == "tar.gz" and f.path.endswith("speech-0000.tar.gz") and f.records == f.units == 12
+    assert planted["audio_planted_too_short"] == planted["audio_planted_dedup_near_duplicate"] == 1
+    assert planted["audio_synthetic_speech"] in (0, 1)
+    order = with_audio_stages(["normalize", "exact_dedup", "minhash_dedup", "image_dedup", "toxicity"])
+    assert order == ["normalize", "exact_dedup", "minhash_dedup", "image_dedup", *STAGES, "toxicity"]
+    assert with_audio_stages(["toxicity"]) == [*STAGES, "toxicity"]
