@@ -8,7 +8,8 @@ Both follow the ``classifier`` stage's pattern (:mod:`winnow.pipeline.stages.cla
    process and shares it between threads. Records never leave their batch; nothing shuffles.
 2. ``Apply`` (a :class:`StageFn`): attaches the columns and keeps or rejects. A clip the model
    failed on carries its error from step 1; ``compute`` raises for it, so the contract
-   dead-letters that record alone. The model's CPU time joins the stage's timing.
+   dead-letters that record alone. The model call's wall time joins the stage's timing (the
+   models compute on threads of their own, which a thread CPU clock would miss).
 
 ``audio_asr`` writes ``audio_asr_transcript``; an audio-only record gets it as ``text``, a
 captioned one gets ``audio_asr_wer`` (caption vs transcript) and the ``max_wer`` check.
@@ -81,7 +82,9 @@ class AudioModelHandler(ModelHandler):
         records_per_call: records per inference call (about).
 
     ``run_inference`` yields, per Records, a ``PredictionResult`` whose inference is
-    ``(results, cpu_seconds)`` with each failed clip's error as text.
+    ``(results, seconds)`` with each failed clip's error as text; ``seconds`` is the wall time
+    of the model call (its own threads included), shared out over the batches, and joins the
+    stage's timing.
     """
 
     def __init__(self, stage: str, load: Callable[[], Any], records_per_call: int) -> None:
@@ -93,11 +96,13 @@ class AudioModelHandler(ModelHandler):
 
     def run_inference(self, batch: Sequence[Any], model: Any,
                       inference_args: dict | None = None) -> Iterable[PredictionResult]:
-        t0 = time.thread_time()
+        # wall time: CTranslate2 and onnxruntime compute on threads of their own, which the
+        # calling thread's CPU clock does not see
+        t0 = time.perf_counter()
         rows = [r for recs in batch for r in recs.rows]
         flat = model.infer(rows)
         out, i = [], 0
-        cpu = (time.thread_time() - t0) / max(1, len(batch))
+        cpu = (time.perf_counter() - t0) / max(1, len(batch))
         for recs in batch:
             res = [_err(v) for v in flat[i:i + len(recs.rows)]]
             i += len(recs.rows)
