@@ -3,9 +3,10 @@ called directly in a loop, on the same clips, in one run.
 
 Figure: audio seconds transcribed per wall-clock second.
 
-* ``direct loop``: one ``WhisperModel`` from the model directory; for each clip,
-  ``model.transcribe(BytesIO(wav))`` with the stage's settings (greedy, no timestamps, no VAD),
-  segments joined; the model load is not timed.
+* ``direct loop``: one ``WhisperModel`` from the model directory; for each clip, the WAV
+  decoded and resampled to 16 kHz as the stage does (soundfile + soxr, so both see the same
+  samples and should write the same transcripts), then ``model.transcribe(samples)`` with the
+  stage's settings (greedy, no timestamps, no VAD), segments joined; the model load is not timed.
 * ``stage``: the clips as audio records in Records batches through ``AudioAsrStage`` on the
   FnApiRunner, end to end (RunInference's model load reported apart and subtracted); on CUDA
   the stage batches clips of up to 30 s into one encoder/decoder call (``--batch-size``,
@@ -95,9 +96,11 @@ def direct_loop(clips: list[bytes], model_dir: str, device: str, compute: str, t
     load = time.perf_counter() - t0
     multilingual = model.model.is_multilingual
     t0 = time.perf_counter()
+    from winnow.filters.audio import load_mono
+
     texts = []
     for c in clips:
-        segs, _ = model.transcribe(io.BytesIO(c), language="en" if multilingual else None, beam_size=1,
+        segs, _ = model.transcribe(load_mono(c, 16000), language="en" if multilingual else None, beam_size=1,
                                    without_timestamps=True, condition_on_previous_text=False, vad_filter=False)
         texts.append(" ".join(s.text.strip() for s in segs).strip())
     return {"seconds": time.perf_counter() - t0, "load_s": load, "texts": texts}
