@@ -172,6 +172,14 @@ def main(argv: list[str] | None = None) -> int:
                 fh.write(c)
         print(f"wrote {len(clips)} clips ({src}) to {a.write_clips}")
         return 0
+    import importlib.util
+
+    missing = [m for m in ("faster_whisper", "ctranslate2", "av", "tokenizers", "soundfile", "soxr")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"missing modules: {', '.join(missing)}; install winnow[audio] (or carry the wheels of "
+              "faster-whisper, ctranslate2, av, tokenizers, soundfile, soxr)", file=sys.stderr)
+        return 2
     from winnow.filters.audio_models import default_whisper_dir
 
     model_dir = a.model_dir or default_whisper_dir()
@@ -188,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     direct = direct_loop(clips, model_dir, device, compute, threads)
     batch = a.batch_size or (8 if device == "cuda" else 1)
     print(f"stage: records_per_call {a.records_per_call}, Whisper batch_size {batch}")
+    if importlib.util.find_spec("apache_beam") is None:
+        print(f"direct loop                  {secs / direct['seconds']:8.1f} audio s / s")
+        print("stage: not measured, apache_beam is not installed here (carry its wheel)")
+        return 1
     stage = through_stage(clips, model_dir, device, compute, threads, a.records_per_call, batch)
     same = sum(x == y for x, y in zip(direct["texts"], stage["texts"]))
     rows = {
