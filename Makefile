@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 
 # `make install` sets up everything (.[dev] = the pipeline and loader extras + test tools);
 # `pip install winnow` alone is the shard format and the loader (README.md, Install).
-.PHONY: install system-packages lint demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters bench-toxicity bench-augment bench-memory bench-lang bench-grammar bench-classifier clean
+.PHONY: install system-packages lint demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters bench-toxicity bench-augment bench-memory bench-lang bench-grammar bench-classifier bench-whisper clean
 
 # Debian packages: the augment stage's default backends (Apertium pairs, WordNet), the
 # Prometheus server and Pushgateway the monitoring tests start on loopback, and espeak-ng and
@@ -80,6 +80,9 @@ bench-memory: $(STAMP)
 
 bench-classifier: $(STAMP)
 	$(PY) bench/run.py classifier
+
+bench-whisper: $(STAMP)
+	$(PY) bench/run.py whisper
 
 clean:
 	rm -rf out .pytest_cache
