@@ -8,9 +8,10 @@
 # As a portable-runner worker pool: docker run --net=host IMAGE --worker_pool
 FROM apache/beam_python3.11_sdk:2.77.0
 
-# The augment stage's default back-translation backends (Apertium pairs) and WordNet.
+# The augment stage's default back-translation backends (Apertium pairs) and WordNet; espeak-ng
+# and sox for the demo corpus's speech.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends apertium apertium-eng-spa apertium-eng-cat apertium-eo-en wordnet-base \
+ && apt-get install -y --no-install-recommends apertium apertium-eng-spa apertium-eng-cat apertium-eo-en wordnet-base espeak-ng sox \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/winnow
@@ -23,8 +24,8 @@ COPY cache/ cache/
 COPY demo/ demo/
 COPY monitoring/ monitoring/
 
-# The pipeline extra (Beam and the stage libraries) without torch; s3 and gcs filesystems.
-RUN pip install --no-cache-dir -c constraints.txt ".[pipeline,s3,gcs,dataflow]" \
+# The pipeline extra (Beam and the stage libraries) without torch; the audio stages; s3 and gcs filesystems.
+RUN pip install --no-cache-dir -c constraints.txt ".[pipeline,audio,s3,gcs,dataflow]" \
  && python -c "import winnow.pipeline.build, winnow.pipeline.readers"
 
 # Keep the Beam SDK harness entrypoint from the base image.

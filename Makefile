@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed-stamp
 
 # `make install` sets up everything (.[dev] = the pipeline and loader extras + test tools);
 # `pip install winnow` alone is the shard format and the loader (README.md, Install).
-.PHONY: install system-packages lint demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters bench-toxicity bench-augment bench-memory bench-lang bench-grammar bench-classifier clean
+.PHONY: install system-packages lint demo test test-fast bench bench-pipeline bench-loader bench-tokenizer bench-dedup bench-filters bench-toxicity bench-augment bench-memory bench-lang bench-grammar bench-classifier bench-whisper clean
 
-# Debian packages: the augment stage's default backends (Apertium pairs, WordNet) and the
-# Prometheus server and Pushgateway the monitoring tests start on loopback. Installed when run
+# Debian packages: the augment stage's default backends (Apertium pairs, WordNet), the
+# Prometheus server and Pushgateway the monitoring tests start on loopback, and espeak-ng and
+# sox, which make the demo's and the tests' speech offline. Installed when run
 # as root (CI, containers); otherwise the command is printed.
-APT_PACKAGES := apertium apertium-eng-spa apertium-eng-cat apertium-eo-en wordnet-base prometheus prometheus-pushgateway
+APT_PACKAGES := apertium apertium-eng-spa apertium-eng-cat apertium-eo-en wordnet-base prometheus prometheus-pushgateway espeak-ng sox
 
 system-packages:
 	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
@@ -79,6 +80,9 @@ bench-memory: $(STAMP)
 
 bench-classifier: $(STAMP)
 	$(PY) bench/run.py classifier
+
+bench-whisper: $(STAMP)
+	$(PY) bench/run.py whisper
 
 clean:
 	rm -rf out .pytest_cache

