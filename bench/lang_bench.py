@@ -29,9 +29,9 @@ from pathlib import Path
 
 #: (name, LangConfig keyword arguments, the same as ``--set`` overrides for ``winnow run``)
 CONFIGS: list[tuple[str, dict]] = [
-    ("winnow lang, default config", {}),
-    ("winnow lang, backend: hybrid", {"backend": "hybrid"}),
-    ("  ... tie_break: product", {"backend": "hybrid", "tie_break": "product"}),
+    ("winnow lang, default (hybrid, product)", {}),
+    ("winnow lang, tie_break: lingua_high", {"backend": "hybrid", "tie_break": "lingua_high"}),
+    ("winnow lang, backend: lingua", {"backend": "lingua"}),
 ]
 HIGH = "lingua 2.1.1 high-accuracy"
 

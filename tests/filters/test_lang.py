@@ -23,7 +23,7 @@ def detector():
 
 @pytest.fixture(scope="module")
 def default_detector():
-    return LangFilter(LangConfig(backend="hybrid"))
+    return LangFilter(LangConfig(backend="hybrid", tie_break="lingua_high"))
 
 
 @pytest.mark.parametrize("text,lang", SENTENCES)
@@ -120,7 +120,7 @@ def test_fast_path_agrees_with_every_candidate_on_real_text():
     assert len(texts) > 500
     fast = [lang for lang, _ in LangFilter(LangConfig(backend="lingua")).detect(texts)]
     full = [lang for lang, _ in LangFilter(LangConfig(backend="lingua", fast_path=False)).detect(texts)]
-    hybrid = [lang for lang, _ in LangFilter(LangConfig(backend="hybrid")).detect(texts)]
+    hybrid = [lang for lang, _ in LangFilter(LangConfig(backend="hybrid", tie_break="lingua_high")).detect(texts)]
     high = [lang for lang, _ in LangFilter(LangConfig(backend="lingua", low_accuracy=False, fast_path=False)).detect(texts)]
     acc_h, acc_high = (sum(a == b for a, b in zip(pred, labels)) / len(texts) for pred in (hybrid, high))
     print(f"the man directory's language: hybrid {acc_h:.3f}, lingua high-accuracy {acc_high:.3f} of {len(texts)} texts")
@@ -131,11 +131,11 @@ def test_fast_path_agrees_with_every_candidate_on_real_text():
     assert len(set(full)) >= 8  # the sample really is multilingual
 
 
-def test_hybrid_reads_the_bundled_model_and_lingua_stays_the_default():
+def test_hybrid_with_the_product_tie_break_is_the_default_and_reads_the_bundled_model():
     from winnow.filters.lang import bundled_lid_model
 
-    assert LangConfig().backend == "lingua"
-    f = LangFilter(LangConfig(backend="hybrid"))
+    assert LangConfig().backend == "hybrid" and LangConfig().tie_break == "product"
+    f = LangFilter(LangConfig(tie_break="lingua_high"))
     assert f.config.backend == "hybrid" and f._ft is not None and f.config.tie_break == "lingua_high"
     assert bundled_lid_model().endswith("lid.176.ftz")
     # Long texts take the lingua path, in low-accuracy mode (lingua's high-accuracy mode is
@@ -193,7 +193,7 @@ def test_hybrid_long_texts_take_the_lingua_path_unchanged():
     long += [" ".join(prose[i:i + 3]) for i in range(0, len(prose), 3)]
     long = [t for t in long if lingua_length(" ".join(t[:300].split())[:200]) >= LONG_TEXT]
     assert len(long) >= 40
-    hyb = LangFilter(LangConfig(backend="hybrid"))
+    hyb = LangFilter(LangConfig(backend="hybrid", tie_break="lingua_high"))
     hyb._ft = type("NoFastText", (), {"f": None})()  # a long text reaching fastText would raise
     assert hyb.detect(long) == LangFilter(LangConfig(backend="lingua")).detect(long)
     assert hyb._high == {}
@@ -208,7 +208,7 @@ def test_hybrid_as_accurate_as_lingua_high_accuracy_on_short_texts():
 
     data = lang_eval_set()
     texts, gold = [t for t, _ in data], [g for _, g in data]
-    hyb = LangFilter(LangConfig(backend="hybrid"))
+    hyb = LangFilter(LangConfig(backend="hybrid", tie_break="lingua_high"))
     calls = []
     real_high_for = hyb._high_for
 
@@ -251,7 +251,7 @@ def test_hybrid_at_least_as_accurate_as_lingua_high_accuracy_on_english_snippets
     def acc(cfg):
         return sum(lang == "en" for lang, _ in LangFilter(cfg).detect(texts)) / len(texts)
 
-    got = acc(LangConfig(backend="hybrid"))
+    got = acc(LangConfig(backend="hybrid", tie_break="lingua_high"))
     ref = acc(LangConfig(backend="lingua", low_accuracy=False, fast_path=False))
     print(f"\n{len(texts)} English snippets: hybrid {got:.4f}, lingua high-accuracy {ref:.4f}")
     assert got >= ref
