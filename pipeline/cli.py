@@ -100,6 +100,9 @@ def _parser(stage_help: str | None = None) -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="summarise a finished run")
     i.add_argument("output", help="the run's output directory URI")
     i.add_argument("--rows", type=int, default=3, help="rows to show (default 3)")
+    sub.add_parser("curriculum", add_help=False,
+                   help="write OUT/curriculum.json: difficulty buckets at quantiles of a score column "
+                        "(winnow curriculum -h for its options)")
     return p
 
 
@@ -230,6 +233,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``winnow`` console script."""
     own, beam_args = _split_beam_args(sys.argv[1:] if argv is None else argv)
+    if own and own[0] == "curriculum":
+        from winnow.curriculum import main as curriculum_main
+
+        return curriculum_main(own[1:], prog="winnow curriculum")
     wants_help = len(own) >= 1 and own[0] == "run" and any(a in ("-h", "--help") for a in own)
     args = _parser(_stage_help() if wants_help else None).parse_args(own)
     _setup_logging()

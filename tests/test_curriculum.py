@@ -117,3 +117,15 @@ def test_bad_json_and_cli_errors_are_config_errors(tmp_path, capsys):
     assert main([str(tmp_path), "--column", "quality_score", "--schedule", "[[0, [1, 1]]]", "--descending"]) == 0
     plan = CurriculumPlan.from_json((tmp_path / "curriculum.json").read_text())
     assert plan.bucket_of.tolist() == [1, 1, 1, 0, 0, 0]  # high quality is simple with --descending
+
+
+def test_winnow_curriculum_subcommand_writes_the_plan(tmp_path, capsys):
+    from winnow.pipeline.cli import main as winnow_main
+
+    test_column_values_from_a_run(tmp_path)
+    assert winnow_main(["curriculum", str(tmp_path), "--column", "quality_score", "--steps", "30"]) == 0
+    plan = CurriculumPlan.from_json((tmp_path / "curriculum.json").read_text())
+    assert plan.column == "quality_score" and len(plan.bucket_of) == 6
+    with pytest.raises(SystemExit):
+        winnow_main(["curriculum", "-h"])
+    assert "winnow curriculum" in capsys.readouterr().out

@@ -346,12 +346,12 @@ def _parse_schedule(text: str) -> Schedule:
         raise ConfigError("--schedule", text, "JSON such as [[0, [1, 0]], [1000, [0.7, 0.3]], [2000, [0, 1]]]") from exc
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m winnow.curriculum") -> int:
     """``python -m winnow.curriculum RUN --column C --steps N``: write ``RUN/curriculum.json``."""
     import argparse
     import sys
 
-    p = argparse.ArgumentParser(prog="python -m winnow.curriculum",
+    p = argparse.ArgumentParser(prog=prog,
                                 description="Split a run's samples into difficulty buckets at quantiles of a numeric "
                                             "column and write the curriculum beside its index.json.")
     p.add_argument("run", help="the run's output directory (any fsspec URL)")
