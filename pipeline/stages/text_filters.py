@@ -22,7 +22,8 @@ from winnow.pipeline.stages.stats import HistogramFn, linear_edges
 from winnow.pipeline.stages.filter_report import lang_section, pii_section, quality_section, toxicity_section
 from winnow.pipeline.stages.spec import BuildContext, StageDecl
 
-__all__ = ["LANG", "QUALITY", "TOXICITY", "PII", "FilterStage", "slim", "HEAVY_COLUMNS", "lang_stage", "quality_stage", "toxicity_stage", "pii_stage", "SumCountsFn"]
+__all__ = ["LANG", "QUALITY", "TOXICITY", "PII", "FilterStage", "slim", "HEAVY_COLUMNS", "lang_stage",
+           "quality_stage", "toxicity_stage", "pii_stage", "SumCountsFn"]
 
 
 class SumCountsFn(beam.CombineFn):
