@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -80,6 +81,15 @@ def measure(cmd: list[str], env: dict | None = None) -> dict:
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ps = psutil.Process(proc.pid)
+    lines: list[tuple[float, str]] = []
+
+    def drain() -> None:  # read while it runs (a full pipe would stall the run) and time each line
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append((time.perf_counter() - t0, line))
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
     peak = 0
     cpu_seen: dict[int, float] = {}
     while proc.poll() is None:
@@ -92,12 +102,16 @@ def measure(cmd: list[str], env: dict | None = None) -> dict:
         except psutil.Error:
             pass
         time.sleep(0.05)
-    out = proc.stdout.read() if proc.stdout else ""
+    reader.join()
+    out = "".join(line for _, line in lines)
     wall = time.perf_counter() - t0
     ru = os.wait4  # noqa: F841 - children are reaped by Popen; their CPU is in RUSAGE_CHILDREN
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-3000:]}")
-    return {"peak_rss": peak, "cpu": sum(cpu_seen.values()), "wall": wall, "log": out}
+    # the longest stretch without a progress line, from the first one to the end of the run
+    stamps = [t for t, line in lines if line.startswith("winnow:")] + [wall]
+    quiet = max((b - a for a, b in zip(stamps, stamps[1:])), default=wall)
+    return {"peak_rss": peak, "cpu": sum(cpu_seen.values()), "wall": wall, "log": out, "quiet": quiet}
 
 
 def bare_read(files: list[str]) -> dict:
@@ -146,11 +160,11 @@ def main() -> None:
     mb = nbytes / 1e6
     files_glob = os.path.join(os.path.dirname(files[0]), "*.jsonl.gz")
     print(f"corpus: {mb:.1f} MB of JSONL in {len(files)} files; stages {STAGES}")
-    print(f"{'run':<40}{'peak RSS MB':>12}{'x input':>9}{'MB/s/core':>11}{'MB/s wall':>11}")
+    print(f"{'run':<40}{'peak RSS MB':>12}{'x input':>9}{'MB/s/core':>11}{'MB/s wall':>11}{'quiet s':>9}")
 
     def row(name: str, r: dict) -> None:
         print(f"{name:<40}{r['peak_rss'] / 1e6:>12,.0f}{r['peak_rss'] / nbytes:>9.2f}"
-              f"{mb / max(r['cpu'], 1e-9):>11.2f}{mb / r['wall']:>11.2f}", flush=True)
+              f"{mb / max(r['cpu'], 1e-9):>11.2f}{mb / r['wall']:>11.2f}{r['quiet']:>9.1f}", flush=True)
 
     row("peer: bare gzip+json read", bare_read(files))
     variants: list[tuple[str, dict | None]] = [("winnow (this tree)", None)]
@@ -175,7 +189,8 @@ def main() -> None:
                            check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             shutil.rmtree(tmp, ignore_errors=True)
     print("\npeak RSS = the largest sum of resident memory over the run's whole process tree (sampled every 50 ms); "
-          "MB/s/core = input MB per CPU second of the tree; the peer is measured in the same run.")
+          "MB/s/core = input MB per CPU second of the tree; quiet s = the longest wait for a 'winnow:' line "
+          "(progress every --progress-interval, 5 s) from the first one to the end; the peer is measured in the same run.")
 
 
 if __name__ == "__main__":
