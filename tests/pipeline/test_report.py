@@ -379,7 +379,7 @@ def test_funnel_flags_records_a_stage_added_without_augmenting() -> None:
     stats = copy.deepcopy(STATS)
     stats["stages"][1]["out"] = 995  # 10 records appear inside normalize, none augmented
     page = render_report(stats, [], {})
-    for stage, (x0, right, end) in _funnel_rows(page).items():
+    for stage, (_x0, right, end) in _funnel_rows(page).items():
         assert end <= right + 1e-9, stage
     c = _parse(page)
     assert "+10 records" in [data for stack, data in c.text if data.endswith("records")]
