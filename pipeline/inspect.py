@@ -135,6 +135,8 @@ def _stats_lines(stats: dict[str, Any]) -> list[str]:
         parts += [f"{reason} {n:,}" for reason, n in st["rejected"].items()]
         if st["dead_letter"]:
             parts.append(f"dead_letter {st['dead_letter']:,}")
+        if st["name"] == "augment" and stats.get("augmented"):
+            parts.append(f"+{stats['augmented']:,} augmented (counted on their own)")
         t = st.get("time")
         if t and t.get("records_per_s") is not None:
             parts.append(f"[{t['cpu_s']:,.1f} CPU s, {t['records_per_s']:,.0f} rec/s, "

@@ -154,10 +154,12 @@ def _summary(stats: Mapping[str, Any]) -> tuple[str, str]:
                   f"+ rejected {rej:,} + dead letters {dead:,} = {total:,} ({esc(why)}). "
                   "Records were lost or double-counted; do not train on this output before finding out why.</div>")
     stages = _stages(stats)
-    aug = to_int(stats.get("augmented"))
+    # augmented records the funnel carries (none when it follows the records read, as the pipeline's does)
+    aug = sum(a for _, a, _ in _added(stages, to_int(stats.get("augmented"))))
     if stages and stages[-1]["out"] != kept + aug:
+        with_aug = f" + augmented {aug:,} = {kept + aug:,}" if aug else ""
         banner += (f'<div class="banner bad"><b>MISMATCH</b>: the last stage ({esc(stages[-1]["name"])}) passed '
-                   f'{stages[-1]["out"]:,} records but kept {kept:,} + augmented {aug:,} = {kept + aug:,}.</div>')
+                   f'{stages[-1]["out"]:,} records but kept {kept:,}{with_aug}.</div>')
     shards = stats.get("shards") if isinstance(stats.get("shards"), Mapping) else {}
     cards = [("read", f"{read:,}", ""), ("kept", f"{kept:,}", f"{kept / read:.1%} of read" if read else ""),
              ("rejected", f"{rej:,}", f"{rej / read:.1%} of read" if read else ""),
@@ -170,18 +172,26 @@ def _summary(stats: Mapping[str, Any]) -> tuple[str, str]:
     return banner, f'<div class="cards">{html_cards}</div>'
 
 
-def _added(stages: list[dict[str, Any]], augmented: int) -> list[tuple[int, int]]:
-    """Per stage, (records the stage added, of which augmented): a stage that passes on more
-    than entered it minus its drops (the augment stage) added records; up to the run's
-    ``augmented`` count they are augmentations, the rest is an imbalance the table flags."""
+def _added(stages: list[dict[str, Any]], augmented: int) -> list[tuple[int, int, int]]:
+    """Per stage, (records in its ``out`` that did not enter it, of which augmented, augmented
+    records it made that its ``out`` leaves out).
+
+    The pipeline's funnel follows the records read (``out = in - rejected - dead letters``),
+    so the ``augment`` stage's new records are counted on their own (the run's ``augmented``)
+    and are noted at that stage. A funnel whose ``out`` includes them is read too: up to the
+    run's ``augmented`` count, records a stage adds are augmentations, the rest is an
+    imbalance the table flags."""
     left = augmented
     out = []
     for s in stages:
         added = max(0, s["out"] + sum(s["rejected"].values()) + s["dead_letter"] - s["in"])
         aug = min(added, left)
         left -= aug
-        out.append((added, aug))
-    return out
+        out.append([added, aug, 0])
+    names = [s["name"] for s in stages]
+    if left and "augment" in names:
+        out[names.index("augment")][2] = left
+    return [(a, b, c) for a, b, c in out]
 
 
 def _floor1(x: float) -> float:
@@ -215,16 +225,17 @@ def _funnel_svg(stages: list[dict[str, Any]], colors: Mapping[str, str], augment
     height = row_h * len(stages) + 8
     added = _added(stages, augmented)
     scale = max([max(s["in"], s["out"] - a + sum(s["rejected"].values()) + s["dead_letter"])
-                 for s, (a, _) in zip(stages, added)] + [1])
+                 for s, (a, _, _) in zip(stages, added)] + [1])
     parts = [f'<svg class="chart funnel" role="img" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg"><title>Funnel</title>']
-    for i, (s, (n_added, n_aug)) in enumerate(zip(stages, added)):
+    for i, (s, (n_added, n_aug, n_noted)) in enumerate(zip(stages, added)):
         y = 4 + i * row_h
         dropped = sum(s["rejected"].values())
         in_w = _floor1(s["in"] / scale * bar_w)
         tip = f"{s['name']}: in {s['in']:,}, out {s['out']:,}, rejected {dropped:,}, dead letters {s['dead_letter']:,}"
-        if n_added:
-            tip += f", added {n_added:,}" + (" (augmented records, counted on their own)" if n_aug == n_added else "")
+        if n_added or n_noted:
+            tip += (f", added {n_added + n_noted:,}"
+                    + (" (augmented records, counted on their own)" if n_aug == n_added else ""))
         parts.append(f'<g class="funnel-stage" data-stage="{esc(s["name"])}"><title>{esc(tip)}</title>'
                      f'<text x="{label_w - 8}" y="{y + 19}" text-anchor="end" class="label">{esc(s["name"])}</text>'
                      f'<rect class="in" x="{label_w}" y="{y + 2}" width="{in_w:.1f}" '
@@ -245,8 +256,8 @@ def _funnel_svg(stages: list[dict[str, Any]], colors: Mapping[str, str], augment
                          f'</title></rect>')
         summary = f"{s['in']:,} \u2192 {s['out']:,}" + (f"  (\u2212{dropped + s['dead_letter']:,})"
                                                          if dropped + s["dead_letter"] else "")
-        if n_added:
-            summary += f"  (+{n_added:,} {'augmented' if n_aug == n_added else 'added'})"
+        if n_added or n_noted:
+            summary += f"  (+{n_added + n_noted:,} {'augmented' if n_aug == n_added else 'added'})"
         parts.append(f'<text x="{label_w + bar_w + 10}" y="{y + 19}" class="value">{esc(summary)}</text></g>')
     parts.append("</svg>")
     return "".join(parts)
@@ -258,7 +269,7 @@ def _funnel(stages: list[dict[str, Any]], colors: Mapping[str, str], augmented: 
     legend = "".join(f'<span class="lg"><i style="background:{c}"></i>{esc(n)}</span>'
                      for n, c in [("entering", _IN), ("kept", _KEPT), *colors.items()])
     rows = []
-    for s, (_, n_aug) in zip(stages, _added(stages, augmented)):
+    for s, (_, n_aug, n_noted) in zip(stages, _added(stages, augmented)):
         dropped = sum(s["rejected"].values())
         delta = s["in"] - s["out"] + n_aug - dropped - s["dead_letter"]
         reasons = "".join(
@@ -266,8 +277,8 @@ def _funnel(stages: list[dict[str, Any]], colors: Mapping[str, str], augmented: 
             f'<a href="#{esc(_example_anchor(s["name"], r))}">{esc(r)}</a> {n:,}</li>'
             for r, n in sorted(s["rejected"].items(), key=lambda kv: -kv[1]))
         check = "ok" if delta == 0 else f"{-delta:+,} records"
-        if n_aug:
-            check += f" (+{n_aug:,} augmented)"
+        if n_aug or n_noted:
+            check += f" (+{n_aug + n_noted:,} augmented)"
         t = s["time"]
         cpu = f'{t["cpu_s"]:,.1f}' if "cpu_s" in t else "&ndash;"
         speed = (f'{t["records_per_s"]:,.0f} rec/s<br>{t.get("mb_per_s_in", 0.0):,.2f} MB/s'

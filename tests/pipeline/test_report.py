@@ -383,3 +383,19 @@ def test_funnel_flags_records_a_stage_added_without_augmenting() -> None:
         assert end <= right + 1e-9, stage
     c = _parse(page)
     assert "+10 records" in [data for stack, data in c.text if data.endswith("records")]
+
+
+def test_augmented_records_counted_on_their_own_are_no_mismatch() -> None:
+    # The pipeline's funnel follows the records read: the augment stage's out is its in, and the
+    # 69 augmented rows are counted on their own (rows = kept + augmented).
+    stats = copy.deepcopy(STATS)
+    stats["stages"].append({"name": "augment", "in": 900, "out": 900, "rejected": {}, "dead_letter": 0})
+    stats.update(augmented=69, shards={"count": 1, "rows": 969, "bytes": 1})
+    page = render_report(stats, [], {})
+    assert "Balance OK" in page and "MISMATCH" not in page
+    assert "(+69 augmented)" in page  # in the funnel's summary and the table
+    for stage, (_x0, right, end) in _funnel_rows(page).items():
+        assert end <= right + 1e-9, stage
+    # a last stage that lost records is still a mismatch
+    stats["stages"][-1]["out"] = 890
+    assert "the last stage (augment) passed 890 records but kept 900." in render_report(stats, [], {})
