@@ -63,7 +63,7 @@ def check_backend(cfg: AugmentConfig) -> None:
     if "synonym" in cfg.methods:
         from winnow.filters.augment_replace import WordNet
 
-        WordNet(cfg.wordnet)
+        WordNet.check(cfg.wordnet)
 
 
 def make_augmenter(cfg: AugmentConfig, terms: Sequence[str]) -> Augmenter:
