@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -212,6 +213,7 @@ class Augmenter:
         for i, r in enumerate(recs):
             by_pivot.setdefault(self.pivot(r), []).append(i)
         out: list[Attempt | None] = [None] * len(recs)
+        jobs = []
         for pivot, idx in by_pivot.items():
             bt = self._bt.get(pivot)
             if bt is None:
@@ -221,7 +223,13 @@ class Augmenter:
                 m, f = self.shield.protect(recs[i]["text"])
                 masked.append(m)
                 found.append(f)
-            back = bt.backtranslate(masked)
+            jobs.append((pivot, bt, idx, masked, found))
+        if len(jobs) > 1:  # the pivots' translators are separate processes: run them at the same time
+            with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+                backs = list(pool.map(lambda job: job[1].backtranslate(job[3]), jobs))
+        else:
+            backs = [job[1].backtranslate(job[3]) for job in jobs]
+        for (pivot, _, idx, masked, found), back in zip(jobs, backs):
             for i, m, text, f in zip(idx, masked, back, found):
                 text = TermShield.restore(TermShield.fix_case(m, text), f)
                 out[i] = Attempt("backtranslate", text, params={"pivot": pivot})

@@ -35,13 +35,19 @@ class WordNet:
         ConfigError: the directory lacks WordNet's index/data files (names the package).
     """
 
-    def __init__(self, directory: str) -> None:
-        self.dir = directory
+    @staticmethod
+    def check(directory: str) -> None:
+        """Raise :class:`ConfigError` (naming the package) unless ``directory`` has WordNet's
+        files; without reading them (what the stage checks before a run)."""
         for name in ("index", "data"):
             for pos in _POS:
                 if not os.path.isfile(os.path.join(directory, f"{name}.{pos}")):
                     raise ConfigError("augment.wordnet", directory, f"WordNet's {name}.{pos} in that directory",
                                       "apt-get install wordnet-base (files in /usr/share/wordnet)")
+
+    def __init__(self, directory: str) -> None:
+        self.dir = directory
+        self.check(directory)
         self._first: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
         for pos in _POS:
             with open(os.path.join(directory, f"index.{pos}"), encoding="utf-8", errors="replace") as fh:

@@ -120,6 +120,10 @@ def _print_summary(out: str, stats: dict | None) -> None:
         f"read {s['read']:,}  kept {s['kept']:,}  rejected {s['rejected']:,}  dead-lettered {s['dead_letter']:,}"
         f"  ({'balanced' if s['balanced'] else 'NOT BALANCED'})"
     )
+    if s.get("augmented"):
+        by = ", ".join(f"{m} {n:,}" for m, n in (s.get("augmented_by_method") or {}).items())
+        print(f"augmented {s['augmented']:,} ({by}): rows {s['shards']['rows']:,} = kept {s['kept']:,} "
+              f"+ augmented {s['augmented']:,}")
     print(f"shards: {s['shards']['count']} in {out}/shards  ({s['shards']['bytes']:,} bytes)")
     print(f"manifest: {out}/index.json")
     print(f"report:   {out}/report.html")
@@ -172,6 +176,52 @@ def _cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 _DEMO_STAGE_OVERRIDES = ("model_quality.keep_fraction=0.9",)
 
+#: The demo augments a tenth of the kept records, texts up to 2,000 characters (longer ones
+#: are counted ``too_long``), back-translated through Esperanto (Apertium's fastest of the
+#: three pairs here) or, without that pair, Spanish; ``--set augment.pivots=spa,cat,epo``
+#: uses them all.
+_DEMO_AUGMENT = ("augment.fraction=0.1", "augment.max_chars=2000")
+_DEMO_PIVOTS = ("epo", "spa")
+
+
+def demo_augment() -> tuple[list[str], str | None]:
+    """The demo's ``augment`` overrides, with the methods whose backends are installed here
+    (back-translation through the Apertium pivots present, WordNet synonyms, entities, images),
+    and one line naming what is missing and how to install it (None when nothing is)."""
+    from winnow.filters.augment import AugmentConfig
+    from winnow.pipeline.stages.augment import check_backend
+
+    missing: list[str] = []
+    pivots = []
+    problem = None
+    for pivot in _DEMO_PIVOTS:
+        try:
+            check_backend(AugmentConfig(methods=("backtranslate",), pivots=(pivot,)))
+            pivots = [pivot]
+            break
+        except ConfigError as exc:
+            problem = problem or exc
+    if not pivots:
+        missing.append(f"back-translation ({problem})")
+    methods = ["backtranslate"] if pivots else []
+    try:
+        check_backend(AugmentConfig(methods=("synonym",)))
+        methods.append("synonym")
+    except ConfigError as exc:
+        missing.append(f"synonyms ({exc})")
+    methods += ["entity", "image"]
+    overrides = [*_DEMO_AUGMENT, f"augment.methods={','.join(methods)}"]
+    if pivots:
+        overrides.append(f"augment.pivots={','.join(pivots)}")
+    note = f"winnow: demo: augment runs without {'; '.join(missing)}" if missing else None
+    return overrides, note
+
+
+def _demo_stage_list(stages: list[str]) -> list[str]:
+    """The demo's stages with ``augment`` after the tokenizer is trained, before ``encode``."""
+    i = stages.index("encode") if "encode" in stages else len(stages)
+    return [*stages[:i], "augment", *stages[i:]]
+
 
 def _audio_extra_installed() -> bool:
     """Whether the ``audio`` extra's libraries are importable (the demo then includes audio)."""
@@ -207,8 +257,11 @@ def _cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
         from winnow.demo.hostile_audio import with_audio_stages
 
         stages = with_audio_stages(stages)
-    overrides = [*demo_domain_overrides(corpus_dir), *clip, "encode.pack_length=2048", *overrides]
-    cfg = load_config(overrides=overrides, input=list(corpus.inputs), output=out, stages=stages)
+    augment, note = demo_augment()
+    if note:
+        print(note, file=sys.stderr)
+    overrides = [*demo_domain_overrides(corpus_dir), *clip, "encode.pack_length=2048", *augment, *overrides]
+    cfg = load_config(overrides=overrides, input=list(corpus.inputs), output=out, stages=_demo_stage_list(stages))
     result = run(cfg, workers=args.workers, beam_args=beam_args, overwrite=True)
     _print_summary(out, result.stats)
     return _policy_exit(result.stats, FailurePolicy())

@@ -1,12 +1,19 @@
-"""``winnow inspect OUT``: the manifest summary, counts per stage and reason, a few rows."""
+"""``winnow inspect OUT``: what a finished run read, did and wrote, from the run's own files.
+
+The inputs and stages (``config.yaml``), the shards and counts (``index.json``), the counts
+and time of every stage (``stats.json``), the tokenizer (the manifest's ``tokenizer`` entry),
+the packed dataset (``packed/index.json``, paths shown relative to ``OUT``) and a few rows.
+"""
 
 from __future__ import annotations
 
 import json
+import posixpath
 from typing import Any
 
 import fsspec
 import pyarrow as pa
+import yaml
 
 from winnow.errors import ManifestError
 from winnow.format import Manifest
@@ -26,6 +33,101 @@ def _read(uri: str) -> bytes:
         raise ManifestError(f"{uri} cannot be read ({type(exc).__name__}: {exc})") from exc
 
 
+_LIST = 8  # inputs and shards listed by name; past that, a count
+
+
+def _optional(uri: str) -> bytes | None:
+    """The file's bytes, or None when it does not exist (other read errors raise)."""
+    try:
+        return _read(uri)
+    except ManifestError as exc:
+        if isinstance(exc.__cause__, FileNotFoundError):
+            return None
+        raise
+
+
+def _shard_lines(title: str, prefix: str, shards: Any) -> list[str]:
+    lines = [f"{title}:"]
+    for s in list(shards)[:_LIST]:
+        lines.append(f"  {prefix}{s.path}  {s.rows:,} rows, {format_size(s.bytes)}")
+    if len(shards) > _LIST:
+        rest = list(shards)[_LIST:]
+        lines.append(f"  ... and {len(rest)} more ({sum(s.rows for s in rest):,} rows, "
+                     f"{format_size(sum(s.bytes for s in rest))})")
+    return lines
+
+
+def _input_lines(config: dict[str, Any] | None, stats: dict[str, Any] | None) -> list[str]:
+    if config is None:
+        return ["inputs: config.yaml missing or unreadable"]
+    inputs = config.get("input") or []
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    reader = config.get("reader") if isinstance(config.get("reader"), dict) else {}
+    read = f", {stats['read']:,} records read" if stats and isinstance(stats.get("read"), int) else ""
+    lines = [f"inputs: {len(inputs)} path(s), reader format {reader.get('format', '?')}, "
+             f"text field {reader.get('text_field', '?')!r}{read}"]
+    lines += [f"  {p}" for p in inputs[:_LIST]]
+    if len(inputs) > _LIST:
+        lines.append(f"  ... and {len(inputs) - _LIST} more")
+    stages = config.get("stages")
+    if isinstance(stages, list):
+        lines.append(f"stage order: {', '.join(map(str, stages)) or '(none)'}")
+    return lines
+
+
+def _tokenizer_lines(out: str, m: Manifest, config: dict[str, Any] | None,
+                     packing: dict[str, Any] | None) -> list[str]:
+    t = m.tokenizer
+    if t:
+        ids = ", ".join(f"{k.removesuffix('_id')} {t[k]}" for k in ("unk_id", "bos_id", "eos_id", "pad_id")
+                        if isinstance(t.get(k), int))
+        if packing and isinstance(packing.get("pad_id"), int) and "pad_id" not in t:
+            ids += f", pad {packing['pad_id']} (packing)"
+        size = t.get("vocab_size")
+        vocab = f"{size:,}" if isinstance(size, int) else str(size)
+        lines = [f"tokenizer: {join_uri(out, str(t.get('model', '?')))} ({t.get('type', '?')}, vocab {vocab}, "
+                 f"ids {t.get('dtype', '?')}); special ids: {ids or 'none recorded'}"]
+        detail = []
+        if isinstance(t.get("sample_records"), int):
+            detail.append(f"trained on {t['sample_records']:,} records")
+        if t.get("dictionary_terms"):
+            detail.append(f"{t['dictionary_terms']:,} dictionary terms")
+        if t.get("sha256"):
+            detail.append(f"sha256 {str(t['sha256'])[:16]}")
+        if detail:
+            lines.append("  " + ", ".join(detail))
+        return lines
+    encode = (config or {}).get("encode")
+    if isinstance(encode, dict) and encode.get("model"):
+        return [f"tokenizer: {encode['model']} (given by encode.model; not trained by this run)"]
+    return ["tokenizer: none (the run trained no tokenizer)"]
+
+
+def _packed_lines(out: str, packing: dict[str, Any] | None) -> list[str]:
+    rel = str((packing or {}).get("path") or "packed/index.json")
+    base = posixpath.dirname(rel)
+    try:
+        raw = _optional(join_uri(out, rel))
+        if raw is None:
+            return [] if packing is None else [f"packed: {rel} listed in stats.json but missing"]
+        pm = Manifest.loads(raw, where=join_uri(out, rel))
+    except ManifestError as exc:
+        return [f"packed: {exc}"]
+    c = pm.counts
+    length = (packing or {}).get("length")
+    head = (f"packed: {rel}, {len(pm.shards)} shard(s), {pm.total_rows:,} rows"
+            + (f" of {length:,} tokens" if isinstance(length, int) else "")
+            + f", {format_size(sum(s.bytes for s in pm.shards))}")
+    if isinstance(c.get("documents"), int) and isinstance(c.get("tokens"), int):
+        head += f"; {c['documents']:,} documents, {c['tokens']:,} tokens"
+    if packing and isinstance(packing.get("padding_share"), (int, float)):
+        head += f", padding {packing['padding_share']:.2%}"
+    if packing and isinstance(packing.get("eos_id"), int):
+        head += f", separator id {packing['eos_id']}, pad id {packing.get('pad_id')}"
+    return [head] + _shard_lines("packed shards", f"{base}/" if base else "", pm.shards)[1:]
+
+
 def _stats_lines(stats: dict[str, Any]) -> list[str]:
     lines = ["stages:"]
     for st in stats["stages"]:
@@ -33,12 +135,16 @@ def _stats_lines(stats: dict[str, Any]) -> list[str]:
         parts += [f"{reason} {n:,}" for reason, n in st["rejected"].items()]
         if st["dead_letter"]:
             parts.append(f"dead_letter {st['dead_letter']:,}")
+        if st["name"] == "augment" and stats.get("augmented"):
+            parts.append(f"+{stats['augmented']:,} augmented (counted on their own)")
         t = st.get("time")
         if t and t.get("records_per_s") is not None:
             parts.append(f"[{t['cpu_s']:,.1f} CPU s, {t['records_per_s']:,.0f} rec/s, "
                          f"{t['mb_per_s_in']:,.2f} MB/s in, {t['mb_per_s_out']:,.2f} MB/s out]")
         lines.append("  ".join(parts))
-    lines.append(f"balance: {'ok' if stats['balanced'] else 'MISMATCH'}")
+    lines.append(f"balance: {'ok' if stats['balanced'] else 'MISMATCH'}"
+                 + (f"; wall time {stats['elapsed_s']:,.1f} s" if isinstance(stats.get("elapsed_s"), (int, float))
+                    else ""))
     return lines
 
 
@@ -72,16 +178,40 @@ def inspect_run(out: str, rows: int = 3) -> str:
     """
     index = join_uri(out, "index.json")
     m = Manifest.loads(_read(index), where=index)
+    stats: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+    try:
+        raw = _optional(join_uri(out, "stats.json"))
+        stats = json.loads(raw) if raw is not None else None
+    except (ManifestError, ValueError):
+        stats = None
+    try:
+        raw = _optional(join_uri(out, "config.yaml"))
+        loaded = yaml.safe_load(raw) if raw is not None else None
+        config = loaded if isinstance(loaded, dict) else None
+    except (ManifestError, yaml.YAMLError):
+        config = None
+    packing = None
+    if stats is not None:
+        enc = (stats.get("stage_stats") or {}).get("encode")
+        packing = enc.get("packing") if isinstance(enc, dict) and isinstance(enc.get("packing"), dict) else None
     lines = [
         f"{out}: {len(m.shards)} shard(s), {m.total_rows:,} rows, {format_size(sum(s.bytes for s in m.shards))}"
         f", compression {m.compression or 'none'}, {m.created_by}",
         "counts: " + ", ".join(f"{k} {v:,}" for k, v in m.counts.items()),
-        "columns: " + ", ".join(f"{f.name}:{f.type}" for f in m.schema),
     ]
-    try:
-        stats = json.loads(_read(join_uri(out, "stats.json")))
-        lines += _stats_lines(stats)
-    except (ManifestError, ValueError, KeyError, TypeError):
+    lines += _input_lines(config, stats)
+    lines += _shard_lines("shards", "", m.shards)
+    lines.append("columns: " + ", ".join(f"{f.name}:{f.type}" for f in m.schema))
+    lines += _tokenizer_lines(out, m, config, packing)
+    lines += _packed_lines(out, packing)
+    if stats is not None:
+        try:
+            lines += _stats_lines(stats)
+        except (ValueError, KeyError, TypeError):
+            lines.append("stats.json: unreadable")
+    else:
         lines.append("stats.json: missing or unreadable")
+    lines.append("rows:")
     lines += _row_lines(out, m, rows)
     return "\n".join(lines)

@@ -154,10 +154,12 @@ def _summary(stats: Mapping[str, Any]) -> tuple[str, str]:
                   f"+ rejected {rej:,} + dead letters {dead:,} = {total:,} ({esc(why)}). "
                   "Records were lost or double-counted; do not train on this output before finding out why.</div>")
     stages = _stages(stats)
-    aug = to_int(stats.get("augmented"))
+    # augmented records the funnel carries (none when it follows the records read, as the pipeline's does)
+    aug = sum(a for _, a, _ in _added(stages, to_int(stats.get("augmented"))))
     if stages and stages[-1]["out"] != kept + aug:
+        with_aug = f" + augmented {aug:,} = {kept + aug:,}" if aug else ""
         banner += (f'<div class="banner bad"><b>MISMATCH</b>: the last stage ({esc(stages[-1]["name"])}) passed '
-                   f'{stages[-1]["out"]:,} records but kept {kept:,} + augmented {aug:,} = {kept + aug:,}.</div>')
+                   f'{stages[-1]["out"]:,} records but kept {kept:,}{with_aug}.</div>')
     shards = stats.get("shards") if isinstance(stats.get("shards"), Mapping) else {}
     cards = [("read", f"{read:,}", ""), ("kept", f"{kept:,}", f"{kept / read:.1%} of read" if read else ""),
              ("rejected", f"{rej:,}", f"{rej / read:.1%} of read" if read else ""),
@@ -170,52 +172,113 @@ def _summary(stats: Mapping[str, Any]) -> tuple[str, str]:
     return banner, f'<div class="cards">{html_cards}</div>'
 
 
-def _funnel_svg(stages: list[dict[str, Any]], colors: Mapping[str, str]) -> str:
+def _added(stages: list[dict[str, Any]], augmented: int) -> list[tuple[int, int, int]]:
+    """Per stage, (records in its ``out`` that did not enter it, of which augmented, augmented
+    records it made that its ``out`` leaves out).
+
+    The pipeline's funnel follows the records read (``out = in - rejected - dead letters``),
+    so the ``augment`` stage's new records are counted on their own (the run's ``augmented``)
+    and are noted at that stage. A funnel whose ``out`` includes them is read too: up to the
+    run's ``augmented`` count, records a stage adds are augmentations, the rest is an
+    imbalance the table flags."""
+    left = augmented
+    out = []
+    for s in stages:
+        added = max(0, s["out"] + sum(s["rejected"].values()) + s["dead_letter"] - s["in"])
+        aug = min(added, left)
+        left -= aug
+        out.append([added, aug, 0])
+    names = [s["name"] for s in stages]
+    if left and "augment" in names:
+        out[names.index("augment")][2] = left
+    return [(a, b, c) for a, b, c in out]
+
+
+def _floor1(x: float) -> float:
+    """``x`` rounded down to one decimal (as drawn), so drawn segments never end past their bar."""
+    return math.floor(x * 10 + 1e-6) / 10
+
+
+def _segment_widths(counts: Sequence[int], scale: float, bar_w: float, limit: float, min_w: float = 1.5) -> list[float]:
+    """Widths of a stage's kept / reason / dead-letter segments inside its entering bar.
+
+    Each non-zero segment is at least ``min_w`` wide so a small reason stays visible; the
+    width that costs is taken from the wider segments, and the segments together never
+    exceed ``limit`` (the entering bar's width)."""
+    exact = [n / scale * bar_w if n > 0 else 0.0 for n in counts]
+    widths = [max(w, min_w) if n > 0 else 0.0 for n, w in zip(counts, exact)]
+    target = min(sum(exact), limit)
+    excess = sum(widths) - target
+    if excess > 0:
+        room = [w - min_w if w > min_w else 0.0 for w in widths]
+        spare = sum(room)
+        if spare >= excess:  # shrink the wide segments in proportion to what they have to spare
+            widths = [w - excess * r / spare for w, r in zip(widths, room)]
+        else:  # every segment at its minimum and still too wide: scale all down to fit
+            total = sum(widths)
+            widths = [w * target / total if total else 0.0 for w in widths]
+    return widths
+
+
+def _funnel_svg(stages: list[dict[str, Any]], colors: Mapping[str, str], augmented: int = 0) -> str:
     label_w, bar_w, row_h, width = 150, 470, 34, 800
     height = row_h * len(stages) + 8
-    scale = max([max(s["in"], s["out"] + sum(s["rejected"].values()) + s["dead_letter"]) for s in stages] + [1])
+    added = _added(stages, augmented)
+    scale = max([max(s["in"], s["out"] - a + sum(s["rejected"].values()) + s["dead_letter"])
+                 for s, (a, _, _) in zip(stages, added)] + [1])
     parts = [f'<svg class="chart funnel" role="img" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg"><title>Funnel</title>']
-    for i, s in enumerate(stages):
+    for i, (s, (n_added, n_aug, n_noted)) in enumerate(zip(stages, added)):
         y = 4 + i * row_h
         dropped = sum(s["rejected"].values())
+        in_w = _floor1(s["in"] / scale * bar_w)
         tip = f"{s['name']}: in {s['in']:,}, out {s['out']:,}, rejected {dropped:,}, dead letters {s['dead_letter']:,}"
+        if n_added or n_noted:
+            tip += (f", added {n_added + n_noted:,}"
+                    + (" (augmented records, counted on their own)" if n_aug == n_added else ""))
         parts.append(f'<g class="funnel-stage" data-stage="{esc(s["name"])}"><title>{esc(tip)}</title>'
                      f'<text x="{label_w - 8}" y="{y + 19}" text-anchor="end" class="label">{esc(s["name"])}</text>'
-                     f'<rect class="in" x="{label_w}" y="{y + 2}" width="{s["in"] / scale * bar_w:.1f}" '
+                     f'<rect class="in" x="{label_w}" y="{y + 2}" width="{in_w:.1f}" '
                      f'height="{row_h - 8}" fill="{_IN}"/>')
-        x = float(label_w)
-        segs = [("kept", s["out"], _KEPT)]
+        # The segments split what entered: records a stage added (augmentations) are not part
+        # of its entering bar; they are in the summary text and the table.
+        segs = [("kept", s["out"] - n_added, _KEPT)]
         segs += [(r, n, colors.get(r, _PALETTE[-1])) for r, n in sorted(s["rejected"].items(), key=lambda kv: -kv[1])]
         segs.append(("dead_letter", s["dead_letter"], _DEAD))
-        for name, n, fill in segs:
+        widths = _segment_widths([n for _, n, _ in segs], scale, bar_w, in_w)
+        end = 0.0
+        for (name, n, fill), w in zip(segs, widths):
             if n <= 0:
                 continue
-            w = max(n / scale * bar_w, 1.5)
-            parts.append(f'<rect class="seg" x="{x:.1f}" y="{y + 6}" width="{w:.1f}" height="{row_h - 16}" '
-                         f'fill="{esc(fill)}"><title>{esc(s["name"])} / {esc(name)}: {n:,}</title></rect>')
-            x += w
+            x0, end = _floor1(end), end + w
+            parts.append(f'<rect class="seg" x="{label_w + x0:.1f}" y="{y + 6}" width="{_floor1(end) - x0:.1f}" '
+                         f'height="{row_h - 16}" fill="{esc(fill)}"><title>{esc(s["name"])} / {esc(name)}: {n:,}'
+                         f'</title></rect>')
         summary = f"{s['in']:,} \u2192 {s['out']:,}" + (f"  (\u2212{dropped + s['dead_letter']:,})"
                                                          if dropped + s["dead_letter"] else "")
+        if n_added or n_noted:
+            summary += f"  (+{n_added + n_noted:,} {'augmented' if n_aug == n_added else 'added'})"
         parts.append(f'<text x="{label_w + bar_w + 10}" y="{y + 19}" class="value">{esc(summary)}</text></g>')
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _funnel(stages: list[dict[str, Any]], colors: Mapping[str, str]) -> str:
+def _funnel(stages: list[dict[str, Any]], colors: Mapping[str, str], augmented: int = 0) -> str:
     if not stages:
         return '<p class="muted">The stats list no stages.</p>'
     legend = "".join(f'<span class="lg"><i style="background:{c}"></i>{esc(n)}</span>'
                      for n, c in [("entering", _IN), ("kept", _KEPT), *colors.items()])
     rows = []
-    for s in stages:
+    for s, (_, n_aug, n_noted) in zip(stages, _added(stages, augmented)):
         dropped = sum(s["rejected"].values())
-        delta = s["in"] - s["out"] - dropped - s["dead_letter"]
+        delta = s["in"] - s["out"] + n_aug - dropped - s["dead_letter"]
         reasons = "".join(
             f'<li><i class="sw" style="background:{esc(colors.get(r, _PALETTE[-1]))}"></i>'
             f'<a href="#{esc(_example_anchor(s["name"], r))}">{esc(r)}</a> {n:,}</li>'
             for r, n in sorted(s["rejected"].items(), key=lambda kv: -kv[1]))
         check = "ok" if delta == 0 else f"{-delta:+,} records"
+        if n_aug or n_noted:
+            check += f" (+{n_aug + n_noted:,} augmented)"
         t = s["time"]
         cpu = f'{t["cpu_s"]:,.1f}' if "cpu_s" in t else "&ndash;"
         speed = (f'{t["records_per_s"]:,.0f} rec/s<br>{t.get("mb_per_s_in", 0.0):,.2f} MB/s'
@@ -232,7 +295,7 @@ def _funnel(stages: list[dict[str, Any]], colors: Mapping[str, str]) -> str:
              "<th>drop reasons</th><th class=num title='CPU seconds of the stage&#39;s steps'>CPU s</th>"
              "<th class=num title='records in and MB in per CPU second'>speed</th>"
              f"<th>in = out + dropped</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
-    return f'{_funnel_svg(stages, colors)}<div class="legend">{legend}</div>{table}'
+    return f'{_funnel_svg(stages, colors, augmented)}<div class="legend">{legend}</div>{table}'
 
 
 def _example_anchor(stage: str, reason: str) -> str:
@@ -349,7 +412,7 @@ def render_report(stats: Mapping[str, Any], examples: Sequence[Mapping[str, Any]
     colors = _reason_colors(stages, examples)
     banner, cards = _summary(stats)
     modalities = stats.get("modalities") if isinstance(stats.get("modalities"), Mapping) else {}
-    blocks = [ReportSection("Funnel", _funnel(stages, colors), "funnel")]
+    blocks = [ReportSection("Funnel", _funnel(stages, colors, to_int(stats.get("augmented"))), "funnel")]
     if modalities:
         blocks.append(ReportSection("Kept records by modality", svg_bars(
             {str(k): to_int(v) for k, v in modalities.items()}), "modalities"))

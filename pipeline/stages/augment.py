@@ -15,8 +15,9 @@ mechanism like any stage's.
 from __future__ import annotations
 
 import difflib
+import heapq
 import json
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import apache_beam as beam
 import xxhash
@@ -26,7 +27,7 @@ from winnow.pipeline.report import ReportSection
 from winnow.pipeline.report_svg import esc, html_table, svg_bars, svg_histogram
 from winnow.pipeline.stages.base import DEAD, REJECTED, TIMING, Emit, StageFn, StageOutputs, run_step
 from winnow.pipeline.stages.spec import BuildContext, StageDecl
-from winnow.pipeline.stages.stats import histogram_stats, linear_edges
+from winnow.pipeline.stages.stats import HistogramFn, linear_edges
 
 __all__ = ["DECLARATION", "resolve_terms", "check_backend", "make_augmenter"]
 
@@ -62,7 +63,7 @@ def check_backend(cfg: AugmentConfig) -> None:
     if "synonym" in cfg.methods:
         from winnow.filters.augment_replace import WordNet
 
-        WordNet(cfg.wordnet)
+        WordNet.check(cfg.wordnet)
 
 
 def make_augmenter(cfg: AugmentConfig, terms: Sequence[str]) -> Augmenter:
@@ -128,6 +129,58 @@ def _rank(ex: dict) -> int:
     return xxhash.xxh3_64_intdigest(f"{ex['id']}\x00{ex['method']}".encode("utf-8", "surrogatepass"))
 
 
+class _AugmentStatsFn(beam.CombineFn):
+    """Everything the stage reports, in one combiner over its attempts (one Beam step, where
+    separate counts, histograms and top-examples combiners cost a fused stage each): counts per
+    ``method/outcome``, the chrF histograms of kept and of all attempts, and per
+    ``method/outcome`` the ``examples`` with the highest ``(rank, id)`` (a pure function of the
+    ids, so the same on every runner)."""
+
+    def __init__(self, examples: int, settings: dict[str, Any]) -> None:
+        self._n = max(examples, 1)
+        self._examples = examples
+        self._settings = settings
+        self._hist = HistogramFn(linear_edges(0, 100, 20))
+
+    def create_accumulator(self) -> list:
+        return [{}, self._hist.create_accumulator(), self._hist.create_accumulator(), {}]
+
+    def add_input(self, acc: list, t: Any) -> list:
+        method, outcome, score, ex = t
+        key = f"{method}/{outcome}"
+        acc[0][key] = acc[0].get(key, 0) + 1
+        if score is not None:
+            self._hist.add_input(acc[2], score)
+            if outcome == _KEPT:
+                self._hist.add_input(acc[1], score)
+        if ex is not None:
+            top = acc[3].setdefault(key, [])
+            top.append((_rank(ex), ex["id"], ex))
+            if len(top) > 4 * self._n:
+                top[:] = heapq.nlargest(self._n, top, key=lambda e: e[:2])
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[list]) -> list:
+        accs = list(accs)
+        counts: dict[str, int] = {}
+        tops: dict[str, list] = {}
+        for a in accs:
+            for k, v in a[0].items():
+                counts[k] = counts.get(k, 0) + v
+            for k, v in a[3].items():
+                tops.setdefault(k, []).extend(v)
+        tops = {k: heapq.nlargest(self._n, v, key=lambda e: e[:2]) for k, v in tops.items()}
+        return [counts, self._hist.merge_accumulators([a[1] for a in accs]),
+                self._hist.merge_accumulators([a[2] for a in accs]), tops]
+
+    def extract_output(self, acc: list) -> dict[str, Any]:
+        tops = {k: [e[2] for e in heapq.nlargest(self._n, v, key=lambda e: e[:2])][:self._examples]
+                for k, v in sorted(acc[3].items())}
+        return {"counts": dict(sorted(acc[0].items())), "examples": tops, "config": dict(self._settings),
+                "chrf_kept_hist": self._hist.extract_output(acc[1]),
+                "chrf_all_hist": self._hist.extract_output(acc[2])}
+
+
 class _Augment(beam.PTransform):
     def __init__(self, cfg: AugmentConfig, terms: tuple[str, ...], chars: int) -> None:
         super().__init__()
@@ -136,34 +189,9 @@ class _Augment(beam.PTransform):
     def expand(self, records: beam.PCollection) -> StageOutputs:
         cfg = self._cfg
         outs = run_step(records, "Augment", _AugmentFn(cfg, self._terms, self._chars), tags=(_AUG,))
-        attempts = outs[_AUG]
-        counts = (
-            attempts
-            | "CountKey" >> beam.Map(lambda t: (f"{t[0]}/{t[1]}", 1))
-            | "Count" >> beam.CombinePerKey(sum)
-            | "CountDict" >> beam.Map(lambda kv: {"counts": {kv[0]: kv[1]}})
-        )
-        chrf_kept = attempts | "KeptChrf" >> beam.FlatMap(
-            lambda t: [t[2]] if t[1] == _KEPT and t[2] is not None else [])
-        chrf_all = attempts | "AllChrf" >> beam.FlatMap(lambda t: [t[2]] if t[2] is not None else [])
-        edges = linear_edges(0, 100, 20)
-        n_ex = cfg.examples
-        examples = (
-            attempts
-            | "ExampleKey" >> beam.FlatMap(lambda t: [((t[0], t[1]), (_rank(t[3]), t[3]["id"], t[3]))]
-                                           if t[3] is not None else [])
-            | "TopExamples" >> beam.combiners.Top.PerKey(max(n_ex, 1), key=lambda e: e[:2])
-            | "ExampleDict" >> beam.Map(lambda kv: {"examples": {f"{kv[0][0]}/{kv[0][1]}": [e[2] for e in kv[1][:n_ex]]}})
-        )
-        settings = records.pipeline | "Settings" >> beam.Create([{"config": {
-            "fraction": cfg.fraction, "seed": cfg.seed, "methods": list(cfg.methods), "backend": cfg.backend,
-            "pivots": list(cfg.pivots), "min_similarity": cfg.min_similarity, "terms": len(self._terms)}}])
-        stats = (
-            (counts, examples, settings,
-             histogram_stats(chrf_kept, "chrf_kept_hist", edges, label="ChrfKept"),
-             histogram_stats(chrf_all, "chrf_all_hist", edges, label="ChrfAll"))
-            | "FlattenStats" >> beam.Flatten()
-        )
+        settings = {"fraction": cfg.fraction, "seed": cfg.seed, "methods": list(cfg.methods), "backend": cfg.backend,
+                    "pivots": list(cfg.pivots), "min_similarity": cfg.min_similarity, "terms": len(self._terms)}
+        stats = outs[_AUG] | "Stats" >> beam.CombineGlobally(_AugmentStatsFn(cfg.examples, settings))
         return StageOutputs(kept=outs.kept, rejected=outs[REJECTED], dead=outs[DEAD], stats=stats,
                             timing=(outs[TIMING],))
 

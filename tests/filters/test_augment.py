@@ -250,3 +250,36 @@ def test_methods_are_chosen_among_those_that_apply():
     images = [aug.choose({"id": f"i{i}", "image": b"x"}) for i in range(200)]
     pairs = {aug.choose({"id": f"p{i}", "image": b"x", "text": "caption 7"}) for i in range(200)}
     assert set(texts) == {"entity"} and set(images) == {"image"} and pairs == {"entity", "image"}
+
+
+@needs_apertium
+def test_apertium_round_trip_is_one_chain_with_the_two_call_output():
+    from winnow.filters.augment_translate import apertium_backtranslator
+
+    texts = ["The scheduler restarts every failed job after a short delay.",
+             "ZZT0ZZ keeps the state of the cluster\nand reports errors.",
+             "Use ZZT0ZZ to deploy it, then check the logs."]
+    bt = apertium_backtranslator("spa")
+    chained = bt.backtranslate(texts)
+    assert bt.forward.calls == bt.backward.calls == bt.forward.chains == 1  # one process chain for the batch
+    assert chained == bt.backward.translate(bt.forward.translate(texts))
+    assert all("ZZT0ZZ" in b for b in chained[1:])
+
+
+@needs_apertium
+def test_pivots_run_concurrently_with_the_serial_result():
+    from winnow.filters.augment import AugmentConfig, Augmenter
+    from winnow.filters.augment_translate import apertium_backtranslator
+
+    recs = [{"id": f"r{i}", "text": f"The build server number {i} updates the database backups every night."}
+            for i in range(12)]
+    cfg = AugmentConfig(fraction=1.0, pivots=("spa", "epo"))
+    aug = Augmenter(cfg, ("database",), {p: apertium_backtranslator(p) for p in cfg.pivots})
+    both = aug.augment(recs)
+    assert {a.params["pivot"] for (a,) in both} == {"spa", "epo"}
+    for pivot in cfg.pivots:  # each pivot alone, in series, gives the same attempts for its records
+        mine = [r for r in recs if aug.pivot(r) == pivot]
+        alone = Augmenter(AugmentConfig(fraction=1.0, pivots=(pivot,)), ("database",),
+                          {pivot: apertium_backtranslator(pivot)}).augment(mine)
+        got = [a for r, (a,) in zip(recs, both) if aug.pivot(r) == pivot]
+        assert [(a.text, a.reason) for (a,) in alone] == [(a.text, a.reason) for a in got]

@@ -244,3 +244,44 @@ def test_a_failed_push_is_one_line_exit_2(tmp_path):
     err = [l for l in res.stderr.splitlines() if l.startswith("winnow: error:")]
     assert len(err) == 1 and f"--pushgateway 127.0.0.1:{port}: the push failed" in err[0], res.stderr
     assert (tmp_path / "out" / "index.json").exists()
+
+
+def test_inspect_shows_inputs_tokenizer_and_the_packed_output_where_it_is(tmp_path, capsys):
+    import pydoc_data.topics
+
+    # Real prose (the interpreter's documentation), enough for a small tokenizer.
+    docs = [t for _, t in sorted(pydoc_data.topics.topics.items()) if len(t) > 400][:120]
+    src = tmp_path / "docs.jsonl"
+    src.write_text("".join(json.dumps({"id": f"p{i}", "text": t}) + "\n" for i, t in enumerate(docs)))
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(src), "--output", str(out), "--stages", "normalize,tokenizer,encode",
+                 "--set", "tokenizer.vocab_size=500", "--set", "encode.pack_length=128", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(out)]) == 0
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    manifest = json.loads((out / "index.json").read_text())
+    tok = manifest["tokenizer"]
+    packed = json.loads((out / "packed" / "index.json").read_text())
+    # the inputs, from config.yaml, with the count read
+    assert f"inputs: 1 path(s), reader format auto, text field 'text', {len(docs):,} records read" in lines
+    assert f"  {src}" in lines
+    # the tokenizer: model path under OUT, vocabulary size, special ids, all as the run wrote them
+    tok_line = next(l for l in lines if l.startswith("tokenizer: "))
+    assert f"tokenizer: {out}/{tok['model']} (sentencepiece_bpe, vocab {tok['vocab_size']:,}" in tok_line
+    assert tok["vocab_size"] == 500
+    assert f"unk {tok['unk_id']}, bos {tok['bos_id']}, eos {tok['eos_id']}" in tok_line
+    # the packed output, with the paths where its shards are (OUT/packed/shards/...)
+    packed_line = next(l for l in lines if l.startswith("packed: "))
+    assert packed_line.startswith(f"packed: packed/index.json, {len(packed['shards'])} shard(s), "
+                                  f"{sum(s['rows'] for s in packed['shards']):,} rows of 128 tokens")
+    for s in packed["shards"]:
+        assert s["path"].startswith("shards/")
+        shown = [l for l in lines if l.startswith(f"  packed/{s['path']}  ")]
+        assert len(shown) == 1 and (out / "packed" / s["path"]).is_file()
+    assert not [l for l in lines if l.strip().startswith("shards/") and "128" in l]
+    # the main shards are listed where they are, and every stage with its time
+    for s in manifest["shards"]:
+        assert any(l.startswith(f"  {s['path']}  {s['rows']:,} rows") for l in lines) and (out / s["path"]).is_file()
+    stage_lines = [l for l in lines if l.startswith("  normalize ") or l.startswith("  encode ")]
+    assert len(stage_lines) == 2 and all("CPU s" in l for l in stage_lines)

@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -307,3 +308,56 @@ def test_the_other_text_root_has_other_and_extra_pages(tmp_path: Path) -> None:
     assert other_man - here_man, "pages this machine does not have"
     assert NEW_LANGUAGE in {lang for lang, _ in other_man} - {lang for lang, _ in here_man}
     assert any(t.startswith(("calendar", "difflib", "statistics")) for d in other for t in [d.title])
+
+
+# --- `winnow demo` with augment (issue 12) -----------------------------------------------
+
+
+def test_demo_augment_uses_what_is_installed_and_says_what_is_missing(tmp_path: Path, monkeypatch) -> None:
+    from winnow.pipeline.cli import demo_augment
+
+    overrides, note = demo_augment()
+    methods = next(o for o in overrides if o.startswith("augment.methods=")).split("=", 1)[1].split(",")
+    assert {"entity", "image"} <= set(methods)
+    if shutil.which("apertium"):
+        assert "backtranslate" in methods and any(o.startswith("augment.pivots=") for o in overrides)
+    # Without Apertium on PATH the demo still augments, without back-translation, and says so in one line.
+    monkeypatch.setenv("PATH", str(tmp_path))
+    overrides, note = demo_augment()
+    methods = next(o for o in overrides if o.startswith("augment.methods=")).split("=", 1)[1].split(",")
+    assert "backtranslate" not in methods and {"entity", "image"} <= set(methods)
+    assert note is not None and "\n" not in note and note.startswith("winnow: demo: augment runs without back-translation")
+    assert "apt-get install apertium" in note
+
+
+@pytest.mark.slow
+def test_demo_run_augments_and_counts_augmented_rows_on_their_own(tmp_path: Path, capsys) -> None:
+    import pyarrow as pa
+    import yaml
+
+    from winnow.pipeline.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--output", str(out), "--scale", "0.1"]) == 0
+    printed = capsys.readouterr().out
+    stats = json.loads((out / "stats.json").read_text())
+    stages = yaml.safe_load((out / "config.yaml").read_text())["stages"]
+    assert "augment" in stages and stages.index("tokenizer") < stages.index("augment") < stages.index("encode")
+    rows = [r for p in sorted((out / "shards").glob("*.arrow")) for r in pa.ipc.open_file(p).read_all().select(
+        ["id", "aug_from", "aug_method"]).to_pylist()]
+    originals = {r["id"] for r in rows if r["aug_from"] is None}
+    augmented = [r for r in rows if r["aug_from"] is not None]
+    # read = kept_originals + rejected + dead_letter; rows = kept_originals + augmented
+    assert stats["balanced"] and stats["read"] == stats["kept"] + stats["rejected"] + stats["dead_letter"]
+    assert stats["shards"]["rows"] == len(rows) == stats["kept"] + stats["augmented"]
+    assert len(originals) == stats["kept"] and len(augmented) == stats["augmented"] > 0
+    assert sum(stats["augmented_by_method"].values()) == stats["augmented"]
+    assert all(r["aug_from"] in originals for r in augmented)
+    assert {r["aug_method"] for r in augmented} <= set(stats["stage_stats"]["augment"]["config"]["methods"])
+    assert (f"rows {stats['shards']['rows']:,} = kept {stats['kept']:,} + augmented {stats['augmented']:,}"
+            in printed)
+    # the funnel follows the records read; the report says so and sees no mismatch
+    funnel = next(s for s in stats["stages"] if s["name"] == "augment")
+    assert funnel["out"] == funnel["in"] - funnel["dead_letter"] and stats["stages"][-1]["out"] == stats["kept"]
+    html = (out / "report.html").read_text()
+    assert "MISMATCH" not in html and f"(+{stats['augmented']:,} augmented)" in html

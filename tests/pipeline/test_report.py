@@ -328,3 +328,74 @@ def test_the_packing_line_escapes_the_end_of_document_token():
                                                     "eos_id": 2, "padding_share": 0.02, "path": "packed/shards"}}}}
     html = tokenizer_section(stats, [], {}).html
     assert "<code>&lt;/s&gt;</code> = 2 between documents" in html and "</s>" not in html
+
+
+def _funnel_rows(page: str) -> dict[str, tuple[float, float, float]]:
+    """Per funnel stage: (entering bar's x, its right end, the right end of its last segment)."""
+    out: dict[str, tuple[float, float, float]] = {}
+    stage = None
+    for tag, attrs, stack in _parse(page).elements:
+        if tag == "g" and "funnel-stage" in (attrs.get("class") or ""):
+            stage = attrs["data-stage"]
+        elif tag == "rect" and stage is not None and "g" in stack:
+            x, w = float(attrs["x"] or 0), float(attrs["width"] or 0)
+            if attrs.get("class") == "in":
+                out[stage] = (x, x + w, x)
+            elif attrs.get("class") == "seg":
+                x0, right, end = out[stage]
+                assert x >= end - 1e-9, (stage, "segments overlap")
+                out[stage] = (x0, right, x + w)
+    return out
+
+
+def test_no_funnel_bar_is_wider_than_its_entering_bar() -> None:
+    # Many small reasons (each drawn at least 1.5 px wide) once pushed the segments past the
+    # entering bar, and the augment stage passes on more records than entered it.
+    reasons = {f"quality_rule_{i:02d}": 2 for i in range(24)} | {"quality_word_count": 5835}
+    kept_q = 9520 - sum(reasons.values())
+    stats = {
+        "read": 9612, "kept": kept_q - 8, "rejected": sum(reasons.values()) + 8, "dead_letter": 92, "augmented": 300, "balanced": True,
+        "stages": [
+            {"name": "read", "in": 9612, "out": 9520, "rejected": {}, "dead_letter": 92},
+            {"name": "quality", "in": 9520, "out": kept_q, "rejected": reasons, "dead_letter": 0},
+            {"name": "toxicity", "in": kept_q, "out": kept_q - 8, "rejected": {"toxicity_toxic": 8}, "dead_letter": 0},
+            {"name": "augment", "in": kept_q - 8, "out": kept_q - 8 + 300, "rejected": {}, "dead_letter": 0},
+            {"name": "encode", "in": kept_q + 292, "out": kept_q + 292, "rejected": {}, "dead_letter": 0},
+        ],
+    }
+    page = render_report(stats, [], {})
+    rows = _funnel_rows(page)
+    assert list(rows) == ["read", "quality", "toxicity", "augment", "encode"]
+    for stage, (x0, right, end) in rows.items():
+        assert end > x0 and end <= right + 1e-9, (stage, right, end)
+    # Every segment of a balanced stage is drawn: the segments fill the entering bar.
+    assert rows["quality"][2] == pytest.approx(rows["quality"][1], abs=0.15)
+    # The augment stage's added records are said, not drawn past its bar, and not flagged.
+    assert "(+300 augmented)" in page and "+300 records" not in page
+    assert "-300 records" not in page
+
+
+def test_funnel_flags_records_a_stage_added_without_augmenting() -> None:
+    stats = copy.deepcopy(STATS)
+    stats["stages"][1]["out"] = 995  # 10 records appear inside normalize, none augmented
+    page = render_report(stats, [], {})
+    for stage, (_x0, right, end) in _funnel_rows(page).items():
+        assert end <= right + 1e-9, stage
+    c = _parse(page)
+    assert "+10 records" in [data for stack, data in c.text if data.endswith("records")]
+
+
+def test_augmented_records_counted_on_their_own_are_no_mismatch() -> None:
+    # The pipeline's funnel follows the records read: the augment stage's out is its in, and the
+    # 69 augmented rows are counted on their own (rows = kept + augmented).
+    stats = copy.deepcopy(STATS)
+    stats["stages"].append({"name": "augment", "in": 900, "out": 900, "rejected": {}, "dead_letter": 0})
+    stats.update(augmented=69, shards={"count": 1, "rows": 969, "bytes": 1})
+    page = render_report(stats, [], {})
+    assert "Balance OK" in page and "MISMATCH" not in page
+    assert "(+69 augmented)" in page  # in the funnel's summary and the table
+    for stage, (_x0, right, end) in _funnel_rows(page).items():
+        assert end <= right + 1e-9, stage
+    # a last stage that lost records is still a mismatch
+    stats["stages"][-1]["out"] = 890
+    assert "the last stage (augment) passed 890 records but kept 900." in render_report(stats, [], {})
