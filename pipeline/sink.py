@@ -77,7 +77,9 @@ def _split(batch: Records, n: int) -> Iterable[tuple[int, Records]]:
 
 
 class _WriteShardFn(beam.DoFn):
-    def __init__(self, out_dir: str, subdir: str, schema: pa.Schema, cfg: SinkConfig, prefix: str) -> None:
+    def __init__(self, out_dir: str, subdir: str, schema: pa.Schema, cfg: SinkConfig, prefix: str,
+                 shown_as: str = "") -> None:
+        self._shown_as = shown_as
         self._out_dir = out_dir
         self._subdir = subdir
         self._schema = schema
@@ -96,7 +98,7 @@ class _WriteShardFn(beam.DoFn):
         batches = table_to_batches(table, self._cfg.batch_bytes, sort_order(table))
         nbytes, digest = write_arrow_file(join_uri(self._out_dir, rel), self._schema, batches, self._cfg.compression)
         rows = table.num_rows
-        _log.info("winnow: wrote %s (%d rows, %d bytes)", rel, rows, nbytes)
+        _log.info("winnow: wrote %s (%d rows, %d bytes)", posixpath.join(self._shown_as, rel), rows, nbytes)
         del table, batches
         release_memory()
         yield ShardInfo(rel, rows, nbytes, digest).to_json()
@@ -110,6 +112,7 @@ class WriteShards(beam.PTransform):
         subdir: ``shards``, ``rejects`` or ``dead_letter``.
         schema: the Arrow schema every shard has (missing columns are null).
         cfg: shard and batch sizes, compression.
+        shown_as: what the log puts before ``subdir`` (``packed`` when ``out_dir`` is OUT/packed).
 
     Returns a PCollection of shard-info dicts (``path``, ``rows``, ``bytes``, ``xxh3_128``),
     one per shard, including empty shards, so the manifest lists exactly ``n`` files.
@@ -118,8 +121,10 @@ class WriteShards(beam.PTransform):
     and streamed to the file).
     """
 
-    def __init__(self, out_dir: str, subdir: str, schema: pa.Schema, cfg: SinkConfig, prefix: str = "part") -> None:
+    def __init__(self, out_dir: str, subdir: str, schema: pa.Schema, cfg: SinkConfig, prefix: str = "part",
+                 shown_as: str = "") -> None:
         super().__init__(label=f"Write[{subdir}]")
+        self._shown_as = shown_as
         self._out_dir = out_dir
         self._subdir = subdir
         self._schema = schema
@@ -136,5 +141,5 @@ class WriteShards(beam.PTransform):
         slots = count | "Slots" >> beam.FlatMap(lambda k: [(i, None) for i in range(k)])
         grouped = (keyed, slots) | "Keyed" >> beam.Flatten() | "Group" >> beam.GroupByKey()
         return grouped | "Write" >> beam.ParDo(
-            _WriteShardFn(self._out_dir, self._subdir, self._schema, cfg, self._prefix), n=n
+            _WriteShardFn(self._out_dir, self._subdir, self._schema, cfg, self._prefix, self._shown_as), n=n
         )

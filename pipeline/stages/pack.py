@@ -105,7 +105,7 @@ class PackTokens(beam.PTransform):
                 "measure", main="rows")
         )
         schema = packed_schema(self._dtype, self._length)
-        shards = packed.rows | "Write" >> WriteShards(self._out, "shards", schema, self._sink)
+        shards = packed.rows | "Write" >> WriteShards(self._out, "shards", schema, self._sink, shown_as=PACKED_DIR)
         info = {"length": self._length, "eos_id": self._eos, "pad_id": self._pad, "dtype": self._dtype.name}
         return (
             p

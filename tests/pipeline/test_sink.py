@@ -129,3 +129,15 @@ def test_lone_surrogates_do_not_break_the_writer(tmp_path):
 def test_shard_info_round_trip():
     s = ShardInfo("shards/part-00000-of-00001.arrow", 3, 100, "ab" * 16)
     assert ShardInfo.from_json(json.loads(json.dumps(s.to_json()))) == s
+
+
+def test_the_log_names_a_shard_by_its_path_in_the_run(tmp_path, caplog):
+    """A packed shard is logged as packed/shards/... (where it is), not as shards/..."""
+    import logging
+
+    out = str(tmp_path / "run" / "packed")
+    with caplog.at_level(logging.INFO, logger="winnow"):
+        with beam.Pipeline(runner="FnApiRunner") as p:
+            create_batches(p, records(20), size=7) | WriteShards(out, "shards", SCHEMA, SinkConfig(), shown_as="packed")
+    wrote = [m for m in caplog.messages if m.startswith("winnow: wrote")]
+    assert wrote and all(m.startswith("winnow: wrote packed/shards/part-00000-of-00001.arrow") for m in wrote)
