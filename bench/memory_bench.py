@@ -141,9 +141,9 @@ def baseline_tree(ref: str, into: str) -> str:
     return farm
 
 
-def winnow_cmd(files_glob: str, out: str, workers: int) -> list[str]:
+def winnow_cmd(files_glob: str, out: str, workers: int, flags: str = "") -> list[str]:
     code = "import sys\nfrom winnow.pipeline.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-    return [sys.executable, "-c", code, "run", "--input", files_glob, "--output", out, "--overwrite",
+    return [sys.executable, *flags.split(), "-c", code, "run", "--input", files_glob, "--output", out, "--overwrite",
             "--stages", STAGES, "--workers", str(workers)]
 
 
@@ -172,13 +172,20 @@ def main() -> None:
     if args.baseline_ref:
         tmp = tempfile.mkdtemp(prefix="winnow-baseline-")
         farm = baseline_tree(args.baseline_ref, tmp)
-        env = dict(os.environ, PYTHONPATH=farm + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        # -S: no site hooks, so this checkout's editable install cannot shadow the baseline's
+        # packages; site-packages come after the baseline on the path instead.
+        site_dirs = [d for d in sys.path if d.endswith("site-packages")]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([farm, *site_dirs]), WINNOW_BENCH_PYFLAGS="-S")
+        check = subprocess.run([sys.executable, "-S", "-c", "import winnow.pipeline.cli as c; print(c.__file__)"],
+                               env=env, capture_output=True, text=True, check=True).stdout.strip()
+        if not check.startswith(farm):
+            raise SystemExit(f"the baseline run would import {check}, not the code of {args.baseline_ref}")
         variants.append((f"winnow @ {args.baseline_ref}", env))
     try:
         for workers in args.workers:
             for name, env in variants:
                 out = os.path.join(args.workdir, "out")
-                r = measure(winnow_cmd(files_glob, out, workers), env=env)
+                r = measure(winnow_cmd(files_glob, out, workers, (env or {}).get("WINNOW_BENCH_PYFLAGS", "")), env=env)
                 row(f"{name}, {workers} worker(s)", r)
                 with open(os.path.join(out, "stats.json")) as fh:
                     st = json.load(fh)
