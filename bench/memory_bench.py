@@ -76,10 +76,10 @@ def tree_sample(proc: psutil.Process) -> tuple[int, float]:
     return int(rss), cpu
 
 
-def measure(cmd: list[str], env: dict | None = None) -> dict:
+def measure(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> dict:
     """Run ``cmd``; peak tree RSS, tree CPU seconds and wall seconds."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ps = psutil.Process(proc.pid)
     lines: list[tuple[float, str]] = []
 
@@ -154,6 +154,7 @@ def main() -> None:
     ap.add_argument("--baseline-ref", default=None, help="also run the code of this git commit (side by side)")
     ap.add_argument("--workdir", default=".bench/memory")
     args = ap.parse_args()
+    args.workdir = os.path.abspath(args.workdir)
 
     files = ensure_corpus(args.workdir, args.mb)
     nbytes = input_bytes(files)
@@ -176,8 +177,9 @@ def main() -> None:
         # packages; site-packages come after the baseline on the path instead.
         site_dirs = [d for d in sys.path if d.endswith("site-packages")]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([farm, *site_dirs]), WINNOW_BENCH_PYFLAGS="-S")
+        # (run from the temporary directory: the working directory comes first on the path)
         check = subprocess.run([sys.executable, "-S", "-c", "import winnow.pipeline.cli as c; print(c.__file__)"],
-                               env=env, capture_output=True, text=True, check=True).stdout.strip()
+                               env=env, cwd=tmp, capture_output=True, text=True, check=True).stdout.strip()
         if not check.startswith(farm):
             raise SystemExit(f"the baseline run would import {check}, not the code of {args.baseline_ref}")
         variants.append((f"winnow @ {args.baseline_ref}", env))
@@ -185,7 +187,8 @@ def main() -> None:
         for workers in args.workers:
             for name, env in variants:
                 out = os.path.join(args.workdir, "out")
-                r = measure(winnow_cmd(files_glob, out, workers, (env or {}).get("WINNOW_BENCH_PYFLAGS", "")), env=env)
+                r = measure(winnow_cmd(files_glob, out, workers, (env or {}).get("WINNOW_BENCH_PYFLAGS", "")), env=env,
+                            cwd=tmp if env else None)
                 row(f"{name}, {workers} worker(s)", r)
                 with open(os.path.join(out, "stats.json")) as fh:
                     st = json.load(fh)

@@ -17,12 +17,10 @@ captioned one gets ``audio_asr_wer`` (caption vs transcript) and the ``max_wer``
 
 from __future__ import annotations
 
-import time
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import apache_beam as beam
 import xxhash
-from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
 from winnow.filters.audio_models import (
     REASON_MOS,
@@ -44,16 +42,12 @@ from winnow.pipeline.stages.base import DEAD, REJECTED, TIMING, Emit, StageFn, S
 from winnow.pipeline.stages.spec import StageDecl
 from winnow.pipeline.stages.stats import HistogramFn, linear_edges
 
-__all__ = ["AudioModelHandler", "AudioMosStage", "AudioAsrStage", "MOS_DECLARATION", "ASR_DECLARATION"]
+__all__ = ["AudioMosStage", "AudioAsrStage", "MOS_DECLARATION", "ASR_DECLARATION"]
 
 MOS = "audio_mos"
 ASR = "audio_asr"
 #: sample rows kept for the report
 SAMPLES = 8
-
-
-def _count(batch: Any) -> int:
-    return max(1, len(batch.rows))
 
 
 class _LoadMos:
@@ -70,54 +64,6 @@ class _LoadAsr:
 
     def __call__(self) -> Any:
         return WhisperAsr(self.cfg)
-
-
-class AudioModelHandler(ModelHandler):
-    """RunInference's handler over whole Records batches for an audio model.
-
-    Args:
-        stage: the stage name (metrics namespace).
-        load: ``load() -> model``, where ``model.infer(rows)`` gives one result per row
-            (a value, None for not applicable, or an exception for a failed clip).
-        records_per_call: records per inference call (about).
-
-    ``run_inference`` yields, per Records, a ``PredictionResult`` whose inference is
-    ``(results, seconds)`` with each failed clip's error as text; ``seconds`` is the wall time
-    of the model call (its own threads included), shared out over the batches, and joins the
-    stage's timing.
-    """
-
-    def __init__(self, stage: str, load: Callable[[], Any], records_per_call: int) -> None:
-        super().__init__(min_batch_size=1, max_batch_size=records_per_call, element_size_fn=_count)
-        self._stage, self._load = stage, load
-
-    def load_model(self) -> Any:
-        return self._load()
-
-    def run_inference(self, batch: Sequence[Any], model: Any,
-                      inference_args: dict | None = None) -> Iterable[PredictionResult]:
-        # wall time: CTranslate2 and onnxruntime compute on threads of their own, which the
-        # calling thread's CPU clock does not see
-        t0 = time.perf_counter()
-        rows = [r for recs in batch for r in recs.rows]
-        flat = model.infer(rows)
-        out, i = [], 0
-        cpu = (time.perf_counter() - t0) / max(1, len(batch))
-        for recs in batch:
-            res = [_err(v) for v in flat[i:i + len(recs.rows)]]
-            i += len(recs.rows)
-            out.append(PredictionResult(recs, (res, cpu)))
-        return out
-
-    def get_num_bytes(self, batch: Sequence[Any]) -> int:
-        return sum(len(r.get("audio") or b"") for recs in batch for r in recs.rows)
-
-    def get_metrics_namespace(self) -> str:
-        return f"winnow:{self._stage}/run_inference"
-
-
-def _err(v: Any) -> Any:
-    return ("error", f"{type(v).__name__}: {v}") if isinstance(v, Exception) else v
 
 
 class _ApplyFn(StageFn):
@@ -202,17 +148,23 @@ def _stats(rows: beam.PCollection, column: str, lo: float, hi: float, name: str,
 
 
 class _ModelStage(beam.PTransform):
-    def __init__(self, stage: str, handler: AudioModelHandler, apply: _ApplyFn) -> None:
+    def __init__(self, stage: str, load: Callable[[], Any], records_per_call: int, apply: _ApplyFn) -> None:
         super().__init__(label=stage)
-        self._handler, self._apply = handler, apply
+        self._stage, self._load, self._per_call, self._apply = stage, load, records_per_call, apply
 
     def stats(self, kept: beam.PCollection) -> beam.PCollection:
         raise NotImplementedError
 
     def expand(self, records: beam.PCollection) -> StageOutputs:
+        # Beam's inference module imports torch when it is installed (about 200 MB): imported
+        # here, only by pipelines that build a model stage
+        from apache_beam.ml.inference.base import RunInference
+
+        from winnow.pipeline.stages.audio_handler import AudioModelHandler
+
         inferred = (records
                     | "NonEmpty" >> beam.Filter(lambda b: len(b.rows) > 0)
-                    | "Infer" >> RunInference(self._handler))
+                    | "Infer" >> RunInference(AudioModelHandler(self._stage, self._load, self._per_call)))
         applied = run_step(inferred, "Apply", self._apply)
         return StageOutputs(kept=applied.kept, rejected=applied[REJECTED], dead=applied[DEAD],
                             stats=self.stats(explode(applied.kept, "Rows")), timing=(applied[TIMING],))
@@ -223,7 +175,7 @@ class AudioMosStage(_ModelStage):
 
     def __init__(self, cfg: AudioMosConfig | None = None) -> None:
         cfg = cfg or AudioMosConfig()
-        super().__init__(MOS, AudioModelHandler(MOS, _LoadMos(cfg), cfg.records_per_call), _MosApply(cfg))
+        super().__init__(MOS, _LoadMos(cfg), cfg.records_per_call, _MosApply(cfg))
         self._cfg = cfg
 
     def stats(self, kept: beam.PCollection) -> beam.PCollection:
@@ -236,7 +188,7 @@ class AudioAsrStage(_ModelStage):
 
     def __init__(self, cfg: AudioAsrConfig | None = None) -> None:
         cfg = cfg or AudioAsrConfig()
-        super().__init__(ASR, AudioModelHandler(ASR, _LoadAsr(cfg), cfg.records_per_call), _AsrApply(cfg))
+        super().__init__(ASR, _LoadAsr(cfg), cfg.records_per_call, _AsrApply(cfg))
         self._cfg = cfg
 
     def stats(self, kept: beam.PCollection) -> beam.PCollection:

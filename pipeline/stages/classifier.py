@@ -20,20 +20,16 @@ Graph:
 
 from __future__ import annotations
 
-import time
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import apache_beam as beam
-from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
 from winnow.filters.classifier import (
     REASON_BELOW,
     ClassifierConfig,
     ClassifierError,
-    ClassifierModel,
     classifier_fields,
     classifier_verdict,
-    is_scored,
     selection_key,
 )
 from winnow.pipeline.batch import Records
@@ -42,51 +38,9 @@ from winnow.pipeline.stages.domain import _ExactCut
 from winnow.pipeline.stages.spec import BuildContext, StageDecl
 from winnow.pipeline.stages.stats import HistogramFn, linear_edges
 
-__all__ = ["DECLARATION", "ClassifierStage", "BatchesModelHandler", "NAME"]
+__all__ = ["DECLARATION", "ClassifierStage", "NAME"]
 
 NAME = "classifier"
-
-
-def _scored_count(batch: Any) -> int:
-    """BatchElements' weight of a Records batch: its record count (at least 1)."""
-    return max(1, len(batch.rows))
-
-
-class BatchesModelHandler(ModelHandler):
-    """RunInference's handler over whole Records batches.
-
-    ``run_inference`` gets a list of Records and yields, per Records, a ``PredictionResult``
-    whose inference is ``(results, cpu_seconds)``: one score, ``None`` (not scored) or error
-    text per record, and the thread CPU time of scoring that batch.
-    """
-
-    def __init__(self, cfg: ClassifierConfig) -> None:
-        super().__init__(min_batch_size=min(cfg.batch_size, cfg.records_per_call),
-                         max_batch_size=max(cfg.batch_size, cfg.records_per_call),
-                         element_size_fn=_scored_count)
-        self._cfg = cfg
-
-    def load_model(self) -> ClassifierModel:
-        return ClassifierModel(self._cfg)
-
-    def run_inference(self, batch: Sequence[Any], model: ClassifierModel,
-                      inference_args: dict | None = None) -> Iterable[PredictionResult]:
-        cfg = self._cfg
-        t0 = time.thread_time()
-        todo = [(b, i) for b, recs in enumerate(batch) for i, r in enumerate(recs.rows) if is_scored(r, cfg)]
-        scores = model.score([batch[b].rows[i]["text"] for b, i in todo]) if todo else []
-        results: list[list[Any]] = [[None] * len(recs.rows) for recs in batch]
-        for (b, i), s in zip(todo, scores):
-            results[b][i] = str(s) if isinstance(s, ClassifierError) else s
-        cpu = (time.thread_time() - t0) / max(1, len(batch))
-        return [PredictionResult(recs, (res, cpu)) for recs, res in zip(batch, results)]
-
-    def get_num_bytes(self, batch: Sequence[Any]) -> int:
-        return sum(len((r.get("text") or "").encode("utf-8", "surrogatepass"))
-                   for recs in batch for r in recs.rows if isinstance(r.get("text"), str))
-
-    def get_metrics_namespace(self) -> str:
-        return f"winnow:{NAME}/run_inference"
 
 
 class _ScoreFn(StageFn):
@@ -147,9 +101,11 @@ class ClassifierStage(beam.PTransform):
     def expand(self, records: beam.PCollection) -> StageOutputs:
         cfg = self._cfg
         p = records.pipeline
+        from winnow.pipeline.stages.classifier_handler import BatchesModelHandler
+
         inferred = (records
                     | "NonEmpty" >> beam.Filter(lambda b: len(b.rows) > 0)
-                    | "Infer" >> RunInference(BatchesModelHandler(cfg)))
+                    | "Infer" >> _run_inference()(BatchesModelHandler(cfg)))
         scored = run_step(inferred, "Score", _ScoreFn(cfg))
         keys = scored.kept | "Key" >> beam.FlatMap(
             lambda b: [k for r in b.rows if (k := selection_key(r, cfg)) is not None])
@@ -189,3 +145,19 @@ def _build(cfg: ClassifierConfig, ctx: BuildContext) -> beam.PTransform:
 
 
 DECLARATION = StageDecl(NAME, ClassifierConfig, _build, classifier_fields, (REASON_BELOW,))
+
+
+def _run_inference() -> Any:
+    # Beam's inference module imports torch when it is installed (about 200 MB): only model
+    # stages that are built pay for it, never a run that does not use one.
+    from apache_beam.ml.inference.base import RunInference
+
+    return RunInference
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BatchesModelHandler":
+        from winnow.pipeline.stages.classifier_handler import BatchesModelHandler
+
+        return BatchesModelHandler
+    raise AttributeError(name)
