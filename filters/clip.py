@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -215,6 +216,7 @@ def _size_field(size: Any, key: str) -> Any:
     return getattr(size, key, None)
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _SIZE_KEYS = ("height", "width", "longest_edge", "shortest_edge", "max_height", "max_width", "min_pixels", "max_pixels")
 
 
@@ -411,7 +413,8 @@ class ClipScorer:
         except ClipError as exc:
             return exc
         except Exception as exc:  # noqa: BLE001 - this image alone fails; the others are scored
-            return ClipError(f"image does not decode: {type(exc).__name__}: {exc}")
+            # no per-process values in the text (Pillow names the BytesIO by its address)
+            return ClipError(f"image does not decode: {type(exc).__name__}: {_ADDRESS.sub('', str(exc))}")
 
     def score(self, pairs: Sequence[tuple[bytes, str]]) -> list[tuple[float, float] | ClipError]:
         """One ``(score, cosine)`` (or error) per pair, in order.
