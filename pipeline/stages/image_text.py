@@ -7,11 +7,15 @@ Graph (the ``classifier`` stage's, for pairs):
    :class:`~winnow.pipeline.batch.Records` batches; ``batch_elements_kwargs`` groups them up to
    about ``records_per_call`` records, and ``run_inference`` scores the pairs of a group
    (:class:`~winnow.filters.clip.ClipScorer`: model calls of at most ``batch_size`` pairs and
-   ``batch_bytes`` image bytes, on CUDA when available). RunInference loads the model once per
-   worker process and shares it between threads. Records never leave their batch.
+   ``batch_bytes`` image bytes, on CUDA when available; images decode and resize in the
+   scorer's thread pool ahead of the model calls and are normalised on the device).
+   RunInference loads the model once per worker process and shares it between threads.
+   Records never leave their batch.
 2. ``Score`` (a :class:`StageFn`): attaches ``image_text_score`` and ``image_text_cosine``. A
    pair whose image would not decode carries its error from step 1; ``compute`` raises for it,
    so the contract dead-letters that record alone.
+   The report's highest/lowest examples are chosen by score first; only those few get
+   thumbnails.
 3. For ``keep_fraction``: the exact global cut by the ``domain`` stage's radix select.
 4. ``Select``: keep, or reject as ``image_text_score_below_threshold``.
 """
