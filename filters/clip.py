@@ -6,10 +6,10 @@ and image processor (``CLIPProcessor.save_pretrained``); it is loaded with
 
 **Image preparation.** Pillow decodes each image and resizes and crops it exactly as the
 saved processor's Pillow/numpy path does (same sizes, resample filter, crop box), in a thread
-pool (Pillow releases the GIL while it decodes and resizes); the uint8 crops are stacked, and
-the rescale and mean/std normalisation run on the model's device through a per-channel table
-of the processor's own float32 values, so the pixel values equal the processor's bit for bit
-(a test checks it). Decoding the next model call's images overlaps the current call. Processor
+pool (Pillow releases the GIL while it decodes and resizes). The rescale and mean/std
+normalisation go through a per-channel table of the processor's own float32 values, so the
+pixel values equal the processor's bit for bit (a test checks it): on CUDA the uint8 crops are
+stacked, copied and looked up on the device; on the CPU the pool threads look them up. Decoding the next model call's images overlaps the current call. Processor
 configurations this path does not cover (no resize, padding, ``longest_edge``, ...) use the
 processor itself, still decoded in the pool; ``fast_preprocess: false`` forces that.
 
@@ -271,6 +271,16 @@ class FastImagePrep:
             im = im.crop((left, top, left + cw, top + ch))
         return np.asarray(im, dtype=np.uint8)
 
+    def normalize(self, arr: Any) -> Any:
+        """A prepared ``(height, width, 3)`` uint8 array to the processor's ``(3, height, width)``
+        float32 values, through the table (on the CPU; numpy's take releases the GIL)."""
+        import numpy as np
+
+        out = np.empty((3,) + arr.shape[:2], dtype=np.float32)
+        for c in range(3):
+            np.take(self.table[c], arr[:, :, c], out=out[c])
+        return out
+
 
 def fast_image_prep(processor: Any) -> FastImagePrep | None:
     """The fast path's plan for an image processor's configuration, or None when it does not
@@ -374,11 +384,13 @@ class ClipScorer:
         self.max_length = int(min(model.config.text_config.max_position_embeddings,
                                   getattr(self.tokenizer, "model_max_length", 77) or 77))
         self.prep = fast_image_prep(self.processor) if cfg.fast_preprocess else None
+        # on CUDA the uint8 crops travel and the table applies there; on the CPU the pool applies it
+        self._table_on_device = self.device.type == "cuda"
         if self.prep is not None:
             self.side = max(self.prep.out_size)
             table = torch.from_numpy(self.prep.table).to(self.device)
             self._table = table.reshape(-1)
-            self._channel_offset = torch.arange(3, device=self.device, dtype=torch.int64) * 256
+            self._channel_offset = torch.arange(3, device=self.device, dtype=torch.int64).view(3, 1, 1) * 256
         else:
             crop = getattr(self.processor, "crop_size", None)
             side = _size_field(crop, "height") or _size_field(getattr(self.processor, "size", None), "shortest_edge")
@@ -404,12 +416,18 @@ class ClipScorer:
             out.append(cur)
         return out
 
+    def _prepare(self, im: Any) -> Any:
+        """An RGB PIL image for :meth:`pixel_values`: the fast path's uint8 ``(h, w, 3)`` array
+        (CUDA) or float32 ``(3, h, w)`` values (CPU); the image itself for the processor path."""
+        if self.prep is None:
+            return im
+        arr = self.prep.prepare(im)
+        return arr if self._table_on_device else self.prep.normalize(arr)
+
     def _load(self, data: bytes) -> Any:
-        """One image for the model: a uint8 array (fast path), an RGB PIL image (processor
-        path) or the ClipError it raised; runs in the pool."""
+        """One image for the model (:meth:`_prepare`) or the ClipError it raised; runs in the pool."""
         try:
-            im = _load_rgb(data, self.cfg.max_pixels, self.side)
-            return self.prep.prepare(im) if self.prep is not None else im
+            return self._prepare(_load_rgb(data, self.cfg.max_pixels, self.side))
         except ClipError as exc:
             return exc
         except Exception as exc:  # noqa: BLE001 - this image alone fails; the others are scored
@@ -463,8 +481,8 @@ class ClipScorer:
         return results
 
     def pixel_values(self, images: Sequence[Any]) -> Any:
-        """The model's pixel values (on the device, in the model's dtype) of prepared images:
-        uint8 arrays from the fast path, or PIL images through the processor."""
+        """The model's pixel values (on the device, in the model's dtype) of prepared images
+        (:meth:`_prepare`): PIL images go through the processor."""
         import numpy as np
         import torch
 
@@ -472,15 +490,17 @@ class ClipScorer:
             pix = self.processor(images=list(images), return_tensors="pt")["pixel_values"]
             return pix.to(self.device, self.dtype, non_blocking=True)
         x = torch.from_numpy(np.stack(images))
+        if x.dtype != torch.uint8:  # normalised in the pool already (CPU)
+            return x.to(self.device, self.dtype)
         if self.device.type == "cuda":
             x = x.pin_memory()
-        x = x.to(self.device, non_blocking=True)
-        pix = self._table[x.to(torch.int64) + self._channel_offset]  # (n, h, w, 3) float32
-        return pix.permute(0, 3, 1, 2).contiguous().to(self.dtype)
+        x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+        pix = self._table[x.to(torch.int64) + self._channel_offset]  # (n, 3, h, w) float32
+        return pix.to(self.dtype)
 
     def cosine(self, images: Sequence[Any], texts: Sequence[str]) -> list[float]:
         """Cosine similarity of each RGB PIL image with its caption (one model call)."""
-        prepared = [self.prep.prepare(im.convert("RGB")) for im in images] if self.prep is not None else list(images)
+        prepared = [self._prepare(im.convert("RGB")) for im in images] if self.prep is not None else list(images)
         return [float(v) for v in self._cosine_tensor(prepared, texts).cpu().tolist()]
 
     def _cosine_tensor(self, images: Sequence[Any], texts: Sequence[str]) -> Any:

@@ -211,10 +211,14 @@ def test_fast_path_gives_the_processors_pixels_and_scores(model_dir):
     slow = ClipScorer(ClipConfig(model_dir=model_dir, device="cpu", batch_size=16, fast_preprocess=False))
     assert fast.prep is not None and slow.prep is None
     images = [_load_rgb(d, 10**9, fast.side) for d, _ in ps]
-    a = fast.pixel_values([fast.prep.prepare(im) for im in images])
     b = slow.pixel_values(images)
-    assert a.dtype == b.dtype == torch.float32 and a.shape == b.shape == (len(ps), 3, 32, 32)
-    assert torch.equal(a, b)
+    # the CPU path: the pool threads look the values up (numpy); the CUDA path: uint8 crops
+    # looked up by torch on the device (run here on the CPU)
+    on_cpu = fast.pixel_values([fast._prepare(im) for im in images])
+    on_device = fast.pixel_values([fast.prep.prepare(im) for im in images])
+    for a in (on_cpu, on_device):
+        assert a.dtype == b.dtype == torch.float32 and a.shape == b.shape == (len(ps), 3, 32, 32)
+        assert torch.equal(a, b)
     got, want = fast.score(ps), slow.score(ps)
     assert max(abs(x[1] - y[1]) for x, y in zip(got, want)) == 0.0
     assert got == want
