@@ -9,8 +9,9 @@ saved processor's Pillow/numpy path does (same sizes, resample filter, crop box)
 pool (Pillow releases the GIL while it decodes and resizes). The rescale and mean/std
 normalisation go through a per-channel table of the processor's own float32 values, so the
 pixel values equal the processor's bit for bit (a test checks it): on CUDA the uint8 crops are
-stacked, copied and looked up on the device; on the CPU the pool threads look them up. Decoding the next model call's images overlaps the current call. Processor
-configurations this path does not cover (no resize, padding, ``longest_edge``, ...) use the
+stacked, copied and looked up on the device; on the CPU the pool threads look them up.
+Decoding the next model call's images overlaps the current call. Processor configurations
+this path does not cover (no resize, padding, ``longest_edge``, ...) use the
 processor itself, still decoded in the pool; ``fast_preprocess: false`` forces that.
 
 **The score.** ``image_text_score`` is CLIPScore (Hessel et al., 2021):
@@ -489,11 +490,13 @@ class ClipScorer:
         if self.prep is None or not isinstance(images[0], np.ndarray):
             pix = self.processor(images=list(images), return_tensors="pt")["pixel_values"]
             return pix.to(self.device, self.dtype, non_blocking=True)
-        x = torch.from_numpy(np.stack(images))
-        if x.dtype != torch.uint8:  # normalised in the pool already (CPU)
-            return x.to(self.device, self.dtype)
-        if self.device.type == "cuda":
-            x = x.pin_memory()
+        if images[0].dtype != np.uint8:  # normalised in the pool already (CPU)
+            return torch.from_numpy(np.stack(images)).to(self.device, self.dtype)
+        if self.device.type == "cuda":  # stack straight into page-locked memory, copy asynchronously
+            x = torch.empty((len(images),) + images[0].shape, dtype=torch.uint8, pin_memory=True)
+            np.stack(images, out=x.numpy())
+        else:
+            x = torch.from_numpy(np.stack(images))
         x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
         pix = self._table[x.to(torch.int64) + self._channel_offset]  # (n, 3, h, w) float32
         return pix.to(self.dtype)
