@@ -11,9 +11,17 @@ size, same dtype and device, in this order:
 * ``plain loop``: transformers directly, batches of ``--batch-size`` pairs in input order:
   decode with Pillow, the image processor, the tokenizer, ``get_image_features`` and
   ``get_text_features``, cosine, copy to the host;
+* ``preprocessing only``: the stage's image path alone (:class:`~winnow.filters.clip.ClipScorer`'s
+  thread pool: decode, resize and crop to uint8, then stack and normalise on the device) on
+  every image, no model: what the CPU side can feed;
+* ``scorer direct``: the stage's :class:`~winnow.filters.clip.ClipScorer` called directly (no
+  Beam) on calls of ``records_per_call`` pairs, as RunInference hands them over;
 * ``stage``: the records as Records batches through ``ImageTextScoreStage`` (Beam
-  RunInference + the StageFn steps + the exact keep-fraction cut) on the FnApiRunner, end to
-  end, and without its model load (RunInference's ``load_model_latency_milli_secs``).
+  RunInference + the StageFn steps + the exact keep-fraction cut + the report statistics) on
+  the FnApiRunner, end to end, and without its model load (RunInference's
+  ``load_model_latency_milli_secs``). The batches are read from a local file inside the
+  pipeline (pickled Arrow IPC), as a reader would, not pickled into the pipeline graph by
+  ``beam.Create``.
 
     python bench/clip_bench.py                  # CUDA when present (bf16), else CPU
     python bench/clip_bench.py --small          # a tiny model and 96 pairs (CPU smoke run)
@@ -120,6 +128,51 @@ def plain_loop(model_dir: str, pairs, batch_size: int, device, dtype) -> tuple[f
     return time.perf_counter() - t, cos
 
 
+def prep_only(model_dir: str, pairs, batch_size: int, device: str) -> float:
+    from winnow.filters.clip import ClipConfig, ClipScorer
+
+    s = ClipScorer(ClipConfig(model_dir=model_dir, batch_size=batch_size, device=device))
+    try:
+        def go(ps):
+            for i in range(0, len(ps), batch_size):
+                items = list(s._pool.map(s._load, [d for d, _ in ps[i:i + batch_size]]))
+                s.pixel_values(items)
+            if s.device.type == "cuda":
+                import torch
+
+                torch.cuda.synchronize()
+
+        go(pairs[:batch_size])
+        t = time.perf_counter()
+        go(pairs)
+        return len(pairs) / (time.perf_counter() - t)
+    finally:
+        s.close()
+
+
+def scorer_direct(model_dir: str, pairs, batch_size: int, device: str) -> tuple[float, list[float]]:
+    from winnow.filters.clip import ClipConfig, ClipScorer
+
+    cfg = ClipConfig(model_dir=model_dir, batch_size=batch_size, device=device)
+    s = ClipScorer(cfg)
+    try:
+        s.score(pairs[: batch_size * 2])  # warm-up
+        t = time.perf_counter()
+        out = []
+        for i in range(0, len(pairs), cfg.records_per_call):
+            out += s.score(pairs[i:i + cfg.records_per_call])
+        return time.perf_counter() - t, [c for _, c in out]
+    finally:
+        s.close()
+
+
+def _read_batches(path: str):
+    import pickle
+
+    with open(path, "rb") as f:
+        yield from pickle.load(f)
+
+
 def stage_run(model_dir: str, pairs, batch_size: int, device: str) -> dict:
     import apache_beam as beam
     from apache_beam.metrics.metric import MetricsFilter
@@ -132,7 +185,13 @@ def stage_run(model_dir: str, pairs, batch_size: int, device: str) -> dict:
     recs = [make_record(source=f"bench:{i}", text=c, image=d, modality="image_text") for i, (d, c) in enumerate(pairs)]
     batches = [Records(recs[i:i + BATCH_RECORDS]) for i in range(0, len(recs), BATCH_RECORDS)]
     cfg = ClipConfig(model_dir=model_dir, batch_size=batch_size, device=device, keep_fraction=0.5)
-    sink = os.path.join(tempfile.mkdtemp(), "scores.json")
+    tmp = tempfile.mkdtemp()
+    sink = os.path.join(tmp, "scores.json")
+    source = os.path.join(tmp, "batches.pkl")
+    import pickle
+
+    with open(source, "wb") as f:
+        pickle.dump(batches, f, protocol=5)
 
     class Grab(beam.DoFn):
         def process(self, b):
@@ -144,7 +203,7 @@ def stage_run(model_dir: str, pairs, batch_size: int, device: str) -> dict:
 
     t = time.perf_counter()
     p = beam.Pipeline(runner="FnApiRunner")
-    out = p | beam.Create(batches, reshuffle=False) | ImageTextScoreStage(cfg)
+    out = p | beam.Create([source], reshuffle=False) | "Read" >> beam.FlatMap(_read_batches) | ImageTextScoreStage(cfg)
     scored = (out.kept, out.rejected) | beam.Flatten() | beam.ParDo(Grab()) | beam.combiners.ToList()
     dead = out.dead | beam.Map(lambda b: len(b.rows))
     scored | beam.Map(write, dead=beam.pvalue.AsList(dead))
@@ -160,6 +219,12 @@ def stage_run(model_dir: str, pairs, batch_size: int, device: str) -> dict:
     return {"wall_s": wall, "load_s": dist.get("load_model_latency_milli_secs", 0.0) / 1000.0,
             "infer_s": dist.get("inference_batch_latency_micro_secs", 0.0) / 1e6, "dead": got["dead"],
             "cos": [got["cos"].get(r["source"]) for r in recs]}
+
+
+def _threads() -> int:
+    from winnow.filters.clip import _prep_threads
+
+    return _prep_threads(0)
 
 
 def main() -> int:
@@ -190,6 +255,10 @@ def main() -> int:
         print(f"  (model only: {ceiling:.1f} pairs/s)", flush=True)
         plain_s, plain_cos = plain_loop(d, pairs, a.batch_size, device, dtype)
         print(f"  (plain loop: {n / plain_s:.1f} pairs/s)", flush=True)
+        prep = prep_only(d, pairs, a.batch_size, "cuda" if cuda else "cpu")
+        print(f"  (preprocessing only: {prep:.1f} pairs/s)", flush=True)
+        direct_s, direct_cos = scorer_direct(d, pairs, a.batch_size, "cuda" if cuda else "cpu")
+        print(f"  (scorer direct: {n / direct_s:.1f} pairs/s)", flush=True)
         st = stage_run(d, pairs, a.batch_size, "cuda" if cuda else "cpu")
     diffs = [abs(x - y) for x, y in zip(plain_cos, st["cos"]) if y is not None]
     name = torch.cuda.get_device_name(0) if cuda else "cpu"
@@ -198,24 +267,31 @@ def main() -> int:
         "model": "CLIP " + ("tiny (2 layers, hidden 32)" if a.small else "ViT-B/16 shape, random weights"),
         "pairs": n, "batch_size": a.batch_size, "model_build_s": round(built, 2),
         "model_only_pairs_per_s": ceiling, "plain_loop_pairs_per_s": n / plain_s,
+        "preprocessing_only_pairs_per_s": prep, "scorer_direct_pairs_per_s": n / direct_s,
+        "preprocess_threads": _threads(),
         "stage_pairs_per_s": n / st["wall_s"],
         "stage_pairs_per_s_without_model_load": n / max(1e-9, st["wall_s"] - st["load_s"]),
         "stage_inference_pairs_per_s": n / max(1e-9, st["infer_s"]),
         "stage_wall_s": st["wall_s"], "stage_run_inference_s": st["infer_s"], "stage_model_load_s": st["load_s"],
         "stage_dead": st["dead"], "scored": len(diffs), "max_abs_cosine_diff_vs_plain": max(diffs) if diffs else None,
+        "max_abs_cosine_diff_direct_vs_plain": max(abs(x - y) for x, y in zip(plain_cos, direct_cos)),
     }
     res["ratio_stage_vs_plain"] = res["stage_pairs_per_s"] / res["plain_loop_pairs_per_s"]
     res["ratio_stage_without_load_vs_plain"] = res["stage_pairs_per_s_without_model_load"] / res["plain_loop_pairs_per_s"]
     print(f"image_text_score: {res['model']} on {name} ({res['dtype']}), {n} pairs, batch {a.batch_size}")
     print(f"  model only (tensors ready)   {ceiling:9.1f} pairs/s")
     print(f"  plain loop (decode+process)  {res['plain_loop_pairs_per_s']:9.1f} pairs/s")
+    print(f"  preprocessing only (pool)    {prep:9.1f} pairs/s   ({res['preprocess_threads']} threads, no model)")
+    print(f"  scorer direct (no Beam)      {res['scorer_direct_pairs_per_s']:9.1f} pairs/s   "
+          f"x{res['scorer_direct_pairs_per_s'] / res['plain_loop_pairs_per_s']:.2f} of the plain loop")
     print(f"  stage (Beam, end to end)     {res['stage_pairs_per_s']:9.1f} pairs/s   "
           f"x{res['ratio_stage_vs_plain']:.2f} of the plain loop (wall {st['wall_s']:.1f} s, model load {st['load_s']:.1f} s)")
     print(f"  stage without model load     {res['stage_pairs_per_s_without_model_load']:9.1f} pairs/s   "
           f"x{res['ratio_stage_without_load_vs_plain']:.2f} of the plain loop")
     print(f"  stage, RunInference calls    {res['stage_inference_pairs_per_s']:9.1f} pairs/s   "
           f"(time inside run_inference: {st['infer_s']:.1f} s)")
-    print(f"  cosines: {len(diffs)}/{n} scored by the stage, max |stage - plain| {res['max_abs_cosine_diff_vs_plain']}")
+    print(f"  cosines: {len(diffs)}/{n} scored by the stage, max |stage - plain| {res['max_abs_cosine_diff_vs_plain']}, "
+          f"max |direct - plain| {res['max_abs_cosine_diff_direct_vs_plain']}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)

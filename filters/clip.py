@@ -2,8 +2,17 @@
 
 The model directory is what ``save_pretrained`` writes for a ``CLIPModel`` plus its tokenizer
 and image processor (``CLIPProcessor.save_pretrained``); it is loaded with
-``local_files_only=True``, so nothing is ever downloaded. Images are prepared by the
-processor's Pillow/numpy path (``use_fast=False``): no torchvision.
+``local_files_only=True``, so nothing is ever downloaded. No torchvision.
+
+**Image preparation.** Pillow decodes each image and resizes and crops it exactly as the
+saved processor's Pillow/numpy path does (same sizes, resample filter, crop box), in a thread
+pool (Pillow releases the GIL while it decodes and resizes). The rescale and mean/std
+normalisation go through a per-channel table of the processor's own float32 values, so the
+pixel values equal the processor's bit for bit (a test checks it): on CUDA the uint8 crops are
+stacked, copied and looked up on the device; on the CPU the pool threads look them up.
+Decoding the next model call's images overlaps the current call. Processor configurations
+this path does not cover (no resize, padding, ``longest_edge``, ...) use the
+processor itself, still decoded in the pool; ``fast_preprocess: false`` forces that.
 
 **The score.** ``image_text_score`` is CLIPScore (Hessel et al., 2021):
 ``2.5 * max(cos, 0)``, where ``cos`` is the cosine similarity of the image's and the caption's
@@ -22,6 +31,9 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Sequence
 
@@ -41,6 +53,8 @@ __all__ = [
     "clip_verdict",
     "clipscore",
     "REASON_BELOW",
+    "FastImagePrep",
+    "fast_image_prep",
 ]
 
 REASON_BELOW = "image_text_score_below_threshold"
@@ -88,6 +102,11 @@ class ClipConfig:
             context (77 tokens for CLIP). A pair's score then does not depend on which pairs
             share its call, so the shards are identical on every runner and worker count;
             false saves the padding work and scores can differ in the last bits.
+        fast_preprocess: resize and crop with Pillow in a thread pool and normalise on the
+            device, giving the processor's pixel values (see the module doc); false runs the
+            transformers processor on each call's images (still decoded in the pool).
+        preprocess_threads: threads that decode and resize images (0: one per CPU this
+            process may run on, at most 32).
     """
 
     model_dir: str = ""
@@ -101,6 +120,8 @@ class ClipConfig:
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     modalities: tuple[str, ...] = ("image_text",)
     fixed_shapes: bool = True
+    fast_preprocess: bool = True
+    preprocess_threads: int = 0
 
     def __post_init__(self) -> None:
         key = "image_text_score.model_dir"
@@ -122,6 +143,9 @@ class ClipConfig:
         for k in ("batch_size", "batch_bytes", "records_per_call", "max_pixels"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"image_text_score.{k}", getattr(self, k), "a positive integer")
+        if not 0 <= self.preprocess_threads <= 256:
+            raise ConfigError("image_text_score.preprocess_threads", self.preprocess_threads,
+                              "0 (one per CPU) or a thread count up to 256")
 
     @property
     def cut_threshold(self) -> float | None:
@@ -184,12 +208,160 @@ def _load_rgb(data: bytes, max_pixels: int, side: int) -> Any:
         return im.convert("RGB")
 
 
+def _size_field(size: Any, key: str) -> Any:
+    """A field of a processor's size (a dict, or transformers 5's ``SizeDict``); None if unset."""
+    if size is None:
+        return None
+    if isinstance(size, Mapping):
+        return size.get(key)
+    return getattr(size, key, None)
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_SIZE_KEYS = ("height", "width", "longest_edge", "shortest_edge", "max_height", "max_width", "min_pixels", "max_pixels")
+
+
+@dataclass(frozen=True)
+class FastImagePrep:
+    """What the processor does to an RGB image, for the fast path.
+
+    Attributes:
+        shortest_edge: resize so the shorter side is this (the longer side scaled and floored,
+            as transformers does); None when ``resize`` is set instead.
+        resize: ``(height, width)`` to resize to exactly; None when ``shortest_edge`` is set.
+        crop: ``(height, width)`` of the centre crop, or None.
+        resample: Pillow's resampling filter (3 = bicubic, CLIP's).
+        table: ``(3, 256)`` float32: the processor's rescaled, normalised value of each uint8
+            value of each channel.
+    """
+
+    shortest_edge: int | None
+    resize: tuple[int, int] | None
+    crop: tuple[int, int] | None
+    resample: int
+    table: Any
+
+    @property
+    def out_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the prepared image."""
+        if self.crop is not None:
+            return self.crop
+        if self.resize is not None:
+            return self.resize
+        raise ValueError("a shortest_edge resize without a crop has no fixed size")
+
+    def resized_size(self, width: int, height: int) -> tuple[int, int]:
+        """Pillow's ``(width, height)`` after the resize, as the processor computes it."""
+        if self.resize is not None:
+            return self.resize[1], self.resize[0]
+        s = int(self.shortest_edge or 0)
+        if width <= height:
+            return s, int(s * height / width)
+        return int(s * width / height), s
+
+    def prepare(self, im: Any) -> Any:
+        """An RGB PIL image to the ``(height, width, 3)`` uint8 array the model sees (before the table)."""
+        import numpy as np
+
+        w, h = im.size
+        nw, nh = self.resized_size(w, h)
+        im = im.resize((nw, nh), resample=self.resample)
+        if self.crop is not None:
+            ch, cw = self.crop
+            top, left = (nh - ch) // 2, (nw - cw) // 2
+            im = im.crop((left, top, left + cw, top + ch))
+        return np.asarray(im, dtype=np.uint8)
+
+    def normalize(self, arr: Any) -> Any:
+        """A prepared ``(height, width, 3)`` uint8 array to the processor's ``(3, height, width)``
+        float32 values, through the table (on the CPU; numpy's take releases the GIL)."""
+        import numpy as np
+
+        out = np.empty((3,) + arr.shape[:2], dtype=np.float32)
+        for c in range(3):
+            np.take(self.table[c], arr[:, :, c], out=out[c])
+        return out
+
+
+def fast_image_prep(processor: Any) -> FastImagePrep | None:
+    """The fast path's plan for an image processor's configuration, or None when it does not
+    cover it (then the processor runs): a resize to a shortest edge or to an exact size by a
+    Pillow filter, an optional centre crop no larger than the resized image, rescale and/or
+    mean/std normalisation of three channels, no padding."""
+    import numpy as np
+
+    def attr(name: str) -> Any:
+        return getattr(processor, name, None)
+
+    if not attr("do_resize") or attr("do_pad"):
+        return None
+    size = attr("size")
+    used = {k for k in _SIZE_KEYS if _size_field(size, k) is not None}
+    shortest, resize = None, None
+    if used == {"shortest_edge"}:
+        shortest = int(_size_field(size, "shortest_edge"))
+        min_side = (shortest, shortest)
+    elif used == {"height", "width"}:
+        resize = (int(_size_field(size, "height")), int(_size_field(size, "width")))
+        min_side = resize
+    else:
+        return None
+    if min(min_side) < 1:
+        return None
+    crop = None
+    if attr("do_center_crop"):
+        cs = attr("crop_size")
+        ch, cw = _size_field(cs, "height"), _size_field(cs, "width")
+        if ch is None or cw is None or not (0 < int(ch) <= min_side[0] and 0 < int(cw) <= min_side[1]):
+            return None  # a crop larger than the image pads: the processor's business
+        crop = (int(ch), int(cw))
+    elif resize is None:
+        return None  # shortest-edge resize without a crop: sizes differ within a call
+    resample = attr("resample")
+    if resample is None:
+        resample = 2  # the Pillow backend's default (bilinear)
+    try:
+        resample = int(resample)
+    except (TypeError, ValueError):
+        return None
+    if resample not in (0, 1, 2, 3, 4, 5):
+        return None
+    # each channel's value table, computed as transformers' numpy rescale and normalize do
+    values = np.arange(256, dtype=np.uint8)[None, :].repeat(3, axis=0)
+    do_rescale, do_normalize = attr("do_rescale"), attr("do_normalize")
+    if not do_rescale and not do_normalize:
+        return None  # the processor would hand over uint8 values
+    if do_rescale:
+        x = (values.astype(np.float64) * float(attr("rescale_factor"))).astype(np.float32)
+    else:
+        x = values.astype(np.float32)
+    if do_normalize:
+        mean, std = attr("image_mean"), attr("image_std")
+        mean = [mean] * 3 if isinstance(mean, (int, float)) else list(mean)
+        std = [std] * 3 if isinstance(std, (int, float)) else list(std)
+        if len(mean) != 3 or len(std) != 3:
+            return None
+        x = (x - np.array(mean, dtype=np.float32)[:, None]) / np.array(std, dtype=np.float32)[:, None]
+    return FastImagePrep(shortest, resize, crop, resample, np.ascontiguousarray(x, dtype=np.float32))
+
+
+def _prep_threads(n: int) -> int:
+    if n:
+        return n
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(32, cpus))
+
+
 class ClipScorer:
     """A CLIP model, tokenizer and image processor loaded from ``cfg.model_dir``.
 
     ``score(pairs)`` gives one ``(score, cosine)`` or :class:`ClipError` per ``(image bytes,
     caption)`` pair, in order; model calls hold at most ``batch_size`` pairs and
-    ``batch_bytes`` encoded image bytes.
+    ``batch_bytes`` encoded image bytes. Images decode and resize in a thread pool, ahead of
+    the model calls; ``close()`` stops the pool.
     """
 
     def __init__(self, cfg: ClipConfig) -> None:
@@ -212,9 +384,24 @@ class ClipScorer:
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.max_length = int(min(model.config.text_config.max_position_embeddings,
                                   getattr(self.tokenizer, "model_max_length", 77) or 77))
-        crop = getattr(self.processor, "crop_size", None) or {}
-        self.side = int(crop.get("height", model.config.vision_config.image_size) if isinstance(crop, Mapping)
-                        else model.config.vision_config.image_size)
+        self.prep = fast_image_prep(self.processor) if cfg.fast_preprocess else None
+        # on CUDA the uint8 crops travel and the table applies there; on the CPU the pool applies it
+        self._table_on_device = self.device.type == "cuda"
+        if self.prep is not None:
+            self.side = max(self.prep.out_size)
+            table = torch.from_numpy(self.prep.table).to(self.device)
+            self._table = table.reshape(-1)
+            self._channel_offset = torch.arange(3, device=self.device, dtype=torch.int64).view(3, 1, 1) * 256
+        else:
+            crop = getattr(self.processor, "crop_size", None)
+            side = _size_field(crop, "height") or _size_field(getattr(self.processor, "size", None), "shortest_edge")
+            self.side = int(side or model.config.vision_config.image_size)
+        self.threads = _prep_threads(cfg.preprocess_threads)
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="clip-prep")
+
+    def close(self) -> None:
+        """Stop the preprocessing threads."""
+        self._pool.shutdown(wait=True)
 
     def _chunks(self, sizes: Sequence[int]) -> list[list[int]]:
         out: list[list[int]] = []
@@ -230,27 +417,98 @@ class ClipScorer:
             out.append(cur)
         return out
 
+    def _prepare(self, im: Any) -> Any:
+        """An RGB PIL image for :meth:`pixel_values`: the fast path's uint8 ``(h, w, 3)`` array
+        (CUDA) or float32 ``(3, h, w)`` values (CPU); the image itself for the processor path."""
+        if self.prep is None:
+            return im
+        arr = self.prep.prepare(im)
+        return arr if self._table_on_device else self.prep.normalize(arr)
+
+    def _load(self, data: bytes) -> Any:
+        """One image for the model (:meth:`_prepare`) or the ClipError it raised; runs in the pool."""
+        try:
+            return self._prepare(_load_rgb(data, self.cfg.max_pixels, self.side))
+        except ClipError as exc:
+            return exc
+        except Exception as exc:  # noqa: BLE001 - this image alone fails; the others are scored
+            # no per-process values in the text (Pillow names the BytesIO by its address)
+            return ClipError(f"image does not decode: {type(exc).__name__}: {_ADDRESS.sub('', str(exc))}")
+
     def score(self, pairs: Sequence[tuple[bytes, str]]) -> list[tuple[float, float] | ClipError]:
-        """One ``(score, cosine)`` (or error) per pair, in order."""
+        """One ``(score, cosine)`` (or error) per pair, in order.
+
+        Model calls are cut from the decodable pairs in order (``batch_size``, ``batch_bytes``,
+        as :meth:`_chunks`); the pool decodes up to four calls ahead while the model runs, and
+        the cosines come back to the host once, at the end.
+        """
+        import torch
+
         results: list[Any] = [None] * len(pairs)
-        images: dict[int, Any] = {}
-        for i, (data, _) in enumerate(pairs):
-            try:
-                images[i] = _load_rgb(data, self.cfg.max_pixels, self.side)
-            except ClipError as exc:
-                results[i] = exc
-            except Exception as exc:  # noqa: BLE001 - this image alone fails; the others are scored
-                results[i] = ClipError(f"image does not decode: {type(exc).__name__}: {exc}")
-        todo = sorted(images)
-        for chunk in self._chunks([len(pairs[i][0]) for i in todo]):
-            idx = [todo[k] for k in chunk]
-            cos = self.cosine([images[i] for i in idx], [pairs[i][1] for i in idx])
-            for i, c in zip(idx, cos):
-                results[i] = (clipscore(c), c)
+        ahead = 4 * self.cfg.batch_size
+        inflight: deque = deque()
+        nxt = 0
+        launched: list[tuple[list[int], Any]] = []
+        cur: list[tuple[int, Any]] = []
+        cur_bytes = 0
+
+        def launch() -> None:
+            idx = [i for i, _ in cur]
+            launched.append((idx, self._cosine_tensor([x for _, x in cur], [pairs[i][1] for i in idx])))
+
+        for i in range(len(pairs)):
+            while nxt < len(pairs) and len(inflight) < ahead:
+                inflight.append(self._pool.submit(self._load, pairs[nxt][0]))
+                nxt += 1
+            item = inflight.popleft().result()
+            if isinstance(item, ClipError):
+                results[i] = item
+                continue
+            n = len(pairs[i][0])
+            if cur and (len(cur) >= self.cfg.batch_size or cur_bytes + n > self.cfg.batch_bytes):
+                launch()
+                cur, cur_bytes = [], 0
+            cur.append((i, item))
+            cur_bytes += n
+        if cur:
+            launch()
+        if launched:
+            cos = torch.cat([c for _, c in launched]).cpu().tolist()
+            k = 0
+            for idx, _ in launched:
+                for i in idx:
+                    results[i] = (clipscore(cos[k]), cos[k])
+                    k += 1
         return results
 
+    def pixel_values(self, images: Sequence[Any]) -> Any:
+        """The model's pixel values (on the device, in the model's dtype) of prepared images
+        (:meth:`_prepare`): PIL images go through the processor."""
+        import numpy as np
+        import torch
+
+        if self.prep is None or not isinstance(images[0], np.ndarray):
+            pix = self.processor(images=list(images), return_tensors="pt")["pixel_values"]
+            return pix.to(self.device, self.dtype, non_blocking=True)
+        if images[0].dtype != np.uint8:  # normalised in the pool already (CPU)
+            return torch.from_numpy(np.stack(images)).to(self.device, self.dtype)
+        if self.device.type == "cuda":  # stack straight into page-locked memory, copy asynchronously
+            x = torch.empty((len(images),) + images[0].shape, dtype=torch.uint8, pin_memory=True)
+            np.stack(images, out=x.numpy())
+        else:
+            x = torch.from_numpy(np.stack(images))
+        x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+        pix = self._table[x.to(torch.int64) + self._channel_offset]  # (n, 3, h, w) float32
+        return pix.to(self.dtype)
+
     def cosine(self, images: Sequence[Any], texts: Sequence[str]) -> list[float]:
-        """Cosine similarity of each RGB image with its caption (one model call)."""
+        """Cosine similarity of each RGB PIL image with its caption (one model call)."""
+        prepared = [self._prepare(im.convert("RGB")) for im in images] if self.prep is not None else list(images)
+        return [float(v) for v in self._cosine_tensor(prepared, texts).cpu().tolist()]
+
+    def _cosine_tensor(self, images: Sequence[Any], texts: Sequence[str]) -> Any:
+        """One model call: the cosines of prepared images with their captions, on the device
+        (not synchronised, so the next call's images can be prepared meanwhile)."""
         import torch
 
         n = len(images)
@@ -259,18 +517,17 @@ class ClipScorer:
         if fixed and n < self.cfg.batch_size:
             images += [images[0]] * (self.cfg.batch_size - n)
             texts += [texts[0]] * (self.cfg.batch_size - n)
-        pix = self.processor(images=images, return_tensors="pt")["pixel_values"]
         tok = self.tokenizer(texts, padding="max_length" if fixed else True, truncation=True,
                              max_length=self.max_length, return_tensors="pt")
         with torch.inference_mode():
-            img = self.model.get_image_features(pixel_values=pix.to(self.device, self.dtype, non_blocking=True))
+            pix = self.pixel_values(images)
+            img = self.model.get_image_features(pixel_values=pix)
             txt = self.model.get_text_features(input_ids=tok["input_ids"].to(self.device, non_blocking=True),
                                                attention_mask=tok["attention_mask"].to(self.device, non_blocking=True))
             img, txt = _features(img).float(), _features(txt).float()
             img = img / img.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             txt = txt / txt.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-            cos = (img * txt).sum(dim=-1)[:n]
-        return [float(v) for v in cos.cpu().tolist()]
+            return (img * txt).sum(dim=-1)[:n]
 
 
 def _pil_processor_class() -> Any:

@@ -7,11 +7,15 @@ Graph (the ``classifier`` stage's, for pairs):
    :class:`~winnow.pipeline.batch.Records` batches; ``batch_elements_kwargs`` groups them up to
    about ``records_per_call`` records, and ``run_inference`` scores the pairs of a group
    (:class:`~winnow.filters.clip.ClipScorer`: model calls of at most ``batch_size`` pairs and
-   ``batch_bytes`` image bytes, on CUDA when available). RunInference loads the model once per
-   worker process and shares it between threads. Records never leave their batch.
+   ``batch_bytes`` image bytes, on CUDA when available; images decode and resize in the
+   scorer's thread pool ahead of the model calls and are normalised on the device).
+   RunInference loads the model once per worker process and shares it between threads.
+   Records never leave their batch.
 2. ``Score`` (a :class:`StageFn`): attaches ``image_text_score`` and ``image_text_cosine``. A
    pair whose image would not decode carries its error from step 1; ``compute`` raises for it,
    so the contract dead-letters that record alone.
+   The report's highest/lowest examples are chosen by score first; only those few get
+   thumbnails.
 3. For ``keep_fraction``: the exact global cut by the ``domain`` stage's radix select.
 4. ``Select``: keep, or reject as ``image_text_score_below_threshold``.
 """
@@ -163,17 +167,28 @@ class ImageTextScoreStage(beam.PTransform):
                             timing=(scored[TIMING], selected[TIMING]))
 
 
-def _thumb_example(r: dict) -> list[tuple[float, dict]]:
-    from winnow.pipeline.report import make_thumbnail
-
+def _example(r: dict) -> list[tuple[float, dict]]:
+    """A candidate for the report's highest/lowest lists: the score, id, caption and image bytes
+    (thumbnails are made only for the few chosen, in :func:`_with_thumbs`)."""
     s = r.get("image_text_score")
     if s is None or r.get("image") is None or len(r["image"]) > 262144:
         return []
+    return [(float(s), {"id": r.get("id"), "score": round(float(s), 4), "text": (r.get("text") or "")[:160],
+                        "image": bytes(r["image"])})]
+
+
+def _with_thumbs(examples: list[tuple[float, dict]]) -> list[dict]:
     import base64
 
-    th = make_thumbnail(bytes(r["image"]), size=80)
-    return [(float(s), {"id": r.get("id"), "score": round(float(s), 4), "text": (r.get("text") or "")[:160],
-                        "thumb": None if th is None else base64.b64encode(th).decode("ascii")})]
+    from winnow.pipeline.report import make_thumbnail
+
+    out = []
+    for _, e in examples:
+        e = dict(e)
+        th = make_thumbnail(e.pop("image"), size=80)
+        e["thumb"] = None if th is None else base64.b64encode(th).decode("ascii")
+        out.append(e)
+    return out
 
 
 def _stats(cfg: ClipConfig, scored: beam.PCollection, keys: beam.PCollection, cut: beam.PCollection) -> beam.PCollection:
@@ -182,11 +197,11 @@ def _stats(cfg: ClipConfig, scored: beam.PCollection, keys: beam.PCollection, cu
             | "ScoreHist" >> beam.CombineGlobally(HistogramFn(linear_edges(0.0, 2.5, 50)))
             | "ScoreHistWrap" >> beam.Map(lambda h: {"score_hist": h}))
     n_scored = keys | "CountScored" >> beam.combiners.Count.Globally()
-    examples = scored | "Examples" >> beam.FlatMap(_thumb_example)
+    examples = scored | "Examples" >> beam.FlatMap(_example)
     top = (examples | "Top" >> beam.combiners.Top.Of(_EXAMPLES // 2, key=lambda e: (e[0], e[1]["id"] or ""))
-           | "TopWrap" >> beam.Map(lambda xs: {"highest": [e for _, e in xs]}))
+           | "TopWrap" >> beam.Map(lambda xs: {"highest": _with_thumbs(xs)}))
     bottom = (examples | "Bottom" >> beam.combiners.Top.Of(_EXAMPLES // 2, key=lambda e: (-e[0], e[1]["id"] or ""))
-              | "BottomWrap" >> beam.Map(lambda xs: {"lowest": [e for _, e in xs]}))
+              | "BottomWrap" >> beam.Map(lambda xs: {"lowest": _with_thumbs(xs)}))
 
     def summary(n: int, cut: list) -> dict:
         threshold, cos_cut = cfg.cut_threshold, None
