@@ -21,7 +21,7 @@ import xxhash
 from winnow.format import output_schema, reject_schema
 from winnow.pipeline.config import RunConfig
 from winnow.pipeline.finalize import Finalize
-from winnow.pipeline.sink import WriteShards
+from winnow.pipeline.sink import WriteShards, batch_bytes
 from winnow.pipeline.stages.base import StageOutputs
 from winnow.pipeline.stages.spec import BuildContext
 
@@ -158,8 +158,12 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
     out_dir = cfg.output
     kept_info = records | "Shards" >> WriteShards(out_dir, "shards", schema, cfg.sink)
     reject_sink = dataclasses.replace(cfg.sink, min_shards=1, shard_bytes=cfg.sink.reject_shard_bytes)
-    rejects_info = all_rejected | "Rejects" >> WriteShards(out_dir, "rejects", rschema, reject_sink)
-    dead_info = all_dead | "DeadLetters" >> WriteShards(out_dir, "dead_letter", rschema, reject_sink)
+    # sizes measured on each stage's output, before the Flatten (see WriteShards' ``sizes``)
+    reject_sizes = ([r | f"RejectSize{i}" >> beam.Map(batch_bytes) for i, r in enumerate(rejected)]
+                    | "FlattenRejectSizes" >> beam.Flatten()) if rejected else None
+    dead_sizes = [d | f"DeadSize{i}" >> beam.Map(batch_bytes) for i, d in enumerate(dead)] | "FlattenDeadSizes" >> beam.Flatten()
+    rejects_info = all_rejected | "Rejects" >> WriteShards(out_dir, "rejects", rschema, reject_sink, sizes=reject_sizes)
+    dead_info = all_dead | "DeadLetters" >> WriteShards(out_dir, "dead_letter", rschema, reject_sink, sizes=dead_sizes)
 
     read_count = (
         # sizes before the Flatten: a Flatten of the records would buffer a copy of the input

@@ -35,9 +35,14 @@ from winnow.shardio import (
     write_arrow_file,
 )
 
-__all__ = ["WriteShards", "shard_of", "write_arrow_file", "join_uri", "atomic_write", "records_table"]
+__all__ = ["WriteShards", "batch_bytes", "shard_of", "write_arrow_file", "join_uri", "atomic_write", "records_table"]
 
 _log = logging.getLogger("winnow")
+
+
+def batch_bytes(batch: Records) -> int:
+    """The bytes a batch counts for in the shard count."""
+    return batch.nbytes()
 
 
 def records_table(batch: Records, schema: pa.Schema) -> pa.Table:
@@ -113,6 +118,10 @@ class WriteShards(beam.PTransform):
         schema: the Arrow schema every shard has (missing columns are null).
         cfg: shard and batch sizes, compression.
         shown_as: what the log puts before ``subdir`` (``packed`` when ``out_dir`` is OUT/packed).
+        sizes: the batches' :func:`batch_bytes`, when the caller can compute them upstream. On
+            a local runner the shard count (a side input of the split) is then ready before
+            the batches are read, so the split fuses with that read instead of buffering
+            another copy of them (the rejects, flattened from every stage, are the case).
 
     Returns a PCollection of shard-info dicts (``path``, ``rows``, ``bytes``, ``xxh3_128``),
     one per shard, including empty shards, so the manifest lists exactly ``n`` files.
@@ -122,9 +131,10 @@ class WriteShards(beam.PTransform):
     """
 
     def __init__(self, out_dir: str, subdir: str, schema: pa.Schema, cfg: SinkConfig, prefix: str = "part",
-                 shown_as: str = "") -> None:
+                 shown_as: str = "", sizes: beam.PCollection | None = None) -> None:
         super().__init__(label=f"Write[{subdir}]")
         self._shown_as = shown_as
+        self._sizes = sizes
         self._out_dir = out_dir
         self._subdir = subdir
         self._schema = schema
@@ -133,8 +143,8 @@ class WriteShards(beam.PTransform):
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
         cfg = self._cfg
-        total = (batches | "Size" >> beam.Map(lambda b: b.nbytes())
-                 | "Total" >> beam.CombineGlobally(sum))
+        sizes = self._sizes if self._sizes is not None else batches | "Size" >> beam.Map(batch_bytes)
+        total = sizes | "Total" >> beam.CombineGlobally(sum)
         count = total | "Count" >> beam.Map(lambda t: shard_count(t, cfg.shard_bytes, cfg.min_shards))
         n = beam.pvalue.AsSingleton(count)
         keyed = batches | "Assign" >> beam.FlatMap(_split, n=n)
