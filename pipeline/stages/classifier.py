@@ -33,8 +33,8 @@ from winnow.filters.classifier import (
     selection_key,
 )
 from winnow.pipeline.batch import Records
-from winnow.pipeline.stages.base import DEAD, REJECTED, TIMING, Emit, StageFn, StageOutputs, explode, run_step
-from winnow.pipeline.stages.domain import _ExactCut
+from winnow.pipeline.stages.base import TIMING, Emit, StageFn, StageOutputs
+from winnow.pipeline.stages.scored import VerdictFn, score_and_select
 from winnow.pipeline.stages.spec import BuildContext, StageDecl
 from winnow.pipeline.stages.stats import HistogramFn, linear_edges
 
@@ -76,21 +76,6 @@ class _ScoreFn(StageFn):
         out.keep(row)
 
 
-class _SelectFn(StageFn):
-    def __init__(self, cfg: ClassifierConfig) -> None:
-        super().__init__(NAME, first=False, fields=classifier_fields(cfg))
-        self._cfg = cfg
-
-    def compute(self, rows: list[dict], cut: list) -> list[Any]:
-        return [classifier_verdict(r, self._cfg, cut[0] if cut else None) for r in rows]
-
-    def route(self, row: dict, verdict: Any, out: Emit) -> None:
-        if verdict.keep:
-            out.keep(row)
-        else:
-            out.reject(row, verdict.reason)
-
-
 class ClassifierStage(beam.PTransform):
     """Score records with a local sequence-classification model and keep by threshold or fraction."""
 
@@ -99,25 +84,13 @@ class ClassifierStage(beam.PTransform):
         self._cfg = cfg
 
     def expand(self, records: beam.PCollection) -> StageOutputs:
-        cfg = self._cfg
-        p = records.pipeline
         from winnow.pipeline.stages.classifier_handler import BatchesModelHandler
 
-        inferred = (records
-                    | "NonEmpty" >> beam.Filter(lambda b: len(b.rows) > 0)
-                    | "Infer" >> _run_inference()(BatchesModelHandler(cfg)))
-        scored = run_step(inferred, "Score", _ScoreFn(cfg))
-        keys = scored.kept | "Key" >> beam.FlatMap(
-            lambda b: [k for r in b.rows if (k := selection_key(r, cfg)) is not None])
-        if cfg.keep_fraction is not None:
-            cut = keys | "Cut" >> _ExactCut(cfg.keep_fraction)
-        else:
-            cut = p | "NoCut" >> beam.Create([])
-        selected = run_step(scored.kept, "Select", _SelectFn(cfg), beam.pvalue.AsList(cut))
-        stats = _stats(cfg, explode(scored.kept, "ScoredRows"), keys, cut)
-        return StageOutputs(kept=selected.kept, rejected=selected[REJECTED],
-                            dead=(scored[DEAD], selected[DEAD]) | "Dead" >> beam.Flatten(), stats=stats,
-                            timing=(scored[TIMING], selected[TIMING]))
+        cfg = self._cfg
+        select = VerdictFn(NAME, classifier_fields(cfg), classifier_verdict, cfg)
+        return score_and_select(records, BatchesModelHandler(cfg), _ScoreFn(cfg), select,
+                                lambda r: selection_key(r, cfg), cfg.keep_fraction,
+                                lambda rows, keys, cut: _stats(cfg, rows, keys, cut))
 
 
 def _stats(cfg: ClassifierConfig, scored: beam.PCollection, keys: beam.PCollection,
@@ -145,19 +118,3 @@ def _build(cfg: ClassifierConfig, ctx: BuildContext) -> beam.PTransform:
 
 
 DECLARATION = StageDecl(NAME, ClassifierConfig, _build, classifier_fields, (REASON_BELOW,))
-
-
-def _run_inference() -> Any:
-    # Beam's inference module imports torch when it is installed (about 200 MB): only model
-    # stages that are built pay for it, never a run that does not use one.
-    from apache_beam.ml.inference.base import RunInference
-
-    return RunInference
-
-
-def __getattr__(name: str) -> Any:
-    if name == "BatchesModelHandler":
-        from winnow.pipeline.stages.classifier_handler import BatchesModelHandler
-
-        return BatchesModelHandler
-    raise AttributeError(name)

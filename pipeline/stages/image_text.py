@@ -36,8 +36,8 @@ from winnow.filters.clip import (
     selection_key,
 )
 from winnow.pipeline.batch import Records
-from winnow.pipeline.stages.base import DEAD, REJECTED, TIMING, Emit, StageFn, StageOutputs, explode, run_step
-from winnow.pipeline.stages.domain import _ExactCut
+from winnow.pipeline.stages.base import TIMING, Emit, StageFn, StageOutputs
+from winnow.pipeline.stages.scored import VerdictFn, score_and_select
 from winnow.pipeline.stages.spec import BuildContext, StageDecl
 from winnow.pipeline.stages.stats import HistogramFn, linear_edges
 
@@ -81,21 +81,6 @@ class _ScoreFn(StageFn):
         out.keep(row)
 
 
-class _SelectFn(StageFn):
-    def __init__(self, cfg: ClipConfig) -> None:
-        super().__init__(NAME, first=False, fields=clip_fields(cfg))
-        self._cfg = cfg
-
-    def compute(self, rows: list[dict], cut: list) -> list[Any]:
-        return [clip_verdict(r, self._cfg, cut[0] if cut else None) for r in rows]
-
-    def route(self, row: dict, verdict: Any, out: Emit) -> None:
-        if verdict.keep:
-            out.keep(row)
-        else:
-            out.reject(row, verdict.reason)
-
-
 class ImageTextScoreStage(beam.PTransform):
     """Score image-text pairs with a local CLIP model and keep by threshold or fraction."""
 
@@ -104,29 +89,13 @@ class ImageTextScoreStage(beam.PTransform):
         self._cfg = cfg
 
     def expand(self, records: beam.PCollection) -> StageOutputs:
-        cfg = self._cfg
-        p = records.pipeline
-        # Beam's inference module imports torch when it is installed (about 200 MB): imported
-        # here, only by pipelines that build this stage
-        from apache_beam.ml.inference.base import RunInference
-
         from winnow.pipeline.stages.image_text_handler import PairsModelHandler
 
-        inferred = (records
-                    | "NonEmpty" >> beam.Filter(lambda b: len(b.rows) > 0)
-                    | "Infer" >> RunInference(PairsModelHandler(cfg)))
-        scored = run_step(inferred, "Score", _ScoreFn(cfg))
-        keys = scored.kept | "Key" >> beam.FlatMap(
-            lambda b: [k for r in b.rows if (k := selection_key(r, cfg)) is not None])
-        if cfg.keep_fraction is not None:
-            cut = keys | "Cut" >> _ExactCut(cfg.keep_fraction)
-        else:
-            cut = p | "NoCut" >> beam.Create([])
-        selected = run_step(scored.kept, "Select", _SelectFn(cfg), beam.pvalue.AsList(cut))
-        stats = _stats(cfg, explode(scored.kept, "ScoredRows"), keys, cut)
-        return StageOutputs(kept=selected.kept, rejected=selected[REJECTED],
-                            dead=(scored[DEAD], selected[DEAD]) | "Dead" >> beam.Flatten(), stats=stats,
-                            timing=(scored[TIMING], selected[TIMING]))
+        cfg = self._cfg
+        select = VerdictFn(NAME, clip_fields(cfg), clip_verdict, cfg)
+        return score_and_select(records, PairsModelHandler(cfg), _ScoreFn(cfg), select,
+                                lambda r: selection_key(r, cfg), cfg.keep_fraction,
+                                lambda rows, keys, cut: _stats(cfg, rows, keys, cut))
 
 
 def _example(r: dict) -> list[tuple[float, dict]]:
