@@ -26,6 +26,7 @@ import pyarrow as pa
 import xxhash
 
 from winnow.errors import ConfigError
+from winnow.filters.devices import torch_device_and_dtype
 from winnow.filters.base import KEEP, Verdict, drop
 
 __all__ = [
@@ -186,18 +187,10 @@ class ClassifierModel:
     """
 
     def __init__(self, cfg: ClassifierConfig) -> None:
-        import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.cfg = cfg
-        if cfg.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("classifier.device", cfg.device, "cpu or auto", "torch sees no CUDA device here")
-        self.device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-                                   else "cpu")
-        dtype = cfg.dtype
-        if dtype == "auto":
-            dtype = "bfloat16" if self.device.type == "cuda" else "float32"
-        self.dtype = getattr(torch, dtype)
+        self.device, self.dtype = torch_device_and_dtype("classifier", cfg.device, cfg.dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.model_dir, local_files_only=True)
         model = AutoModelForSequenceClassification.from_pretrained(cfg.model_dir, local_files_only=True)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()

@@ -41,6 +41,7 @@ import pyarrow as pa
 import xxhash
 
 from winnow.errors import ConfigError
+from winnow.filters.devices import torch_device_and_dtype
 from winnow.filters.base import KEEP, Verdict, drop
 
 __all__ = [
@@ -369,14 +370,7 @@ class ClipScorer:
         from transformers import AutoTokenizer, CLIPModel
 
         self.cfg = cfg
-        if cfg.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("image_text_score.device", cfg.device, "cpu or auto", "torch sees no CUDA device here")
-        self.device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-                                   else "cpu")
-        dtype = cfg.dtype
-        if dtype == "auto":
-            dtype = "bfloat16" if self.device.type == "cuda" else "float32"
-        self.dtype = getattr(torch, dtype)
+        self.device, self.dtype = torch_device_and_dtype("image_text_score", cfg.device, cfg.dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.model_dir, local_files_only=True)
         # the Pillow/numpy processor: the default one needs torchvision
         self.processor = _pil_processor_class().from_pretrained(cfg.model_dir, local_files_only=True)
