@@ -141,10 +141,10 @@ def baseline_tree(ref: str, into: str) -> str:
     return farm
 
 
-def winnow_cmd(files_glob: str, out: str, workers: int, flags: str = "") -> list[str]:
+def winnow_cmd(files_glob: str, out: str, workers: int, flags: str = "", sets: list[str] | None = None) -> list[str]:
     code = "import sys\nfrom winnow.pipeline.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     return [sys.executable, *flags.split(), "-c", code, "run", "--input", files_glob, "--output", out, "--overwrite",
-            "--stages", STAGES, "--workers", str(workers)]
+            "--stages", STAGES, "--workers", str(workers), *[a for kv in sets or [] for a in ("--set", kv)]]
 
 
 def main() -> None:
@@ -153,6 +153,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--baseline-ref", default=None, help="also run the code of this git commit (side by side)")
     ap.add_argument("--workdir", default=".bench/memory")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="also run this tree with these config overrides (repeatable), e.g. the previous "
+                         "contract's stage semantics: minhash_dedup.verify=none lang.backend=lingua")
     args = ap.parse_args()
     args.workdir = os.path.abspath(args.workdir)
 
@@ -168,7 +171,10 @@ def main() -> None:
               f"{mb / max(r['cpu'], 1e-9):>11.2f}{mb / r['wall']:>11.2f}{r['quiet']:>9.1f}", flush=True)
 
     row("peer: bare gzip+json read", bare_read(files))
-    variants: list[tuple[str, dict | None]] = [("winnow (this tree)", None)]
+    # (name, environment, config overrides, working directory)
+    variants: list[tuple[str, dict | None, list[str], str | None]] = [("winnow (this tree)", None, [], None)]
+    if args.sets:
+        variants.append(("this tree, " + " ".join(args.sets), None, args.sets, None))
     tmp = None
     if args.baseline_ref:
         tmp = tempfile.mkdtemp(prefix="winnow-baseline-")
@@ -182,13 +188,13 @@ def main() -> None:
                                env=env, cwd=tmp, capture_output=True, text=True, check=True).stdout.strip()
         if not check.startswith(farm):
             raise SystemExit(f"the baseline run would import {check}, not the code of {args.baseline_ref}")
-        variants.append((f"winnow @ {args.baseline_ref}", env))
+        variants.append((f"winnow @ {args.baseline_ref}", env, [], tmp))
     try:
         for workers in args.workers:
-            for name, env in variants:
+            for name, env, sets, cwd in variants:
                 out = os.path.join(args.workdir, "out")
-                r = measure(winnow_cmd(files_glob, out, workers, (env or {}).get("WINNOW_BENCH_PYFLAGS", "")), env=env,
-                            cwd=tmp if env else None)
+                r = measure(winnow_cmd(files_glob, out, workers, (env or {}).get("WINNOW_BENCH_PYFLAGS", ""), sets),
+                            env=env, cwd=cwd)
                 row(f"{name}, {workers} worker(s)", r)
                 with open(os.path.join(out, "stats.json")) as fh:
                     st = json.load(fh)
