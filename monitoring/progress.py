@@ -25,7 +25,8 @@ __all__ = ["record", "flush", "ProgressReporter", "ENV", "LIVE", "read_totals", 
 
 ENV = "WINNOW_PROGRESS_DIR"
 
-#: After this many seconds without a stage moving, a line says the run is still working.
+#: After this many seconds without a stage moving (or one progress interval, if shorter), a
+#: line says the run is still working: no stretch of a run goes without a line for longer.
 HEARTBEAT_S = 10.0
 
 #: What the live endpoint serves: index in a stage's totals -> metric name (rejected = in - kept - dead).
@@ -175,7 +176,8 @@ class ProgressReporter:
         self._prev, self._prev_t = cur, now
         if lines:
             self._moved_t = now
-        elif now - self._moved_t >= HEARTBEAT_S and not self.quiet:  # still alive: shuffles, shard writing
+        elif now - self._moved_t >= 0.9 * min(HEARTBEAT_S, self.interval) and not self.quiet:
+            # still alive (shuffles, shard writing): a line every interval, never a longer silence
             print(f"winnow: {now - self._start:.0f} s elapsed; no stage counted records in the last "
                   f"{now - self._moved_t:.0f} s (shuffling or writing shards)", file=self.stream, flush=True)
             self._drawn = 0

@@ -68,3 +68,13 @@ def test_a_line_says_the_run_still_works_when_no_stage_moves(monkeypatch):
     with ProgressReporter(interval=0.2, stream=out):
         time.sleep(1.0)
     assert "no stage counted records in the last" in out.getvalue(), out.getvalue()
+
+
+def test_no_silence_longer_than_the_interval_while_nothing_moves():
+    """With the default heartbeat (10 s), a 0.2 s interval still prints a line about every tick
+    while no stage moves, so a run is never silent for longer than its progress interval."""
+    out = io.StringIO()
+    with ProgressReporter(interval=0.2, stream=out):
+        time.sleep(1.2)
+    lines = [ln for ln in out.getvalue().splitlines() if "no stage counted records" in ln]
+    assert len(lines) >= 3, out.getvalue()
