@@ -36,9 +36,9 @@ from winnow.filters.audio_models import (
     mos_verdict,
     word_error_rate,
 )
-from winnow.pipeline.batch import Records
 from winnow.pipeline.stages.audio_report import SAMPLE_COLUMNS, audio_asr_section, audio_mos_section
-from winnow.pipeline.stages.base import DEAD, REJECTED, TIMING, Emit, StageFn, StageOutputs, explode, run_step
+from winnow.pipeline.stages.base import DEAD, REJECTED, TIMING, Emit, StageOutputs, explode, run_step
+from winnow.pipeline.stages.scored import InferenceResultFn
 from winnow.pipeline.stages.spec import StageDecl
 from winnow.pipeline.stages.stats import HistogramFn, linear_edges
 
@@ -66,28 +66,16 @@ class _LoadAsr:
         return WhisperAsr(self.cfg)
 
 
-class _ApplyFn(StageFn):
+class _ApplyFn(InferenceResultFn):
     """Attach a model's result to each record of a RunInference result; a failed clip raises."""
 
     def __init__(self, stage: str, fields: Sequence[Any]) -> None:
         super().__init__(stage, fields=fields)
 
-    def process(self, result, *side):  # no annotations: Beam would read them as type hints
-        recs: Records = result.example
-        values, cpu = result.inference
-        self._by_row = {id(r): v for r, v in zip(recs.rows, values)}
-        yield from super().process(recs, *side)
-        self._by_row = {}
-        yield beam.pvalue.TaggedOutput(TIMING, (self.stage, (cpu, 0, 0, 0, 0)))
-
-    def compute(self, rows: list[dict], *side: Any) -> list[Any]:
-        out = []
-        for r in rows:
-            v = self._by_row.get(id(r))
-            if isinstance(v, tuple) and len(v) == 2 and v[0] == "error":
-                raise AudioModelError(v[1])
-            out.append(v)
-        return out
+    def failure(self, value: Any) -> Exception | None:
+        if isinstance(value, tuple) and len(value) == 2 and value[0] == "error":
+            return AudioModelError(value[1])
+        return None
 
 
 class _MosApply(_ApplyFn):

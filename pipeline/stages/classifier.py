@@ -32,9 +32,8 @@ from winnow.filters.classifier import (
     classifier_verdict,
     selection_key,
 )
-from winnow.pipeline.batch import Records
-from winnow.pipeline.stages.base import TIMING, Emit, StageFn, StageOutputs
-from winnow.pipeline.stages.scored import VerdictFn, score_and_select
+from winnow.pipeline.stages.base import Emit, StageOutputs
+from winnow.pipeline.stages.scored import InferenceResultFn, VerdictFn, score_and_select
 from winnow.pipeline.stages.spec import BuildContext, StageDecl
 from winnow.pipeline.stages.stats import HistogramFn, linear_edges
 
@@ -43,30 +42,15 @@ __all__ = ["DECLARATION", "ClassifierStage", "NAME"]
 NAME = "classifier"
 
 
-class _ScoreFn(StageFn):
+class _ScoreFn(InferenceResultFn):
     """Attach the score from RunInference to every record; a failed text raises (dead letter)."""
 
     def __init__(self, cfg: ClassifierConfig) -> None:
         super().__init__(NAME, last=False)
         self._cfg = cfg
 
-    def process(self, result, *side):  # no annotations: Beam would read them as type hints
-        recs: Records = result.example
-        values, cpu = result.inference
-        self._by_row = {id(r): v for r, v in zip(recs.rows, values)}
-        yield from super().process(recs, *side)
-        self._by_row = {}
-        # the model's time (RunInference's thread) counts toward this stage
-        yield beam.pvalue.TaggedOutput(TIMING, (NAME, (cpu, 0, 0, 0, 0)))
-
-    def compute(self, rows: list[dict], *side: Any) -> list[Any]:
-        out = []
-        for r in rows:
-            v = self._by_row.get(id(r))
-            if isinstance(v, str):
-                raise ClassifierError(v)
-            out.append(v)
-        return out
+    def failure(self, value: Any) -> Exception | None:
+        return ClassifierError(value) if isinstance(value, str) else None
 
     def route(self, row: dict, score: Any, out: Emit) -> None:
         row = dict(row)

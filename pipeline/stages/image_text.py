@@ -35,9 +35,8 @@ from winnow.filters.clip import (
     clipscore,
     selection_key,
 )
-from winnow.pipeline.batch import Records
-from winnow.pipeline.stages.base import TIMING, Emit, StageFn, StageOutputs
-from winnow.pipeline.stages.scored import VerdictFn, score_and_select
+from winnow.pipeline.stages.base import Emit, StageOutputs
+from winnow.pipeline.stages.scored import InferenceResultFn, VerdictFn, score_and_select
 from winnow.pipeline.stages.spec import BuildContext, StageDecl
 from winnow.pipeline.stages.stats import HistogramFn, linear_edges
 
@@ -47,29 +46,15 @@ NAME = "image_text_score"
 _EXAMPLES = 12
 
 
-class _ScoreFn(StageFn):
+class _ScoreFn(InferenceResultFn):
     """Attach the scores from RunInference; a pair that failed raises (dead letter)."""
 
     def __init__(self, cfg: ClipConfig) -> None:
         super().__init__(NAME, last=False)
         self._cfg = cfg
 
-    def process(self, result, *side):  # no annotations: Beam would read them as type hints
-        recs: Records = result.example
-        values, cpu = result.inference
-        self._by_row = {id(r): v for r, v in zip(recs.rows, values)}
-        yield from super().process(recs, *side)
-        self._by_row = {}
-        yield beam.pvalue.TaggedOutput(TIMING, (NAME, (cpu, 0, 0, 0, 0)))
-
-    def compute(self, rows: list[dict], *side: Any) -> list[Any]:
-        out = []
-        for r in rows:
-            v = self._by_row.get(id(r))
-            if isinstance(v, str):
-                raise ClipError(v)
-            out.append(v)
-        return out
+    def failure(self, value: Any) -> Exception | None:
+        return ClipError(value) if isinstance(value, str) else None
 
     def route(self, row: dict, value: Any, out: Emit) -> None:
         row = dict(row)

@@ -2,7 +2,8 @@
 threshold or by an exact kept fraction (a global cut), and the stats of what was scored.
 
 Used by ``classifier`` and ``image_text_score``; a stage supplies its model handler, the step
-that attaches a result to each record, a selection key and a verdict.
+that attaches a result to each record (an :class:`InferenceResultFn`, which the audio model
+stages use too), a selection key and a verdict.
 """
 
 from __future__ import annotations
@@ -15,7 +16,38 @@ import pyarrow as pa
 from winnow.pipeline.stages.base import DEAD, REJECTED, TIMING, Emit, StageFn, StageOutputs, explode, run_step
 from winnow.pipeline.stages.domain import _ExactCut
 
-__all__ = ["VerdictFn", "score_and_select"]
+__all__ = ["InferenceResultFn", "VerdictFn", "score_and_select"]
+
+
+class InferenceResultFn(StageFn):
+    """A guarded step over RunInference's results.
+
+    Each element is a ``PredictionResult`` whose example is a Records batch and whose
+    inference is ``(values, cpu_seconds)``, one value per record. ``compute`` hands each
+    record its value; :meth:`failure` turns a value that reports an error into the exception
+    that dead-letters that record alone. The model's time counts toward the stage.
+    """
+
+    def failure(self, value: Any) -> Exception | None:
+        return None
+
+    def process(self, result, *side):  # no annotations: Beam would read them as type hints
+        recs = result.example
+        values, cpu = result.inference
+        self._by_row = {id(r): v for r, v in zip(recs.rows, values)}
+        yield from super().process(recs, *side)
+        self._by_row = {}
+        yield beam.pvalue.TaggedOutput(TIMING, (self.stage, (cpu, 0, 0, 0, 0)))
+
+    def compute(self, rows: list[dict], *side: Any) -> list[Any]:
+        out = []
+        for r in rows:
+            v = self._by_row.get(id(r))
+            err = self.failure(v)
+            if err is not None:
+                raise err
+            out.append(v)
+        return out
 
 
 class VerdictFn(StageFn):
