@@ -16,8 +16,6 @@ the scored records (the pipeline stage computes the global cut; see
 
 from __future__ import annotations
 
-import math
-import os
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Sequence
 
@@ -26,7 +24,7 @@ import pyarrow as pa
 import xxhash
 
 from winnow.errors import ConfigError
-from winnow.filters.devices import torch_device_and_dtype
+from winnow.filters.devices import check_model_dir, check_selection, torch_device_and_dtype
 from winnow.filters.base import KEEP, Verdict, drop
 
 __all__ = [
@@ -87,22 +85,9 @@ class ClassifierConfig:
     modalities: tuple[str, ...] = ("text",)
 
     def __post_init__(self) -> None:
-        if not self.model_dir:
-            raise ConfigError("classifier.model_dir", self.model_dir,
-                              "a local model directory (written by save_pretrained, with its tokenizer)")
-        if not os.path.isdir(self.model_dir):
-            raise ConfigError("classifier.model_dir", self.model_dir, "an existing local directory",
-                              "nothing is downloaded: save the model and tokenizer there first")
-        if not os.path.isfile(os.path.join(self.model_dir, "config.json")):
-            raise ConfigError("classifier.model_dir", self.model_dir,
-                              "a directory with config.json (saved with save_pretrained)")
-        if self.threshold is not None and self.keep_fraction is not None:
-            raise ConfigError("classifier.keep_fraction", self.keep_fraction,
-                              "null when classifier.threshold is set", "set one of the two")
-        if self.threshold is not None and not math.isfinite(self.threshold):
-            raise ConfigError("classifier.threshold", self.threshold, "a finite number or null")
-        if self.keep_fraction is not None and not 0.0 < self.keep_fraction <= 1.0:
-            raise ConfigError("classifier.keep_fraction", self.keep_fraction, "a fraction in (0, 1] or null")
+        check_model_dir("classifier", self.model_dir,
+                        "a local model directory (written by save_pretrained, with its tokenizer)", "tokenizer")
+        check_selection("classifier", self.threshold, self.keep_fraction)
         if self.batch_size < 1:
             raise ConfigError("classifier.batch_size", self.batch_size, "a positive integer")
         if self.records_per_call < 1:

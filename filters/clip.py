@@ -29,7 +29,6 @@ Records are kept by an absolute ``threshold`` on the score or by an exact ``keep
 from __future__ import annotations
 
 import io
-import math
 import os
 import re
 from collections import deque
@@ -41,7 +40,7 @@ import pyarrow as pa
 import xxhash
 
 from winnow.errors import ConfigError
-from winnow.filters.devices import torch_device_and_dtype
+from winnow.filters.devices import check_model_dir, check_selection, torch_device_and_dtype
 from winnow.filters.base import KEEP, Verdict, drop
 
 __all__ = [
@@ -125,22 +124,9 @@ class ClipConfig:
     preprocess_threads: int = 0
 
     def __post_init__(self) -> None:
-        key = "image_text_score.model_dir"
-        if not self.model_dir:
-            raise ConfigError(key, self.model_dir, "a local CLIP model directory (CLIPModel and CLIPProcessor "
-                              "saved with save_pretrained)")
-        if not os.path.isdir(self.model_dir):
-            raise ConfigError(key, self.model_dir, "an existing local directory",
-                              "nothing is downloaded: save the model and processor there first")
-        if not os.path.isfile(os.path.join(self.model_dir, "config.json")):
-            raise ConfigError(key, self.model_dir, "a directory with config.json (saved with save_pretrained)")
-        if self.threshold is not None and self.keep_fraction is not None:
-            raise ConfigError("image_text_score.keep_fraction", self.keep_fraction,
-                              "null when image_text_score.threshold is set", "set one of the two")
-        if self.threshold is not None and not math.isfinite(self.threshold):
-            raise ConfigError("image_text_score.threshold", self.threshold, "a finite number or null")
-        if self.keep_fraction is not None and not 0.0 < self.keep_fraction <= 1.0:
-            raise ConfigError("image_text_score.keep_fraction", self.keep_fraction, "a fraction in (0, 1] or null")
+        check_model_dir("image_text_score", self.model_dir, "a local CLIP model directory (CLIPModel and "
+                        "CLIPProcessor saved with save_pretrained)", "processor")
+        check_selection("image_text_score", self.threshold, self.keep_fraction)
         for k in ("batch_size", "batch_bytes", "records_per_call", "max_pixels"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"image_text_score.{k}", getattr(self, k), "a positive integer")
