@@ -21,9 +21,10 @@ import xxhash
 from winnow.format import output_schema, reject_schema
 from winnow.pipeline.config import RunConfig
 from winnow.pipeline.finalize import Finalize
-from winnow.pipeline.sink import WriteShards, batch_bytes
+from winnow.pipeline.sink import SPILL_DIR, WriteShards, batch_bytes
 from winnow.pipeline.stages.base import StageOutputs
 from winnow.pipeline.stages.spec import BuildContext
+from winnow.shardio import join_uri
 
 __all__ = ["build_pipeline", "run_schema", "RunOutputs"]
 
@@ -117,7 +118,8 @@ def _example_json(ex: dict) -> dict:
     return out
 
 
-def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: float | None = None) -> RunOutputs:
+def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: float | None = None,
+                   local: bool = True) -> RunOutputs:
     """Add the whole run to pipeline ``p``.
 
     Args:
@@ -125,6 +127,8 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
         cfg: the resolved run config (input and output set).
         files: the expanded input files (from ``winnow.pipeline.readers.expand_inputs``).
         started: wall-clock start, for elapsed time in stats.json.
+        local: the runner shuffles in this machine's memory (FnApiRunner, multi_processing):
+            ``sink.spill: auto`` spills the sinks' batches to files (see ``SinkConfig``).
     """
     from winnow.pipeline.readers import ReadRecords
 
@@ -156,14 +160,21 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
     all_dead = dead | "FlattenDead" >> beam.Flatten()
 
     out_dir = cfg.output
-    kept_info = records | "Shards" >> WriteShards(out_dir, "shards", schema, cfg.sink)
+    spill = cfg.sink.spill == "always" or (cfg.sink.spill == "auto" and local)
+
+    def spill_dir(subdir: str) -> str | None:
+        return join_uri(out_dir, f"{SPILL_DIR}-{subdir}") if spill else None
+
+    kept_info = records | "Shards" >> WriteShards(out_dir, "shards", schema, cfg.sink, spill_dir=spill_dir("shards"))
     reject_sink = dataclasses.replace(cfg.sink, min_shards=1, shard_bytes=cfg.sink.reject_shard_bytes)
     # sizes measured on each stage's output, before the Flatten (see WriteShards' ``sizes``)
     reject_sizes = ([r | f"RejectSize{i}" >> beam.Map(batch_bytes) for i, r in enumerate(rejected)]
                     | "FlattenRejectSizes" >> beam.Flatten()) if rejected else None
     dead_sizes = [d | f"DeadSize{i}" >> beam.Map(batch_bytes) for i, d in enumerate(dead)] | "FlattenDeadSizes" >> beam.Flatten()
-    rejects_info = all_rejected | "Rejects" >> WriteShards(out_dir, "rejects", rschema, reject_sink, sizes=reject_sizes)
-    dead_info = all_dead | "DeadLetters" >> WriteShards(out_dir, "dead_letter", rschema, reject_sink, sizes=dead_sizes)
+    rejects_info = all_rejected | "Rejects" >> WriteShards(
+        out_dir, "rejects", rschema, reject_sink, sizes=reject_sizes, spill_dir=spill_dir("rejects"))
+    dead_info = all_dead | "DeadLetters" >> WriteShards(
+        out_dir, "dead_letter", rschema, reject_sink, sizes=dead_sizes, spill_dir=spill_dir("dead_letter"))
 
     read_count = (
         # sizes before the Flatten: a Flatten of the records would buffer a copy of the input

@@ -96,6 +96,11 @@ class SinkConfig:
             about twice one shard).
         compression: ``none`` (zero-copy mmap, the default), ``lz4`` or ``zstd``.
         overwrite: replace a previous run in the output directory.
+        spill: ``auto`` (the default: on a local runner), ``always`` or ``never``. A spilling
+            sink writes each bundle's split batches to temporary Arrow files under
+            ``OUT/.tmp-spill-<subdir>/`` and shuffles only references to them, so a local runner's
+            in-memory shuffle holds no rows (the folder is removed when the shards are
+            written). A distributed runner's shuffle is its own service: ``auto`` leaves it be.
     """
 
     shard_bytes: int = _size_field(256 * 10**6)
@@ -104,6 +109,7 @@ class SinkConfig:
     reject_shard_bytes: int = _size_field(64 * 10**6)
     compression: Literal["none", "lz4", "zstd"] = "none"
     overwrite: bool = False
+    spill: Literal["auto", "always", "never"] = "auto"
 
     def __post_init__(self) -> None:
         if self.shard_bytes < 1000:

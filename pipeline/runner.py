@@ -324,7 +324,7 @@ def run(
         p = beam.Pipeline(options=options)
     except ValueError as exc:  # e.g. an unknown --runner name
         raise ConfigError("--runner", runner, "a Beam runner name such as FnApiRunner, PortableRunner or DataflowRunner", str(exc)) from exc
-    build_pipeline(p, cfg, files, started=started)
+    build_pipeline(p, cfg, files, started=started, local=runner in LOCAL_RUNNERS)
     if not dry_run:
         for uri in empty_inputs(files[:_EMPTY_CHECK_MAX]):
             log.warning("winnow: warning: input %s is empty", uri)

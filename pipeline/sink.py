@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import uuid
 from typing import Any, Iterable
 
 import apache_beam as beam
+import fsspec
 import numpy as np
 import pyarrow as pa
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 
 from winnow.format import ShardInfo, shard_name
 from winnow.pipeline.batch import Records, rows_to_arrow
@@ -38,6 +43,11 @@ from winnow.shardio import (
 __all__ = ["WriteShards", "batch_bytes", "shard_of", "write_arrow_file", "join_uri", "atomic_write", "records_table"]
 
 _log = logging.getLogger("winnow")
+
+#: the spill folder under the output (``.tmp-`` names are a killed run's leftovers to ``--overwrite``)
+SPILL_DIR = ".tmp-spill"
+#: bytes of split batches a spilling sink buffers per bundle before it writes a spill file
+SPILL_FLUSH_BYTES = 32 * 10**6
 
 
 def batch_bytes(batch: Records) -> int:
@@ -81,6 +91,80 @@ def _split(batch: Records, n: int) -> Iterable[tuple[int, Records]]:
         yield k, Records(parts[k])
 
 
+#: what a spilled part of a shard travels as: (spill file, first record batch, record batches)
+SpillRef = tuple[str, int, int]
+
+
+class _SpillFn(beam.DoFn):
+    """Split batches by shard into Arrow spill files; emit ``(shard, SpillRef)``, not the rows.
+
+    The parts of one bundle are buffered up to ``flush_bytes`` and then written as one IPC
+    file (lz4), the parts grouped by shard, so a local runner's GroupByKey holds a few small
+    tuples per flush instead of every row of the output (FnApiRunner keeps a group's values in
+    memory as one encoded blob and copies it when it hands the group to the writer). Files per
+    sink: about output bytes / ``flush_bytes``.
+    """
+
+    def __init__(self, spill_dir: str, schema: pa.Schema, flush_bytes: int) -> None:
+        self._dir = spill_dir
+        self._schema = schema
+        self._flush_bytes = flush_bytes
+
+    def start_bundle(self) -> None:
+        self._parts: dict[int, list[pa.Table]] = {}
+        self._bytes = 0
+
+    def process(self, batch: Records, n: int) -> Iterable[tuple[int, SpillRef]]:
+        for k, part in _split(batch, n):
+            table = records_table(part, self._schema)
+            self._parts.setdefault(k, []).append(table)
+            self._bytes += table.nbytes
+        if self._bytes >= self._flush_bytes:
+            yield from self._flush()
+
+    def finish_bundle(self) -> Iterable[WindowedValue]:
+        for ref in self._flush():
+            yield WindowedValue(ref, MIN_TIMESTAMP, [GlobalWindow()])
+
+    def _flush(self) -> list[tuple[int, SpillRef]]:
+        if not self._parts:
+            return []
+        parts, self._parts, self._bytes = self._parts, {}, 0
+        uri = join_uri(self._dir, f"{uuid.uuid4().hex}.arrow")
+        refs: list[tuple[int, SpillRef]] = []
+
+        def batches() -> Iterable[pa.RecordBatch]:
+            start = 0
+            for k in sorted(parts):
+                chunk = pa.concat_tables(parts.pop(k)).to_batches()
+                refs.append((k, (uri, start, len(chunk))))
+                start += len(chunk)
+                yield from chunk
+
+        write_arrow_file(uri, self._schema, batches(), "lz4")
+        return refs
+
+
+def _read_spilled(refs: list[SpillRef], schema: pa.Schema) -> list[pa.Table]:
+    """The tables ``refs`` point at, each spill file opened once."""
+    by_file: dict[str, list[tuple[int, int]]] = {}
+    for uri, start, count in refs:
+        by_file.setdefault(uri, []).append((start, count))
+    tables = []
+    for uri in sorted(by_file):
+        with fsspec.open(uri, "rb") as fh:
+            reader = pa.ipc.open_file(fh)
+            for start, count in sorted(by_file[uri]):
+                tables.append(pa.Table.from_batches([reader.get_batch(i) for i in range(start, start + count)], schema))
+    return tables
+
+
+def _remove_spill(spill_dir: str) -> None:
+    fs, path = fsspec.core.url_to_fs(spill_dir)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
 class _WriteShardFn(beam.DoFn):
     def __init__(self, out_dir: str, subdir: str, schema: pa.Schema, cfg: SinkConfig, prefix: str,
                  shown_as: str = "") -> None:
@@ -94,7 +178,11 @@ class _WriteShardFn(beam.DoFn):
     def process(self, element: tuple[int, Iterable[Any]], n: int) -> Iterable[dict]:
         idx, parts = element
         release_memory()  # what the stages before freed goes back before a shard is decoded
-        tables = [records_table(b, self._schema) for b in parts if b is not None]
+        parts = [b for b in parts if b is not None]
+        refs = [b for b in parts if isinstance(b, tuple)]
+        tables = [records_table(b, self._schema) for b in parts if not isinstance(b, tuple)]
+        if refs:
+            tables += _read_spilled(refs, self._schema)
         table = pa.concat_tables(tables) if tables else self._schema.empty_table()
         del tables
         name = shard_name(idx, n, self._prefix)
@@ -122,6 +210,9 @@ class WriteShards(beam.PTransform):
             a local runner the shard count (a side input of the split) is then ready before
             the batches are read, so the split fuses with that read instead of buffering
             another copy of them (the rejects, flattened from every stage, are the case).
+        spill_dir: where to spill the split batches (a local runner: see :class:`_SpillFn`);
+            None shuffles the batches themselves (a distributed runner's shuffle is its own
+            service). The folder is removed when every shard is written.
 
     Returns a PCollection of shard-info dicts (``path``, ``rows``, ``bytes``, ``xxh3_128``),
     one per shard, including empty shards, so the manifest lists exactly ``n`` files.
@@ -131,8 +222,9 @@ class WriteShards(beam.PTransform):
     """
 
     def __init__(self, out_dir: str, subdir: str, schema: pa.Schema, cfg: SinkConfig, prefix: str = "part",
-                 shown_as: str = "", sizes: beam.PCollection | None = None) -> None:
+                 shown_as: str = "", sizes: beam.PCollection | None = None, spill_dir: str | None = None) -> None:
         super().__init__(label=f"Write[{subdir}]")
+        self._spill_dir = spill_dir
         self._shown_as = shown_as
         self._sizes = sizes
         self._out_dir = out_dir
@@ -147,9 +239,18 @@ class WriteShards(beam.PTransform):
         total = sizes | "Total" >> beam.CombineGlobally(sum)
         count = total | "Count" >> beam.Map(lambda t: shard_count(t, cfg.shard_bytes, cfg.min_shards))
         n = beam.pvalue.AsSingleton(count)
-        keyed = batches | "Assign" >> beam.FlatMap(_split, n=n)
+        if self._spill_dir is None:
+            keyed = batches | "Assign" >> beam.FlatMap(_split, n=n)
+        else:
+            flush = min(cfg.shard_bytes, SPILL_FLUSH_BYTES)
+            keyed = batches | "Spill" >> beam.ParDo(_SpillFn(self._spill_dir, self._schema, flush), n=n)
         slots = count | "Slots" >> beam.FlatMap(lambda k: [(i, None) for i in range(k)])
         grouped = (keyed, slots) | "Keyed" >> beam.Flatten() | "Group" >> beam.GroupByKey()
-        return grouped | "Write" >> beam.ParDo(
+        infos = grouped | "Write" >> beam.ParDo(
             _WriteShardFn(self._out_dir, self._subdir, self._schema, cfg, self._prefix, self._shown_as), n=n
         )
+        if self._spill_dir is not None:
+            spill_dir = self._spill_dir
+            _ = (infos | "Written" >> beam.combiners.Count.Globally()
+                 | "RemoveSpill" >> beam.Map(lambda _n: _remove_spill(spill_dir)))
+        return infos

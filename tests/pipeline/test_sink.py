@@ -28,10 +28,11 @@ def records(n=300, seed=0):
     return out
 
 
-def run_sink(tmp_path, name, recs, cfg):
+def run_sink(tmp_path, name, recs, cfg, spill=False):
     out = str(tmp_path / name)
+    spill_dir = str(tmp_path / name / ".tmp-spill-shards") if spill else None
     with beam.Pipeline(runner="FnApiRunner") as p:
-        infos = create_batches(p, recs, size=37) | WriteShards(out, "shards", SCHEMA, cfg)
+        infos = create_batches(p, recs, size=37) | WriteShards(out, "shards", SCHEMA, cfg, spill_dir=spill_dir)
         infos | beam.Map(lambda i: None)
     return out
 
@@ -53,6 +54,60 @@ def test_same_records_in_any_order_give_identical_shards(tmp_path):
     assert len(a) > 3  # several shards, named part-XXXXX-of-NNNNN
     n = len(a)
     assert sorted(a) == [f"part-{i:05d}-of-{n:05d}.arrow" for i in range(n)]
+
+
+def test_a_spilling_sink_writes_the_same_shards_and_removes_its_spill_files(tmp_path, monkeypatch):
+    import pathlib
+
+    from winnow.pipeline import sink
+
+    recs = records()
+    cfg = SinkConfig(shard_bytes=8_000, batch_bytes=2_000)
+    plain = checksums(run_sink(tmp_path, "plain", recs, cfg))
+    written = []
+    real_write = sink.write_arrow_file
+
+    def spy(uri, *a, **k):
+        written.append(uri)
+        return real_write(uri, *a, **k)
+
+    monkeypatch.setattr(sink, "write_arrow_file", spy)
+    out = run_sink(tmp_path, "spilled", recs, cfg, spill=True)
+    spills = [u for u in written if "/.tmp-spill-shards/" in u]
+    # several spill files per bundle (flushed at min(shard_bytes, 32 MB) of split rows), each
+    # holding the parts of several shards, and the shards byte-identical to the in-memory path
+    assert len(spills) > 2
+    assert checksums(out) == plain
+    assert not pathlib.Path(out, ".tmp-spill-shards").exists()
+
+
+def test_a_local_run_spills_unless_told_not_to_and_keeps_identical_output(tmp_path, monkeypatch):
+    from winnow.pipeline.build import build_pipeline
+    from winnow.pipeline.configure import load_config
+    from winnow.pipeline.readers import expand_inputs
+
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"text": f"line {i} " + "word " * (i % 9)}) + "\n" for i in range(200)))
+    seen: list = []
+    real_init = WriteShards.__init__
+
+    def spy(self, *a, spill_dir=None, **k):
+        seen.append(spill_dir)
+        real_init(self, *a, spill_dir=spill_dir, **k)
+
+    monkeypatch.setattr(WriteShards, "__init__", spy)
+    outs = {}
+    for mode in ("auto", "never"):
+        seen.clear()
+        out = tmp_path / mode
+        cfg = load_config(None, input=[str(src)], output=str(out), stages=["normalize", "exact_dedup"],
+                          overrides=[f"sink.spill={mode}"])
+        with beam.Pipeline(runner="FnApiRunner") as p:
+            build_pipeline(p, cfg, expand_inputs(cfg.input, cfg.reader), local=True)
+        assert (all(seen) if mode == "auto" else not any(seen)) and len(seen) == 3
+        assert not [e for e in out.iterdir() if e.name.startswith(".tmp-")]
+        outs[mode] = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*.arrow"))}
+    assert outs["auto"] == outs["never"] and len(outs["auto"]) >= 3
 
 
 def test_shards_hold_every_record_once_sorted_and_batched_by_bytes(tmp_path):
