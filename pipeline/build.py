@@ -21,7 +21,8 @@ import xxhash
 from winnow.format import output_schema, reject_schema
 from winnow.pipeline.config import RunConfig
 from winnow.pipeline.finalize import Finalize
-from winnow.pipeline.sink import SPILL_DIR, WriteShards, batch_bytes
+from winnow.pipeline.sink import WriteShards, batch_bytes
+from winnow.pipeline.spill import SPILL_DIR
 from winnow.pipeline.stages.base import StageOutputs
 from winnow.pipeline.stages.spec import BuildContext
 from winnow.shardio import join_uri
@@ -142,9 +143,15 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
     artifacts: list[beam.PCollection] = []
     timing: list[beam.PCollection] = []
     published: dict[str, beam.PCollection] = {}
+    spill = cfg.sink.spill == "always" or (cfg.sink.spill == "auto" and local)
+
+    def spill_dir(subdir: str) -> str | None:
+        return join_uri(cfg.output, f"{SPILL_DIR}-{subdir}") if spill else None
+
     for name in cfg.stages:
         decl = cfg.registry[name]
-        ctx = BuildContext(config=cfg, schema=schema, published=MappingProxyType(dict(published)))
+        ctx = BuildContext(config=cfg, schema=schema, published=MappingProxyType(dict(published)),
+                           spill_dir=spill_dir(f"stage-{name}"))
         out: StageOutputs = records | f"Stage[{name}]" >> decl.build(cfg.options(name), ctx)
         records = out.kept
         rejected.append(out.rejected)
@@ -160,11 +167,6 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
     all_dead = dead | "FlattenDead" >> beam.Flatten()
 
     out_dir = cfg.output
-    spill = cfg.sink.spill == "always" or (cfg.sink.spill == "auto" and local)
-
-    def spill_dir(subdir: str) -> str | None:
-        return join_uri(out_dir, f"{SPILL_DIR}-{subdir}") if spill else None
-
     kept_info = records | "Shards" >> WriteShards(out_dir, "shards", schema, cfg.sink, spill_dir=spill_dir("shards"))
     reject_sink = dataclasses.replace(cfg.sink, min_shards=1, shard_bytes=cfg.sink.reject_shard_bytes)
     # sizes measured on each stage's output, before the Flatten (see WriteShards' ``sizes``)

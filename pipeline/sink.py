@@ -27,6 +27,7 @@ from winnow.format import ShardInfo, shard_name
 from winnow.pipeline.batch import Records, rows_to_arrow
 from winnow.pipeline.config import SinkConfig
 from winnow.pipeline.memory import release_memory
+from winnow.pipeline.spill import SPILL_FLUSH_BYTES
 from winnow.shardio import (
     atomic_write,
     conform,
@@ -44,10 +45,6 @@ __all__ = ["WriteShards", "batch_bytes", "shard_of", "write_arrow_file", "join_u
 
 _log = logging.getLogger("winnow")
 
-#: the spill folder under the output (``.tmp-`` names are a killed run's leftovers to ``--overwrite``)
-SPILL_DIR = ".tmp-spill"
-#: bytes of split batches a spilling sink buffers per bundle before it writes a spill file
-SPILL_FLUSH_BYTES = 32 * 10**6
 
 
 def batch_bytes(batch: Records) -> int:

@@ -42,6 +42,7 @@ from winnow.filters.dedup.cluster import (
     multi_star_edges,
     star_edges,
 )
+from winnow.pipeline.spill import SpillingGroupByKey
 from winnow.pipeline.stages.base import DEAD, REJECTED, TIMING, Emit, StageFn, TimedFn, explode, run_step
 from winnow.pipeline.stages.stats import HistogramFn
 
@@ -366,12 +367,16 @@ class VerifyEdges(beam.PTransform):
         partitions: the partition count ``payloads`` was packed with.
             ``check`` returns True (keep), False (drop) or, with ``undecided``, None (neither).
         undecided: return ``(kept, undecided)`` edges instead of the kept edges alone.
+        spill_dir: the two shuffles spill their values there (see
+            :class:`~winnow.pipeline.spill.SpillingGroupByKey`); None shuffles in the runner.
     """
 
-    def __init__(self, payloads: beam.PCollection, check: Any, partitions: int, undecided: bool = False) -> None:
+    def __init__(self, payloads: beam.PCollection, check: Any, partitions: int, undecided: bool = False,
+                 spill_dir: str | None = None) -> None:
         super().__init__()
         self._payloads, self._check, self._partitions = payloads, check, partitions
         self._undecided = undecided
+        self._spill_dir = spill_dir
 
     def expand(self, edges: beam.PCollection) -> Any:
         check, parts = self._check, self._partitions
@@ -425,9 +430,9 @@ class VerifyEdges(beam.PTransform):
 
         tagged_p = self._payloads | "TagP" >> beam.Map(lambda kv: (kv[0], ("p", kv[1])))
         by_u = edges | "ByU" >> beam.Map(lambda e: (node_partition(e[0], parts), ("e", e)))
-        attached = ((by_u, tagged_p) | "FlatU" >> beam.Flatten() | "GroupU" >> beam.GroupByKey()
+        attached = ((by_u, tagged_p) | "FlatU" >> beam.Flatten() | "GroupU" >> SpillingGroupByKey(self._spill_dir)
                     | "Attach" >> beam.ParDo(_Attach()))
-        out = ((attached, tagged_p) | "FlatV" >> beam.Flatten() | "GroupV" >> beam.GroupByKey()
+        out = ((attached, tagged_p) | "FlatV" >> beam.Flatten() | "GroupV" >> SpillingGroupByKey(self._spill_dir)
                | "Check" >> beam.ParDo(_Check()).with_outputs("undecided", main="kept"))
         return (out.kept, out.undecided) if self._undecided else out.kept
 

@@ -17,6 +17,7 @@ from apache_beam.metrics import Metrics
 
 from winnow.filters.dedup.cluster import node_key
 from winnow.filters.dedup.config import MinHashDedupConfig
+from winnow.pipeline.spill import SpillingGroupByKey
 from winnow.pipeline.stages.base import DEAD, TIMING, Emit, StageFn, StageOutputs, run_step
 from winnow.pipeline.stages.dedup_graph import (
     COMPARED,
@@ -129,15 +130,18 @@ class _SignatureThenExact(beam.PTransform):
     one shuffle, and only the texts of records on undecided pairs go on to the two shuffles of
     the exact check."""
 
-    def __init__(self, sketches: beam.PCollection, records: beam.PCollection, cfg: MinHashDedupConfig) -> None:
+    def __init__(self, sketches: beam.PCollection, records: beam.PCollection, cfg: MinHashDedupConfig,
+                 spill_dir: str | None = None) -> None:
         super().__init__()
         self._sketches, self._records, self._cfg = sketches, records, cfg
+        self._spill_dir = spill_dir
 
     def expand(self, edges: beam.PCollection) -> beam.PCollection:
         cfg = self._cfg
+        spill = self._spill_dir
         sure, maybe = edges | "Sketch" >> VerifyEdges(
             self._sketches, _SketchCheck(cfg.signature_threshold(), cfg.exact_margin), cfg.bucket_partitions,
-            undecided=True)
+            undecided=True, spill_dir=spill)
 
         def counted(e: Any) -> Any:
             Metrics.counter("winnow", f"{NAME}/verify_exact_checked").inc()
@@ -164,8 +168,8 @@ class _SignatureThenExact(beam.PTransform):
             yield from pack_payloads(pairs, parts)
 
         payloads = ((self._records | "AllTexts" >> beam.FlatMap(texts), flags) | "FlatTexts" >> beam.Flatten()
-                    | "GroupTexts" >> beam.GroupByKey() | "UndecidedTexts" >> beam.FlatMap(wanted))
-        exact = maybe | "Exact" >> VerifyEdges(payloads, _ExactCheck(cfg), parts)
+                    | "GroupTexts" >> SpillingGroupByKey(spill) | "UndecidedTexts" >> beam.FlatMap(wanted))
+        exact = maybe | "Exact" >> VerifyEdges(payloads, _ExactCheck(cfg), parts, spill_dir=spill)
         return (sure, exact) | "Verified" >> beam.Flatten()
 
 
@@ -202,9 +206,10 @@ def _example(rec: dict, chars: int = 600) -> dict:
 class MinHashDedup(beam.PTransform):
     """Keep one record per cluster of texts whose shingle Jaccard reaches the threshold."""
 
-    def __init__(self, cfg: MinHashDedupConfig | None = None) -> None:
+    def __init__(self, cfg: MinHashDedupConfig | None = None, spill_dir: str | None = None) -> None:
         super().__init__(label=NAME)
         self._cfg = cfg or MinHashDedupConfig()
+        self._spill_dir = spill_dir
 
     def expand(self, records: beam.PCollection) -> StageOutputs:
         cfg = self._cfg
@@ -212,16 +217,17 @@ class MinHashDedup(beam.PTransform):
         signed = run_step(records, "Sign", _SignFn(cfg, bands, rows), tags=(_BANDS, _SKETCH))
         verify = None
         if cfg.verify == "signature" and cfg.exact_margin > 0:
-            verify = _SignatureThenExact(signed[_SKETCH], signed.kept, cfg)
+            verify = _SignatureThenExact(signed[_SKETCH], signed.kept, cfg, spill_dir=self._spill_dir)
         elif cfg.verify == "signature":
-            verify = VerifyEdges(signed[_SKETCH], _SketchCheck(cfg.signature_threshold()), cfg.bucket_partitions)
+            verify = VerifyEdges(signed[_SKETCH], _SketchCheck(cfg.signature_threshold()), cfg.bucket_partitions,
+                                 spill_dir=self._spill_dir)
         elif cfg.verify == "exact":
             def payloads(batch: Any) -> Iterable[tuple[int, bytes]]:
                 pairs = [(node_key(r, cfg.keep, cfg.keep_field), r.get("text")) for r in batch.rows if r.get(COMPARED)]
                 return pack_payloads(pairs, cfg.bucket_partitions)
 
             verify = VerifyEdges(signed.kept | "TextPayload" >> beam.FlatMap(payloads), _ExactCheck(cfg),
-                                 cfg.bucket_partitions)
+                                 cfg.bucket_partitions, spill_dir=self._spill_dir)
         kept, rejected, dead, stats, timing = signed.kept | "Cluster" >> ClusterAndPick(
             NAME, REASON, "dup", signed[_BANDS], node_of=NodeOf(cfg.keep, cfg.keep_field), fields=FIELDS, verify=verify,
             max_rounds=cfg.max_rounds, fail_if_not_converged=cfg.on_not_converged == "fail",
@@ -238,7 +244,7 @@ class MinHashDedup(beam.PTransform):
 
 
 def _build(cfg: MinHashDedupConfig, ctx: BuildContext) -> beam.PTransform:
-    return MinHashDedup(cfg)
+    return MinHashDedup(cfg, spill_dir=ctx.spill_dir)
 
 
 DECLARATION = StageDecl(NAME, MinHashDedupConfig, _build, lambda cfg: FIELDS, (REASON,),

@@ -59,6 +59,9 @@ class BuildContext:
     config: Any
     schema: pa.Schema
     published: Mapping[str, beam.PCollection] = field(default_factory=lambda: MappingProxyType({}))
+    #: where large shuffles spill (:class:`winnow.pipeline.spill.SpillingGroupByKey`: folders
+    #: ``<spill_dir>-<uuid>``) on a runner that shuffles in its own memory; None: in the runner
+    spill_dir: str | None = None
 
 
 class Registry(Mapping[str, StageDecl]):

@@ -82,30 +82,46 @@ def test_a_spilling_sink_writes_the_same_shards_and_removes_its_spill_files(tmp_
 
 
 def test_a_local_run_spills_unless_told_not_to_and_keeps_identical_output(tmp_path, monkeypatch):
+    from winnow.pipeline import spill
     from winnow.pipeline.build import build_pipeline
     from winnow.pipeline.configure import load_config
     from winnow.pipeline.readers import expand_inputs
 
     src = tmp_path / "in.jsonl"
-    src.write_text("".join(json.dumps({"text": f"line {i} " + "word " * (i % 9)}) + "\n" for i in range(200)))
+    words = [f"w{j}" for j in range(60)]
+    # near-duplicates (one word changed) so that minhash_dedup's verification shuffles run
+    src.write_text("".join(json.dumps({"text": " ".join(words[: 40 + i % 20] + [f"x{i}"])}) + "\n" for i in range(200)))
     seen: list = []
-    real_init = WriteShards.__init__
 
-    def spy(self, *a, spill_dir=None, **k):
-        seen.append(spill_dir)
-        real_init(self, *a, spill_dir=spill_dir, **k)
+    def spy(cls):
+        import inspect
 
-    monkeypatch.setattr(WriteShards, "__init__", spy)
+        real_init = cls.__init__
+        sig = inspect.signature(real_init)
+
+        def init(self, *a, **k):
+            seen.append((cls.__name__, sig.bind(self, *a, **k).arguments.get("spill_dir")))
+            real_init(self, *a, **k)
+
+        monkeypatch.setattr(cls, "__init__", init)
+
+    spy(WriteShards)
+    spy(spill.SpillingGroupByKey)
     outs = {}
     for mode in ("auto", "never"):
         seen.clear()
         out = tmp_path / mode
-        cfg = load_config(None, input=[str(src)], output=str(out), stages=["normalize", "exact_dedup"],
-                          overrides=[f"sink.spill={mode}"])
+        cfg = load_config(None, input=[str(src)], output=str(out), stages=["normalize", "exact_dedup", "minhash_dedup"],
+                          overrides=[f"sink.spill={mode}", "minhash_dedup.verify=signature"])
         with beam.Pipeline(runner="FnApiRunner") as p:
             build_pipeline(p, cfg, expand_inputs(cfg.input, cfg.reader), local=True)
-        assert (all(seen) if mode == "auto" else not any(seen)) and len(seen) == 3
+        kinds = [k for k, _ in seen]
+        assert kinds.count("WriteShards") == 3 and kinds.count("SpillingGroupByKey") >= 2
+        assert all(d for _, d in seen) if mode == "auto" else not any(d for _, d in seen)
         assert not [e for e in out.iterdir() if e.name.startswith(".tmp-")]
+        stats = json.loads((out / "stats.json").read_text())
+        mh = stats["stage_stats"]["minhash_dedup"]
+        assert mh["verify_candidate_edges"] > mh["verify_removed"] > 0  # the verified shuffles carried edges
         outs[mode] = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*.arrow"))}
     assert outs["auto"] == outs["never"] and len(outs["auto"]) >= 3
 
