@@ -21,7 +21,7 @@ import xxhash
 from winnow.format import output_schema, reject_schema
 from winnow.pipeline.config import RunConfig
 from winnow.pipeline.finalize import Finalize
-from winnow.pipeline.sink import WriteShards, batch_bytes
+from winnow.pipeline.sink import WriteShards
 from winnow.pipeline.spill import SPILL_DIR
 from winnow.pipeline.stages.base import StageOutputs
 from winnow.pipeline.stages.spec import BuildContext
@@ -40,9 +40,10 @@ def run_schema(cfg: RunConfig) -> pa.Schema:
 
 class RunOutputs:
     """Handles on the main PCollections (batches of records), for tests and callers that extend
-    the graph."""
+    the graph: the kept records, and the rejects and dead letters as lists with one PCollection
+    per step (flatten them only where a copy of all of them in memory is affordable)."""
 
-    def __init__(self, kept: beam.PCollection, rejected: beam.PCollection, dead: beam.PCollection) -> None:
+    def __init__(self, kept: beam.PCollection, rejected: list[beam.PCollection], dead: list[beam.PCollection]) -> None:
         self.kept = kept
         self.rejected = rejected
         self.dead = dead
@@ -163,20 +164,20 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
         if out.artifacts is not None:
             artifacts.append(out.artifacts)
 
-    all_rejected = rejected | "FlattenRejects" >> beam.Flatten() if rejected else p | "NoRejects" >> beam.Create([])
-    all_dead = dead | "FlattenDead" >> beam.Flatten()
+    # Rejects and dead letters stay one PCollection per stage: every consumer below reads each
+    # on its own and only small results are flattened (a Flatten of the records themselves is
+    # a full in-memory buffer on FnApiRunner).
+    if not rejected:
+        rejected = [p | "NoRejects" >> beam.Create([])]
 
     out_dir = cfg.output
     kept_info = records | "Shards" >> WriteShards(out_dir, "shards", schema, cfg.sink, spill_dir=spill_dir("shards"))
     reject_sink = dataclasses.replace(cfg.sink, min_shards=1, shard_bytes=cfg.sink.reject_shard_bytes)
     # sizes measured on each stage's output, before the Flatten (see WriteShards' ``sizes``)
-    reject_sizes = ([r | f"RejectSize{i}" >> beam.Map(batch_bytes) for i, r in enumerate(rejected)]
-                    | "FlattenRejectSizes" >> beam.Flatten()) if rejected else None
-    dead_sizes = [d | f"DeadSize{i}" >> beam.Map(batch_bytes) for i, d in enumerate(dead)] | "FlattenDeadSizes" >> beam.Flatten()
-    rejects_info = all_rejected | "Rejects" >> WriteShards(
-        out_dir, "rejects", rschema, reject_sink, sizes=reject_sizes, spill_dir=spill_dir("rejects"))
-    dead_info = all_dead | "DeadLetters" >> WriteShards(
-        out_dir, "dead_letter", rschema, reject_sink, sizes=dead_sizes, spill_dir=spill_dir("dead_letter"))
+    rejects_info = tuple(rejected) | "Rejects" >> WriteShards(
+        out_dir, "rejects", rschema, reject_sink, spill_dir=spill_dir("rejects"))
+    dead_info = tuple(dead) | "DeadLetters" >> WriteShards(
+        out_dir, "dead_letter", rschema, reject_sink, spill_dir=spill_dir("dead_letter"))
 
     read_count = (
         # sizes before the Flatten: a Flatten of the records would buffer a copy of the input
@@ -184,13 +185,13 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
         | "FlattenRead" >> beam.Flatten() | "CountRead" >> beam.CombineGlobally(sum)
     )
     reject_counts = (
-        all_rejected
-        | "RejectKey" >> beam.FlatMap(_counted, lambda r: (r["reject_stage"], r["reject_reason"]))
-        | "CountRejects" >> beam.CombinePerKey(sum)
+        [r | f"RejectKey{i}" >> beam.FlatMap(_counted, lambda r: (r["reject_stage"], r["reject_reason"]))
+         for i, r in enumerate(rejected)]
+        | "FlattenRejectKeys" >> beam.Flatten() | "CountRejects" >> beam.CombinePerKey(sum)
     )
     dead_counts = (
-        all_dead | "DeadKey" >> beam.FlatMap(_counted, lambda r: r["reject_stage"])
-        | "CountDead" >> beam.CombinePerKey(sum)
+        [d | f"DeadKey{i}" >> beam.FlatMap(_counted, lambda r: r["reject_stage"]) for i, d in enumerate(dead)]
+        | "FlattenDeadKeys" >> beam.Flatten() | "CountDead" >> beam.CombinePerKey(sum)
     )
     kept_kinds = (
         records
@@ -215,8 +216,8 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
 
     examples = (
         # cut to examples before the Flatten, which would buffer another copy of every reject
-        (all_rejected | "ExampleRows" >> beam.FlatMap(example_keys),
-         all_dead | "DeadExampleRows" >> beam.FlatMap(example_keys))
+        [r | f"ExampleRows{i}" >> beam.FlatMap(example_keys) for i, r in enumerate(rejected)]
+        + [d | f"DeadExampleRows{i}" >> beam.FlatMap(example_keys) for i, d in enumerate(dead)]
         | "FlattenExamples" >> beam.Flatten()
         | "TopExamples" >> beam.combiners.Top.PerKey(keep_n, key=lambda e: e[:3], reverse=True)
         | "ExampleValues" >> beam.FlatMap(lambda kv: [_example_json(e[3]) for e in kv[1][:n_examples]])
@@ -247,5 +248,5 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
             timing=side.AsList(stage_timing),
         )
     )
-    return RunOutputs(records, all_rejected, all_dead)
+    return RunOutputs(records, rejected, dead)
 

@@ -195,7 +195,8 @@ class _WriteShardFn(beam.DoFn):
 
 
 class WriteShards(beam.PTransform):
-    """Write a PCollection of record batches as ``OUT/<subdir>/part-XXXXX-of-NNNNN.arrow``.
+    """Write a PCollection of record batches (or a tuple of them, written together) as
+    ``OUT/<subdir>/part-XXXXX-of-NNNNN.arrow``.
 
     Args:
         out_dir: the run's output URI.
@@ -203,10 +204,6 @@ class WriteShards(beam.PTransform):
         schema: the Arrow schema every shard has (missing columns are null).
         cfg: shard and batch sizes, compression.
         shown_as: what the log puts before ``subdir`` (``packed`` when ``out_dir`` is OUT/packed).
-        sizes: the batches' :func:`batch_bytes`, when the caller can compute them upstream. On
-            a local runner the shard count (a side input of the split) is then ready before
-            the batches are read, so the split fuses with that read instead of buffering
-            another copy of them (the rejects, flattened from every stage, are the case).
         spill_dir: where to spill the split batches (a local runner: see :class:`_SpillFn`);
             None shuffles the batches themselves (a distributed runner's shuffle is its own
             service). The folder is removed when every shard is written.
@@ -219,28 +216,35 @@ class WriteShards(beam.PTransform):
     """
 
     def __init__(self, out_dir: str, subdir: str, schema: pa.Schema, cfg: SinkConfig, prefix: str = "part",
-                 shown_as: str = "", sizes: beam.PCollection | None = None, spill_dir: str | None = None) -> None:
+                 shown_as: str = "", spill_dir: str | None = None) -> None:
         super().__init__(label=f"Write[{subdir}]")
         self._spill_dir = spill_dir
         self._shown_as = shown_as
-        self._sizes = sizes
         self._out_dir = out_dir
         self._subdir = subdir
         self._schema = schema
         self._cfg = cfg
         self._prefix = prefix
 
-    def expand(self, batches: beam.PCollection) -> beam.PCollection:
+    def expand(self, batches: beam.PCollection | tuple[beam.PCollection, ...]) -> beam.PCollection:
         cfg = self._cfg
-        sizes = self._sizes if self._sizes is not None else batches | "Size" >> beam.Map(batch_bytes)
+        inputs = tuple(batches) if isinstance(batches, (tuple, list)) else (batches,)
+        # sizes measured on each input before any Flatten: on a local runner the shard count (a
+        # side input of the split) is then ready before the batches are read, so the split fuses
+        # with the step that produced them instead of buffering a copy of them
+        sizes = [b | f"Size{i}" >> beam.Map(batch_bytes) for i, b in enumerate(inputs)] | "Sizes" >> beam.Flatten()
         total = sizes | "Total" >> beam.CombineGlobally(sum)
         count = total | "Count" >> beam.Map(lambda t: shard_count(t, cfg.shard_bytes, cfg.min_shards))
         n = beam.pvalue.AsSingleton(count)
         if self._spill_dir is None:
-            keyed = batches | "Assign" >> beam.FlatMap(_split, n=n)
+            flat = inputs[0] if len(inputs) == 1 else inputs | "FlattenBatches" >> beam.Flatten()
+            keyed = flat | "Assign" >> beam.FlatMap(_split, n=n)
         else:
+            # each input spilled on its own: only references are flattened (a Flatten of the
+            # batches is a full in-memory buffer on FnApiRunner)
             flush = min(cfg.shard_bytes, SPILL_FLUSH_BYTES)
-            keyed = batches | "Spill" >> beam.ParDo(_SpillFn(self._spill_dir, self._schema, flush), n=n)
+            keyed = ([b | f"Spill{i}" >> beam.ParDo(_SpillFn(self._spill_dir, self._schema, flush), n=n)
+                      for i, b in enumerate(inputs)] | "FlattenRefs" >> beam.Flatten())
         slots = count | "Slots" >> beam.FlatMap(lambda k: [(i, None) for i in range(k)])
         grouped = (keyed, slots) | "Keyed" >> beam.Flatten() | "Group" >> beam.GroupByKey()
         infos = grouped | "Write" >> beam.ParDo(

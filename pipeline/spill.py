@@ -100,8 +100,11 @@ class SpillingGroupByKey(beam.PTransform):
     """``GroupByKey`` that spills its values to files in a folder ``<spill_dir>-<uuid>``
     (``spill_dir`` None: a plain GroupByKey).
 
-    Returns ``(key, values)`` pairs like GroupByKey, ``values`` a list. Memory: a bundle holds up
-    to ``flush_bytes`` of pickled values before it writes them; the reader holds one group.
+    Applied to a PCollection, or to a tuple of them: each is spilled on its own and only the
+    references are flattened (a Flatten of the values themselves is a full in-memory buffer on
+    FnApiRunner). Returns ``(key, values)`` pairs like GroupByKey, ``values`` a list. Memory: a
+    bundle holds up to ``flush_bytes`` of pickled values before it writes them; the reader
+    holds one group.
     """
 
     def __init__(self, spill_dir: str | None, flush_bytes: int = SPILL_FLUSH_BYTES, label: str | None = None) -> None:
@@ -110,12 +113,16 @@ class SpillingGroupByKey(beam.PTransform):
         self._dir = None if spill_dir is None else f"{spill_dir.rstrip('/')}-{uuid.uuid4().hex}"
         self._flush_bytes = flush_bytes
 
-    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
+    def expand(self, pcoll: beam.PCollection | tuple[beam.PCollection, ...]) -> beam.PCollection:
+        inputs = tuple(pcoll) if isinstance(pcoll, (tuple, list)) else (pcoll,)
         if self._dir is None:
-            return pcoll | "GroupByKey" >> beam.GroupByKey()
+            flat = inputs[0] if len(inputs) == 1 else inputs | "Flatten" >> beam.Flatten()
+            return flat | "GroupByKey" >> beam.GroupByKey()
         spill_dir = self._dir
-        grouped = (pcoll | "Spill" >> beam.ParDo(_SpillValuesFn(spill_dir, self._flush_bytes))
-                   | "GroupRefs" >> beam.GroupByKey() | "ReadBack" >> beam.FlatMap(_read_group))
+        refs = [p | f"Spill{i}" >> beam.ParDo(_SpillValuesFn(spill_dir, self._flush_bytes))
+                for i, p in enumerate(inputs)]
+        grouped = (refs | "FlattenRefs" >> beam.Flatten() | "GroupRefs" >> beam.GroupByKey()
+                   | "ReadBack" >> beam.FlatMap(_read_group))
         _ = (grouped | "Read" >> beam.combiners.Count.Globally()
              | "RemoveSpill" >> beam.Map(lambda _n: _remove(spill_dir)))
         return grouped

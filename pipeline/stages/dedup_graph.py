@@ -430,9 +430,9 @@ class VerifyEdges(beam.PTransform):
 
         tagged_p = self._payloads | "TagP" >> beam.Map(lambda kv: (kv[0], ("p", kv[1])))
         by_u = edges | "ByU" >> beam.Map(lambda e: (node_partition(e[0], parts), ("e", e)))
-        attached = ((by_u, tagged_p) | "FlatU" >> beam.Flatten() | "GroupU" >> SpillingGroupByKey(self._spill_dir)
+        attached = ((by_u, tagged_p) | "GroupU" >> SpillingGroupByKey(self._spill_dir)
                     | "Attach" >> beam.ParDo(_Attach()))
-        out = ((attached, tagged_p) | "FlatV" >> beam.Flatten() | "GroupV" >> SpillingGroupByKey(self._spill_dir)
+        out = ((attached, tagged_p) | "GroupV" >> SpillingGroupByKey(self._spill_dir)
                | "Check" >> beam.ParDo(_Check()).with_outputs("undecided", main="kept"))
         return (out.kept, out.undecided) if self._undecided else out.kept
 

@@ -167,7 +167,7 @@ class _SignatureThenExact(beam.PTransform):
             pairs = [(n, t) for tag, v in values if tag == "t" for n, t in unpack_payloads(v) if n in flagged]
             yield from pack_payloads(pairs, parts)
 
-        payloads = ((self._records | "AllTexts" >> beam.FlatMap(texts), flags) | "FlatTexts" >> beam.Flatten()
+        payloads = ((self._records | "AllTexts" >> beam.FlatMap(texts), flags)
                     | "GroupTexts" >> SpillingGroupByKey(spill) | "UndecidedTexts" >> beam.FlatMap(wanted))
         exact = maybe | "Exact" >> VerifyEdges(payloads, _ExactCheck(cfg), parts, spill_dir=spill)
         return (sure, exact) | "Verified" >> beam.Flatten()
