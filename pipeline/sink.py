@@ -93,13 +93,12 @@ SpillRef = tuple[str, int, int]
 
 
 class _SpillFn(beam.DoFn):
-    """Split batches by shard into Arrow spill files; emit ``(shard, SpillRef)``, not the rows.
+    """Write the batches of a bundle to Arrow spill files (lz4), one per ``flush_bytes``; emit
+    each file's URI.
 
-    The parts of one bundle are buffered up to ``flush_bytes`` and then written as one IPC
-    file (lz4), the parts grouped by shard, so a local runner's GroupByKey holds a few small
-    tuples per flush instead of every row of the output (FnApiRunner keeps a group's values in
-    memory as one encoded blob and copies it when it hands the group to the writer). Files per
-    sink: about output bytes / ``flush_bytes``.
+    Needs no shard count, so it runs where the batches are produced: a local runner never
+    holds them in memory while it waits for the count (rejects of an early stage would wait
+    for the last stage). :class:`_SplitSpilledFn` then splits each file by shard.
     """
 
     def __init__(self, spill_dir: str, schema: pa.Schema, flush_bytes: int) -> None:
@@ -108,37 +107,52 @@ class _SpillFn(beam.DoFn):
         self._flush_bytes = flush_bytes
 
     def start_bundle(self) -> None:
-        self._parts: dict[int, list[pa.Table]] = {}
+        self._tables: list[pa.Table] = []
         self._bytes = 0
 
-    def process(self, batch: Records, n: int) -> Iterable[tuple[int, SpillRef]]:
-        for k, part in _split(batch, n):
-            table = records_table(part, self._schema)
-            self._parts.setdefault(k, []).append(table)
-            self._bytes += table.nbytes
+    def process(self, batch: Records) -> Iterable[str]:
+        table = records_table(batch, self._schema)
+        self._tables.append(table)
+        self._bytes += table.nbytes
         if self._bytes >= self._flush_bytes:
             yield from self._flush()
 
     def finish_bundle(self) -> Iterable[WindowedValue]:
-        for ref in self._flush():
-            yield WindowedValue(ref, MIN_TIMESTAMP, [GlobalWindow()])
+        for uri in self._flush():
+            yield WindowedValue(uri, MIN_TIMESTAMP, [GlobalWindow()])
 
-    def _flush(self) -> list[tuple[int, SpillRef]]:
-        if not self._parts:
+    def _flush(self) -> list[str]:
+        if not self._tables:
             return []
-        parts, self._parts, self._bytes = self._parts, {}, 0
+        tables, self._tables, self._bytes = self._tables, [], 0
         uri = join_uri(self._dir, f"{uuid.uuid4().hex}.arrow")
+        write_arrow_file(uri, self._schema, (b for t in tables for b in t.to_batches()), "lz4")
+        return [uri]
+
+
+class _SplitSpilledFn(beam.DoFn):
+    """Split one spill file by shard into a new spill file (its record batches grouped by
+    shard); emit ``(shard, SpillRef)`` for each shard it holds rows of."""
+
+    def __init__(self, spill_dir: str, schema: pa.Schema) -> None:
+        self._dir = spill_dir
+        self._schema = schema
+
+    def process(self, uri: str, n: int) -> Iterable[tuple[int, SpillRef]]:
+        with fsspec.open(uri, "rb") as fh:
+            table = pa.ipc.open_file(fh).read_all()
+        out = join_uri(self._dir, f"{uuid.uuid4().hex}.arrow")
         refs: list[tuple[int, SpillRef]] = []
 
         def batches() -> Iterable[pa.RecordBatch]:
             start = 0
-            for k in sorted(parts):
-                chunk = pa.concat_tables(parts.pop(k)).to_batches()
-                refs.append((k, (uri, start, len(chunk))))
+            for k, part in _split(Records.from_arrow(table), n):
+                chunk = records_table(part, self._schema).to_batches()
+                refs.append((k, (out, start, len(chunk))))
                 start += len(chunk)
                 yield from chunk
 
-        write_arrow_file(uri, self._schema, batches(), "lz4")
+        write_arrow_file(out, self._schema, batches(), "lz4")
         return refs
 
 
@@ -240,11 +254,12 @@ class WriteShards(beam.PTransform):
             flat = inputs[0] if len(inputs) == 1 else inputs | "FlattenBatches" >> beam.Flatten()
             keyed = flat | "Assign" >> beam.FlatMap(_split, n=n)
         else:
-            # each input spilled on its own: only references are flattened (a Flatten of the
-            # batches is a full in-memory buffer on FnApiRunner)
-            flush = min(cfg.shard_bytes, SPILL_FLUSH_BYTES)
-            keyed = ([b | f"Spill{i}" >> beam.ParDo(_SpillFn(self._spill_dir, self._schema, flush), n=n)
-                      for i, b in enumerate(inputs)] | "FlattenRefs" >> beam.Flatten())
+            # each input spilled where it is produced, then split by shard: only file names and
+            # references are flattened and shuffled (a Flatten of the batches is a full
+            # in-memory buffer on FnApiRunner)
+            files = ([b | f"Spill{i}" >> beam.ParDo(_SpillFn(self._spill_dir, self._schema, SPILL_FLUSH_BYTES))
+                      for i, b in enumerate(inputs)] | "FlattenSpilled" >> beam.Flatten())
+            keyed = files | "SplitSpilled" >> beam.ParDo(_SplitSpilledFn(self._spill_dir, self._schema), n=n)
         slots = count | "Slots" >> beam.FlatMap(lambda k: [(i, None) for i in range(k)])
         grouped = (keyed, slots) | "Keyed" >> beam.Flatten() | "Group" >> beam.GroupByKey()
         infos = grouped | "Write" >> beam.ParDo(

@@ -72,11 +72,12 @@ def test_a_spilling_sink_writes_the_same_shards_and_removes_its_spill_files(tmp_
         return real_write(uri, *a, **k)
 
     monkeypatch.setattr(sink, "write_arrow_file", spy)
+    monkeypatch.setattr(sink, "SPILL_FLUSH_BYTES", 5_000)
     out = run_sink(tmp_path, "spilled", recs, cfg, spill=True)
     spills = [u for u in written if "/.tmp-spill-shards/" in u]
-    # several spill files per bundle (flushed at min(shard_bytes, 32 MB) of split rows), each
-    # holding the parts of several shards, and the shards byte-identical to the in-memory path
-    assert len(spills) > 2
+    # several spill files per bundle (a file per 5,000 bytes of batches, then each split by
+    # shard into a file of its own), and the shards byte-identical to the in-memory path
+    assert len(spills) > 4
     assert checksums(out) == plain
     assert not pathlib.Path(out, ".tmp-spill-shards").exists()
 
