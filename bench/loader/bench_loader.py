@@ -245,6 +245,14 @@ def run_bare(cfg: dict) -> dict:
 
 
 def run_latency(cfg: dict) -> dict:
+    """Random ``ds[i]`` per tier, each access with its wall time, this thread's CPU time, its
+    involuntary context switches (the kernel took the core away: ``getrusage(RUSAGE_THREAD)``),
+    voluntary switches (it blocked: I/O, a lock), minor page faults and time in Python's garbage
+    collector, so a tail can be told apart: work of ours (CPU time, faults, GC, blocking) or
+    waiting for a core (involuntary switches, wall far above CPU)."""
+    import gc
+    import resource
+
     import numpy as np
 
     from winnow.cache import StreamingDataset
@@ -255,18 +263,40 @@ def run_latency(cfg: dict) -> dict:
     total = ds.manifest.total_rows
     for s in range(len(ds.manifest.shards)):  # map everything: L1
         ds[int(ds.order(0).offsets[s])]
-    l1 = []
-    for i in rng.integers(0, total, cfg["n"]).tolist():
-        t0 = time.perf_counter()
-        ds[i]
-        l1.append(time.perf_counter() - t0)
-    l2 = []
+    gc_s = [0.0, 0.0]
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_s[1] = time.perf_counter()
+        else:
+            gc_s[0] += time.perf_counter() - gc_s[1]
+
+    gc.callbacks.append(on_gc)
+    perf, cpu, ru, THREAD = time.perf_counter, time.thread_time, resource.getrusage, resource.RUSAGE_THREAD
+
+    def measure(ids: list[int], before) -> dict:
+        out: dict[str, list[float]] = {"wall": [], "cpu": [], "ivcsw": [], "vcsw": [], "minflt": [], "gc": []}
+        for i in ids:
+            before()
+            r0 = ru(THREAD)
+            g0 = gc_s[0]
+            c0 = cpu()
+            t0 = perf()
+            ds[i]
+            t1 = perf()
+            c1 = cpu()
+            r1 = ru(THREAD)
+            out["wall"].append(t1 - t0)
+            out["cpu"].append(c1 - c0)
+            out["ivcsw"].append(r1.ru_nivcsw - r0.ru_nivcsw)
+            out["vcsw"].append(r1.ru_nvcsw - r0.ru_nvcsw)
+            out["minflt"].append(r1.ru_minflt - r0.ru_minflt)
+            out["gc"].append(gc_s[0] - g0)
+        return out
+
+    l1 = measure(rng.integers(0, total, cfg["n"]).tolist(), lambda: None)
     tier = ds._runtime().tier
-    for i in rng.integers(0, total, max(cfg["n"] // 10, 50)).tolist():
-        tier.drop()  # unmapped, but on the local disk: L2
-        t0 = time.perf_counter()
-        ds[i]
-        l2.append(time.perf_counter() - t0)
+    l2 = measure(rng.integers(0, total, max(cfg["n"] // 2, 50)).tolist(), tier.drop)  # unmapped, on local disk
     return {"l1": l1, "l2": l2}
 
 
@@ -549,9 +579,22 @@ def main() -> None:
         lat = L["latency"]
         print(f"\nrandom-access latency of one sample (ds[i]), one process, {a.busy} spinning processes beside it")
         for tier, key, target in (("L1 (mapped)", "l1", 0.1), ("L2 (local file, unmapped)", "l2", 2.0)):
-            xs = lat[key]
+            d = lat[key]
+            xs = d["wall"]
             print(f"  winnow {tier:<28} p50 {pct(xs, .5) * 1e3:7.3f} ms   p99 {pct(xs, .99) * 1e3:7.3f} ms"
                   f"   (target p99 < {target} ms, n={len(xs)})")
+            quiet = [w for w, c in zip(xs, d["ivcsw"]) if c == 0]
+            slow = [j for j, w in enumerate(xs) if w > target / 1e3]
+            print(f"    where the time goes: CPU time p50 {pct(d['cpu'], .5) * 1e3:.3f} / p99 {pct(d['cpu'], .99) * 1e3:.3f}"
+                  f" / max {max(d['cpu']) * 1e3:.3f} ms; minor faults p99 {pct(d['minflt'], .99):.0f}; GC max "
+                  f"{max(d['gc']) * 1e3:.3f} ms; {sum(c > 0 for c in d['ivcsw'])} of {len(xs)} accesses lost the core "
+                  f"(involuntary switch); p99 of the {len(quiet)} that did not: "
+                  f"{pct(quiet, .99) * 1e3 if quiet else float('nan'):.3f} ms")
+            if slow:
+                print(f"    {len(slow)} accesses over {target} ms: {sum(d['ivcsw'][j] > 0 for j in slow)} of them lost the "
+                      f"core, {sum(d['vcsw'][j] > 0 for j in slow)} blocked (voluntary switch: I/O, a lock, a thread hop); "
+                      f"their CPU time max {max(d['cpu'][j] for j in slow) * 1e3:.3f} ms, wall - CPU median "
+                      f"{statistics.median(xs[j] - d['cpu'][j] for j in slow) * 1e3:.3f} ms")
         if "latency_mds" in L:
             xs = L["latency_mds"]["warm"]
             print(f"  MDS warm (local, ds[i])              p50 {pct(xs, .5) * 1e3:7.3f} ms   "
@@ -575,7 +618,9 @@ def main() -> None:
         with open(a.json, "w") as f:
             json.dump({"ratios_per_round": ratios, "warm_rounds": W, "cold_rounds": C,
                        "latency_ms": {f"{k}.{t}": {"p50": pct(xs, .5) * 1e3, "p99": pct(xs, .99) * 1e3, "n": len(xs)}
-                                      for k, v in L.items() for t, xs in v.items()}}, f, indent=1, default=str)
+                                      for k, v in L.items() for t, xs in
+                                      ((t, x["wall"] if isinstance(x, dict) else x) for t, x in v.items())}},
+                      f, indent=1, default=str)
     print(f"\ntotal {time.time() - t0:.0f}s")
 
 
