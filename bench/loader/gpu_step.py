@@ -64,21 +64,66 @@ def sync(dev) -> None:
         torch.cuda.synchronize()
 
 
-def timed(it, dev, warmup: int, steps: int, count) -> float:
-    """Tokens/s over ``steps`` batches after ``warmup`` (the clock starts once warm-up batches are in)."""
-    n, t0 = 0, None
-    for k, b in enumerate(it):
-        if k == warmup:
-            sync(dev)
-            t0 = time.perf_counter()
-        if k >= warmup:
-            n += count(b)
-        if k + 1 >= warmup + steps:
-            break
-    sync(dev)
-    if t0 is None or n == 0:
+def _proc_cpu(pid: int) -> float:
+    """utime + stime of one process in seconds (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            p = f.read().rsplit(")", 1)[1].split()
+        return (int(p[11]) + int(p[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
         return 0.0
-    return n / (time.perf_counter() - t0)
+
+
+def _worker_pids() -> list[int]:
+    """The DataLoader worker processes alive now (the measured loader's: each measurement closes
+    its iterator, and with it its workers, before the next starts)."""
+    import multiprocessing
+
+    return [p.pid for p in multiprocessing.active_children()]
+
+
+def timed(it, dev, warmup: int, steps: int, count) -> dict:
+    """Tokens/s over ``steps`` batches after ``warmup`` (the clock starts once warm-up batches are
+    in), with the CPU seconds per batch of this process (all its threads: the DataLoader's pin
+    thread, the prefetch thread) and of the loader's worker processes over the same window.
+    Closes ``it`` (its thread and workers) before returning."""
+    import resource
+
+    n, t0, k, c0, w0, pids = 0, None, -1, 0.0, 0.0, []
+    try:
+        for k, b in enumerate(it):
+            if k == warmup:
+                sync(dev)
+                t0 = time.perf_counter()
+                r = resource.getrusage(resource.RUSAGE_SELF)
+                c0 = r.ru_utime + r.ru_stime
+                pids = _worker_pids()
+                w0 = sum(_proc_cpu(p) for p in pids)
+            if k >= warmup:
+                n += count(b)
+            if k + 1 >= warmup + steps:
+                break
+        sync(dev)
+        dt = time.perf_counter() - t0 if t0 is not None else 0.0
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        w1 = sum(_proc_cpu(p) for p in pids)
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+    if t0 is None or n == 0:
+        return {"rate": 0.0, "batches": 0, "seconds": 0.0}
+    nb = k + 1 - warmup
+    return {"rate": n / dt, "batches": nb, "seconds": dt,
+            "main_cpu_ms_per_batch": (r.ru_utime + r.ru_stime - c0) / nb * 1e3,
+            "workers_cpu_ms_per_batch": (w1 - w0) / nb * 1e3 if pids else None}
+
+
+def _diag(r: dict) -> str:
+    w = r.get("workers_cpu_ms_per_batch")
+    return (f"[{r['batches']} batches in {r['seconds']:.2f}s; CPU per batch: trainer process "
+            f"{r.get('main_cpu_ms_per_batch', float('nan')):.2f} ms" + ("" if w is None else f", workers {w:.2f} ms")
+            + "]")
 
 
 def bare_gather(remote: str, seconds: float = 3.0) -> float:
@@ -191,11 +236,13 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/winnow-gpu-bench")
     ap.add_argument("--seq-len", type=int, default=4096)
     ap.add_argument("--seqs", type=int, default=256, help="sequences per step (256 x 4096 = 1,048,576 tokens)")
-    ap.add_argument("--steps", type=int, default=200,
-                    help="timed batches per worker count (at 500M tokens/s, 200 batches are ~0.4 s; the H200 "
-                         "figures in docs/loader.md were taken with 60, a window short enough to be noisy)")
-    ap.add_argument("--peer-steps", type=int, default=60, help="timed batches per peer")
-    ap.add_argument("--warmup", type=int, default=6)
+    ap.add_argument("--steps", type=int, default=400,
+                    help="timed batches per worker count (at 500M tokens/s, 400 batches of 1M tokens are ~0.8 s; "
+                         "the first H200 figures in docs/loader.md were taken with 60, a window short enough to be "
+                         "noisy)")
+    ap.add_argument("--peer-steps", type=int, default=100, help="timed batches per peer")
+    ap.add_argument("--warmup", type=int, default=6,
+                    help="untimed batches first (at least 2 per worker, so every worker has started)")
     ap.add_argument("--workers", default="1,2,4,8,16")
     ap.add_argument("--step-workers", type=int, default=8, help="workers for the synthetic training step")
     ap.add_argument("--train-steps", type=int, default=30)
@@ -218,7 +265,8 @@ def main() -> None:
     workers = [int(w) for w in a.workers.split(",") if w]
     tokens_per_step = a.seq_len * a.seqs
     lengths = (256, 2048)
-    need_tokens = tokens_per_step * (a.steps + a.warmup + 2 * max(workers) + 8) * 5 // 4
+    batches = max(a.steps + max(a.warmup, 2 * max(workers)), max(a.warmup, 2 * a.step_workers) + a.train_steps) + 8
+    need_tokens = tokens_per_step * batches * 5 // 4
     docs = int(need_tokens / np.mean(lengths)) + 1
     remote = os.path.join(a.work, f"shards-{docs}")
     t0 = time.time()
@@ -247,29 +295,32 @@ def main() -> None:
         os.environ.update(RANK=str(a.as_rank), WORLD_SIZE=str(a.ranks))
         t0 = time.perf_counter()
         r = timed(iter(loader(7, a.rank_workers)), dev, a.warmup, a.steps, with_masks)
-        print(json.dumps({"rate": r, "wall": time.perf_counter() - t0}))
+        print(json.dumps({**r, "wall": time.perf_counter() - t0}))
         return
 
     res: dict = {"tokens_per_step": tokens_per_step, "workers": {}}
     w0 = max(workers)
-    res["cold"] = timed(iter(loader(1, min(w0, 8))), dev, a.warmup, a.steps, with_masks)
-    print(f"cold (L2 filling), {min(w0, 8)} workers: {res['cold'] / 1e6:.1f}M tokens/s into GPU memory", flush=True)
+    wc = min(w0, 8)
+    res["cold"] = timed(iter(loader(1, wc)), dev, max(a.warmup, 2 * wc), a.steps, with_masks)
+    print(f"cold (L2 filling), {wc} workers: {res['cold']['rate'] / 1e6:.1f}M tokens/s into GPU memory "
+          f"{_diag(res['cold'])}", flush=True)
     for w in workers:
-        r = timed(iter(loader(3 + w, w)), dev, a.warmup, a.steps, with_masks)
+        r = timed(iter(loader(3 + w, w)), dev, max(a.warmup, 2 * w), a.steps, with_masks)
         res["workers"][w] = r
-        print(f"winnow, {w:2d} workers: {r / 1e6:8.1f}M tokens/s into GPU memory (packed, boundaries, masks on GPU)",
-              flush=True)
-    res["monotone_to_8"] = all(res["workers"][y] >= res["workers"][x] for x, y in zip(workers, workers[1:]) if y <= 8)
+        print(f"winnow, {w:2d} workers: {r['rate'] / 1e6:8.1f}M tokens/s into GPU memory (packed, boundaries, masks "
+              f"on GPU) {_diag(r)}", flush=True)
+    rate = {w: r["rate"] for w, r in res["workers"].items()}
+    res["monotone_to_8"] = all(rate[y] >= rate[x] for x, y in zip(workers, workers[1:]) if y <= 8)
     res["bare_gather"] = bare_gather(remote)
     print(f"bare shuffled gather from mmap (1 process, no loader): {res['bare_gather'] / 1e6:.1f}M tokens/s", flush=True)
 
     if not a.no_peers:
         t0 = time.time()
         per_batch = max(1, int(tokens_per_step / np.mean(lengths)))  # a step's tokens in documents
-        peers = write_peers(remote, a.work, min(docs, per_batch * (a.warmup + a.peer_steps + 40)))
+        peers = write_peers(remote, a.work, min(docs, per_batch * (max(a.warmup, 16) + a.peer_steps + 40)))
         print(f"peers written in {time.time() - t0:.0f}s", flush=True)
         pw = 8 if 8 in workers else w0
-        ours = res["workers"][pw]
+        ours = rate[pw]
         res["peers"] = {}
         for name, path in peers.items():
             if path.startswith("ERROR"):
@@ -277,11 +328,13 @@ def main() -> None:
                 res["peers"][name] = path
                 continue
             try:
-                r = timed(iter(peer_loader(name, path, pw, dev, per_batch)), dev, a.warmup, a.peer_steps,
-                          lambda b: b.numel())
+                r = timed(iter(peer_loader(name, path, pw, dev, per_batch)), dev, max(a.warmup, 2 * pw),
+                          a.peer_steps, lambda b: b.numel())
                 res["peers"][name] = r
-                print(f"{name}, {pw} workers, {per_batch} documents a batch: {r / 1e6:.1f}M tokens/s into GPU "
-                      f"memory (unpacked); winnow is {ours / r if r else float('nan'):.1f}x", flush=True)
+                pr = r["rate"]
+                print(f"{name}, {pw} workers, {per_batch} documents a batch: {pr / 1e6:.1f}M tokens/s into GPU "
+                      f"memory (unpacked); winnow {pw} workers is {ours / pr if pr else float('nan'):.1f}x "
+                      f"{_diag(r)}", flush=True)
             except Exception as e:
                 res["peers"][name] = f"ERROR {type(e).__name__}: {e}"
                 print(f"{name}: ERROR {type(e).__name__}: {e}", flush=True)
@@ -290,7 +343,7 @@ def main() -> None:
         import subprocess
 
         args = [sys.executable, os.path.abspath(__file__), "--work", a.work, "--seq-len", str(a.seq_len),
-                "--seqs", str(a.seqs), "--steps", str(min(a.steps, 8)), "--warmup", "2", "--workers", a.workers,
+                "--seqs", str(a.seqs), "--steps", str(min(a.steps, 24)), "--warmup", "4", "--workers", a.workers,
                 "--ranks", str(a.ranks), "--rank-workers", str(a.rank_workers)]
         procs = [subprocess.Popen(args + ["--as-rank", str(r)], stdout=subprocess.PIPE, text=True)
                  for r in range(a.ranks)]
@@ -323,13 +376,14 @@ def main() -> None:
 
     it = iter(loader(2, a.step_workers))
     waits, totals = [], []
-    for k in range(a.warmup + a.train_steps):
+    warm = max(a.warmup, 2 * a.step_workers)
+    for k in range(warm + a.train_steps):
         t0 = time.perf_counter()
         batch = next(it)
         t1 = time.perf_counter()
         step(batch)
         t2 = time.perf_counter()
-        if k >= a.warmup:
+        if k >= warm:
             waits.append(t1 - t0)
             totals.append(t2 - t0)
     share = sum(waits) / sum(totals)
