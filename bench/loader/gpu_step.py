@@ -57,6 +57,65 @@ def import_winnow_cache() -> None:
         spec.loader.exec_module(mod)  # type: ignore[union-attr]
 
 
+PEER_REQUIREMENTS = os.path.join(HERE, "requirements-gpu-peers.txt")
+
+
+def fetch_wheels(dest: str, python: str) -> None:
+    """Download (here, where PyPI is reachable) the wheels of ``requirements-gpu-peers.txt`` for
+    CPython ``python`` on x86_64 Linux, without their dependencies, into ``dest``."""
+    import subprocess
+
+    os.makedirs(dest, exist_ok=True)
+    tag = python.replace(".", "")
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps",
+           "--only-binary=:all:", "--python-version", python, "--implementation", "cp", "--abi", f"cp{tag}",
+           "--abi", "abi3", "--abi", "none", "-d", dest, "-r", PEER_REQUIREMENTS]
+    for plat in ("manylinux1_x86_64", "manylinux_2_5_x86_64", "manylinux2014_x86_64", "manylinux_2_17_x86_64",
+                 "manylinux_2_28_x86_64", "any"):
+        cmd += ["--platform", plat]
+    subprocess.run(cmd, check=True)
+    size = sum(os.path.getsize(os.path.join(dest, f)) for f in os.listdir(dest))
+    print(f"{len(os.listdir(dest))} wheels, {size / 1e6:.1f} MB in {dest}")
+
+
+def install_wheels(src: str, target: str) -> None:
+    """Unpack every wheel in ``src`` into ``target`` (no pip, no network) and append it to
+    ``sys.path``: packages the image already has keep precedence. torchvision, which MosaicML
+    Streaming imports, is replaced by ``peer_shim`` if the image's cannot be imported."""
+    import zipfile
+
+    wheels = sorted(f for f in os.listdir(src) if f.endswith(".whl"))
+    stamp = os.path.join(target, ".installed")
+    if not (os.path.exists(stamp) and open(stamp).read().split() == wheels):
+        shutil.rmtree(target, ignore_errors=True)
+        os.makedirs(target)
+        for w in wheels:
+            with zipfile.ZipFile(os.path.join(src, w)) as z:
+                for m in z.infolist():
+                    name = m.filename
+                    parts = name.split("/")
+                    if len(parts) > 2 and parts[0].endswith(".data") and parts[1] in ("purelib", "platlib"):
+                        name = "/".join(parts[2:])
+                    elif parts[0].endswith(".data"):
+                        continue  # scripts and headers: not needed to import
+                    out = os.path.join(target, name)
+                    if m.is_dir():
+                        os.makedirs(out, exist_ok=True)
+                        continue
+                    os.makedirs(os.path.dirname(out), exist_ok=True)
+                    with z.open(m) as f, open(out, "wb") as g:
+                        shutil.copyfileobj(f, g)
+        with open(stamp, "w") as f:
+            f.write("\n".join(wheels))
+    sys.path.append(target)
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # missing, or a build that does not match the image's torch
+        sys.modules.pop("torchvision", None)
+        sys.path.insert(0, os.path.join(HERE, "peer_shim"))
+    print(f"peers: {len(wheels)} wheels from {src} unpacked in {target} (after the image's own packages)", flush=True)
+
+
 def sync(dev) -> None:
     import torch
 
@@ -240,7 +299,7 @@ def main() -> None:
                     help="timed batches per worker count (at 500M tokens/s, 400 batches of 1M tokens are ~0.8 s; "
                          "the first H200 figures in docs/loader.md were taken with 60, a window short enough to be "
                          "noisy)")
-    ap.add_argument("--peer-steps", type=int, default=100, help="timed batches per peer")
+    ap.add_argument("--peer-steps", type=int, default=200, help="timed batches per peer")
     ap.add_argument("--warmup", type=int, default=6,
                     help="untimed batches first (at least 2 per worker, so every worker has started)")
     ap.add_argument("--workers", default="1,2,4,8,16")
@@ -253,8 +312,22 @@ def main() -> None:
     ap.add_argument("--rank-workers", type=int, default=2)
     ap.add_argument("--as-rank", type=int, default=-1, help=argparse.SUPPRESS)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--peer-wheels", default=None, metavar="DIR",
+                    help="unpack the wheels in DIR (see --fetch-wheels) and import the peers from there")
+    ap.add_argument("--fetch-wheels", default=None, metavar="DIR",
+                    help="download the peers' wheels for the GPU host into DIR (needs PyPI) and exit")
+    ap.add_argument("--python", default="3.12", help="the GPU host's Python version, for --fetch-wheels")
     a = ap.parse_args()
-    import_winnow_cache()
+    if a.fetch_wheels:
+        fetch_wheels(a.fetch_wheels, a.python)
+        return
+    if a.peer_wheels:
+        install_wheels(a.peer_wheels, os.path.join(a.work, "peer-site"))
+    try:
+        import_winnow_cache()
+    except ImportError as e:
+        sys.exit(f"winnow.cache cannot be imported on this host ({e}); add a wheel of the missing package "
+                 f"(CPython {sys.version_info.major}.{sys.version_info.minor}) to the --peer-wheels directory")
     import numpy as np
     import torch
 
@@ -262,6 +335,8 @@ def main() -> None:
     from winnow.cache.synth import sample_length, write_token_shards
 
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if dev.type == "cpu":  # smoke runs: the masks' CPU kernels must not spin threads against the workers
+        torch.set_num_threads(1)
     workers = [int(w) for w in a.workers.split(",") if w]
     tokens_per_step = a.seq_len * a.seqs
     lengths = (256, 2048)
