@@ -78,7 +78,7 @@ def fetch_wheels(dest: str, python: str) -> None:
     print(f"{len(os.listdir(dest))} wheels, {size / 1e6:.1f} MB in {dest}")
 
 
-def install_wheels(src: str, target: str) -> None:
+def install_wheels(src: str, target: str, quiet: bool = False) -> None:
     """Unpack every wheel in ``src`` into ``target`` (no pip, no network) and append it to
     ``sys.path``: packages the image already has keep precedence. torchvision, which MosaicML
     Streaming imports, is replaced by ``peer_shim`` if the image's cannot be imported."""
@@ -113,7 +113,9 @@ def install_wheels(src: str, target: str) -> None:
     except Exception:  # missing, or a build that does not match the image's torch
         sys.modules.pop("torchvision", None)
         sys.path.insert(0, os.path.join(HERE, "peer_shim"))
-    print(f"peers: {len(wheels)} wheels from {src} unpacked in {target} (after the image's own packages)", flush=True)
+    if not quiet:
+        print(f"peers: {len(wheels)} wheels from {src} unpacked in {target} (after the image's own packages)",
+              flush=True)
 
 
 def sync(dev) -> None:
@@ -154,6 +156,7 @@ def timed(it, dev, warmup: int, steps: int, count) -> dict:
             if k == warmup:
                 sync(dev)
                 t0 = time.perf_counter()
+                wall0 = time.time()
                 r = resource.getrusage(resource.RUSAGE_SELF)
                 c0 = r.ru_utime + r.ru_stime
                 pids = _worker_pids()
@@ -173,7 +176,7 @@ def timed(it, dev, warmup: int, steps: int, count) -> dict:
     if t0 is None or n == 0:
         return {"rate": 0.0, "batches": 0, "seconds": 0.0}
     nb = k + 1 - warmup
-    return {"rate": n / dt, "batches": nb, "seconds": dt,
+    return {"rate": n / dt, "batches": nb, "seconds": dt, "tokens": n, "t_start": wall0, "t_end": wall0 + dt,
             "main_cpu_ms_per_batch": (r.ru_utime + r.ru_stime - c0) / nb * 1e3,
             "workers_cpu_ms_per_batch": (w1 - w0) / nb * 1e3 if pids else None}
 
@@ -322,7 +325,7 @@ def main() -> None:
         fetch_wheels(a.fetch_wheels, a.python)
         return
     if a.peer_wheels:
-        install_wheels(a.peer_wheels, os.path.join(a.work, "peer-site"))
+        install_wheels(a.peer_wheels, os.path.join(a.work, "peer-site"), quiet=a.as_rank >= 0)
     try:
         import_winnow_cache()
     except ImportError as e:
@@ -352,7 +355,8 @@ def main() -> None:
           f"{os.cpu_count()} cores; {docs} documents, {written / 1e6:.0f}M tokens written in {time.time() - t0:.0f}s",
           flush=True)
     cache = os.path.join(a.work, "cache")
-    shutil.rmtree(cache, ignore_errors=True)
+    if a.as_rank < 0:  # the rank processes share the cache the parent left: never empty it under them
+        shutil.rmtree(cache, ignore_errors=True)
 
     def loader(seed: int, w: int):
         ds = StreamingDataset(remote=remote, local=cache, cache_limit="50GB", memory_limit="8GB", columns=["tokens"],
@@ -420,15 +424,34 @@ def main() -> None:
         args = [sys.executable, os.path.abspath(__file__), "--work", a.work, "--seq-len", str(a.seq_len),
                 "--seqs", str(a.seqs), "--steps", str(min(a.steps, 24)), "--warmup", "4", "--workers", a.workers,
                 "--ranks", str(a.ranks), "--rank-workers", str(a.rank_workers)]
-        procs = [subprocess.Popen(args + ["--as-rank", str(r)], stdout=subprocess.PIPE, text=True)
-                 for r in range(a.ranks)]
-        outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
-        agg = sum(o["rate"] for o in outs)
-        res["ranks"] = {"ranks": a.ranks, "workers_each": a.rank_workers, "sum_tokens_per_s": agg,
-                        "per_rank_min": min(o["rate"] for o in outs), "per_rank_max": max(o["rate"] for o in outs)}
-        print(f"{a.ranks} ranks x {a.rank_workers} workers, one shared cache, one GPU: sum {agg / 1e6:.1f}M tokens/s "
-              f"(per rank {res['ranks']['per_rank_min'] / 1e6:.1f}-{res['ranks']['per_rank_max'] / 1e6:.1f}M)",
-              flush=True)
+        if a.peer_wheels:  # the ranks import winnow.cache's dependencies from there too, if the image lacks them
+            args += ["--peer-wheels", a.peer_wheels]
+        procs = [subprocess.Popen(args + ["--as-rank", str(r)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for r in range(a.ranks)]
+        outs, errs = [], []
+        for r, p in enumerate(procs):
+            so, se = p.communicate()
+            try:
+                o = json.loads(so.strip().splitlines()[-1])
+                if o.get("batches"):
+                    outs.append(o)
+                else:
+                    errs.append(f"rank {r}: no timed batches")
+            except (IndexError, ValueError):
+                errs.append(f"rank {r} failed (exit {p.returncode}): {se.strip()[-800:]}")
+        for e in errs:
+            print(e, flush=True)
+        if outs:
+            agg = sum(o["rate"] for o in outs)
+            span = max(o["t_end"] for o in outs) - min(o["t_start"] for o in outs)
+            together = sum(o["tokens"] for o in outs) / span if span > 0 else float("nan")
+            res["ranks"] = {"ranks": a.ranks, "ok": len(outs), "workers_each": a.rank_workers,
+                            "sum_tokens_per_s": agg, "tokens_per_s_over_union_of_windows": together,
+                            "per_rank_min": min(o["rate"] for o in outs), "per_rank_max": max(o["rate"] for o in outs)}
+            print(f"{len(outs)} of {a.ranks} ranks x {a.rank_workers} workers, one shared cache, one GPU: sum of rank "
+                  f"rates {agg / 1e6:.1f}M tokens/s, all tokens over the union of their windows {together / 1e6:.1f}M "
+                  f"(per rank {res['ranks']['per_rank_min'] / 1e6:.1f}-{res['ranks']['per_rank_max'] / 1e6:.1f}M)",
+                  flush=True)
 
     # synthetic training step on tokens_per_step tokens
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
@@ -468,6 +491,12 @@ def main() -> None:
           f"{res['step_s_median'] * 1e3:.1f} ms; data wait median {res['data_wait_s_median'] * 1e3:.3f} ms, max "
           f"{res['data_wait_s_max'] * 1e3:.2f} ms; data-wait share {share * 100:.2f}% (target < 0.5%)", flush=True)
     print("monotone in workers 1..8:", res["monotone_to_8"])
+    pw = 8 if 8 in workers else max(workers)
+    print(f"\nsummary (issue 16 must-show): winnow {pw} workers {rate[pw] / 1e6:.0f}M tokens/s (target >= 500M); "
+          + "; ".join(f"{name} {rate[pw] / r['rate']:.1f}x" if isinstance(r, dict) and r.get("rate") else f"{name} n/a"
+                      for name, r in res.get("peers", {}).items())
+          + f" (target >= 5x); monotone 1..8 {res['monotone_to_8']}; data-wait share {share * 100:.2f}% (target < 0.5%)",
+          flush=True)
     if a.json:
         os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
         with open(a.json, "w") as f:
