@@ -18,11 +18,13 @@ than one of two medians taken minutes apart. The script prints the median of the
 ratios with their min-max, next to the median absolute figures.
 
 * warm round: bare gather (a shuffled ``take`` of 256-row batches from one memory-mapped Arrow
-  file, one process); winnow batched in-process; winnow batched through StreamingDataLoader with
+  file, one process: the same copy of the same bytes that winnow's gather makes, without the
+  order, the ``_index`` column, torch tensors or any worker); winnow batched in-process; winnow batched through StreamingDataLoader with
   2 workers (``transfer_steps`` default 8 steps per item, and 1 step per item; the consumer
   asserts batches of 256 either way); MosaicML Streaming (MDS, per-sample dicts collated by
-  DataLoader(batch_size=256), 2 workers); the DataLoader floor (2 workers handing over ready-made
-  batches of the same shape, no reading); with ``--per-sample`` also winnow per-sample, 2
+  DataLoader(batch_size=256), 2 workers); the DataLoader floor (a plain torch DataLoader, 2
+  workers handing over ready-made batches of the same shape, no reading: torch passes each
+  tensor's shared-memory segment as a file descriptor per item); with ``--per-sample`` also winnow per-sample, 2
   workers. All shuffled epochs of the same data from the local cache, batch 256. A process runs one epoch if that lasts
   ``--min-seconds``; a faster item runs one untimed warm-up epoch and then epochs until the timed
   ones last ``--min-seconds``.
@@ -555,9 +557,10 @@ def main() -> None:
                   ("winnow in-process / bare gather", "ours_w0_batched", "bare", ">7.2f", "", "(target >= 0.5)"),
                   ("winnow 2w 1 step/item / bare", "ours_w2_step1", "bare", ">7.2f", "", ""),
                   ("winnow 2w 1 step/item / DataLoader floor", "ours_w2_step1", "ipc_floor", ">7.2f", "",
-                   "(what worker-to-main transfer of one step per item allows on this machine)"),
+                   "(the floor passes each tensor's segment as a descriptor per item; winnow maps its recycled "
+                   "segments once)"),
                   ("winnow batched 2w / DataLoader floor", "ours_w2_batched", "ipc_floor", ">7.2f", "",
-                   "(above 1: several steps per item amortise the transfer)")]
+                   "(and several steps per item amortise the DataLoader's own per-item cost)")]
         for label, num, den, fmt, unit, note in lines:
             xs = per_round(W, num, den)
             p = fmt[fmt.index("."):]
