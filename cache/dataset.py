@@ -271,7 +271,7 @@ class StreamingDataset(IterableDataset):
         m = Metrics()
         tier = MemoryTier(self.manifest, self.columns, cache, self.remote, self.memory_limit, self.verify, m)
         budget = max(0, min(self.prefetch, self.cache_limit - self.cache_needed()))
-        pf = Prefetcher(cache, self.remote, self.manifest.shards, budget, self.fetch_workers)
+        pf = Prefetcher(cache, self.remote, self.manifest.shards, budget, self.fetch_workers, ready=tier.warm)
         self._rt = _Runtime(os.getpid(), tier, pf, m, MetricsSink(os.path.join(self.local, "metrics"), self.session))
         return self._rt
 

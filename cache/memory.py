@@ -24,7 +24,7 @@ from winnow.format import Manifest
 
 from winnow.cache.metrics import Metrics
 from winnow.cache.remote import Remote
-from winnow.cache.shard import BatchView, ShardReader, column_kind
+from winnow.cache.shard import BatchView, ShardReader, column_kind, warm_layout
 from winnow.cache.store import DiskCache, Lease
 
 __all__ = ["BatchLRU", "MemoryTier", "INDEX_KEY"]
@@ -140,6 +140,15 @@ class MemoryTier:
         self._trim(pinned)
         self.m.stall_s += time.perf_counter() - t0
         return rd
+
+    def warm(self, s: int) -> None:
+        """Parse shard ``s``'s layout and have it read ahead, if it is cached and not mapped here
+        (from the prefetch threads, ahead of the reader: its own open then maps and slices)."""
+        if self.compressed or s in self.open or self.verify == "open":
+            return
+        info = self.infos[s]
+        path = self.cache.object_path(info.xxh3_128)
+        warm_layout(path, self.kinds, info.bytes)
 
     def _trim(self, pinned: Any) -> None:
         for s in list(self.open):

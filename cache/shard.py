@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["ColumnView", "BatchView", "ShardReader", "column_kind"]
+__all__ = ["ColumnView", "BatchView", "ShardReader", "column_kind", "warm_layout"]
 
 
 
@@ -284,3 +284,16 @@ class ShardReader:
                 mm.close()
             except BufferError:  # exported to arrays still alive: unmapped when the last one goes
                 pass
+
+
+def warm_layout(path: str, kinds: dict[str, str], size: int) -> bool:
+    """Parse an uncompressed shard's layout into this process's cache (and read it ahead) unless
+    it is there already; True if it was parsed now. For a thread ahead of the reader."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if st.st_size != size or (path, st.st_dev, st.st_ino, st.st_size, tuple(kinds.items())) in _LAYOUTS:
+        return False
+    ShardReader(path, kinds, compressed=False).close()
+    return True

@@ -5,6 +5,7 @@ a footer changed in place is parsed, and so checked, again."""
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -70,3 +71,30 @@ def test_layout_cache_is_bounded(shards, monkeypatch):
     for p in shards:
         ShardReader(p, {"tokens": "ragged"}, compressed=False).close()
     assert len(shard_mod._LAYOUTS) <= 2
+
+
+def test_prefetch_parses_layouts_ahead_of_the_reader(shards, tmp_path, monkeypatch):
+    """Shards the prefetcher finds (or puts) in L2 have their layout parsed in its threads, so the
+    reader's first open of each only maps and slices it."""
+    from winnow.cache import StreamingDataset
+
+    remote = os.path.dirname(os.path.dirname(shards[0]))
+    monkeypatch.setattr(shard_mod, "_LAYOUTS", type(shard_mod._LAYOUTS)())
+    ds = StreamingDataset(remote=remote, local=str(tmp_path), cache_limit="16MB", columns=["tokens"], batch_size=10,
+                          batched=True, shuffle_block=100)
+    rt = ds._runtime()
+    blocks = ds.order(0).blocks
+    rt.prefetcher.start([list(b) for b in blocks])
+    deadline = time.monotonic() + 30
+    want = {rt.tier.cache.object_path(ds.manifest.shards[s].xxh3_128) for b in blocks for s in b}
+    while time.monotonic() < deadline and {k[0] for k in shard_mod._LAYOUTS} != want:
+        time.sleep(0.01)
+    rt.prefetcher.stop()
+    assert {k[0] for k in shard_mod._LAYOUTS} == want and not rt.tier.open  # parsed, none mapped by the reader
+
+    def no_parse(*a, **k):
+        raise AssertionError("the reader parsed a shard the prefetcher had parsed")
+
+    monkeypatch.setattr(pa.ipc, "open_file", no_parse)
+    got = sorted(i for b in ds for i in b["_index"].tolist())
+    assert got == list(range(300))
