@@ -159,27 +159,54 @@ def sub(kind: str, cfg: dict, peer: bool = False, timeout: float = 900) -> dict:
 
 
 # --- measurements (each in its own process) ------------------------------------------
+def _proc_cpu(pid: int) -> float:
+    """utime + stime of one live process in seconds (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            p = f.read().rsplit(")", 1)[1].split()
+        return (int(p[11]) + int(p[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _tree_cpu() -> float:
+    """CPU seconds of this process, its reaped children and its live multiprocessing children
+    (DataLoader workers): what the measured item cost the machine, whatever else ran beside it."""
+    import multiprocessing.process as mpp
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    live = sum(_proc_cpu(p.pid) for p in list(mpp._children)  # read only: never polls or reaps
+               if p.pid and getattr(p._popen, "returncode", 0) is None)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime + live
+
+
 def _epochs(make_iter, count, min_s: float, max_epochs: int = 500) -> dict:
     """Shuffled epochs (epoch r from ``make_iter(r)``) in one process.
 
     One epoch is the measurement if it lasts ``min_s``; otherwise it was an untimed warm-up, and
     epochs follow until the timed ones last ``min_s`` together. ``rate`` is their samples over
-    their seconds; ``ttfb`` the median time to the first batch of the timed epochs.
+    their seconds; ``cpu_rate`` their samples over the CPU seconds of the process tree (main
+    process and workers) in the same epochs, a figure the load of other processes on the machine
+    barely moves; ``ttfb`` the median time to the first batch of the timed epochs.
     """
-    runs = []  # (samples, seconds, ttfb) per epoch
+    runs = []  # (samples, seconds, ttfb, tree CPU seconds at the epoch's start) per epoch
     with PeakRSS() as mem:
         for r in range(max_epochs):
+            c0 = _tree_cpu()
             t0 = time.perf_counter()
             n, first = 0, None
             for b in make_iter(r):
                 if first is None:
                     first = time.perf_counter() - t0
                 n += count(b)
-            runs.append((n, time.perf_counter() - t0, first))
+            runs.append((n, time.perf_counter() - t0, first, c0))
             if runs[0][1] >= min_s or sum(x[1] for x in runs[1:]) >= min_s:
                 break
+        cpu_end = _tree_cpu()
     timed = runs if runs[0][1] >= min_s else runs[1:]
-    return {"rate": sum(x[0] for x in timed) / sum(x[1] for x in timed),
+    samples = sum(x[0] for x in timed)
+    return {"rate": samples / sum(x[1] for x in timed), "cpu_rate": samples / max(cpu_end - timed[0][3], 1e-9),
             "ttfb": statistics.median(x[2] for x in timed), "peak_rss": mem.peak,
             "samples": timed[0][0], "epochs": len(timed), "warmup": len(runs) - len(timed)}
 
@@ -566,6 +593,15 @@ def main() -> None:
             p = fmt[fmt.index("."):]
             lo, hi = f"{min(xs):{p}}{unit}", f"{max(xs):{p}}{unit}"
             print(f"  {label:<42} {statistics.median(xs):{fmt}}{unit:1}  [{lo}-{hi}]   {note}".rstrip())
+        print(f"\nsamples per CPU-second of the whole process tree (main process and workers, same epochs; what an "
+              f"item costs whatever else runs on the machine), median of {n} rounds [min-max]")
+        for label, key in rows:
+            if key in W:
+                print(f"  {label:<40} {spread([r['cpu_rate'] for r in W[key]], '>10,.0f')}")
+        for label, num in (("winnow batched 2w / bare gather, per CPU-second", "ours_w2_batched"),
+                           ("winnow in-process / bare gather, per CPU-second", "ours_w0_batched")):
+            xs = per_round(W, num, "bare", "cpu_rate")
+            print(f"  {label:<50} {spread(xs, '.2f')}")
     if C:
         print(f"\ncold epoch from loopback S3 (moto) into an empty cache (median of {n} rounds [min-max]; ratio "
               "per round against that round's plain sequential s3fs read of the same shards)")
