@@ -4,7 +4,13 @@ data-wait share of a synthetic training step.
 Usage (on a CUDA machine, from the repository root; runs on CPU too, slowly, as a smoke test)::
 
     python bench/loader/gpu_step.py                                  # full sweep
-    python bench/loader/gpu_step.py --workers 1,2 --steps 4 --seqs 8 --no-peers   # smoke
+    python bench/loader/gpu_step.py --workers 1,2 --steps 20 --seqs 32 --peer-steps 10 --ranks 2 \
+        --rank-workers 1 --step-workers 2 --train-steps 4 --dim 64 --hidden 128   # CPU smoke, ~40 s
+
+On a GPU host without network, the peers come as wheels fetched here beforehand::
+
+    python bench/loader/gpu_step.py --fetch-wheels .whl/loader-peers            # here (PyPI)
+    python3 bench/loader/gpu_step.py --peer-wheels .whl/loader-peers            # there
 
 Pipeline measured: synthetic ragged documents written as winnow shards -> StreamingDataset
 (batched, shuffled, L2 cache on local disk) -> TokenPacker (fixed 4096-token sequences,
@@ -298,8 +304,8 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/winnow-gpu-bench")
     ap.add_argument("--seq-len", type=int, default=4096)
     ap.add_argument("--seqs", type=int, default=256, help="sequences per step (256 x 4096 = 1,048,576 tokens)")
-    ap.add_argument("--steps", type=int, default=400,
-                    help="timed batches per worker count (at 500M tokens/s, 400 batches of 1M tokens are ~0.8 s; "
+    ap.add_argument("--steps", type=int, default=600,
+                    help="timed batches per worker count (at 1B tokens/s, 600 batches of 1M tokens are ~0.6 s; "
                          "the first H200 figures in docs/loader.md were taken with 60, a window short enough to be "
                          "noisy)")
     ap.add_argument("--peer-steps", type=int, default=200, help="timed batches per peer")
