@@ -99,8 +99,8 @@ class _SlotPool:
             i = self.base + j
             if flags[i] == 0:
                 buf = self.bufs[j]
-                if buf is None or buf.numel() < nbytes:
-                    buf = self.bufs[j] = _shared_bytes(max(nbytes, 1 << 20))
+                if buf is None or buf.numel() < nbytes:  # 1/8 headroom: a slightly larger next item keeps it
+                    buf = self.bufs[j] = _shared_bytes(max(nbytes + nbytes // 8, 1 << 20))
                     self.gens[j] += 1
                 flags[i] = 1  # the main process clears it when this chunk's tensors are gone
                 return buf[:nbytes], (self.token, i, self.gens[j])

@@ -124,6 +124,43 @@ def install_wheels(src: str, target: str, quiet: bool = False) -> None:
               flush=True)
 
 
+def registered_batches(dl, dev):
+    """Experiment (``--zero-copy-workers``): batches straight from the workers' shared-memory
+    segments to the GPU, without the pin copy. The main process keeps each recycled segment
+    mapped (see winnow.cache.loader); here each one is page-locked in place once with
+    ``cudaHostRegister``, the host-to-device copy reads it directly on a side stream, and every
+    host batch is held until its copy's event has completed (only then may its slot be reused).
+    Yields ``(gpu batch, registration failures so far)``."""
+    import collections
+
+    import torch
+
+    from winnow.cache import loader as transfer
+
+    cudart = torch.cuda.cudart()
+    stream = torch.cuda.Stream(device=dev)
+    done: set = set()
+    failed = 0
+    pending: collections.deque = collections.deque()
+    for b in dl:
+        for token, segs in list(transfer._SEGS.items()):
+            for i, (gen, seg) in list(segs.items()):
+                if (token, i, gen) not in done:
+                    done.add((token, i, gen))
+                    rc = cudart.cudaHostRegister(seg.data_ptr(), seg.untyped_storage().nbytes(), 0)
+                    failed += int(rc) != 0
+        with torch.cuda.stream(stream):
+            gpu = {k: v.to(dev, non_blocking=True) for k, v in b.items() if isinstance(v, torch.Tensor)}
+            ev = torch.cuda.Event()
+            ev.record(stream)
+        pending.append((ev, b))
+        while pending and pending[0][0].query():
+            pending.popleft()
+        torch.cuda.current_stream(dev).wait_event(ev)
+        yield gpu, failed
+    torch.cuda.synchronize(dev)
+
+
 def sync(dev) -> None:
     import torch
 
@@ -319,7 +356,12 @@ def main() -> None:
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--ranks", type=int, default=8, help="rank processes sharing one cache and one GPU (0: skip)")
     ap.add_argument("--rank-workers", type=int, default=2)
+    ap.add_argument("--rank-steps", type=int, default=24, help="timed batches per rank process")
     ap.add_argument("--as-rank", type=int, default=-1, help=argparse.SUPPRESS)
+    ap.add_argument("--zero-copy-workers", type=int, default=8,
+                    help="CUDA only, last and in a process of its own: the same loader with this many workers, "
+                         "segments page-locked in place instead of the pin copy (an experiment; 0: skip)")
+    ap.add_argument("--as-zero-copy", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json", default=None)
     ap.add_argument("--peer-wheels", default=None, metavar="DIR",
                     help="unpack the wheels in DIR (see --fetch-wheels) and import the peers from there")
@@ -361,7 +403,7 @@ def main() -> None:
           f"{os.cpu_count()} cores; {docs} documents, {written / 1e6:.0f}M tokens written in {time.time() - t0:.0f}s",
           flush=True)
     cache = os.path.join(a.work, "cache")
-    if a.as_rank < 0:  # the rank processes share the cache the parent left: never empty it under them
+    if a.as_rank < 0 and not a.as_zero_copy:  # the sub-processes share the parent's cache: never empty it
         shutil.rmtree(cache, ignore_errors=True)
 
     def loader(seed: int, w: int):
@@ -376,10 +418,26 @@ def main() -> None:
         doc, pos = document_masks(b["doc_starts"], a.seq_len)
         return b["input_ids"].numel()
 
+    if a.as_zero_copy:  # the experiment's own process (a CUDA failure here costs only its line)
+        ds = StreamingDataset(remote=remote, local=cache, cache_limit="50GB", memory_limit="8GB",
+                              columns=["tokens"], shuffle=True, seed=11, batch_size=256, batched=True)
+        packer = TokenPacker(ds, seq_len=a.seq_len, batch_size=a.seqs, eos_id=0, boundaries=True)
+        w = a.zero_copy_workers
+        dl = StreamingDataLoader(packer, num_workers=w, pin_memory=False, prefetch_factor=4)
+        fails = [0]
+
+        def count(item) -> int:
+            fails[0] = item[1]
+            return with_masks(item[0])
+
+        r = timed(registered_batches(dl, dev), dev, max(a.warmup, 2 * w), a.steps, count)
+        print(json.dumps({**r, "register_failures": fails[0]}))
+        return
+
     if a.as_rank >= 0:  # one of --ranks processes: its own tokens/s as JSON on the last line
         os.environ.update(RANK=str(a.as_rank), WORLD_SIZE=str(a.ranks))
         t0 = time.perf_counter()
-        r = timed(iter(loader(7, a.rank_workers)), dev, a.warmup, a.steps, with_masks)
+        r = timed(iter(loader(7, a.rank_workers)), dev, 4, a.rank_steps, with_masks)
         print(json.dumps({**r, "wall": time.perf_counter() - t0}))
         return
 
@@ -427,9 +485,11 @@ def main() -> None:
     if a.ranks > 0:  # N rank processes on one host, one shared L2 cache, all into the one GPU
         import subprocess
 
+        # the same corpus arguments as this process (they name the shard directory), its own timing
         args = [sys.executable, os.path.abspath(__file__), "--work", a.work, "--seq-len", str(a.seq_len),
-                "--seqs", str(a.seqs), "--steps", str(min(a.steps, 24)), "--warmup", "4", "--workers", a.workers,
-                "--ranks", str(a.ranks), "--rank-workers", str(a.rank_workers)]
+                "--seqs", str(a.seqs), "--steps", str(a.steps), "--warmup", str(a.warmup), "--workers", a.workers,
+                "--step-workers", str(a.step_workers), "--train-steps", str(a.train_steps),
+                "--ranks", str(a.ranks), "--rank-workers", str(a.rank_workers), "--rank-steps", str(a.rank_steps)]
         if a.peer_wheels:  # the ranks import winnow.cache's dependencies from there too, if the image lacks them
             args += ["--peer-wheels", a.peer_wheels]
         procs = [subprocess.Popen(args + ["--as-rank", str(r)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -490,6 +550,7 @@ def main() -> None:
         if k >= warm:
             waits.append(t1 - t0)
             totals.append(t2 - t0)
+    it.close()  # its workers and prefetch thread stop here
     share = sum(waits) / sum(totals)
     res.update({"step_s_median": statistics.median(totals), "data_wait_s_median": statistics.median(waits),
                 "data_wait_s_max": max(waits), "data_wait_share": share})
@@ -497,6 +558,27 @@ def main() -> None:
           f"{res['step_s_median'] * 1e3:.1f} ms; data wait median {res['data_wait_s_median'] * 1e3:.3f} ms, max "
           f"{res['data_wait_s_max'] * 1e3:.2f} ms; data-wait share {share * 100:.2f}% (target < 0.5%)", flush=True)
     print("monotone in workers 1..8:", res["monotone_to_8"])
+    if dev.type == "cuda" and a.zero_copy_workers > 0:
+        import subprocess
+
+        zargs = [sys.executable, os.path.abspath(__file__), "--work", a.work, "--seq-len", str(a.seq_len), "--seqs",
+                 str(a.seqs), "--steps", str(a.steps), "--warmup", str(a.warmup), "--workers", a.workers,
+                 "--step-workers", str(a.step_workers), "--train-steps", str(a.train_steps),
+                 "--zero-copy-workers", str(a.zero_copy_workers), "--as-zero-copy"]
+        if a.peer_wheels:
+            zargs += ["--peer-wheels", a.peer_wheels]
+        try:
+            p = subprocess.run(zargs, capture_output=True, text=True, timeout=180)
+            z = json.loads(p.stdout.strip().splitlines()[-1])
+            res["zero_copy"] = z
+            zw = a.zero_copy_workers
+            base = rate.get(zw)
+            print(f"experiment: {zw} workers, segments page-locked in place (no pin copy): {z['rate'] / 1e6:.1f}M "
+                  f"tokens/s" + (f" ({z['rate'] / base:.2f}x the pinned path)" if base else "")
+                  + f", {z['register_failures']} registration failures {_diag(z)}", flush=True)
+        except Exception as e:  # noqa: BLE001 - an experiment: report and go on
+            tail = (p.stderr.strip()[-600:] if "p" in locals() and p.stderr else "")
+            print(f"experiment (segments page-locked in place) failed: {type(e).__name__}: {e} {tail}", flush=True)
     pw = 8 if 8 in workers else max(workers)
     print(f"\nsummary (issue 16 must-show): winnow {pw} workers {rate[pw] / 1e6:.0f}M tokens/s (target >= 500M); "
           + "; ".join(f"{name} {rate[pw] / r['rate']:.1f}x" if isinstance(r, dict) and r.get("rate") else f"{name} n/a"
