@@ -196,6 +196,7 @@ def iter_curriculum(ds: Any, epoch: int, plan: RankPlan, wi: Any, k: int) -> Ite
     transfer chunks exactly as without one, each step's ids from :class:`CurriculumOrder`."""
     wid, nw = (wi.id, wi.num_workers) if wi is not None else (0, 1)
     chunks = worker_chunks(plan.steps, wid, nw, k)
+    chunked = ds._ships_chunks(wi)
     if wi is None:
         ds._consumed = 0
     if not chunks:
@@ -231,7 +232,7 @@ def iter_curriculum(ds: Any, epoch: int, plan: RankPlan, wi: Any, k: int) -> Ite
                     rt.sink.maybe_flush(ds._snapshot, wi.id)
                 else:
                     ds._consumed += 1
-                if k > 1:
+                if chunked:
                     outs.append(out)
                 elif ds.batched:
                     yield step_to_torch(out)

@@ -271,7 +271,7 @@ class StreamingDataset(IterableDataset):
         m = Metrics()
         tier = MemoryTier(self.manifest, self.columns, cache, self.remote, self.memory_limit, self.verify, m)
         budget = max(0, min(self.prefetch, self.cache_limit - self.cache_needed()))
-        pf = Prefetcher(cache, self.remote, self.manifest.shards, budget, self.fetch_workers)
+        pf = Prefetcher(cache, self.remote, self.manifest.shards, budget, self.fetch_workers, ready=tier.warm)
         self._rt = _Runtime(os.getpid(), tier, pf, m, MetricsSink(os.path.join(self.local, "metrics"), self.session))
         return self._rt
 
@@ -336,6 +336,12 @@ class StreamingDataset(IterableDataset):
             return 1
         return k
 
+    def _ships_chunks(self, worker_info: Any) -> bool:
+        """Whether items go out as :class:`TransferChunk` (a StreamingDataLoader worker over a
+        batched dataset, whatever ``transfer_steps``: even one step per item then travels in a
+        recycled segment mapped once by the main process, not as tensors pickled one by one)."""
+        return worker_info is not None and self.batched and self._transfer_ok
+
     def _blocks(self, plan: RankPlan, steps: Sequence[int], order: EpochOrder) -> list[int]:
         first = plan.position(steps[0])
         last = plan.position(steps[-1]) + self.batch_size - 1
@@ -355,6 +361,7 @@ class StreamingDataset(IterableDataset):
         wi = get_worker_info()
         wid, nw = (wi.id, wi.num_workers) if wi is not None else (0, 1)
         k = self._transfer_chunk(wi)
+        chunked = self._ships_chunks(wi)
         if self._curriculum is not None:
             yield from iter_curriculum(self, epoch, plan, wi, k)
             return
@@ -411,7 +418,7 @@ class StreamingDataset(IterableDataset):
                         rt.sink.maybe_flush(self._snapshot, wi.id)
                     else:
                         self._consumed += 1
-                    if k > 1:
+                    if chunked:
                         if views is None:
                             outs.append(out)
                     elif self.batched:

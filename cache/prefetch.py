@@ -5,13 +5,17 @@ shards of the reader's current block and then of the blocks after it into the L2
 ``workers`` parallel downloads, as long as the shards fetched ahead of the current block add up
 to at most ``budget`` bytes. It holds no lease, so a prefetched shard that nobody needs yet is
 evictable like any other; it is the reader that pins what it maps.
+
+Once a shard is in L2 (fetched now or found there), ``ready(shard)`` runs in the download thread:
+the reader's :class:`~winnow.cache.memory.MemoryTier` uses it to parse the shard's layout and ask
+the kernel to read it ahead, so the reader's own first touch only maps and slices it.
 """
 
 from __future__ import annotations
 
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Sequence
+from typing import Callable, Sequence
 
 from winnow.format import ShardInfo
 
@@ -31,10 +35,12 @@ class Prefetcher:
         infos: the manifest's shards.
         budget: bytes that may be fetched ahead of the reader's current block.
         workers: parallel downloads.
+        ready: called with a shard's id once it is in L2 (advisory: its errors are ignored).
     """
 
-    def __init__(self, cache: DiskCache, remote: Remote, infos: Sequence[ShardInfo], budget: int, workers: int) -> None:
-        self.cache, self.remote, self.infos = cache, remote, infos
+    def __init__(self, cache: DiskCache, remote: Remote, infos: Sequence[ShardInfo], budget: int, workers: int,
+                 ready: Callable[[int], None] | None = None) -> None:
+        self.cache, self.remote, self.infos, self.ready = cache, remote, infos, ready
         self.budget, self.workers = int(budget), max(1, int(workers))
         self.metrics = Metrics()
         self.errors: list[BaseException] = []
@@ -75,16 +81,20 @@ class Prefetcher:
 
     def _fetch(self, s: int) -> None:
         info = self.infos[s]
-        if self.cache.contains(info):
-            return
-        lease = self.cache.lease(info, self.remote.download)
-        lease.release()
-        with self._lock:
-            if lease.tier == "l3":
-                self.metrics.prefetched_shards += 1
-            self.metrics.prefetch_bytes += lease.fetched_bytes
-            self.metrics.prefetch_retries += lease.retries
-            self.metrics.checksum_failures += lease.checksum_failures
+        if not self.cache.contains(info):
+            lease = self.cache.lease(info, self.remote.download)
+            lease.release()
+            with self._lock:
+                if lease.tier == "l3":
+                    self.metrics.prefetched_shards += 1
+                self.metrics.prefetch_bytes += lease.fetched_bytes
+                self.metrics.prefetch_retries += lease.retries
+                self.metrics.checksum_failures += lease.checksum_failures
+        if self.ready is not None and not self._stop:
+            try:
+                self.ready(s)
+            except Exception:  # noqa: BLE001 - advisory; the reader's own open reports real problems
+                pass
 
     def _run(self, blocks: list[list[int]]) -> None:
         queue = [(bp, s) for bp, b in enumerate(blocks) for s in b]

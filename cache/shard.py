@@ -13,14 +13,15 @@ bounded LRU that the caller owns (see :mod:`winnow.cache.memory`).
 
 from __future__ import annotations
 
+import mmap
 import os
-
+from collections import OrderedDict
 from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["ColumnView", "BatchView", "ShardReader", "column_kind"]
+__all__ = ["ColumnView", "BatchView", "ShardReader", "column_kind", "warm_layout"]
 
 
 
@@ -110,6 +111,19 @@ class BatchView:
         self.nbytes = batch.nbytes
 
 
+#: Parsed layouts of uncompressed shards this process has opened, keyed by the file's identity
+#: (path, device, inode, size; a cached shard is named by its checksum and replaced only by
+#: rename): the file's footer bytes, rows per record batch and, for shards the direct gather
+#: serves, each column's dtype, width and first element per batch. Re-opening a shard after an L1
+#: eviction maps the file, checks that its header magic and footer are byte for byte the ones
+#: parsed before (a footer damaged in place is parsed, and rejected, again) and slices the
+#: mapping, without parsing the Arrow structure again.
+_LAYOUTS: OrderedDict[tuple[Any, ...], tuple[bytes, list[int], list[tuple[str, str, int, np.ndarray]] | None]] = \
+    OrderedDict()
+_MAGIC = b"ARROW1"
+_LAYOUTS_MAX = 4096
+
+
 class ShardReader:
     """One memory-mapped shard.
 
@@ -121,6 +135,10 @@ class ShardReader:
             :class:`BatchView` or building and caching one.
         key: a stable name for this shard (its checksum) used in ``batch_cache`` keys.
         row_counts: rows per record batch if known (saves a decoding pass on compressed shards).
+
+    The Arrow structure is parsed the first time this process opens the file; later opens of the
+    same file reuse the parsed layout (see ``_LAYOUTS``), and uncompressed batches' views are
+    built only when the generic gather asks for them.
     """
 
     def __init__(self, path: str, kinds: dict[str, str], *, compressed: bool,
@@ -130,28 +148,96 @@ class ShardReader:
         self.key = key
         self.compressed = compressed
         _read_ahead(path)
-        self._mm = pa.memory_map(path, "r")
-        self._reader = pa.ipc.open_file(self._mm)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            st = os.fstat(fd)
+            if st.st_size == 0:
+                raise pa.ArrowInvalid(f"{path} is empty, not an Arrow IPC file")
+            self._mmap: mmap.mmap | None = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+        finally:
+            os.close(fd)
+        self.mapped_bytes = st.st_size
+        self._reader: Any = None
         self._cache = batch_cache
-        n = self._reader.num_record_batches
-        self._views: list[BatchView | None] = [None] * n
-        if not compressed:
-            for i in range(n):
-                self._views[i] = BatchView(self._reader.get_batch(i), kinds)
-            counts = [v.rows for v in self._views]  # type: ignore[union-attr]
-        elif row_counts is not None:
-            counts = list(row_counts)
+        ident = (path, st.st_dev, st.st_ino, st.st_size, tuple(kinds.items()))
+        lay = None if compressed else _LAYOUTS.get(ident)
+        if lay is not None and (self._mmap[:6] != _MAGIC or self._mmap[-len(lay[0]):] != lay[0]):
+            lay = None  # the header or footer changed in place: parse (and so check) it again
+        recipe = None
+        if lay is not None:
+            _, counts, recipe = lay
+            self._views: list[BatchView | None] = [None] * len(counts)
         else:
-            counts = [self._reader.get_batch(i).num_rows for i in range(n)]
+            reader = self._arrow()
+            n = reader.num_record_batches
+            self._views = [None] * n
+            if not compressed:
+                for i in range(n):
+                    self._views[i] = BatchView(reader.get_batch(i), kinds)
+                counts = [v.rows for v in self._views]  # type: ignore[union-attr]
+            elif row_counts is not None:
+                counts = list(row_counts)
+            else:
+                counts = [reader.get_batch(i).num_rows for i in range(n)]
         self.row_counts = counts
-        self.batch_start = np.zeros(n + 1, dtype=np.int64)
+        self.batch_start = np.zeros(len(counts) + 1, dtype=np.int64)
         np.cumsum(counts, out=self.batch_start[1:])
         self.rows = int(self.batch_start[-1])
-        self.single = n == 1
-        self.mapped_bytes = self._mm.size()
-        self.direct = self._direct_gatherers() if not compressed else None
+        self.single = len(counts) == 1
+        self.direct: dict[str, tuple[np.ndarray, np.ndarray | None]] | None = None
+        if compressed:
+            return
+        if lay is None:
+            recipe = self._direct_recipe()
+            tail = int.from_bytes(self._mmap[-10:-6], "little") + 10  # footer, its length, the magic
+            if 10 < tail <= st.st_size:
+                _LAYOUTS[ident] = (self._mmap[-tail:], counts, recipe)
+            while len(_LAYOUTS) > _LAYOUTS_MAX:
+                _LAYOUTS.popitem(last=False)
+        else:
+            _LAYOUTS.move_to_end(ident)
+        if recipe is not None:
+            self.direct = self._direct_from(recipe)
 
-    def _direct_gatherers(self) -> dict[str, tuple[np.ndarray, np.ndarray | None]] | None:
+    def _arrow(self) -> Any:
+        """The Arrow reader over the mapping (zero-copy), opened on first use."""
+        if self._reader is None:
+            self._reader = pa.ipc.open_file(pa.BufferReader(pa.py_buffer(self._mmap)))
+        return self._reader
+
+    def _flat(self, dt: np.dtype) -> np.ndarray:
+        assert self._mmap is not None
+        return np.frombuffer(self._mmap, dtype=dt, count=self.mapped_bytes // dt.itemsize)
+
+    def _direct_recipe(self) -> list[tuple[str, str, int, np.ndarray]] | None:
+        """Per column ``(name, dtype, width, first)``: the column's rows are plain numbers of one
+        dtype and ``width`` (0: one number a row) in every batch, and batch ``b`` starts at element
+        ``first[b]`` of the whole mapped file viewed as that dtype. None when a column is not plain
+        numbers of one width in every batch (the generic gather handles it)."""
+        views = self._views
+        if not views or any(v is None for v in views):
+            return None
+        out = []
+        bases: dict[np.dtype, int] = {}
+        for name in self.kinds:
+            cvs = [v.columns[name] for v in views]  # type: ignore[union-attr]
+            c0 = cvs[0]
+            if c0.kind not in ("fixed", "fixed2d") or any(
+                    c.kind != c0.kind or c.width != c0.width or c.values.dtype != c0.values.dtype for c in cvs):
+                return None
+            dt = c0.values.dtype
+            if dt not in bases:
+                bases[dt] = self._flat(dt).ctypes.data
+            first = []
+            for c in cvs:
+                delta = c.values.ctypes.data - bases[dt]
+                if delta % dt.itemsize or c.width == 0 or not 0 <= delta < self.mapped_bytes:
+                    return None
+                first.append(delta // dt.itemsize)
+            out.append((name, dt.str, c0.width if c0.kind == "fixed2d" else 0, np.asarray(first, dtype=np.int64)))
+        return out
+
+    def _direct_from(self, recipe: list[tuple[str, str, int, np.ndarray]]) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
         """Per column, an array to index rows of the whole shard with, whatever its record batches.
 
         ``(values, None)`` for a single-batch shard (rows index ``values`` directly);
@@ -159,41 +245,21 @@ class ShardReader:
         as overlapping rows of ``width`` numbers starting at every element, and ``first[b]`` is
         the element where batch ``b``'s first row starts, so row ``r`` of batch ``b`` is
         ``file_rows[first[b] + r * width]``: one fancy index per shard and column, however many
-        batches the shard has. None when a column is not plain numbers of one width in every
-        batch (the generic gather handles it).
+        batches the shard has.
         """
-        views = self._views
-        if not views or any(v is None for v in views):
-            return None
         out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
-        flat_by_dtype: dict[np.dtype, np.ndarray] = {}
-        for name in self.kinds:
-            cvs = [v.columns[name] for v in views]  # type: ignore[union-attr]
-            c0 = cvs[0]
-            if c0.kind not in ("fixed", "fixed2d") or any(
-                    c.kind != c0.kind or c.width != c0.width or c.values.dtype != c0.values.dtype for c in cvs):
-                return None
-            if len(cvs) == 1:
-                out[name] = (c0.values, None)
-                continue
-            dt = c0.values.dtype
-            flat = flat_by_dtype.get(dt)
+        flats: dict[str, np.ndarray] = {}
+        for name, dts, width, first in recipe:
+            flat = flats.get(dts)
             if flat is None:
-                self._mm.seek(0)
-                whole = self._mm.read_buffer(self._mm.size())  # zero-copy slice of the mapping
-                flat = flat_by_dtype[dt] = np.frombuffer(whole, dtype=dt, count=len(whole) // dt.itemsize)
-            base = flat.ctypes.data
-            first = []
-            for c in cvs:
-                delta = c.values.ctypes.data - base
-                if delta % dt.itemsize or c.width == 0:
-                    return None
-                first.append(delta // dt.itemsize)
-            if c0.kind == "fixed2d":
-                rows_view = np.lib.stride_tricks.sliding_window_view(flat, c0.width)
-                out[name] = (rows_view, np.asarray(first, dtype=np.int64))
+                flat = flats[dts] = self._flat(np.dtype(dts))
+            if self.single:
+                f0, n = int(first[0]), self.rows
+                out[name] = (flat[f0:f0 + n * width].reshape(n, width) if width else flat[f0:f0 + n], None)
+            elif width:
+                out[name] = (np.lib.stride_tricks.sliding_window_view(flat, width), first)
             else:
-                out[name] = (flat, np.asarray(first, dtype=np.int64))
+                out[name] = (flat, first)
         return out
 
     def view(self, i: int) -> BatchView:
@@ -201,14 +267,33 @@ class ShardReader:
         v = self._views[i]
         if v is not None:
             return v
-        make: Callable[[], BatchView] = lambda: BatchView(self._reader.get_batch(i), self.kinds)
+        if not self.compressed:
+            v = self._views[i] = BatchView(self._arrow().get_batch(i), self.kinds)
+            return v
+        make: Callable[[], BatchView] = lambda: BatchView(self._arrow().get_batch(i), self.kinds)
         return self._cache.get((self.key, i), make)
 
     def close(self) -> None:
-        """Drop the mapping (buffers still referenced elsewhere keep it alive until freed)."""
+        """Drop the mapping (arrays still viewing it keep it alive until freed)."""
         self._views = []
         self.direct = None
         self._reader = None
-        if self._mm is not None:
-            self._mm.close()
-            self._mm = None
+        mm, self._mmap = self._mmap, None
+        if mm is not None:
+            try:
+                mm.close()
+            except BufferError:  # exported to arrays still alive: unmapped when the last one goes
+                pass
+
+
+def warm_layout(path: str, kinds: dict[str, str], size: int) -> bool:
+    """Parse an uncompressed shard's layout into this process's cache (and read it ahead) unless
+    it is there already; True if it was parsed now. For a thread ahead of the reader."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if st.st_size != size or (path, st.st_dev, st.st_ino, st.st_size, tuple(kinds.items())) in _LAYOUTS:
+        return False
+    ShardReader(path, kinds, compressed=False).close()
+    return True

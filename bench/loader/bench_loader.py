@@ -18,11 +18,13 @@ than one of two medians taken minutes apart. The script prints the median of the
 ratios with their min-max, next to the median absolute figures.
 
 * warm round: bare gather (a shuffled ``take`` of 256-row batches from one memory-mapped Arrow
-  file, one process); winnow batched in-process; winnow batched through StreamingDataLoader with
+  file, one process: the same copy of the same bytes that winnow's gather makes, without the
+  order, the ``_index`` column, torch tensors or any worker); winnow batched in-process; winnow batched through StreamingDataLoader with
   2 workers (``transfer_steps`` default 8 steps per item, and 1 step per item; the consumer
   asserts batches of 256 either way); MosaicML Streaming (MDS, per-sample dicts collated by
-  DataLoader(batch_size=256), 2 workers); the DataLoader floor (2 workers handing over ready-made
-  batches of the same shape, no reading); with ``--per-sample`` also winnow per-sample, 2
+  DataLoader(batch_size=256), 2 workers); the DataLoader floor (a plain torch DataLoader, 2
+  workers handing over ready-made batches of the same shape, no reading: torch passes each
+  tensor's shared-memory segment as a file descriptor per item); with ``--per-sample`` also winnow per-sample, 2
   workers. All shuffled epochs of the same data from the local cache, batch 256. A process runs one epoch if that lasts
   ``--min-seconds``; a faster item runs one untimed warm-up epoch and then epochs until the timed
   ones last ``--min-seconds``.
@@ -157,27 +159,54 @@ def sub(kind: str, cfg: dict, peer: bool = False, timeout: float = 900) -> dict:
 
 
 # --- measurements (each in its own process) ------------------------------------------
+def _proc_cpu(pid: int) -> float:
+    """utime + stime of one live process in seconds (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            p = f.read().rsplit(")", 1)[1].split()
+        return (int(p[11]) + int(p[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _tree_cpu() -> float:
+    """CPU seconds of this process, its reaped children and its live multiprocessing children
+    (DataLoader workers): what the measured item cost the machine, whatever else ran beside it."""
+    import multiprocessing.process as mpp
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    live = sum(_proc_cpu(p.pid) for p in list(mpp._children)  # read only: never polls or reaps
+               if p.pid and getattr(p._popen, "returncode", 0) is None)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime + live
+
+
 def _epochs(make_iter, count, min_s: float, max_epochs: int = 500) -> dict:
     """Shuffled epochs (epoch r from ``make_iter(r)``) in one process.
 
     One epoch is the measurement if it lasts ``min_s``; otherwise it was an untimed warm-up, and
     epochs follow until the timed ones last ``min_s`` together. ``rate`` is their samples over
-    their seconds; ``ttfb`` the median time to the first batch of the timed epochs.
+    their seconds; ``cpu_rate`` their samples over the CPU seconds of the process tree (main
+    process and workers) in the same epochs, a figure the load of other processes on the machine
+    barely moves; ``ttfb`` the median time to the first batch of the timed epochs.
     """
-    runs = []  # (samples, seconds, ttfb) per epoch
+    runs = []  # (samples, seconds, ttfb, tree CPU seconds at the epoch's start) per epoch
     with PeakRSS() as mem:
         for r in range(max_epochs):
+            c0 = _tree_cpu()
             t0 = time.perf_counter()
             n, first = 0, None
             for b in make_iter(r):
                 if first is None:
                     first = time.perf_counter() - t0
                 n += count(b)
-            runs.append((n, time.perf_counter() - t0, first))
+            runs.append((n, time.perf_counter() - t0, first, c0))
             if runs[0][1] >= min_s or sum(x[1] for x in runs[1:]) >= min_s:
                 break
+        cpu_end = _tree_cpu()
     timed = runs if runs[0][1] >= min_s else runs[1:]
-    return {"rate": sum(x[0] for x in timed) / sum(x[1] for x in timed),
+    samples = sum(x[0] for x in timed)
+    return {"rate": samples / sum(x[1] for x in timed), "cpu_rate": samples / max(cpu_end - timed[0][3], 1e-9),
             "ttfb": statistics.median(x[2] for x in timed), "peak_rss": mem.peak,
             "samples": timed[0][0], "epochs": len(timed), "warmup": len(runs) - len(timed)}
 
@@ -245,6 +274,14 @@ def run_bare(cfg: dict) -> dict:
 
 
 def run_latency(cfg: dict) -> dict:
+    """Random ``ds[i]`` per tier, each access with its wall time, this thread's CPU time, its
+    involuntary context switches (the kernel took the core away: ``getrusage(RUSAGE_THREAD)``),
+    voluntary switches (it blocked: I/O, a lock), minor page faults and time in Python's garbage
+    collector, so a tail can be told apart: work of ours (CPU time, faults, GC, blocking) or
+    waiting for a core (involuntary switches, wall far above CPU)."""
+    import gc
+    import resource
+
     import numpy as np
 
     from winnow.cache import StreamingDataset
@@ -255,18 +292,40 @@ def run_latency(cfg: dict) -> dict:
     total = ds.manifest.total_rows
     for s in range(len(ds.manifest.shards)):  # map everything: L1
         ds[int(ds.order(0).offsets[s])]
-    l1 = []
-    for i in rng.integers(0, total, cfg["n"]).tolist():
-        t0 = time.perf_counter()
-        ds[i]
-        l1.append(time.perf_counter() - t0)
-    l2 = []
+    gc_s = [0.0, 0.0]
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_s[1] = time.perf_counter()
+        else:
+            gc_s[0] += time.perf_counter() - gc_s[1]
+
+    gc.callbacks.append(on_gc)
+    perf, cpu, ru, THREAD = time.perf_counter, time.thread_time, resource.getrusage, resource.RUSAGE_THREAD
+
+    def measure(ids: list[int], before) -> dict:
+        out: dict[str, list[float]] = {"wall": [], "cpu": [], "ivcsw": [], "vcsw": [], "minflt": [], "gc": []}
+        for i in ids:
+            before()
+            r0 = ru(THREAD)
+            g0 = gc_s[0]
+            c0 = cpu()
+            t0 = perf()
+            ds[i]
+            t1 = perf()
+            c1 = cpu()
+            r1 = ru(THREAD)
+            out["wall"].append(t1 - t0)
+            out["cpu"].append(c1 - c0)
+            out["ivcsw"].append(r1.ru_nivcsw - r0.ru_nivcsw)
+            out["vcsw"].append(r1.ru_nvcsw - r0.ru_nvcsw)
+            out["minflt"].append(r1.ru_minflt - r0.ru_minflt)
+            out["gc"].append(gc_s[0] - g0)
+        return out
+
+    l1 = measure(rng.integers(0, total, cfg["n"]).tolist(), lambda: None)
     tier = ds._runtime().tier
-    for i in rng.integers(0, total, max(cfg["n"] // 10, 50)).tolist():
-        tier.drop()  # unmapped, but on the local disk: L2
-        t0 = time.perf_counter()
-        ds[i]
-        l2.append(time.perf_counter() - t0)
+    l2 = measure(rng.integers(0, total, max(cfg["n"] // 2, 50)).tolist(), tier.drop)  # unmapped, on local disk
     return {"l1": l1, "l2": l2}
 
 
@@ -525,14 +584,24 @@ def main() -> None:
                   ("winnow in-process / bare gather", "ours_w0_batched", "bare", ">7.2f", "", "(target >= 0.5)"),
                   ("winnow 2w 1 step/item / bare", "ours_w2_step1", "bare", ">7.2f", "", ""),
                   ("winnow 2w 1 step/item / DataLoader floor", "ours_w2_step1", "ipc_floor", ">7.2f", "",
-                   "(what worker-to-main transfer of one step per item allows on this machine)"),
+                   "(the floor passes each tensor's segment as a descriptor per item; winnow maps its recycled "
+                   "segments once)"),
                   ("winnow batched 2w / DataLoader floor", "ours_w2_batched", "ipc_floor", ">7.2f", "",
-                   "(above 1: several steps per item amortise the transfer)")]
+                   "(and several steps per item amortise the DataLoader's own per-item cost)")]
         for label, num, den, fmt, unit, note in lines:
             xs = per_round(W, num, den)
             p = fmt[fmt.index("."):]
             lo, hi = f"{min(xs):{p}}{unit}", f"{max(xs):{p}}{unit}"
             print(f"  {label:<42} {statistics.median(xs):{fmt}}{unit:1}  [{lo}-{hi}]   {note}".rstrip())
+        print(f"\nsamples per CPU-second of the whole process tree (main process and workers, same epochs; what an "
+              f"item costs whatever else runs on the machine), median of {n} rounds [min-max]")
+        for label, key in rows:
+            if key in W:
+                print(f"  {label:<40} {spread([r['cpu_rate'] for r in W[key]], '>10,.0f')}")
+        for label, num in (("winnow batched 2w / bare gather, per CPU-second", "ours_w2_batched"),
+                           ("winnow in-process / bare gather, per CPU-second", "ours_w0_batched")):
+            xs = per_round(W, num, "bare", "cpu_rate")
+            print(f"  {label:<50} {spread(xs, '.2f')}")
     if C:
         print(f"\ncold epoch from loopback S3 (moto) into an empty cache (median of {n} rounds [min-max]; ratio "
               "per round against that round's plain sequential s3fs read of the same shards)")
@@ -549,9 +618,22 @@ def main() -> None:
         lat = L["latency"]
         print(f"\nrandom-access latency of one sample (ds[i]), one process, {a.busy} spinning processes beside it")
         for tier, key, target in (("L1 (mapped)", "l1", 0.1), ("L2 (local file, unmapped)", "l2", 2.0)):
-            xs = lat[key]
+            d = lat[key]
+            xs = d["wall"]
             print(f"  winnow {tier:<28} p50 {pct(xs, .5) * 1e3:7.3f} ms   p99 {pct(xs, .99) * 1e3:7.3f} ms"
                   f"   (target p99 < {target} ms, n={len(xs)})")
+            quiet = [w for w, c in zip(xs, d["ivcsw"]) if c == 0]
+            slow = [j for j, w in enumerate(xs) if w > target / 1e3]
+            print(f"    where the time goes: CPU time p50 {pct(d['cpu'], .5) * 1e3:.3f} / p99 {pct(d['cpu'], .99) * 1e3:.3f}"
+                  f" / max {max(d['cpu']) * 1e3:.3f} ms; minor faults p99 {pct(d['minflt'], .99):.0f}; GC max "
+                  f"{max(d['gc']) * 1e3:.3f} ms; {sum(c > 0 for c in d['ivcsw'])} of {len(xs)} accesses lost the core "
+                  f"(involuntary switch); p99 of the {len(quiet)} that did not: "
+                  f"{pct(quiet, .99) * 1e3 if quiet else float('nan'):.3f} ms")
+            if slow:
+                print(f"    {len(slow)} accesses over {target} ms: {sum(d['ivcsw'][j] > 0 for j in slow)} of them lost the "
+                      f"core, {sum(d['vcsw'][j] > 0 for j in slow)} blocked (voluntary switch: I/O, a lock, a thread hop); "
+                      f"their CPU time max {max(d['cpu'][j] for j in slow) * 1e3:.3f} ms, wall - CPU median "
+                      f"{statistics.median(xs[j] - d['cpu'][j] for j in slow) * 1e3:.3f} ms")
         if "latency_mds" in L:
             xs = L["latency_mds"]["warm"]
             print(f"  MDS warm (local, ds[i])              p50 {pct(xs, .5) * 1e3:7.3f} ms   "
@@ -575,7 +657,9 @@ def main() -> None:
         with open(a.json, "w") as f:
             json.dump({"ratios_per_round": ratios, "warm_rounds": W, "cold_rounds": C,
                        "latency_ms": {f"{k}.{t}": {"p50": pct(xs, .5) * 1e3, "p99": pct(xs, .99) * 1e3, "n": len(xs)}
-                                      for k, v in L.items() for t, xs in v.items()}}, f, indent=1, default=str)
+                                      for k, v in L.items() for t, xs in
+                                      ((t, x["wall"] if isinstance(x, dict) else x) for t, x in v.items())}},
+                      f, indent=1, default=str)
     print(f"\ntotal {time.time() - t0:.0f}s")
 
 

@@ -4,7 +4,13 @@ data-wait share of a synthetic training step.
 Usage (on a CUDA machine, from the repository root; runs on CPU too, slowly, as a smoke test)::
 
     python bench/loader/gpu_step.py                                  # full sweep
-    python bench/loader/gpu_step.py --workers 1,2 --steps 4 --seqs 8 --no-peers   # smoke
+    python bench/loader/gpu_step.py --workers 1,2 --steps 20 --seqs 32 --peer-steps 10 --ranks 2 \
+        --rank-workers 1 --step-workers 2 --train-steps 4 --dim 64 --hidden 128   # CPU smoke, ~40 s
+
+On a GPU host without network, the peers come as wheels fetched here beforehand::
+
+    python bench/loader/gpu_step.py --fetch-wheels .whl/loader-peers            # here (PyPI)
+    python3 bench/loader/gpu_step.py --peer-wheels .whl/loader-peers            # there
 
 Pipeline measured: synthetic ragged documents written as winnow shards -> StreamingDataset
 (batched, shuffled, L2 cache on local disk) -> TokenPacker (fixed 4096-token sequences,
@@ -57,6 +63,104 @@ def import_winnow_cache() -> None:
         spec.loader.exec_module(mod)  # type: ignore[union-attr]
 
 
+PEER_REQUIREMENTS = os.path.join(HERE, "requirements-gpu-peers.txt")
+
+
+def fetch_wheels(dest: str, python: str) -> None:
+    """Download (here, where PyPI is reachable) the wheels of ``requirements-gpu-peers.txt`` for
+    CPython ``python`` on x86_64 Linux, without their dependencies, into ``dest``."""
+    import subprocess
+
+    os.makedirs(dest, exist_ok=True)
+    tag = python.replace(".", "")
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps",
+           "--only-binary=:all:", "--python-version", python, "--implementation", "cp", "--abi", f"cp{tag}",
+           "--abi", "abi3", "--abi", "none", "-d", dest, "-r", PEER_REQUIREMENTS]
+    for plat in ("manylinux1_x86_64", "manylinux_2_5_x86_64", "manylinux2014_x86_64", "manylinux_2_17_x86_64",
+                 "manylinux_2_28_x86_64", "any"):
+        cmd += ["--platform", plat]
+    subprocess.run(cmd, check=True)
+    size = sum(os.path.getsize(os.path.join(dest, f)) for f in os.listdir(dest))
+    print(f"{len(os.listdir(dest))} wheels, {size / 1e6:.1f} MB in {dest}")
+
+
+def install_wheels(src: str, target: str, quiet: bool = False) -> None:
+    """Unpack every wheel in ``src`` into ``target`` (no pip, no network) and append it to
+    ``sys.path``: packages the image already has keep precedence. torchvision, which MosaicML
+    Streaming imports, is replaced by ``peer_shim`` if the image's cannot be imported."""
+    import zipfile
+
+    wheels = sorted(f for f in os.listdir(src) if f.endswith(".whl"))
+    stamp = os.path.join(target, ".installed")
+    if not (os.path.exists(stamp) and open(stamp).read().split() == wheels):
+        shutil.rmtree(target, ignore_errors=True)
+        os.makedirs(target)
+        for w in wheels:
+            with zipfile.ZipFile(os.path.join(src, w)) as z:
+                for m in z.infolist():
+                    name = m.filename
+                    parts = name.split("/")
+                    if len(parts) > 2 and parts[0].endswith(".data") and parts[1] in ("purelib", "platlib"):
+                        name = "/".join(parts[2:])
+                    elif parts[0].endswith(".data"):
+                        continue  # scripts and headers: not needed to import
+                    out = os.path.join(target, name)
+                    if m.is_dir():
+                        os.makedirs(out, exist_ok=True)
+                        continue
+                    os.makedirs(os.path.dirname(out), exist_ok=True)
+                    with z.open(m) as f, open(out, "wb") as g:
+                        shutil.copyfileobj(f, g)
+        with open(stamp, "w") as f:
+            f.write("\n".join(wheels))
+    sys.path.append(target)
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # missing, or a build that does not match the image's torch
+        sys.modules.pop("torchvision", None)
+        sys.path.insert(0, os.path.join(HERE, "peer_shim"))
+    if not quiet:
+        print(f"peers: {len(wheels)} wheels from {src} unpacked in {target} (after the image's own packages)",
+              flush=True)
+
+
+def registered_batches(dl, dev):
+    """Experiment (``--zero-copy-workers``): batches straight from the workers' shared-memory
+    segments to the GPU, without the pin copy. The main process keeps each recycled segment
+    mapped (see winnow.cache.loader); here each one is page-locked in place once with
+    ``cudaHostRegister``, the host-to-device copy reads it directly on a side stream, and every
+    host batch is held until its copy's event has completed (only then may its slot be reused).
+    Yields ``(gpu batch, registration failures so far)``."""
+    import collections
+
+    import torch
+
+    from winnow.cache import loader as transfer
+
+    cudart = torch.cuda.cudart()
+    stream = torch.cuda.Stream(device=dev)
+    done: set = set()
+    failed = 0
+    pending: collections.deque = collections.deque()
+    for b in dl:
+        for token, segs in list(transfer._SEGS.items()):
+            for i, (gen, seg) in list(segs.items()):
+                if (token, i, gen) not in done:
+                    done.add((token, i, gen))
+                    rc = cudart.cudaHostRegister(seg.data_ptr(), seg.untyped_storage().nbytes(), 0)
+                    failed += int(rc) != 0
+        with torch.cuda.stream(stream):
+            gpu = {k: v.to(dev, non_blocking=True) for k, v in b.items() if isinstance(v, torch.Tensor)}
+            ev = torch.cuda.Event()
+            ev.record(stream)
+        pending.append((ev, b))
+        while pending and pending[0][0].query():
+            pending.popleft()
+        torch.cuda.current_stream(dev).wait_event(ev)
+        yield gpu, failed
+    torch.cuda.synchronize(dev)
+
+
 def sync(dev) -> None:
     import torch
 
@@ -64,21 +168,67 @@ def sync(dev) -> None:
         torch.cuda.synchronize()
 
 
-def timed(it, dev, warmup: int, steps: int, count) -> float:
-    """Tokens/s over ``steps`` batches after ``warmup`` (the clock starts once warm-up batches are in)."""
-    n, t0 = 0, None
-    for k, b in enumerate(it):
-        if k == warmup:
-            sync(dev)
-            t0 = time.perf_counter()
-        if k >= warmup:
-            n += count(b)
-        if k + 1 >= warmup + steps:
-            break
-    sync(dev)
-    if t0 is None or n == 0:
+def _proc_cpu(pid: int) -> float:
+    """utime + stime of one process in seconds (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            p = f.read().rsplit(")", 1)[1].split()
+        return (int(p[11]) + int(p[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
         return 0.0
-    return n / (time.perf_counter() - t0)
+
+
+def _worker_pids() -> list[int]:
+    """The DataLoader worker processes alive now (the measured loader's: each measurement closes
+    its iterator, and with it its workers, before the next starts)."""
+    import multiprocessing
+
+    return [p.pid for p in multiprocessing.active_children()]
+
+
+def timed(it, dev, warmup: int, steps: int, count) -> dict:
+    """Tokens/s over ``steps`` batches after ``warmup`` (the clock starts once warm-up batches are
+    in), with the CPU seconds per batch of this process (all its threads: the DataLoader's pin
+    thread, the prefetch thread) and of the loader's worker processes over the same window.
+    Closes ``it`` (its thread and workers) before returning."""
+    import resource
+
+    n, t0, k, c0, w0, pids = 0, None, -1, 0.0, 0.0, []
+    try:
+        for k, b in enumerate(it):
+            if k == warmup:
+                sync(dev)
+                t0 = time.perf_counter()
+                wall0 = time.time()
+                r = resource.getrusage(resource.RUSAGE_SELF)
+                c0 = r.ru_utime + r.ru_stime
+                pids = _worker_pids()
+                w0 = sum(_proc_cpu(p) for p in pids)
+            if k >= warmup:
+                n += count(b)
+            if k + 1 >= warmup + steps:
+                break
+        sync(dev)
+        dt = time.perf_counter() - t0 if t0 is not None else 0.0
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        w1 = sum(_proc_cpu(p) for p in pids)
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+    if t0 is None or n == 0:
+        return {"rate": 0.0, "batches": 0, "seconds": 0.0}
+    nb = k + 1 - warmup
+    return {"rate": n / dt, "batches": nb, "seconds": dt, "tokens": n, "t_start": wall0, "t_end": wall0 + dt,
+            "main_cpu_ms_per_batch": (r.ru_utime + r.ru_stime - c0) / nb * 1e3,
+            "workers_cpu_ms_per_batch": (w1 - w0) / nb * 1e3 if pids else None}
+
+
+def _diag(r: dict) -> str:
+    w = r.get("workers_cpu_ms_per_batch")
+    return (f"[{r['batches']} batches in {r['seconds']:.2f}s; CPU per batch: trainer process "
+            f"{r.get('main_cpu_ms_per_batch', float('nan')):.2f} ms" + ("" if w is None else f", workers {w:.2f} ms")
+            + "]")
 
 
 def bare_gather(remote: str, seconds: float = 3.0) -> float:
@@ -191,11 +341,13 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/winnow-gpu-bench")
     ap.add_argument("--seq-len", type=int, default=4096)
     ap.add_argument("--seqs", type=int, default=256, help="sequences per step (256 x 4096 = 1,048,576 tokens)")
-    ap.add_argument("--steps", type=int, default=200,
-                    help="timed batches per worker count (at 500M tokens/s, 200 batches are ~0.4 s; the H200 "
-                         "figures in docs/loader.md were taken with 60, a window short enough to be noisy)")
-    ap.add_argument("--peer-steps", type=int, default=60, help="timed batches per peer")
-    ap.add_argument("--warmup", type=int, default=6)
+    ap.add_argument("--steps", type=int, default=600,
+                    help="timed batches per worker count (at 1B tokens/s, 600 batches of 1M tokens are ~0.6 s; "
+                         "the first H200 figures in docs/loader.md were taken with 60, a window short enough to be "
+                         "noisy)")
+    ap.add_argument("--peer-steps", type=int, default=200, help="timed batches per peer")
+    ap.add_argument("--warmup", type=int, default=6,
+                    help="untimed batches first (at least 2 per worker, so every worker has started)")
     ap.add_argument("--workers", default="1,2,4,8,16")
     ap.add_argument("--step-workers", type=int, default=8, help="workers for the synthetic training step")
     ap.add_argument("--train-steps", type=int, default=30)
@@ -204,10 +356,29 @@ def main() -> None:
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--ranks", type=int, default=8, help="rank processes sharing one cache and one GPU (0: skip)")
     ap.add_argument("--rank-workers", type=int, default=2)
+    ap.add_argument("--rank-steps", type=int, default=24, help="timed batches per rank process")
     ap.add_argument("--as-rank", type=int, default=-1, help=argparse.SUPPRESS)
+    ap.add_argument("--zero-copy-workers", type=int, default=8,
+                    help="CUDA only, last and in a process of its own: the same loader with this many workers, "
+                         "segments page-locked in place instead of the pin copy (an experiment; 0: skip)")
+    ap.add_argument("--as-zero-copy", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--peer-wheels", default=None, metavar="DIR",
+                    help="unpack the wheels in DIR (see --fetch-wheels) and import the peers from there")
+    ap.add_argument("--fetch-wheels", default=None, metavar="DIR",
+                    help="download the peers' wheels for the GPU host into DIR (needs PyPI) and exit")
+    ap.add_argument("--python", default="3.12", help="the GPU host's Python version, for --fetch-wheels")
     a = ap.parse_args()
-    import_winnow_cache()
+    if a.fetch_wheels:
+        fetch_wheels(a.fetch_wheels, a.python)
+        return
+    if a.peer_wheels:
+        install_wheels(a.peer_wheels, os.path.join(a.work, "peer-site"), quiet=a.as_rank >= 0)
+    try:
+        import_winnow_cache()
+    except ImportError as e:
+        sys.exit(f"winnow.cache cannot be imported on this host ({e}); add a wheel of the missing package "
+                 f"(CPython {sys.version_info.major}.{sys.version_info.minor}) to the --peer-wheels directory")
     import numpy as np
     import torch
 
@@ -215,10 +386,13 @@ def main() -> None:
     from winnow.cache.synth import sample_length, write_token_shards
 
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if dev.type == "cpu":  # smoke runs: the masks' CPU kernels must not spin threads against the workers
+        torch.set_num_threads(1)
     workers = [int(w) for w in a.workers.split(",") if w]
     tokens_per_step = a.seq_len * a.seqs
     lengths = (256, 2048)
-    need_tokens = tokens_per_step * (a.steps + a.warmup + 2 * max(workers) + 8) * 5 // 4
+    batches = max(a.steps + max(a.warmup, 2 * max(workers)), max(a.warmup, 2 * a.step_workers) + a.train_steps) + 8
+    need_tokens = tokens_per_step * batches * 5 // 4
     docs = int(need_tokens / np.mean(lengths)) + 1
     remote = os.path.join(a.work, f"shards-{docs}")
     t0 = time.time()
@@ -229,7 +403,8 @@ def main() -> None:
           f"{os.cpu_count()} cores; {docs} documents, {written / 1e6:.0f}M tokens written in {time.time() - t0:.0f}s",
           flush=True)
     cache = os.path.join(a.work, "cache")
-    shutil.rmtree(cache, ignore_errors=True)
+    if a.as_rank < 0 and not a.as_zero_copy:  # the sub-processes share the parent's cache: never empty it
+        shutil.rmtree(cache, ignore_errors=True)
 
     def loader(seed: int, w: int):
         ds = StreamingDataset(remote=remote, local=cache, cache_limit="50GB", memory_limit="8GB", columns=["tokens"],
@@ -243,33 +418,52 @@ def main() -> None:
         doc, pos = document_masks(b["doc_starts"], a.seq_len)
         return b["input_ids"].numel()
 
+    if a.as_zero_copy:  # the experiment's own process (a CUDA failure here costs only its line)
+        ds = StreamingDataset(remote=remote, local=cache, cache_limit="50GB", memory_limit="8GB",
+                              columns=["tokens"], shuffle=True, seed=11, batch_size=256, batched=True)
+        packer = TokenPacker(ds, seq_len=a.seq_len, batch_size=a.seqs, eos_id=0, boundaries=True)
+        w = a.zero_copy_workers
+        dl = StreamingDataLoader(packer, num_workers=w, pin_memory=False, prefetch_factor=4)
+        fails = [0]
+
+        def count(item) -> int:
+            fails[0] = item[1]
+            return with_masks(item[0])
+
+        r = timed(registered_batches(dl, dev), dev, max(a.warmup, 2 * w), a.steps, count)
+        print(json.dumps({**r, "register_failures": fails[0]}))
+        return
+
     if a.as_rank >= 0:  # one of --ranks processes: its own tokens/s as JSON on the last line
         os.environ.update(RANK=str(a.as_rank), WORLD_SIZE=str(a.ranks))
         t0 = time.perf_counter()
-        r = timed(iter(loader(7, a.rank_workers)), dev, a.warmup, a.steps, with_masks)
-        print(json.dumps({"rate": r, "wall": time.perf_counter() - t0}))
+        r = timed(iter(loader(7, a.rank_workers)), dev, 4, a.rank_steps, with_masks)
+        print(json.dumps({**r, "wall": time.perf_counter() - t0}))
         return
 
     res: dict = {"tokens_per_step": tokens_per_step, "workers": {}}
     w0 = max(workers)
-    res["cold"] = timed(iter(loader(1, min(w0, 8))), dev, a.warmup, a.steps, with_masks)
-    print(f"cold (L2 filling), {min(w0, 8)} workers: {res['cold'] / 1e6:.1f}M tokens/s into GPU memory", flush=True)
+    wc = min(w0, 8)
+    res["cold"] = timed(iter(loader(1, wc)), dev, max(a.warmup, 2 * wc), a.steps, with_masks)
+    print(f"cold (L2 filling), {wc} workers: {res['cold']['rate'] / 1e6:.1f}M tokens/s into GPU memory "
+          f"{_diag(res['cold'])}", flush=True)
     for w in workers:
-        r = timed(iter(loader(3 + w, w)), dev, a.warmup, a.steps, with_masks)
+        r = timed(iter(loader(3 + w, w)), dev, max(a.warmup, 2 * w), a.steps, with_masks)
         res["workers"][w] = r
-        print(f"winnow, {w:2d} workers: {r / 1e6:8.1f}M tokens/s into GPU memory (packed, boundaries, masks on GPU)",
-              flush=True)
-    res["monotone_to_8"] = all(res["workers"][y] >= res["workers"][x] for x, y in zip(workers, workers[1:]) if y <= 8)
+        print(f"winnow, {w:2d} workers: {r['rate'] / 1e6:8.1f}M tokens/s into GPU memory (packed, boundaries, masks "
+              f"on GPU) {_diag(r)}", flush=True)
+    rate = {w: r["rate"] for w, r in res["workers"].items()}
+    res["monotone_to_8"] = all(rate[y] >= rate[x] for x, y in zip(workers, workers[1:]) if y <= 8)
     res["bare_gather"] = bare_gather(remote)
     print(f"bare shuffled gather from mmap (1 process, no loader): {res['bare_gather'] / 1e6:.1f}M tokens/s", flush=True)
 
     if not a.no_peers:
         t0 = time.time()
         per_batch = max(1, int(tokens_per_step / np.mean(lengths)))  # a step's tokens in documents
-        peers = write_peers(remote, a.work, min(docs, per_batch * (a.warmup + a.peer_steps + 40)))
+        peers = write_peers(remote, a.work, min(docs, per_batch * (max(a.warmup, 16) + a.peer_steps + 40)))
         print(f"peers written in {time.time() - t0:.0f}s", flush=True)
         pw = 8 if 8 in workers else w0
-        ours = res["workers"][pw]
+        ours = rate[pw]
         res["peers"] = {}
         for name, path in peers.items():
             if path.startswith("ERROR"):
@@ -277,11 +471,13 @@ def main() -> None:
                 res["peers"][name] = path
                 continue
             try:
-                r = timed(iter(peer_loader(name, path, pw, dev, per_batch)), dev, a.warmup, a.peer_steps,
-                          lambda b: b.numel())
+                r = timed(iter(peer_loader(name, path, pw, dev, per_batch)), dev, max(a.warmup, 2 * pw),
+                          a.peer_steps, lambda b: b.numel())
                 res["peers"][name] = r
-                print(f"{name}, {pw} workers, {per_batch} documents a batch: {r / 1e6:.1f}M tokens/s into GPU "
-                      f"memory (unpacked); winnow is {ours / r if r else float('nan'):.1f}x", flush=True)
+                pr = r["rate"]
+                print(f"{name}, {pw} workers, {per_batch} documents a batch: {pr / 1e6:.1f}M tokens/s into GPU "
+                      f"memory (unpacked); winnow {pw} workers is {ours / pr if pr else float('nan'):.1f}x "
+                      f"{_diag(r)}", flush=True)
             except Exception as e:
                 res["peers"][name] = f"ERROR {type(e).__name__}: {e}"
                 print(f"{name}: ERROR {type(e).__name__}: {e}", flush=True)
@@ -289,18 +485,39 @@ def main() -> None:
     if a.ranks > 0:  # N rank processes on one host, one shared L2 cache, all into the one GPU
         import subprocess
 
+        # the same corpus arguments as this process (they name the shard directory), its own timing
         args = [sys.executable, os.path.abspath(__file__), "--work", a.work, "--seq-len", str(a.seq_len),
-                "--seqs", str(a.seqs), "--steps", str(min(a.steps, 8)), "--warmup", "2", "--workers", a.workers,
-                "--ranks", str(a.ranks), "--rank-workers", str(a.rank_workers)]
-        procs = [subprocess.Popen(args + ["--as-rank", str(r)], stdout=subprocess.PIPE, text=True)
-                 for r in range(a.ranks)]
-        outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
-        agg = sum(o["rate"] for o in outs)
-        res["ranks"] = {"ranks": a.ranks, "workers_each": a.rank_workers, "sum_tokens_per_s": agg,
-                        "per_rank_min": min(o["rate"] for o in outs), "per_rank_max": max(o["rate"] for o in outs)}
-        print(f"{a.ranks} ranks x {a.rank_workers} workers, one shared cache, one GPU: sum {agg / 1e6:.1f}M tokens/s "
-              f"(per rank {res['ranks']['per_rank_min'] / 1e6:.1f}-{res['ranks']['per_rank_max'] / 1e6:.1f}M)",
-              flush=True)
+                "--seqs", str(a.seqs), "--steps", str(a.steps), "--warmup", str(a.warmup), "--workers", a.workers,
+                "--step-workers", str(a.step_workers), "--train-steps", str(a.train_steps),
+                "--ranks", str(a.ranks), "--rank-workers", str(a.rank_workers), "--rank-steps", str(a.rank_steps)]
+        if a.peer_wheels:  # the ranks import winnow.cache's dependencies from there too, if the image lacks them
+            args += ["--peer-wheels", a.peer_wheels]
+        procs = [subprocess.Popen(args + ["--as-rank", str(r)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for r in range(a.ranks)]
+        outs, errs = [], []
+        for r, p in enumerate(procs):
+            so, se = p.communicate()
+            try:
+                o = json.loads(so.strip().splitlines()[-1])
+                if o.get("batches"):
+                    outs.append(o)
+                else:
+                    errs.append(f"rank {r}: no timed batches")
+            except (IndexError, ValueError):
+                errs.append(f"rank {r} failed (exit {p.returncode}): {se.strip()[-800:]}")
+        for e in errs:
+            print(e, flush=True)
+        if outs:
+            agg = sum(o["rate"] for o in outs)
+            span = max(o["t_end"] for o in outs) - min(o["t_start"] for o in outs)
+            together = sum(o["tokens"] for o in outs) / span if span > 0 else float("nan")
+            res["ranks"] = {"ranks": a.ranks, "ok": len(outs), "workers_each": a.rank_workers,
+                            "sum_tokens_per_s": agg, "tokens_per_s_over_union_of_windows": together,
+                            "per_rank_min": min(o["rate"] for o in outs), "per_rank_max": max(o["rate"] for o in outs)}
+            print(f"{len(outs)} of {a.ranks} ranks x {a.rank_workers} workers, one shared cache, one GPU: sum of rank "
+                  f"rates {agg / 1e6:.1f}M tokens/s, all tokens over the union of their windows {together / 1e6:.1f}M "
+                  f"(per rank {res['ranks']['per_rank_min'] / 1e6:.1f}-{res['ranks']['per_rank_max'] / 1e6:.1f}M)",
+                  flush=True)
 
     # synthetic training step on tokens_per_step tokens
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
@@ -323,15 +540,17 @@ def main() -> None:
 
     it = iter(loader(2, a.step_workers))
     waits, totals = [], []
-    for k in range(a.warmup + a.train_steps):
+    warm = max(a.warmup, 2 * a.step_workers)
+    for k in range(warm + a.train_steps):
         t0 = time.perf_counter()
         batch = next(it)
         t1 = time.perf_counter()
         step(batch)
         t2 = time.perf_counter()
-        if k >= a.warmup:
+        if k >= warm:
             waits.append(t1 - t0)
             totals.append(t2 - t0)
+    it.close()  # its workers and prefetch thread stop here
     share = sum(waits) / sum(totals)
     res.update({"step_s_median": statistics.median(totals), "data_wait_s_median": statistics.median(waits),
                 "data_wait_s_max": max(waits), "data_wait_share": share})
@@ -339,6 +558,33 @@ def main() -> None:
           f"{res['step_s_median'] * 1e3:.1f} ms; data wait median {res['data_wait_s_median'] * 1e3:.3f} ms, max "
           f"{res['data_wait_s_max'] * 1e3:.2f} ms; data-wait share {share * 100:.2f}% (target < 0.5%)", flush=True)
     print("monotone in workers 1..8:", res["monotone_to_8"])
+    if dev.type == "cuda" and a.zero_copy_workers > 0:
+        import subprocess
+
+        zargs = [sys.executable, os.path.abspath(__file__), "--work", a.work, "--seq-len", str(a.seq_len), "--seqs",
+                 str(a.seqs), "--steps", str(a.steps), "--warmup", str(a.warmup), "--workers", a.workers,
+                 "--step-workers", str(a.step_workers), "--train-steps", str(a.train_steps),
+                 "--zero-copy-workers", str(a.zero_copy_workers), "--as-zero-copy"]
+        if a.peer_wheels:
+            zargs += ["--peer-wheels", a.peer_wheels]
+        try:
+            p = subprocess.run(zargs, capture_output=True, text=True, timeout=180)
+            z = json.loads(p.stdout.strip().splitlines()[-1])
+            res["zero_copy"] = z
+            zw = a.zero_copy_workers
+            base = rate.get(zw)
+            print(f"experiment: {zw} workers, segments page-locked in place (no pin copy): {z['rate'] / 1e6:.1f}M "
+                  f"tokens/s" + (f" ({z['rate'] / base:.2f}x the pinned path)" if base else "")
+                  + f", {z['register_failures']} registration failures {_diag(z)}", flush=True)
+        except Exception as e:  # noqa: BLE001 - an experiment: report and go on
+            tail = (p.stderr.strip()[-600:] if "p" in locals() and p.stderr else "")
+            print(f"experiment (segments page-locked in place) failed: {type(e).__name__}: {e} {tail}", flush=True)
+    pw = 8 if 8 in workers else max(workers)
+    print(f"\nsummary (issue 16 must-show): winnow {pw} workers {rate[pw] / 1e6:.0f}M tokens/s (target >= 500M); "
+          + "; ".join(f"{name} {rate[pw] / r['rate']:.1f}x" if isinstance(r, dict) and r.get("rate") else f"{name} n/a"
+                      for name, r in res.get("peers", {}).items())
+          + f" (target >= 5x); monotone 1..8 {res['monotone_to_8']}; data-wait share {share * 100:.2f}% (target < 0.5%)",
+          flush=True)
     if a.json:
         os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
         with open(a.json, "w") as f:

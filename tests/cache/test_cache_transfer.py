@@ -14,7 +14,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from winnow.cache import INDEX_KEY, StreamingDataLoader, StreamingDataset
-from winnow.cache.loader import TransferChunk
+from winnow.cache import loader as loader_mod
+from winnow.cache.loader import POOL_SLOTS, TransferChunk
 from winnow.cache.order import worker_chunks, worker_steps
 from winnow.cache.synth import expected_tokens, sample_length
 from winnow.errors import ConfigError
@@ -94,11 +95,9 @@ def test_global_order_equals_in_process(fixed, tmp_path, workers, k, split_calls
     assert len(got) == len(loader) == 50 and all(len(b[INDEX_KEY]) == 48 for b in got)
     for b in got:
         check_content(b, (32, 32))
-    if k == 1:
-        assert split_calls == []
-    else:
-        # 50 steps in chunks of k: the last chunk is short unless k divides 50
-        assert sorted(split_calls) == sorted([k] * (50 // k) + ([50 % k] if 50 % k else []))
+    # 50 steps in chunks of k (k=1 too: single steps also travel in recycled segments); the last
+    # chunk is short unless k divides 50
+    assert sorted(split_calls) == sorted([k] * (50 // k) + ([50 % k] if 50 % k else []))
     m = ds.metrics()
     assert m["steps"] == 50 and m["samples"] == 2400
 
@@ -295,3 +294,20 @@ def test_persistent_workers_follow_set_epoch_and_resume(fixed, tmp_path, batched
     rest = [b[INDEX_KEY].tolist() for b in loader]
     assert loader._iterator._workers == workers  # the same processes served every iteration
     assert first + rest == ref(2)
+
+
+@pytest.mark.timeout(240)
+def test_a_recycled_segment_is_mapped_once_then_sent_by_reference(fixed, tmp_path, monkeypatch):
+    """One step per item (50 items, 2 workers): each worker's segments cross as descriptors once;
+    every other item names a segment the main process already maps, and still holds its own data."""
+    monkeypatch.setattr(loader_mod, "RECEIVED", {"mapped": 0, "by_reference": 0})
+    ds = make(fixed, tmp_path, transfer_steps=1)
+    before = set(loader_mod._SEGS)
+    n = 0
+    for b in StreamingDataLoader(ds, num_workers=2):
+        check_content(b, (32, 32))
+        n += 1
+    got = loader_mod.RECEIVED
+    assert n == 50 and got["mapped"] + got["by_reference"] == 50
+    assert 2 <= got["mapped"] <= 2 * POOL_SLOTS and got["by_reference"] >= 50 - 2 * POOL_SLOTS
+    assert set(loader_mod._SEGS) <= before  # the finished iterator's mappings were dropped
