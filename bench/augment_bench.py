@@ -66,15 +66,22 @@ def _since(t0):
     return w - t0[0], c - t0[1]
 
 
-def direct_round_trip(bt, sents: list[str]) -> None:
-    """The peer: ``apertium -u FWD | apertium -u BWD`` on the joined sentences."""
-    from winnow.filters.augment_translate import ApertiumTranslator
+_SEP_JOIN = "\n\nZZSEPZZ.\n\n"
+_SEP_SPLIT = re.compile(r"\s*\n\s*ZZSEPZZ\.?\s*\n?", re.IGNORECASE)
 
-    payload = ApertiumTranslator._payload(sents)
+
+def direct_round_trip(bt, sents: list[str]) -> list[str]:
+    """The peer: ``apertium -u FWD | apertium -u BWD`` once, on all the sentences joined by
+    separator paragraphs (what a user batching Apertium from the shell writes), split after."""
+    payload = _SEP_JOIN.join(sents) + _SEP_JOIN
     cmd = f"apertium -u {bt.forward.mode} | apertium -u {bt.backward.mode}"
     out = subprocess.run(["bash", "-c", cmd], input=payload, capture_output=True, text=True, check=True).stdout
-    if ApertiumTranslator._parts(out, len(sents)) is None:
+    parts = _SEP_SPLIT.split(out)
+    if parts and not parts[-1].strip():
+        parts.pop()
+    if len(parts) != len(sents):
         raise RuntimeError("the direct round trip lost separators")
+    return [p.strip() for p in parts]
 
 
 def _median(xs: list[float]) -> float:

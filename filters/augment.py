@@ -296,6 +296,13 @@ class Augmenter:
                 results[i].append(a)
         return results
 
+    def close(self) -> None:
+        """Stop the back-translators' kept processes (Apertium chains); a later call restarts them."""
+        for bt in self._bt.values():
+            stop = getattr(bt, "close", None)
+            if stop is not None:
+                stop()
+
     def new_record(self, record: Mapping[str, Any], a: Attempt) -> dict:
         """The kept augmentation as a record: the original's columns, new id, text (or image),
         ``aug_from``, ``aug_method``, ``aug_chrf`` and ``aug_params``."""

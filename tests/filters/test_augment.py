@@ -219,8 +219,9 @@ def test_apertium_batches_equal_single_calls_and_keep_placeholders():
              "Use ZZT0ZZ to deploy it."]
     t = ApertiumTranslator("eng-spa")
     batch = t.translate(texts)
-    assert t.calls == 1 and len(batch) == 3
+    assert len(batch) == 3
     assert batch == [t.translate([x])[0] for x in texts]
+    assert t.chain.starts == 1  # one kept chain for all the calls
     assert "ZZT0ZZ" in batch[1] and "ZZT1ZZ" in batch[1] and "ZZT0ZZ" in batch[2]
     bt = apertium_backtranslator("cat")
     back = bt.backtranslate(texts)
@@ -253,7 +254,7 @@ def test_methods_are_chosen_among_those_that_apply():
 
 
 @needs_apertium
-def test_apertium_round_trip_is_one_chain_with_the_two_call_output():
+def test_apertium_round_trip_runs_both_kept_chains_with_the_two_call_output():
     from winnow.filters.augment_translate import apertium_backtranslator
 
     texts = ["The scheduler restarts every failed job after a short delay.",
@@ -261,8 +262,8 @@ def test_apertium_round_trip_is_one_chain_with_the_two_call_output():
              "Use ZZT0ZZ to deploy it, then check the logs."]
     bt = apertium_backtranslator("spa")
     chained = bt.backtranslate(texts)
-    assert bt.forward.calls == bt.backward.calls == bt.forward.chains == 1  # one process chain for the batch
     assert chained == bt.backward.translate(bt.forward.translate(texts))
+    assert bt.forward.chain.starts == bt.backward.chain.starts == 1
     assert all("ZZT0ZZ" in b for b in chained[1:])
 
 
