@@ -25,6 +25,35 @@ def test_chrf_bounds_and_order():
     assert chrf("a b c", "abc") == pytest.approx(100.0)  # whitespace is ignored
 
 
+def _chrf_by_definition(hypothesis, reference, order=6, beta=2.0):
+    from collections import Counter
+
+    h, r = "".join(hypothesis.split()), "".join(reference.split())
+    if not h or not r:
+        return 100.0 if h == r else 0.0
+    ps, rs = [], []
+    for n in range(1, order + 1):
+        hn = Counter(h[i:i + n] for i in range(len(h) - n + 1))
+        rn = Counter(r[i:i + n] for i in range(len(r) - n + 1))
+        if hn and rn:
+            match = sum((hn & rn).values())
+            ps.append(match / sum(hn.values()))
+            rs.append(match / sum(rn.values()))
+    p, rc = sum(ps) / len(ps), sum(rs) / len(rs)
+    return 0.0 if p == rc == 0 else 100.0 * (1 + beta ** 2) * p * rc / (beta ** 2 * p + rc)
+
+
+def test_chrf_equals_its_definition_exactly():
+    import random
+
+    rng = random.Random(3)
+    pairs = [("".join(rng.choice("abé c") for _ in range(rng.randint(0, 12))),
+              "".join(rng.choice("ab cd") for _ in range(rng.randint(0, 12)))) for _ in range(2000)]
+    pairs += [("The scheduler assigns pods to nodes.", "The planner gives pods to the nodes, again.")]
+    for h, r in pairs:
+        assert chrf(h, r) == _chrf_by_definition(h, r), (h, r)  # the same float, not just close
+
+
 def test_shield_protects_restores_and_tolerates_reordering():
     sh = TermShield(TERMS)
     text = "Run `kubectl get pods` then kubectl apply; etcd keeps Kubernetes state, one pod."
