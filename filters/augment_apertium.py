@@ -40,6 +40,7 @@ __all__ = ["deformat", "reformat", "mode_script", "ApertiumChain", "ApertiumRoun
 _ESC = re.compile(r"([$/<>@\[\\\]^{}])")
 _BLANK = re.compile(r"[ \t\n\r~]+")
 _UNESC = re.compile(r"\\([$/<>@\[\\\]^{}])|\.\[\]|[\[\]\x00]")
+_BASH_JOB = re.compile(r"(line \d+: )\d+ ")
 #: seconds a chain may go without producing output while a unit is pending
 STALL_S = 600.0
 
@@ -94,9 +95,12 @@ def _utf8_env() -> dict[str, str]:
     return env
 
 
-def _stop(proc: subprocess.Popen, wait_s: float = 10.0) -> None:
+def _stop(proc: subprocess.Popen, owner: int, wait_s: float = 10.0) -> None:
     """End a chain: its input closed so each module finishes and exits (waited for, so their CPU
-    time is accounted to this process), or, after ``wait_s`` (at once when 0), killed."""
+    time is accounted to this process), or, after ``wait_s`` (at once when 0), killed. Only the
+    process that started it does (a forked child leaves its parent's chains alone)."""
+    if os.getpid() != owner:
+        return
     if wait_s <= 0:
         _kill(proc)
     try:
@@ -163,7 +167,7 @@ class ApertiumChain:
                                       start_new_session=True)
         self._buf = b""
         self.starts += 1
-        self._finalizer = weakref.finalize(self, _stop, self._proc)
+        self._finalizer = weakref.finalize(self, _stop, self._proc, os.getpid())
         return self._proc
 
     def close(self, wait_s: float = 10.0) -> None:
@@ -172,7 +176,7 @@ class ApertiumChain:
         fin, self._finalizer = self._finalizer, None
         info = fin.detach() if fin is not None else None
         if info is not None:  # only one caller gets it
-            _stop(info[2][0], wait_s)
+            _stop(*info[2], wait_s=wait_s)
         self._proc = None
         if self._err is not None:
             self._err.close()
@@ -183,6 +187,7 @@ class ApertiumChain:
         if self._err is not None:
             self._err.seek(0)
             msg = self._err.read().decode("utf-8", "replace").strip()[-300:]
+            msg = _BASH_JOB.sub(r"\1", msg)  # bash names a killed module by its process id
         self.close(wait_s=0)
         return RuntimeError(f"apertium {self.mode} (null-flush chain) {what}" + (f": {msg}" if msg else ""))
 
@@ -194,18 +199,21 @@ class ApertiumChain:
         except (OSError, ValueError) as exc:  # the chain died (or was stopped); the reader reports it
             failed.append(exc)
 
-    def _read(self, proc: subprocess.Popen, n: int, each: Callable[[str], None] | None = None) -> list[str]:
+    def _read(self, proc: subprocess.Popen, n: int, each: Callable[[list[str]], None] | None = None) -> list[str]:
         """``n`` NUL-terminated units from the chain's output."""
         out: list[str] = []
         fd = proc.stdout.fileno()  # type: ignore[union-attr]
         buf = self._buf
         while len(out) < n:
-            while b"\0" in buf and len(out) < n:
-                unit, buf = buf.split(b"\0", 1)
-                text = unit.decode("utf-8", "surrogateescape")
-                out.append(text)
+            if b"\0" in buf:
+                *units, buf = buf.split(b"\0")
+                if len(out) + len(units) > n:  # never happens in null-flush mode; kept for the next call
+                    buf = b"\0".join([*units[n - len(out):], buf])
+                    units = units[:n - len(out)]
+                got = [u.decode("utf-8", "surrogateescape") for u in units]
+                out.extend(got)
                 if each is not None:
-                    each(text)
+                    each(got)
             if len(out) >= n:
                 break
             ready, _, _ = select.select([fd], [], [], STALL_S)
@@ -218,9 +226,9 @@ class ApertiumChain:
         self._buf = buf
         return out
 
-    def run(self, units: Sequence[str], each: Callable[[str], None] | None = None) -> list[str]:
+    def run(self, units: Sequence[str], each: Callable[[list[str]], None] | None = None) -> list[str]:
         """The chain's output for each unit (stream format), in order; ``each`` (optional) is
-        called with every output as soon as it arrives."""
+        called with the outputs as they arrive (a list per read)."""
         if not units:
             return []
         with self._lock:
@@ -262,11 +270,12 @@ class ApertiumRoundTrip:
             back = self.backward._start()
             failed: list = []
 
-            def relay_one(unit: str) -> None:
+            def relay(units: list[str]) -> None:
                 if failed:
                     return
+                data = "".join(deformat(reformat(u).strip()) + "\0" for u in units)
                 try:
-                    back.stdin.write(deformat(reformat(unit).strip()).encode("utf-8", "surrogatepass") + b"\0")
+                    back.stdin.write(data.encode("utf-8", "surrogatepass"))
                     back.stdin.flush()
                 except (OSError, ValueError) as exc:  # the second chain died; its reader reports it
                     failed.append(exc)
@@ -275,22 +284,22 @@ class ApertiumRoundTrip:
 
             def forward() -> None:
                 try:
-                    self.forward.run([deformat(t.strip()) for t in texts], each=relay_one)
+                    self.forward.run([deformat(t.strip()) for t in texts], each=relay)
                 except BaseException as exc:  # noqa: BLE001 - re-raised by the caller's thread
                     errors.append(exc)
                     self.backward.close(wait_s=0)  # unblocks the reader below
 
-            relay = threading.Thread(target=forward, daemon=True)
-            relay.start()
+            relayer = threading.Thread(target=forward, daemon=True)
+            relayer.start()
             try:
                 out = self.backward._read(back, n)
             except BaseException:
-                relay.join()
+                relayer.join()
                 if errors:
                     raise errors[0] from None
                 self.backward.close(wait_s=0)
                 raise
-            relay.join()
+            relayer.join()
             if errors:
                 raise errors[0]
             self.backward.units += n

@@ -173,6 +173,9 @@ def apertium_backtranslator(pivot: str) -> BackTranslator:
     if not modes:
         raise ConfigError("augment.backend", "apertium", "the 'apertium' program on PATH",
                           f"apt-get install apertium {pkg} (or run make install as root)")
+    if shutil.which("apertium-wblank-mode") is None:  # Apertium >= 3.8 ships it; the kept chains need it
+        raise ConfigError("augment.backend", "apertium", "Apertium 3.8 or later (the program apertium-wblank-mode)",
+                          "apt-get install apertium (Debian 12 or later)")
     missing = [m for m in (fwd, bwd) if m not in modes]
     if missing:
         raise ConfigError("augment.pivots", pivot, f"Apertium modes {', '.join(missing)} installed",

@@ -179,6 +179,14 @@ def test_missing_backends_name_the_package_or_path(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ConfigError, match="apt-get install apertium apertium-eng-spa"):
         apertium_backtranslator("spa")
+    monkeypatch.undo()
+    if shutil.which("apertium"):  # an Apertium without apertium-wblank-mode (before 3.8)
+        from winnow.filters import augment_translate
+
+        which = shutil.which
+        monkeypatch.setattr(augment_translate.shutil, "which", lambda n: None if n == "apertium-wblank-mode" else which(n))
+        with pytest.raises(ConfigError, match="apertium-wblank-mode"):
+            apertium_backtranslator("spa")
 
 
 needs_wordnet = pytest.mark.skipif(not os.path.isfile("/usr/share/wordnet/index.noun"),
