@@ -2,10 +2,11 @@
 
 Both take a list of texts and return one translation per text, in order. Apertium runs each
 mode as a module chain started once per process and kept running in null-flush mode
-(:mod:`winnow.filters.augment_apertium`): starting a mode is most of its cost for short texts,
-and in null-flush mode every module resets at the end of each text, so a text's translation
-is the same whatever the chain translated before (byte-identical output on every runner). An
-English -> pivot -> English round trip runs its two chains at the same time.
+(:mod:`winnow.filters.augment_apertium`; idle chains are shared within the process):
+starting a mode is most of its cost for short texts, and in null-flush mode every module
+resets at the end of each text, so a text's translation is the same whatever the chain
+translated before (byte-identical output on every runner). An English -> pivot -> English
+round trip runs its two chains at the same time.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import subprocess
 from typing import Protocol, Sequence
 
 from winnow.errors import ConfigError
-from winnow.filters.augment_apertium import ApertiumChain, ApertiumRoundTrip
+from winnow.filters.augment_apertium import ApertiumRoundTrip, acquire, close_idle, release
 
 __all__ = [
     "Translator", "ApertiumTranslator", "Seq2SeqTranslator", "BackTranslator", "APERTIUM_PIVOTS",
@@ -54,7 +55,8 @@ def apertium_modes() -> frozenset[str]:
 class ApertiumTranslator:
     """One Apertium mode (``eng-spa``, ``spa-eng`` ...), as ``apertium -u MODE`` translates each
     text alone, through a module chain kept running in null-flush mode
-    (:class:`~winnow.filters.augment_apertium.ApertiumChain`, started on first use).
+    (:class:`~winnow.filters.augment_apertium.ApertiumChain`): each call borrows an idle chain
+    of this process (or starts one) and hands it back after.
 
     Args:
         mode: the Apertium mode.
@@ -63,18 +65,30 @@ class ApertiumTranslator:
     def __init__(self, mode: str) -> None:
         self.name = f"apertium:{mode}"
         self.mode = mode
-        self.chain = ApertiumChain(mode)
 
     def translate(self, texts: Sequence[str]) -> list[str]:
-        return self.chain.translate(texts)
+        if not texts:
+            return []
+        chain = acquire(self.mode)
+        try:
+            return chain.translate(texts)
+        finally:
+            release(chain)
 
     def round_trip(self, back: ApertiumTranslator, texts: Sequence[str]) -> list[str]:
         """``back.translate(self.translate(texts))``, with both chains working at the same time."""
-        return ApertiumRoundTrip(self.chain, back.chain).run(texts)
+        if not texts:
+            return []
+        first, second = acquire(self.mode), acquire(back.mode)
+        try:
+            return ApertiumRoundTrip(first, second).run(texts)
+        finally:
+            release(first)
+            release(second)
 
     def close(self) -> None:
-        """Stop the kept chain (the next call starts it again)."""
-        self.chain.close()
+        """Stop this process's idle chains of the mode (the next call starts one again)."""
+        close_idle([self.mode])
 
 
 class Seq2SeqTranslator:

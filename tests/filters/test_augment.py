@@ -254,11 +254,15 @@ def test_apertium_batches_equal_single_calls_and_keep_placeholders():
     texts = ["The function returns a list of integers when the input is valid.",
              "ZZT0ZZ stores the state\nof ZZT1ZZ on two lines",
              "Use ZZT0ZZ to deploy it."]
+    from winnow.filters.augment_apertium import chains_started
+
     t = ApertiumTranslator("eng-spa")
+    t.close()
+    before = chains_started("eng-spa")
     batch = t.translate(texts)
     assert len(batch) == 3
     assert batch == [t.translate([x])[0] for x in texts]
-    assert t.chain.starts == 1  # one kept chain for all the calls
+    assert chains_started("eng-spa") == before + 1  # one kept chain for all the calls
     assert "ZZT0ZZ" in batch[1] and "ZZT1ZZ" in batch[1] and "ZZT0ZZ" in batch[2]
     bt = apertium_backtranslator("cat")
     back = bt.backtranslate(texts)
@@ -297,10 +301,14 @@ def test_apertium_round_trip_runs_both_kept_chains_with_the_two_call_output():
     texts = ["The scheduler restarts every failed job after a short delay.",
              "ZZT0ZZ keeps the state of the cluster\nand reports errors.",
              "Use ZZT0ZZ to deploy it, then check the logs."]
+    from winnow.filters.augment_apertium import chains_started
+
     bt = apertium_backtranslator("spa")
+    bt.close()
+    before = chains_started("eng-spa"), chains_started("spa-eng")
     chained = bt.backtranslate(texts)
     assert chained == bt.backward.translate(bt.forward.translate(texts))
-    assert bt.forward.chain.starts == bt.backward.chain.starts == 1
+    assert (chains_started("eng-spa"), chains_started("spa-eng")) == (before[0] + 1, before[1] + 1)
     assert all("ZZT0ZZ" in b for b in chained[1:])
 
 

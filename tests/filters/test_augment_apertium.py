@@ -7,7 +7,16 @@ import subprocess
 import pytest
 
 from winnow.filters import augment_apertium
-from winnow.filters.augment_apertium import ApertiumChain, ApertiumRoundTrip, deformat, reformat
+from winnow.filters.augment_apertium import (
+    ApertiumChain,
+    ApertiumRoundTrip,
+    acquire,
+    chains_started,
+    close_idle,
+    deformat,
+    reformat,
+    release,
+)
 
 needs_apertium = pytest.mark.skipif(shutil.which("apertium") is None,
                                     reason="apertium missing: make install (as root) installs it")
@@ -97,22 +106,43 @@ def test_a_chain_that_dies_or_stalls_raises_and_the_next_call_restarts(tmp_path,
 
 
 @needs_apertium
+def test_idle_chains_are_shared_and_concurrent_callers_get_their_own(tmp_path):
+    datadir = _fake_modes(tmp_path)
+    a = acquire("zero", datadir)
+    b = acquire("zero", datadir)  # a is in use: another chain
+    assert a is not b and a.run(["o"]) == b.run(["o"]) == ["0"]
+    release(a)
+    release(b)
+    c = acquire("zero", datadir)
+    assert c in (a, b) and c.starts == 1  # an idle one, still running
+    release(c)
+    assert close_idle(["zero"]) == 2 and a._proc is None and b._proc is None
+    d = acquire("zero", datadir)
+    assert d is not a and d is not b
+    d.close()
+
+
+@needs_apertium
 @pytest.mark.parametrize("pivot", ["spa", "cat", "epo"])
 def test_output_does_not_depend_on_history_batching_or_order(pivot):
     from winnow.filters.augment_translate import apertium_backtranslator
 
     bt = apertium_backtranslator(pivot)
+    modes = (bt.forward.mode, bt.backward.mode)
+    bt.close()
+    before = [chains_started(m) for m in modes]
     whole = bt.backtranslate(TEXTS)
     assert bt.backtranslate(TEXTS[::-1]) == whole[::-1]
     assert bt.backtranslate(TEXTS[5:]) + bt.backtranslate(TEXTS[:5]) == whole[5:] + whole[:5]
     assert [bt.backtranslate([t])[0] for t in TEXTS[:4]] == whole[:4]
-    assert bt.forward.chain.starts == bt.backward.chain.starts == 1  # all of it through one kept chain each
-    fresh = apertium_backtranslator(pivot)
-    assert fresh.backtranslate(TEXTS[3:7]) == whole[3:7]
+    assert apertium_backtranslator(pivot).backtranslate(TEXTS[2:6]) == whole[2:6]  # another caller, the same chains
+    assert [chains_started(m) for m in modes] == [b + 1 for b in before]  # all of it through one kept chain each
     one_way = bt.forward.translate(TEXTS)
     assert bt.backward.translate(one_way) == whole  # the round trip = the two directions in turn
+    bt.close()  # fresh chains: the same output
+    assert bt.backtranslate(TEXTS[3:7]) == whole[3:7]
+    assert [chains_started(m) for m in modes] == [b + 2 for b in before]
     bt.close()
-    fresh.close()
     assert all("ZZT0ZZ" in b for b in whole[4:6]) and "ZZT1ZZ" in whole[4]
 
 
