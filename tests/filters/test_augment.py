@@ -77,6 +77,20 @@ def test_shield_whole_words_longest_first_and_case_fix():
     assert TermShield.fix_case("ZZT0ZZ Stores data.", "ZZT0ZZ Stores data.") == "ZZT0ZZ Stores data."
 
 
+def test_shield_finds_what_a_plain_alternation_finds():
+    import re
+
+    from winnow.filters.augment_terms import _CODE, _pattern
+
+    terms = ("C++", ".NET", "-x", "a]b", "^up", "Kubernetes", "kubectl apply", "pod", "\\path", "é-mail")
+    sh = TermShield(terms)
+    plain = re.compile("|".join([_CODE, *(_pattern(t) for t in sorted(terms, key=len, reverse=True))]))
+    text = ("Use C++ and .NET, run -x on a]b, ^up the pod in Kubernetes with kubectl apply `cmd`; "
+            "pods, C+, NET, \\path and é-mail. ") * 3
+    assert sh.spans(text) == [m.span() for m in plain.finditer(text)]
+    assert len(sh.spans(text)) == 33
+
+
 def test_read_terms(tmp_path):
     p = tmp_path / "terms.txt"
     p.write_text("# comment\nKubernetes\n\nkubectl apply\nKubernetes\n")
