@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from typing import Protocol, Sequence
 
 from winnow.errors import ConfigError
-from winnow.filters.augment_apertium import ApertiumRoundTrip, acquire, close_idle, release
+from winnow.filters.augment_apertium import ApertiumRoundTrip, acquire, apertium_datadir, close_idle, release
 
 __all__ = [
     "Translator", "ApertiumTranslator", "Seq2SeqTranslator", "BackTranslator", "APERTIUM_PIVOTS",
@@ -41,15 +40,15 @@ class Translator(Protocol):
 
 
 def apertium_modes() -> frozenset[str]:
-    """The Apertium modes installed here (empty when ``apertium`` is not on PATH)."""
-    exe = shutil.which("apertium")
-    if exe is None:
+    """The Apertium modes installed here (empty when ``apertium`` is not on PATH): the mode
+    files in Apertium's data directory, which ``apertium -l`` lists and the kept chains read."""
+    if shutil.which("apertium") is None:
         return frozenset()
     try:
-        out = subprocess.run([exe, "-l"], capture_output=True, text=True, timeout=60, check=False).stdout
-    except (OSError, subprocess.SubprocessError):
+        names = os.listdir(os.path.join(apertium_datadir(), "modes"))
+    except OSError:
         return frozenset()
-    return frozenset(line.strip() for line in out.splitlines() if line.strip())
+    return frozenset(n[:-5] for n in names if n.endswith(".mode"))
 
 
 class ApertiumTranslator:

@@ -157,3 +157,11 @@ def test_kept_chains_equal_apertium_u_on_each_text_alone(pivot):
     assert bt.forward.translate(TEXTS) == [_apertium(f"apertium -u {fwd}", t) for t in TEXTS]
     assert bt.backtranslate(TEXTS) == [_apertium(f"apertium -u {fwd} | apertium -u {bwd}", t) for t in TEXTS]
     bt.close()
+
+
+@needs_apertium
+def test_installed_modes_are_what_apertium_lists():
+    from winnow.filters.augment_translate import apertium_modes
+
+    listed = subprocess.run(["apertium", "-l"], capture_output=True, text=True, check=True).stdout.split()
+    assert apertium_modes() == frozenset(listed) and {"eng-spa", "spa-eng"} <= apertium_modes()
