@@ -202,11 +202,13 @@ class Augmenter:
         return self._pivots[_hash(self.cfg.seed, "pivot", rid) % len(self._pivots)]
 
     # -- judging ------------------------------------------------------------------------------
-    def judge(self, original: str, candidate: str | None) -> tuple[str | None, float | None, tuple[str, ...]]:
-        """``(reason or None, chrF, lost terms)`` for a text candidate."""
+    def judge(self, original: str, candidate: str | None,
+              shielded: frozenset[str] | None = None) -> tuple[str | None, float | None, tuple[str, ...]]:
+        """``(reason or None, chrF, lost terms)`` for a text candidate (``shielded``: the
+        original's protected spans when the caller has found them already)."""
         if candidate is None or not candidate.strip():
             return "augment_empty", None, ()
-        lost = self.shield.lost(original, candidate)
+        lost = self.shield.lost(original, candidate, shielded)
         score = round(chrf(candidate, original), 3)
         if " ".join(candidate.split()) == " ".join(original.split()):
             return "augment_identical", score, lost
@@ -218,6 +220,8 @@ class Augmenter:
 
     # -- the methods --------------------------------------------------------------------------
     def _backtranslate(self, recs: list[Mapping[str, Any]]) -> list[Attempt]:
+        """Judged attempts: each translation is restored and judged as soon as it arrives, while
+        the translator works on the rest of the batch."""
         by_pivot: dict[str, list[int]] = {}
         for i, r in enumerate(recs):
             by_pivot.setdefault(self.pivot(r), []).append(i)
@@ -233,15 +237,32 @@ class Augmenter:
                 masked.append(m)
                 found.append(f)
             jobs.append((pivot, bt, idx, masked, found))
+
+        def run(job: tuple) -> None:
+            pivot, bt, idx, masked, found = job
+
+            def arrived(start: int, texts: list[str]) -> None:
+                for k, text in enumerate(texts, start):
+                    text = TermShield.restore(TermShield.fix_case(masked[k], text), found[k])
+                    a = Attempt("backtranslate", text, params={"pivot": pivot})
+                    a.reason, a.chrf, a.lost = self.judge(recs[idx[k]]["text"], text, frozenset(found[k]))
+                    out[idx[k]] = a
+
+            streams = getattr(bt, "streams_results", False)  # BackTranslator: results while it translates the rest
+            back = bt.backtranslate(masked, arrived) if streams else bt.backtranslate(masked)
+            if len(back) != len(masked):
+                raise RuntimeError(f"back-translation through {pivot} returned {len(back)} texts for {len(masked)}")
+            if not streams:  # any object with backtranslate(texts) -> texts
+                arrived(0, list(back))
+
         if len(jobs) > 1:  # the pivots' translators are separate processes: run them at the same time
             with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-                backs = list(pool.map(lambda job: job[1].backtranslate(job[3]), jobs))
+                list(pool.map(run, jobs))
         else:
-            backs = [job[1].backtranslate(job[3]) for job in jobs]
-        for (pivot, _, idx, masked, found), back in zip(jobs, backs):
-            for i, m, text, f in zip(idx, masked, back, found):
-                text = TermShield.restore(TermShield.fix_case(m, text), f)
-                out[i] = Attempt("backtranslate", text, params={"pivot": pivot})
+            for job in jobs:
+                run(job)
+        if any(a is None for a in out):
+            raise RuntimeError("a back-translator did not report every text")
         return out  # type: ignore[return-value]
 
     def _synonym(self, recs: list[Mapping[str, Any]]) -> list[Attempt]:
@@ -300,7 +321,7 @@ class Augmenter:
         for method, idx in todo.items():
             attempts = run[method]([records[i] for i in idx])
             for i, a in zip(idx, attempts):
-                if method != "image":
+                if method not in ("image", "backtranslate"):  # back-translations come judged
                     a.reason, a.chrf, a.lost = self.judge(records[i]["text"], a.text)
                 results[i].append(a)
         return results

@@ -275,7 +275,10 @@ class ApertiumRoundTrip:
         self.forward = forward
         self.backward = backward
 
-    def run(self, texts: Sequence[str]) -> list[str]:
+    def run(self, texts: Sequence[str], each: Callable[[int, list[str]], None] | None = None) -> list[str]:
+        """The round trip of each text, in order; ``each(start, results)`` (optional) is called
+        with the results as they arrive (``results`` are those of ``texts[start:start + len]``),
+        so the caller can work on them while the chains translate the rest."""
         if not texts:
             return []
         n = len(texts)
@@ -302,10 +305,17 @@ class ApertiumRoundTrip:
                     errors.append(exc)
                     self.backward.close(wait_s=0)  # unblocks the reader below
 
+            done = [0]
+
+            def arrived(units: list[str]) -> None:
+                if each is not None:
+                    each(done[0], [reformat(u).strip() for u in units])
+                done[0] += len(units)
+
             relayer = threading.Thread(target=forward, daemon=True)
             relayer.start()
             try:
-                out = self.backward._read(back, n)
+                out = self.backward._read(back, n, arrived)
             except BaseException:
                 relayer.join()
                 if errors:

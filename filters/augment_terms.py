@@ -114,11 +114,12 @@ class TermShield:
                 out[m.group(0)] = out.get(m.group(0), 0) + 1
         return out
 
-    def lost(self, original: str, augmented: str) -> tuple[str, ...]:
-        """Protected terms (and code spans) of ``original`` missing from ``augmented``."""
+    def lost(self, original: str, augmented: str, shielded: Iterable[str] | None = None) -> tuple[str, ...]:
+        """Protected terms (and code spans) of ``original`` missing from ``augmented``
+        (``shielded``: the spans :meth:`protect` found in ``original``, to skip finding them again)."""
         if self._rx is None:
             return ()
-        before = {m.group(0) for m in self._rx.finditer(original)}
+        before = set(shielded) if shielded is not None else {m.group(0) for m in self._rx.finditer(original)}
         if not before:
             return ()
         after = {m.group(0) for m in self._rx.finditer(augmented)}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from winnow.errors import ConfigError
 from winnow.filters.augment_apertium import ApertiumRoundTrip, acquire, apertium_datadir, close_idle, release
@@ -74,13 +74,15 @@ class ApertiumTranslator:
         finally:
             release(chain)
 
-    def round_trip(self, back: ApertiumTranslator, texts: Sequence[str]) -> list[str]:
-        """``back.translate(self.translate(texts))``, with both chains working at the same time."""
+    def round_trip(self, back: ApertiumTranslator, texts: Sequence[str],
+                   each: Callable[[int, list[str]], None] | None = None) -> list[str]:
+        """``back.translate(self.translate(texts))``, with both chains working at the same time
+        (``each``: see :meth:`ApertiumRoundTrip.run`)."""
         if not texts:
             return []
         first, second = acquire(self.mode), acquire(back.mode)
         try:
-            return ApertiumRoundTrip(first, second).run(texts)
+            return ApertiumRoundTrip(first, second).run(texts, each)
         finally:
             release(first)
             release(second)
@@ -152,17 +154,25 @@ class Seq2SeqTranslator:
 class BackTranslator:
     """English -> pivot -> English with two translators."""
 
+    #: ``backtranslate`` takes ``each`` (the Augmenter judges results while the rest is translated)
+    streams_results = True
+
     def __init__(self, forward: Translator, backward: Translator, pivot: str) -> None:
         self.forward = forward
         self.backward = backward
         self.pivot = pivot
 
-    def backtranslate(self, texts: Sequence[str]) -> list[str]:
+    def backtranslate(self, texts: Sequence[str], each: Callable[[int, list[str]], None] | None = None) -> list[str]:
+        """The round trip of each text, in order; ``each(start, results)`` (optional) gets the
+        results as they arrive (Apertium: while the rest is translated; others: all at the end)."""
         if not texts:
             return []
         if isinstance(self.forward, ApertiumTranslator) and isinstance(self.backward, ApertiumTranslator):
-            return self.forward.round_trip(self.backward, texts)
-        return self.backward.translate(self.forward.translate(texts))
+            return self.forward.round_trip(self.backward, texts, each)
+        out = self.backward.translate(self.forward.translate(texts))
+        if each is not None:
+            each(0, out)
+        return out
 
     def close(self) -> None:
         """Stop what the translators keep running (Apertium chains); a later call restarts them."""

@@ -343,3 +343,27 @@ def test_pivots_run_concurrently_with_the_serial_result():
                           {pivot: apertium_backtranslator(pivot)}).augment(mine)
         got = [a for r, (a,) in zip(recs, both) if aug.pivot(r) == pivot]
         assert [(a.text, a.reason) for (a,) in alone] == [(a.text, a.reason) for a in got]
+
+
+@needs_apertium
+def test_streamed_judging_equals_judging_after_the_whole_batch():
+    from winnow.filters.augment import AugmentConfig, Augmenter
+    from winnow.filters.augment_translate import apertium_backtranslator
+
+    class _Plain:  # backtranslate(texts) only: the Augmenter judges after the whole batch
+        def __init__(self, bt):
+            self.bt = bt
+
+        def backtranslate(self, texts):
+            return self.bt.backtranslate(texts)
+
+    recs = [{"id": f"r{i}", "text": t} for i, t in enumerate([
+        "The database keeps every backup of the cluster.", "Run `make test` before the database is moved.",
+        "Same.", "The scheduler restarts the failed jobs of the database quickly."] * 3)]
+    cfg = AugmentConfig(fraction=1.0, pivots=("spa", "epo"))
+    bts = {p: apertium_backtranslator(p) for p in cfg.pivots}
+    streamed = Augmenter(cfg, ("database",), bts).augment(recs)
+    after = Augmenter(cfg, ("database",), {p: _Plain(bt) for p, bt in bts.items()}).augment(recs)
+    assert [(a.text, a.reason, a.chrf, a.lost, a.params) for (a,) in streamed] == \
+        [(a.text, a.reason, a.chrf, a.lost, a.params) for (a,) in after]
+    assert {a.reason for (a,) in streamed} >= {None}
