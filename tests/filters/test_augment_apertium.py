@@ -73,6 +73,7 @@ def _fake_modes(tmp_path):
     (modes / "zero.mode").write_text("sed -u s/o/0/g\n")  # apertium-wblank-mode -z makes it `sed -z -u ...`
     (modes / "stall.mode").write_text("tail -f /dev/null\n")
     (modes / "bad.mode").write_text("sleep 30\n")  # `sleep -z 30` fails at once
+    (modes / "crash.mode").write_text("sed -u -e /crash/Q1\n")  # dies on a unit with "crash"
     return str(tmp_path)
 
 
@@ -103,6 +104,16 @@ def test_a_chain_that_dies_or_stalls_raises_and_the_next_call_restarts(tmp_path,
     with pytest.raises(RuntimeError, match="apertium bad"):
         rt.run(["a", "b"])
     assert rt.backward.run(["oo"]) == ["00"]  # the second chain works again
+
+
+@needs_apertium
+def test_a_chain_that_dies_mid_batch_raises_and_translates_the_same_after(tmp_path):
+    chain = ApertiumChain("crash", datadir=_fake_modes(tmp_path))
+    assert chain.run(["a", "b"]) == ["a", "b"]
+    with pytest.raises(RuntimeError, match="apertium crash .*exited with 1"):
+        chain.run(["a", "crash", "b"])
+    assert chain.run(["b", "a"]) == ["b", "a"] and chain.starts == 2  # a new chain, the same output
+    chain.close()
 
 
 @needs_apertium
