@@ -102,7 +102,9 @@ class AugmentConfig:
 
 
 def _ngrams(s: str, n: int) -> Counter:
-    return Counter(s[i:i + n] for i in range(len(s) - n + 1))
+    if n == 1:
+        return Counter(s)
+    return Counter(map("".join, zip(*[s[k:] for k in range(n)])))  # the n-grams, built in C
 
 
 def chrf(hypothesis: str, reference: str, order: int = 6, beta: float = 2.0) -> float:
@@ -114,11 +116,18 @@ def chrf(hypothesis: str, reference: str, order: int = 6, beta: float = 2.0) -> 
         return 100.0 if h == r else 0.0
     ps, rs = [], []
     for n in range(1, order + 1):
-        hn, rn = _ngrams(h, n), _ngrams(r, n)
-        th, tr = sum(hn.values()), sum(rn.values())
-        if th == 0 or tr == 0:
+        th, tr = len(h) - n + 1, len(r) - n + 1
+        if th <= 0 or tr <= 0:
             continue
-        match = sum((hn & rn).values())
+        small, large = _ngrams(h, n), _ngrams(r, n)
+        if len(small) > len(large):
+            small, large = large, small
+        get = large.get
+        match = 0
+        for gram, c in small.items():  # the clipped matches: sum of min(count in h, count in r)
+            d = get(gram)
+            if d:
+                match += c if c < d else d
         ps.append(match / th)
         rs.append(match / tr)
     p, rc = sum(ps) / len(ps), sum(rs) / len(rs)
@@ -193,11 +202,13 @@ class Augmenter:
         return self._pivots[_hash(self.cfg.seed, "pivot", rid) % len(self._pivots)]
 
     # -- judging ------------------------------------------------------------------------------
-    def judge(self, original: str, candidate: str | None) -> tuple[str | None, float | None, tuple[str, ...]]:
-        """``(reason or None, chrF, lost terms)`` for a text candidate."""
+    def judge(self, original: str, candidate: str | None,
+              shielded: frozenset[str] | None = None) -> tuple[str | None, float | None, tuple[str, ...]]:
+        """``(reason or None, chrF, lost terms)`` for a text candidate (``shielded``: the
+        original's protected spans when the caller has found them already)."""
         if candidate is None or not candidate.strip():
             return "augment_empty", None, ()
-        lost = self.shield.lost(original, candidate)
+        lost = self.shield.lost(original, candidate, shielded)
         score = round(chrf(candidate, original), 3)
         if " ".join(candidate.split()) == " ".join(original.split()):
             return "augment_identical", score, lost
@@ -209,6 +220,8 @@ class Augmenter:
 
     # -- the methods --------------------------------------------------------------------------
     def _backtranslate(self, recs: list[Mapping[str, Any]]) -> list[Attempt]:
+        """Judged attempts: each translation is restored and judged as soon as it arrives, while
+        the translator works on the rest of the batch."""
         by_pivot: dict[str, list[int]] = {}
         for i, r in enumerate(recs):
             by_pivot.setdefault(self.pivot(r), []).append(i)
@@ -224,15 +237,32 @@ class Augmenter:
                 masked.append(m)
                 found.append(f)
             jobs.append((pivot, bt, idx, masked, found))
+
+        def run(job: tuple) -> None:
+            pivot, bt, idx, masked, found = job
+
+            def arrived(start: int, texts: list[str]) -> None:
+                for k, text in enumerate(texts, start):
+                    text = TermShield.restore(TermShield.fix_case(masked[k], text), found[k])
+                    a = Attempt("backtranslate", text, params={"pivot": pivot})
+                    a.reason, a.chrf, a.lost = self.judge(recs[idx[k]]["text"], text, frozenset(found[k]))
+                    out[idx[k]] = a
+
+            streams = getattr(bt, "streams_results", False)  # BackTranslator: results while it translates the rest
+            back = bt.backtranslate(masked, arrived) if streams else bt.backtranslate(masked)
+            if len(back) != len(masked):
+                raise RuntimeError(f"back-translation through {pivot} returned {len(back)} texts for {len(masked)}")
+            if not streams:  # any object with backtranslate(texts) -> texts
+                arrived(0, list(back))
+
         if len(jobs) > 1:  # the pivots' translators are separate processes: run them at the same time
             with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-                backs = list(pool.map(lambda job: job[1].backtranslate(job[3]), jobs))
+                list(pool.map(run, jobs))
         else:
-            backs = [job[1].backtranslate(job[3]) for job in jobs]
-        for (pivot, _, idx, masked, found), back in zip(jobs, backs):
-            for i, m, text, f in zip(idx, masked, back, found):
-                text = TermShield.restore(TermShield.fix_case(m, text), f)
-                out[i] = Attempt("backtranslate", text, params={"pivot": pivot})
+            for job in jobs:
+                run(job)
+        if any(a is None for a in out):
+            raise RuntimeError("a back-translator did not report every text")
         return out  # type: ignore[return-value]
 
     def _synonym(self, recs: list[Mapping[str, Any]]) -> list[Attempt]:
@@ -291,10 +321,17 @@ class Augmenter:
         for method, idx in todo.items():
             attempts = run[method]([records[i] for i in idx])
             for i, a in zip(idx, attempts):
-                if method != "image":
+                if method not in ("image", "backtranslate"):  # back-translations come judged
                     a.reason, a.chrf, a.lost = self.judge(records[i]["text"], a.text)
                 results[i].append(a)
         return results
+
+    def close(self) -> None:
+        """Stop the back-translators' kept processes (Apertium chains); a later call restarts them."""
+        for bt in self._bt.values():
+            stop = getattr(bt, "close", None)
+            if stop is not None:
+                stop()
 
     def new_record(self, record: Mapping[str, Any], a: Attempt) -> dict:
         """The kept augmentation as a record: the original's columns, new id, text (or image),

@@ -42,6 +42,14 @@ def _pattern(term: str) -> str:
     return body
 
 
+def _compile(parts: list[str], firsts: set[str]) -> re.Pattern | None:
+    """One alternation of ``parts``; a lookahead on the characters a match can start with lets
+    the scan skip every other position at once (the same matches, about twice as fast)."""
+    if not parts:
+        return None
+    return re.compile(f"(?=[{re.escape(''.join(sorted(firsts)))}])(?:{'|'.join(parts)})")
+
+
 class TermShield:
     """Finds protected terms (case-sensitive, whole words) and code spans in a text.
 
@@ -53,11 +61,9 @@ class TermShield:
     def __init__(self, terms: Iterable[str] = (), code_spans: bool = True) -> None:
         self.terms = tuple(dict.fromkeys(t for t in terms if t))
         parts = [_pattern(t) for t in sorted(self.terms, key=len, reverse=True)]
-        if code_spans:
-            parts.insert(0, _CODE)
-        self._rx = re.compile("|".join(parts)) if parts else None
-        self._term_rx = re.compile("|".join(_pattern(t) for t in sorted(self.terms, key=len, reverse=True))) \
-            if self.terms else None
+        firsts = {t[0] for t in self.terms}
+        self._term_rx = _compile(parts, firsts)
+        self._rx = _compile([_CODE, *parts], firsts | {"`"}) if code_spans else self._term_rx
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """``(start, end)`` of every shielded span, left to right, not overlapping."""
@@ -108,11 +114,12 @@ class TermShield:
                 out[m.group(0)] = out.get(m.group(0), 0) + 1
         return out
 
-    def lost(self, original: str, augmented: str) -> tuple[str, ...]:
-        """Protected terms (and code spans) of ``original`` missing from ``augmented``."""
+    def lost(self, original: str, augmented: str, shielded: Iterable[str] | None = None) -> tuple[str, ...]:
+        """Protected terms (and code spans) of ``original`` missing from ``augmented``
+        (``shielded``: the spans :meth:`protect` found in ``original``, to skip finding them again)."""
         if self._rx is None:
             return ()
-        before = {m.group(0) for m in self._rx.finditer(original)}
+        before = set(shielded) if shielded is not None else {m.group(0) for m in self._rx.finditer(original)}
         if not before:
             return ()
         after = {m.group(0) for m in self._rx.finditer(augmented)}

@@ -1,31 +1,22 @@
 """Translators for back-translation: Apertium (rule-based, offline) and a local seq2seq model.
 
-Both take a list of texts and return one translation per text, in order. Apertium is run
-as one process per batch (process start-up is most of its cost for short texts): the texts
-are joined with a separator paragraph that Apertium passes through, and a batch whose
-separators do not come back intact is split in halves until they do.
-
-An Apertium round trip (English -> pivot -> English) runs both directions as one process
-chain per batch (``apertium -u eng-spa | apertium -u spa-eng``): the two pipelines load their
-data at the same time and translate concurrently, and the texts are not split and joined in
-between; the output is the same as two separate calls (a batch whose separators do not come
-back intact takes the two-call path). The pipelines are not kept running between batches:
-Apertium's output for a text depends a little on what the same process translated before, so
-a long-running pipeline would make a record's augmentation depend on which worker got which
-batch first, and the runs would no longer be byte-identical across runners.
+Both take a list of texts and return one translation per text, in order. Apertium runs each
+mode as a module chain started once per process and kept running in null-flush mode
+(:mod:`winnow.filters.augment_apertium`; idle chains are shared within the process):
+starting a mode is most of its cost for short texts, and in null-flush mode every module
+resets at the end of each text, so a text's translation is the same whatever the chain
+translated before (byte-identical output on every runner). An English -> pivot -> English
+round trip runs its two chains at the same time.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import subprocess
-import tempfile
-import threading
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from winnow.errors import ConfigError
+from winnow.filters.augment_apertium import ApertiumRoundTrip, acquire, apertium_datadir, close_idle, release
 
 __all__ = [
     "Translator", "ApertiumTranslator", "Seq2SeqTranslator", "BackTranslator", "APERTIUM_PIVOTS",
@@ -39,10 +30,6 @@ APERTIUM_PIVOTS: dict[str, tuple[str, str, str]] = {
     "epo": ("en-eo", "eo-en", "apertium-eo-en"),
 }
 
-_SEP = "ZZSEPZZ."
-_SEP_JOIN = f"\n\n{_SEP}\n\n"
-_SEP_SPLIT = re.compile(r"\s*\n\s*ZZSEPZZ\.?\s*\n?", re.IGNORECASE)
-
 
 class Translator(Protocol):
     """Anything with ``name`` and ``translate(texts) -> translations`` (same length, in order)."""
@@ -53,132 +40,56 @@ class Translator(Protocol):
 
 
 def apertium_modes() -> frozenset[str]:
-    """The Apertium modes installed here (empty when ``apertium`` is not on PATH)."""
-    exe = shutil.which("apertium")
-    if exe is None:
+    """The Apertium modes installed here (empty when ``apertium`` is not on PATH): the mode
+    files in Apertium's data directory, which ``apertium -l`` lists and the kept chains read."""
+    if shutil.which("apertium") is None:
         return frozenset()
     try:
-        out = subprocess.run([exe, "-l"], capture_output=True, text=True, timeout=60, check=False).stdout
-    except (OSError, subprocess.SubprocessError):
+        names = os.listdir(os.path.join(apertium_datadir(), "modes"))
+    except OSError:
         return frozenset()
-    return frozenset(line.strip() for line in out.splitlines() if line.strip())
+    return frozenset(n[:-5] for n in names if n.endswith(".mode"))
 
 
 class ApertiumTranslator:
-    """One Apertium mode (``eng-spa``, ``spa-eng`` ...), ``apertium -u`` (no unknown-word marks).
+    """One Apertium mode (``eng-spa``, ``spa-eng`` ...), as ``apertium -u MODE`` translates each
+    text alone, through a module chain kept running in null-flush mode
+    (:class:`~winnow.filters.augment_apertium.ApertiumChain`): each call borrows an idle chain
+    of this process (or starts one) and hands it back after.
 
     Args:
         mode: the Apertium mode.
-        max_chars: characters per process call; larger batches are sent in several calls.
     """
 
-    def __init__(self, mode: str, max_chars: int = 200_000) -> None:
+    def __init__(self, mode: str) -> None:
         self.name = f"apertium:{mode}"
         self.mode = mode
-        self._max_chars = max_chars
-        self._exe = shutil.which("apertium") or "apertium"
-        self.calls = 0  # process calls (a chained round trip counts one in each direction)
-        self.chains = 0  # round trips run as one process chain (this mode first)
-
-    @staticmethod
-    def _payload(texts: Sequence[str]) -> str:
-        # Newlines inside a text survive (Apertium keeps the formatting); the separator is a
-        # paragraph of its own so no rule joins two texts.
-        return _SEP_JOIN.join(t.strip() for t in texts) + _SEP_JOIN
-
-    @staticmethod
-    def _parts(out: str, n: int) -> list[str] | None:
-        parts = _SEP_SPLIT.split(out)
-        if parts and not parts[-1].strip():
-            parts.pop()
-        if len(parts) != n:
-            return None
-        return [p.strip() for p in parts]
-
-    def _run(self, texts: Sequence[str]) -> list[str] | None:
-        self.calls += 1
-        proc = subprocess.run([self._exe, "-u", self.mode], input=self._payload(texts), capture_output=True,
-                              text=True, timeout=600, check=False)
-        if proc.returncode != 0:
-            raise RuntimeError(f"apertium -u {self.mode} exited with {proc.returncode}: {proc.stderr.strip()[:300]}")
-        return self._parts(proc.stdout, len(texts))
-
-    def _chain(self, then: ApertiumTranslator, texts: Sequence[str]) -> list[str] | None:
-        """``texts`` through this mode and then ``then``'s, as one process chain."""
-        self.calls += 1
-        then.calls += 1
-        self.chains += 1
-        data = self._payload(texts).encode("utf-8")
-        with tempfile.TemporaryFile() as err1, tempfile.TemporaryFile() as err2:
-            first = subprocess.Popen([self._exe, "-u", self.mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=err1)
-            second = subprocess.Popen([then._exe, "-u", then.mode], stdin=first.stdout, stdout=subprocess.PIPE,
-                                      stderr=err2)
-            first.stdout.close()  # type: ignore[union-attr] - the second process holds the read end
-
-            def feed() -> None:
-                try:
-                    first.stdin.write(data)  # type: ignore[union-attr]
-                    first.stdin.close()  # type: ignore[union-attr]
-                except OSError:
-                    pass  # the first process died; its exit status says why
-
-            writer = threading.Thread(target=feed, daemon=True)  # the pipes would fill both ways otherwise
-            writer.start()
-            try:
-                out, _ = second.communicate(timeout=600)
-                first.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                first.kill()
-                second.kill()
-                first.wait()
-                second.wait()
-                raise RuntimeError(f"apertium -u {self.mode} | apertium -u {then.mode} took more than 600 s") from None
-            writer.join()
-            for proc, mode, err in ((first, self.mode, err1), (second, then.mode, err2)):
-                if proc.returncode != 0:
-                    err.seek(0)
-                    msg = err.read().decode("utf-8", "replace").strip()[:300]
-                    raise RuntimeError(f"apertium -u {mode} exited with {proc.returncode}: {msg}")
-        return self._parts(out.decode("utf-8"), len(texts))
-
-    def round_trip(self, back: ApertiumTranslator, texts: Sequence[str]) -> list[str]:
-        """``back.translate(self.translate(texts))`` with both directions in one process chain
-        per batch (the same output; see the module docstring)."""
-        out: list[str] = []
-        for chunk in self._chunks(texts):
-            res = self._chain(back, chunk)
-            out.extend(res if res is not None else back.translate(self._batch(chunk)))
-        return out
-
-    def _batch(self, texts: Sequence[str]) -> list[str]:
-        out = self._run(texts)
-        if out is not None:
-            return out
-        if len(texts) == 1:
-            raise RuntimeError(f"apertium -u {self.mode} did not return the text's separator intact")
-        mid = len(texts) // 2
-        return self._batch(texts[:mid]) + self._batch(texts[mid:])
-
-    def _chunks(self, texts: Sequence[str]) -> list[list[str]]:
-        chunks: list[list[str]] = []
-        chunk: list[str] = []
-        size = 0
-        for t in texts:
-            if chunk and size + len(t) > self._max_chars:
-                chunks.append(chunk)
-                chunk, size = [], 0
-            chunk.append(t)
-            size += len(t)
-        if chunk:
-            chunks.append(chunk)
-        return chunks
 
     def translate(self, texts: Sequence[str]) -> list[str]:
-        out: list[str] = []
-        for chunk in self._chunks(texts):
-            out.extend(self._batch(chunk))
-        return out
+        if not texts:
+            return []
+        chain = acquire(self.mode)
+        try:
+            return chain.translate(texts)
+        finally:
+            release(chain)
+
+    def round_trip(self, back: ApertiumTranslator, texts: Sequence[str],
+                   each: Callable[[int, list[str]], None] | None = None) -> list[str]:
+        """``back.translate(self.translate(texts))``, with both chains working at the same time
+        (``each``: see :meth:`ApertiumRoundTrip.run`)."""
+        if not texts:
+            return []
+        first, second = acquire(self.mode), acquire(back.mode)
+        try:
+            return ApertiumRoundTrip(first, second).run(texts, each)
+        finally:
+            release(first)
+            release(second)
+
+    def close(self) -> None:
+        """Stop this process's idle chains of the mode (the next call starts one again)."""
+        close_idle([self.mode])
 
 
 class Seq2SeqTranslator:
@@ -243,17 +154,32 @@ class Seq2SeqTranslator:
 class BackTranslator:
     """English -> pivot -> English with two translators."""
 
+    #: ``backtranslate`` takes ``each`` (the Augmenter judges results while the rest is translated)
+    streams_results = True
+
     def __init__(self, forward: Translator, backward: Translator, pivot: str) -> None:
         self.forward = forward
         self.backward = backward
         self.pivot = pivot
 
-    def backtranslate(self, texts: Sequence[str]) -> list[str]:
+    def backtranslate(self, texts: Sequence[str], each: Callable[[int, list[str]], None] | None = None) -> list[str]:
+        """The round trip of each text, in order; ``each(start, results)`` (optional) gets the
+        results as they arrive (Apertium: while the rest is translated; others: all at the end)."""
         if not texts:
             return []
         if isinstance(self.forward, ApertiumTranslator) and isinstance(self.backward, ApertiumTranslator):
-            return self.forward.round_trip(self.backward, texts)
-        return self.backward.translate(self.forward.translate(texts))
+            return self.forward.round_trip(self.backward, texts, each)
+        out = self.backward.translate(self.forward.translate(texts))
+        if each is not None:
+            each(0, out)
+        return out
+
+    def close(self) -> None:
+        """Stop what the translators keep running (Apertium chains); a later call restarts them."""
+        for t in (self.forward, self.backward):
+            stop = getattr(t, "close", None)
+            if stop is not None:
+                stop()
 
 
 def apertium_backtranslator(pivot: str) -> BackTranslator:
@@ -270,6 +196,9 @@ def apertium_backtranslator(pivot: str) -> BackTranslator:
     if not modes:
         raise ConfigError("augment.backend", "apertium", "the 'apertium' program on PATH",
                           f"apt-get install apertium {pkg} (or run make install as root)")
+    if shutil.which("apertium-wblank-mode") is None:  # Apertium >= 3.8 ships it; the kept chains need it
+        raise ConfigError("augment.backend", "apertium", "Apertium 3.8 or later (the program apertium-wblank-mode)",
+                          "apt-get install apertium (Debian 12 or later)")
     missing = [m for m in (fwd, bwd) if m not in modes]
     if missing:
         raise ConfigError("augment.pivots", pivot, f"Apertium modes {', '.join(missing)} installed",

@@ -107,6 +107,11 @@ class _AugmentFn(StageFn):
     def compute(self, rows: list[dict], *side: Any) -> Sequence[Any]:
         return self._aug.augment(rows)
 
+    def teardown(self) -> None:
+        aug = getattr(self, "_aug", None)
+        if aug is not None:
+            aug.close()  # the Apertium chains this worker kept running
+
     def route(self, row: dict, result: list[Attempt], out: Emit) -> None:
         out.keep(row)
         for a in result:

@@ -25,6 +25,35 @@ def test_chrf_bounds_and_order():
     assert chrf("a b c", "abc") == pytest.approx(100.0)  # whitespace is ignored
 
 
+def _chrf_by_definition(hypothesis, reference, order=6, beta=2.0):
+    from collections import Counter
+
+    h, r = "".join(hypothesis.split()), "".join(reference.split())
+    if not h or not r:
+        return 100.0 if h == r else 0.0
+    ps, rs = [], []
+    for n in range(1, order + 1):
+        hn = Counter(h[i:i + n] for i in range(len(h) - n + 1))
+        rn = Counter(r[i:i + n] for i in range(len(r) - n + 1))
+        if hn and rn:
+            match = sum((hn & rn).values())
+            ps.append(match / sum(hn.values()))
+            rs.append(match / sum(rn.values()))
+    p, rc = sum(ps) / len(ps), sum(rs) / len(rs)
+    return 0.0 if p == rc == 0 else 100.0 * (1 + beta ** 2) * p * rc / (beta ** 2 * p + rc)
+
+
+def test_chrf_equals_its_definition_exactly():
+    import random
+
+    rng = random.Random(3)
+    pairs = [("".join(rng.choice("abé c") for _ in range(rng.randint(0, 12))),
+              "".join(rng.choice("ab cd") for _ in range(rng.randint(0, 12)))) for _ in range(2000)]
+    pairs += [("The scheduler assigns pods to nodes.", "The planner gives pods to the nodes, again.")]
+    for h, r in pairs:
+        assert chrf(h, r) == _chrf_by_definition(h, r), (h, r)  # the same float, not just close
+
+
 def test_shield_protects_restores_and_tolerates_reordering():
     sh = TermShield(TERMS)
     text = "Run `kubectl get pods` then kubectl apply; etcd keeps Kubernetes state, one pod."
@@ -46,6 +75,20 @@ def test_shield_whole_words_longest_first_and_case_fix():
     assert sh.counts("pod, pod network, pods") == {"pod": 1, "pod network": 1}
     assert TermShield.fix_case("ZZT0ZZ stores data.", "ZZT0ZZ Stores data.") == "ZZT0ZZ stores data."
     assert TermShield.fix_case("ZZT0ZZ Stores data.", "ZZT0ZZ Stores data.") == "ZZT0ZZ Stores data."
+
+
+def test_shield_finds_what_a_plain_alternation_finds():
+    import re
+
+    from winnow.filters.augment_terms import _CODE, _pattern
+
+    terms = ("C++", ".NET", "-x", "a]b", "^up", "Kubernetes", "kubectl apply", "pod", "\\path", "é-mail")
+    sh = TermShield(terms)
+    plain = re.compile("|".join([_CODE, *(_pattern(t) for t in sorted(terms, key=len, reverse=True))]))
+    text = ("Use C++ and .NET, run -x on a]b, ^up the pod in Kubernetes with kubectl apply `cmd`; "
+            "pods, C+, NET, \\path and é-mail. ") * 3
+    assert sh.spans(text) == [m.span() for m in plain.finditer(text)]
+    assert len(sh.spans(text)) == 33
 
 
 def test_read_terms(tmp_path):
@@ -150,6 +193,14 @@ def test_missing_backends_name_the_package_or_path(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ConfigError, match="apt-get install apertium apertium-eng-spa"):
         apertium_backtranslator("spa")
+    monkeypatch.undo()
+    if shutil.which("apertium"):  # an Apertium without apertium-wblank-mode (before 3.8)
+        from winnow.filters import augment_translate
+
+        which = shutil.which
+        monkeypatch.setattr(augment_translate.shutil, "which", lambda n: None if n == "apertium-wblank-mode" else which(n))
+        with pytest.raises(ConfigError, match="apertium-wblank-mode"):
+            apertium_backtranslator("spa")
 
 
 needs_wordnet = pytest.mark.skipif(not os.path.isfile("/usr/share/wordnet/index.noun"),
@@ -217,10 +268,15 @@ def test_apertium_batches_equal_single_calls_and_keep_placeholders():
     texts = ["The function returns a list of integers when the input is valid.",
              "ZZT0ZZ stores the state\nof ZZT1ZZ on two lines",
              "Use ZZT0ZZ to deploy it."]
+    from winnow.filters.augment_apertium import chains_started
+
     t = ApertiumTranslator("eng-spa")
+    t.close()
+    before = chains_started("eng-spa")
     batch = t.translate(texts)
-    assert t.calls == 1 and len(batch) == 3
+    assert len(batch) == 3
     assert batch == [t.translate([x])[0] for x in texts]
+    assert chains_started("eng-spa") == before + 1  # one kept chain for all the calls
     assert "ZZT0ZZ" in batch[1] and "ZZT1ZZ" in batch[1] and "ZZT0ZZ" in batch[2]
     bt = apertium_backtranslator("cat")
     back = bt.backtranslate(texts)
@@ -253,16 +309,20 @@ def test_methods_are_chosen_among_those_that_apply():
 
 
 @needs_apertium
-def test_apertium_round_trip_is_one_chain_with_the_two_call_output():
+def test_apertium_round_trip_runs_both_kept_chains_with_the_two_call_output():
     from winnow.filters.augment_translate import apertium_backtranslator
 
     texts = ["The scheduler restarts every failed job after a short delay.",
              "ZZT0ZZ keeps the state of the cluster\nand reports errors.",
              "Use ZZT0ZZ to deploy it, then check the logs."]
+    from winnow.filters.augment_apertium import chains_started
+
     bt = apertium_backtranslator("spa")
+    bt.close()
+    before = chains_started("eng-spa"), chains_started("spa-eng")
     chained = bt.backtranslate(texts)
-    assert bt.forward.calls == bt.backward.calls == bt.forward.chains == 1  # one process chain for the batch
     assert chained == bt.backward.translate(bt.forward.translate(texts))
+    assert (chains_started("eng-spa"), chains_started("spa-eng")) == (before[0] + 1, before[1] + 1)
     assert all("ZZT0ZZ" in b for b in chained[1:])
 
 
@@ -283,3 +343,27 @@ def test_pivots_run_concurrently_with_the_serial_result():
                           {pivot: apertium_backtranslator(pivot)}).augment(mine)
         got = [a for r, (a,) in zip(recs, both) if aug.pivot(r) == pivot]
         assert [(a.text, a.reason) for (a,) in alone] == [(a.text, a.reason) for a in got]
+
+
+@needs_apertium
+def test_streamed_judging_equals_judging_after_the_whole_batch():
+    from winnow.filters.augment import AugmentConfig, Augmenter
+    from winnow.filters.augment_translate import apertium_backtranslator
+
+    class _Plain:  # backtranslate(texts) only: the Augmenter judges after the whole batch
+        def __init__(self, bt):
+            self.bt = bt
+
+        def backtranslate(self, texts):
+            return self.bt.backtranslate(texts)
+
+    recs = [{"id": f"r{i}", "text": t} for i, t in enumerate([
+        "The database keeps every backup of the cluster.", "Run `make test` before the database is moved.",
+        "Same.", "The scheduler restarts the failed jobs of the database quickly."] * 3)]
+    cfg = AugmentConfig(fraction=1.0, pivots=("spa", "epo"))
+    bts = {p: apertium_backtranslator(p) for p in cfg.pivots}
+    streamed = Augmenter(cfg, ("database",), bts).augment(recs)
+    after = Augmenter(cfg, ("database",), {p: _Plain(bt) for p, bt in bts.items()}).augment(recs)
+    assert [(a.text, a.reason, a.chrf, a.lost, a.params) for (a,) in streamed] == \
+        [(a.text, a.reason, a.chrf, a.lost, a.params) for (a,) in after]
+    assert {a.reason for (a,) in streamed} >= {None}
