@@ -20,10 +20,10 @@ Device: ``cuda`` when CTranslate2 sees a GPU *and* a model can be created there 
 links CUDA 12 cuBLAS/cuDNN; a host with only CUDA 13 libraries fails at that point), else the
 CPU with all cores; the printed ``device`` line says which and why.
 
-    python bench/whisper_bench.py                       # all clips, CUDA when it works
-    python bench/whisper_bench.py --small               # CPU smoke run: 4 short clips
-    python bench/whisper_bench.py --write-clips DIR     # write the espeak-ng clips and exit
-    python bench/whisper_bench.py --clips DIR --json OUT.json
+    python bench/whisper_ct2_bench.py                       # all clips, CUDA when it works
+    python bench/whisper_ct2_bench.py --small               # CPU smoke run: 4 short clips
+    python bench/whisper_ct2_bench.py --write-clips DIR     # write the espeak-ng clips and exit
+    python bench/whisper_ct2_bench.py --clips DIR --json OUT.json
 """
 
 from __future__ import annotations
