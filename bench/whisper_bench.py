@@ -298,8 +298,8 @@ def main(argv: list[str] | None = None) -> int:
           f"x{res['ratio_stage_without_load_vs_plain']:.2f} of the plain loop")
     print(f"  stage, RunInference calls    {res['stage_inference_audio_s_per_s']:9.1f} audio s/s   "
           f"(time inside run_inference: {st['infer_s']:.1f} s)")
-    print(f"  tokens/window: model only {mo['ids_per_window']}, plain loop {pl['ids_per_window']} "
-          f"(ids returned per window: the forced new tokens plus the prompt tokens generate returns)")
+    print(f"  ids generate returned per window: model only {mo['ids_per_window']}, plain loop {pl['ids_per_window']} "
+          f"(the stage runs the same saved generation config)")
     print(f"  transcripts: {sum(t is not None for t in st['texts'])}/{len(clips)} by the stage, dead {st['dead']}; "
           f"same as the plain loop: {same}/{len(clips)}")
     if a.json:
