@@ -15,6 +15,9 @@ realistic cost per second of audio. Nothing is downloaded.
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -65,7 +68,14 @@ def build_random_whisper(path: str | Path, size: Literal["tiny", "base", "small"
     while len(vocab) < n_plain:
         vocab.setdefault(_filler(i), len(vocab))
         i += 1
-    tok = WhisperTokenizer(vocab=dict(vocab), merges=[])
+    # vocab.json + merges.txt, read back by from_pretrained: the same on transformers 4 (the
+    # Python BPE) and 5 (tokenizers), whose constructors differ
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(tmp, "vocab.json"), "w", encoding="utf-8") as fh:
+            json.dump(vocab, fh, ensure_ascii=False)
+        with open(os.path.join(tmp, "merges.txt"), "w", encoding="utf-8") as fh:
+            fh.write("#version: 0.2\n")
+        tok = WhisperTokenizer.from_pretrained(tmp, local_files_only=True)
     tok.add_special_tokens({"additional_special_tokens": list(_SPECIALS[1:])})
     ids = {t: tok.convert_tokens_to_ids(t) for t in _SPECIALS}
     if len(tok) != vocab_size:  # pragma: no cover - a builder bug
