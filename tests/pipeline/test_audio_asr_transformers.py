@@ -85,6 +85,16 @@ def test_transcripts_do_not_depend_on_the_batch(whisper_dir, monkeypatch):
     assert all(t for t in together)
     ids = asr.model.generate(asr.features(clips[:1]), **asr.generate_kwargs)
     assert ids.shape[-1] <= TOKENS + 4  # the saved generation config bounds the work
+    # the reference way to call it: the processor on the clips, generate, batch_decode
+    import torch
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    proc = WhisperProcessor.from_pretrained(whisper_dir, local_files_only=True)
+    model = WhisperForConditionalGeneration.from_pretrained(whisper_dir, local_files_only=True).eval()
+    with torch.inference_mode():
+        ref = model.generate(proc(clips, sampling_rate=16000, return_tensors="pt").input_features,
+                             language="en", task="transcribe")
+    assert [t.strip() for t in proc.batch_decode(ref, skip_special_tokens=True)] == together
     assert attempts == []
 
 
