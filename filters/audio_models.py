@@ -48,6 +48,8 @@ __all__ = [
     "normalize_words",
     "word_error_rate",
     "default_whisper_dir",
+    "applies",
+    "decode_16k",
     "REASON_MOS",
     "REASON_WER",
 ]
@@ -105,6 +107,7 @@ def mos_fields(cfg: AudioMosConfig | None = None) -> tuple[pa.Field, ...]:
 
 
 def applies(record: Mapping[str, Any], modalities: Sequence[str]) -> bool:
+    """Whether an audio model stage runs on the record: it has audio and one of ``modalities``."""
     return record.get("audio") is not None and record.get("modality") in modalities
 
 
