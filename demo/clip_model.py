@@ -6,7 +6,9 @@ tokenizer (the 256 byte symbols, each also as a word end, and the two CLIP speci
 merges, so every character is a token) and the Pillow/numpy image processor. Its scores are
 noise: it proves the loading and inference paths, and with ``size="vit-b-16"`` (ViT-B/16's
 shape: vision 12x768 on 224-pixel images in 16-pixel patches, text 12x512, projection 512)
-it has a realistic cost per image. Nothing is downloaded.
+it has a realistic cost per image. :func:`build_random_siglip` writes a tiny random SigLIP the
+same way (``SiglipModel``, a sentencepiece ``SiglipTokenizer`` trained here on Python's own
+help texts, and the Pillow image processor). Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["build_random_clip", "image_processor_class", "demo_clip_overrides"]
+__all__ = ["build_random_clip", "build_random_siglip", "image_processor_class", "demo_clip_overrides"]
 
 
 def image_processor_class():
@@ -66,6 +68,47 @@ def build_random_clip(path: str | Path, size: Literal["tiny", "vit-b-16"] = "tin
     proc = image_processor_class()(size={"shortest_edge": image_side}, crop_size={"height": image_side, "width": image_side},
                                    do_center_crop=True, do_resize=True, do_normalize=True, do_convert_rgb=True)
     CLIPProcessor(image_processor=proc, tokenizer=tok).save_pretrained(str(out))
+    return str(out)
+
+
+def build_random_siglip(path: str | Path, seed: int = 0) -> str:
+    """Write a tiny random SigLIP with its tokenizer and image processor under ``path``; returns it.
+
+    The tokenizer is a 256-piece sentencepiece unigram model trained on Python's help topics
+    (``pydoc_data.topics``, shipped with Python), as ``SiglipTokenizer`` loads one; the image
+    processor resizes to 32 x 32 (SigLIP's exact-size resize, no crop) and normalises by 0.5.
+    """
+    import io
+
+    import sentencepiece as spm
+    import torch
+    from pydoc_data.topics import topics
+    from transformers import SiglipConfig, SiglipModel, SiglipProcessor, SiglipTokenizer
+
+    import transformers
+
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [ln for v in sorted(topics.values()) for ln in v.splitlines() if ln.strip()][:4000]
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=buf, vocab_size=256,
+                                   model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, pad_piece="<pad>",
+                                   eos_piece="</s>", unk_piece="<unk>", minloglevel=2, num_threads=1)
+    spiece = out / "spiece.model"
+    spiece.write_bytes(buf.getvalue())
+    text_len = 16
+    tok = SiglipTokenizer(vocab_file=str(spiece), model_max_length=text_len)
+    cfg = SiglipConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=text_len, pad_token_id=0, bos_token_id=None,
+                         eos_token_id=1),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=32, patch_size=8))
+    torch.manual_seed(seed)
+    SiglipModel(cfg).eval().save_pretrained(str(out))
+    proc_cls = getattr(transformers, "SiglipImageProcessorPil", None) or transformers.SiglipImageProcessor
+    proc = proc_cls(size={"height": 32, "width": 32}, do_resize=True, do_rescale=True, do_normalize=True)
+    SiglipProcessor(image_processor=proc, tokenizer=tok).save_pretrained(str(out))
     return str(out)
 
 

