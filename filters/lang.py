@@ -262,14 +262,26 @@ class _LangId:
     def __init__(self) -> None:
         from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-        self._rank = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True).rank
+        self._model = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        self._columns: dict[frozenset[str], tuple[list[str], list[int]]] = {}
+
+    def _of(self, allowed: frozenset[str]) -> tuple[list[str], list[int]]:
+        cols = self._columns.get(allowed)
+        if cols is None:
+            first: dict[str, int] = {}
+            for j, code in enumerate(self._model.nb_classes):
+                first.setdefault(code, j)  # an aliased label's first column holds its merged score
+            codes = sorted(c for c in first if c in allowed)
+            cols = self._columns[allowed] = (codes, [first[c] for c in codes])
+        return cols
 
     def __call__(self, text: str, allowed: frozenset[str]) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for code, prob in self._rank(text.encode("utf-8", "replace")):
-            if code in allowed and code not in out:
-                out[code] = round(float(prob), 6)
-        return out
+        codes, cols = self._of(allowed)
+        if not codes:
+            return {}
+        # The scores of the allowed languages only (what ``rank`` computes, without sorting all 97).
+        probs = self._model._decide(text.encode("utf-8", "replace"))[cols].tolist()
+        return {c: round(v, 6) for c, v in zip(codes, probs)}
 
 
 def _lingua_detector(cfg: LangConfig, only: Sequence[str] = (), low: bool | None = None) -> Any:
