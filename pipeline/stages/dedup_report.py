@@ -58,7 +58,7 @@ def dedup_section(stage: str, title: str):
             parts.append(f"<p>Verification ({esc(st.get('verify'))}): {cand:,} distinct candidate pairs from "
                          f"the LSH bands; {gone:,} ({gone / max(cand, 1):.1%}) fell below the bar and were "
                          f"not linked.</p>")
-        params = {k: st.get(k) for k in ("num_perm", "ngram", "bands", "rows", "threshold", "verify", "verify_threshold",
+        params = {k: st.get(k) for k in ("num_perm", "ngram", "bands", "rows", "threshold", "verify", "verify_threshold", "cluster",
                                           "max_distance", "max_color_distance", "match") if st.get(k) is not None}
         if params:
             parts.append(html_table(["parameter", "value"], [[k, str(v)] for k, v in params.items()]))
