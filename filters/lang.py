@@ -280,8 +280,8 @@ class _LangId:
         if not codes:
             return {}
         # The scores of the allowed languages only (what ``rank`` computes, without sorting all 97).
-        probs = self._model._decide(text.encode("utf-8", "replace"))[cols].tolist()
-        return {c: round(v, 6) for c, v in zip(codes, probs)}
+        probs = self._model._decide(text.encode("utf-8", "replace"))[cols].astype("float64").round(6).tolist()
+        return dict(zip(codes, probs))
 
 
 def _lingua_detector(cfg: LangConfig, only: Sequence[str] = (), low: bool | None = None) -> Any:
@@ -482,8 +482,10 @@ class LangFilter(RecordFilter):
             self._hybrid_short(prefixes, short, out)
 
     def _hybrid_short(self, prefixes: list[str], idx: list[int], out: list) -> None:
-        """fastText where it is sure; else fastText and lingua low-accuracy where they agree;
-        else lingua high-accuracy among the top 3 of their product (``tie_break``)."""
+        """fastText where it is sure; else (``ensemble``) where the ensemble's detectors agree
+        with it; else fastText and lingua low-accuracy where they agree; else the top of the
+        detectors' product (``ensemble``, ``product``) or lingua high-accuracy among the top 3
+        of the fastText x lingua product (``lingua_high``)."""
         cfg, cands = self.config, self._cands
         predict = self._ft.f.predict  # prefixes hold no newline (whitespace runs are one space)
         lower = str.lower if cfg.tie_break != "lingua_high" else str
@@ -512,6 +514,14 @@ class LangFilter(RecordFilter):
             allowed = frozenset(langs) if langs is not None else frozenset(cands)
             low = self._detector if langs is None else self._detector_for(langs)
             for i, code, prob in group:
+                more: Sequence[Mapping[str, float]] = ()
+                if cfg.tie_break == "ensemble" and cfg.ensemble:
+                    # The ensemble's detectors cost a fraction of lingua's call: where they all
+                    # agree with fastText, that answer stands without lingua.
+                    more = [detect(prefixes[i], allowed) for detect in self._ensemble()]
+                    if code in allowed and all(_argmax(d) == code for d in more):
+                        out[i] = (code, prob)
+                        continue
                 # lingua's values rounded: their last bits vary by process.
                 lo = {self._code(v.language): round(v.value, 6)
                       for v in low.compute_language_confidence_values(prefixes[i])}
@@ -526,9 +536,6 @@ class LangFilter(RecordFilter):
                 if (ft_top := _argmax(ft)) is not None and ft_top == _argmax(lo):
                     out[i] = (ft_top, ft[ft_top])
                     continue
-                more = ()
-                if cfg.tie_break == "ensemble":
-                    more = [detect(prefixes[i], allowed) for detect in self._ensemble()]
                 ranked = _product_ranking(ft, lo, allowed, *more)
                 if len(ranked) == 1 or (ranked and cfg.tie_break != "lingua_high"):
                     out[i] = ranked[0]
