@@ -255,6 +255,9 @@ def test_representative_clustering_through_beam_never_keeps_a_dissimilar_record_
         kept, rejects = _read(out)
         pred = _predicted(kept, rejects, "minhash_dedup")
         got[mode] = (score(items, {i.id: pred[i.id] for i in items}), dissimilar(rejects), st, len(kept))
+        html = (out / "report.html").read_text()
+        assert ("most similar representative" in html) == (mode == "representative")
+        assert ("Connected components:" in html) == (mode == "components")
     (pc, rc), bad_c, st_c, kept_c = got["components"]
     (pr, rr), bad_r, st_r, kept_r = got["representative"]
     print(f"\nhard set, {len(items)} texts: components P {pc:.3f} R {rc:.3f} ({bad_c} removed records below 0.8 to "
