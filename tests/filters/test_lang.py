@@ -104,6 +104,7 @@ def test_fast_path_cases(detector, text, shortlist, lang):
     assert detector.detect([text])[0][0] == lang
 
 
+@pytest.mark.slow
 def test_fast_path_agrees_with_every_candidate_on_real_text():
     """The stop-word and script shortcuts pick lingua's own answer on real multilingual text;
     the hybrid names the language of the man page's directory at least as often as lingua's
@@ -283,6 +284,7 @@ def test_hybrid_output_is_byte_identical_across_processes():
     assert outs[0] == outs[1] and len(json.loads(outs[0])) > 400
 
 
+@pytest.mark.slow
 def test_ui_strings_of_the_machines_gettext_catalogs():
     """Real UI strings (the machine's translated program catalogs, read at run time): the
     default ensemble is at least as accurate as lingua's high-accuracy mode, and the product

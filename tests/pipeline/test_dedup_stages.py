@@ -230,6 +230,7 @@ def test_on_not_converged_fail_fails_the_run():
             _ = create_batches(p, _chain_records()) | MinHashDedup(MinHashDedupConfig(max_rounds=1, on_not_converged="fail"))
 
 
+@pytest.mark.slow
 def test_representative_clustering_through_beam_never_keeps_a_dissimilar_record_for_a_removed_one(tmp_path):
     """``cluster: representative`` through Beam: the same clusters as the in-memory steps;
     every removed record is similar (exact Jaccard >= 0.8) to the record kept for it, which
