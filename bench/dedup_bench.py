@@ -17,9 +17,12 @@ Measured in one run, each ``--repeats`` times (medians printed):
 * labelled precision/recall (``--eval-seeds``): the harder labelled set
   (:func:`~winnow.demo.dedup_evalset.hard_text_eval_set`: edit chains, pairs just below the
   threshold, boilerplate-heavy files; truth from exact 5-gram Jaccard) at threshold 0.8:
-  winnow's clustering at its defaults (signature verification), with ``verify: exact`` and with
-  ``verify: none``, against the peer, datasketch ``MinHashLSH(threshold=0.8, num_perm=128)``
-  plus union-find over the same shingles. ``--eval-only`` runs just this part.
+  winnow's clustering at its defaults (signature verification), with ``verify: exact``, with
+  ``verify: none`` and with ``cluster: representative``, against the peer, datasketch
+  ``MinHashLSH(threshold=0.8, num_perm=128)`` plus union-find over the same shingles; scored
+  against the set's truth (components of the exact-Jaccard graph) and pair by pair (a pair in
+  one cluster is right when its own exact Jaccard reaches 0.8), with the cluster sizes.
+  ``--eval-only`` runs just this part.
 
     python bench/dedup_bench.py [--mb 16] [--repeats 3] [--cluster 50000] [--big-mb 10] [--eval-only]
 """
@@ -157,25 +160,60 @@ def datasketch_clusters(items: list, threshold: float = 0.8, num_perm: int = 128
     return {i.id: find(i.id) for i in items}
 
 
+def pair_score(items: list, pred: dict[str, str], threshold: float = 0.8) -> tuple[float, float]:
+    """Pairwise precision / recall where a pair is a true duplicate when its own exact 5-gram
+    Jaccard reaches ``threshold`` (no chaining in the truth)."""
+    from itertools import combinations
+
+    from winnow.filters.dedup.minhash import MinHasher, jaccard
+
+    h = MinHasher()
+    sets = {i.id: h.shingle_hashes(str(i.content)) for i in items}
+    tp = fp = fn = 0
+    for a, b in combinations(sorted(sets), 2):
+        same, true = pred[a] == pred[b], jaccard(sets[a], sets[b]) >= threshold
+        tp += same and true
+        fp += same and not true
+        fn += true and not same
+    return (tp / (tp + fp) if tp + fp else 1.0), (tp / (tp + fn) if tp + fn else 1.0)
+
+
+def size_counts(pred: dict[str, str]) -> dict[int, int]:
+    """Clusters of 2 or more records by size."""
+    from collections import Counter
+
+    sizes = Counter(Counter(pred.values()).values())
+    return {k: sizes[k] for k in sorted(sizes) if k > 1}
+
+
 def labelled_eval(seeds: int) -> None:
     from winnow.filters.dedup.config import MinHashDedupConfig
     from winnow.demo.dedup_evalset import cluster_texts, hard_text_eval_set, score
 
-    print(f"labelled near-duplicates (hard set, truth: exact 5-gram Jaccard >= 0.8), seeds 0..{seeds - 1}: precision / recall")
+    print(f"labelled near-duplicates (hard set, truth: components of exact 5-gram Jaccard >= 0.8; pairwise: each "
+          f"pair's own Jaccard), seeds 0..{seeds - 1}: precision / recall")
     rows: dict[str, list] = {}
     for seed in range(seeds):
         items = hard_text_eval_set(seed=seed)
         runs = {"winnow default (verify: signature)": cluster_texts(items, MinHashDedupConfig()),
                 "winnow verify: exact": cluster_texts(items, MinHashDedupConfig(verify="exact")),
                 "winnow verify: none": cluster_texts(items, MinHashDedupConfig(verify="none")),
+                "winnow cluster: representative": cluster_texts(items, MinHashDedupConfig(cluster="representative")),
                 "datasketch MinHashLSH + union-find": datasketch_clusters(items)}
         for name, pred in runs.items():
-            rows.setdefault(name, []).append(score(items, pred))
+            rows.setdefault(name, []).append((score(items, pred), pair_score(items, pred), size_counts(pred)))
     for name, scores in rows.items():
-        p = statistics.mean(x[0] for x in scores)
-        r = statistics.mean(x[1] for x in scores)
-        each = "  ".join(f"{a:.3f}/{b:.3f}" for a, b in scores)
-        print(f"  {name:38s} mean {p:.3f} / {r:.3f}   per seed {each}")
+        p = statistics.mean(x[0][0] for x in scores)
+        r = statistics.mean(x[0][1] for x in scores)
+        pp = statistics.mean(x[1][0] for x in scores)
+        pr = statistics.mean(x[1][1] for x in scores)
+        each = "  ".join(f"{a:.3f}/{b:.3f}" for (a, b), _, _ in scores)
+        sizes: dict[int, int] = {}
+        for _, _, c in scores:
+            for k, v in c.items():
+                sizes[k] = sizes.get(k, 0) + v
+        print(f"  {name:38s} mean {p:.3f} / {r:.3f}   pairwise {pp:.3f} / {pr:.3f}   per seed {each}   "
+              f"cluster sizes {dict(sorted(sizes.items()))}")
 
 
 def main() -> int:

@@ -2,10 +2,14 @@
 against lingua's high-accuracy mode alone and fastText lid.176 alone, side by side in one process
 (per core); optionally the cost of each config on a long-text corpus through ``winnow run``.
 
-The labelled set is :func:`winnow.demo.langid_evalset.lang_eval_set` (short UI strings and
-two-phrase lines in 20 languages, written for winnow). Every detector weighs the same candidate
-languages (``lang``'s default list). Each is timed ``--repeats`` times after a warm-up (lingua
-loads its models on first use), interleaved; medians.
+Two labelled sets of short texts: :func:`winnow.demo.langid_evalset.lang_eval_set` (short UI
+strings and two-phrase lines in 20 languages, written for winnow) and, where the machine has
+them, :func:`winnow.demo.langid_catalogs.catalog_eval_set` (real UI strings of the same 20
+languages from the machine's gettext catalogs, ``--catalog-per-lang`` per language; noisier
+labels). Every detector weighs the same candidate languages (``lang``'s default list). Each is
+timed ``--repeats`` times after a warm-up (lingua loads its models on first use), interleaved;
+medians. Each config's peak RSS is measured in a process of its own that builds the detector
+and runs it on both sets (``--no-rss`` skips it).
 
 ``--long-mb N`` also builds (once) the memory benchmark's corpus of N MB from text on this
 machine (man pages, pydoc topics, docstrings: many records are short sections) and runs
@@ -14,7 +18,7 @@ variant, printing the lang stage's CPU seconds (stats.json) and the run's peak R
 ``--long-only``, on the records of that corpus whose first ``max_chars`` are long for lingua
 (:data:`winnow.filters.lang.LONG_TEXT` cleaned characters or more) only.
 
-    python bench/lang_bench.py [--repeats 5] [--pairs 40] [--long-mb 25 [--long-only]]
+    python bench/lang_bench.py [--repeats 5] [--pairs 40] [--catalog-per-lang 150] [--long-mb 25 [--long-only]]
 """
 
 from __future__ import annotations
@@ -29,43 +33,83 @@ from pathlib import Path
 
 #: (name, LangConfig keyword arguments, the same as ``--set`` overrides for ``winnow run``)
 CONFIGS: list[tuple[str, dict]] = [
-    ("winnow lang, default (hybrid, product)", {}),
-    ("winnow lang, tie_break: lingua_high", {"backend": "hybrid", "tie_break": "lingua_high"}),
+    ("winnow lang, default (hybrid, ensemble)", {}),
+    ("winnow lang, ensemble: [cld2]", {"ensemble": ["cld2"]}),
+    ("winnow lang, tie_break: product", {"tie_break": "product"}),
+    ("winnow lang, tie_break: lingua_high", {"tie_break": "lingua_high"}),
     ("winnow lang, backend: lingua", {"backend": "lingua"}),
 ]
 HIGH = "lingua 2.1.1 high-accuracy"
+PEERS: list[tuple[str, dict]] = [
+    (HIGH, {"backend": "lingua", "low_accuracy": False, "fast_path": False}),
+    ("lingua 2.1.1 low-accuracy", {"backend": "lingua", "fast_path": False}),
+    ("fastText lid.176.ftz alone", {"backend": "fasttext", "model_path": "<bundled>"}),
+]
 
 
-def short_texts(repeats: int, pairs: int) -> None:
-    from winnow.demo.langid_evalset import LANGS, lang_eval_set
-    from winnow.filters.lang import LangConfig, LangFilter, bundled_lid_model
+def _config(kw: dict) -> object:
+    from winnow.filters.lang import LangConfig, bundled_lid_model
 
-    data = lang_eval_set(pairs_per_lang=pairs)
-    texts, gold = [t for t, _ in data], [g for _, g in data]
-    print(f"{len(texts):,} short texts in {len(LANGS)} languages (median {statistics.median(map(len, texts)):.0f} chars)")
-    runs = [(name, LangConfig(**kw)) for name, kw in CONFIGS] + [
-        (HIGH, LangConfig(backend="lingua", low_accuracy=False, fast_path=False)),
-        ("lingua 2.1.1 low-accuracy", LangConfig(backend="lingua", fast_path=False)),
-        ("fastText lid.176.ftz alone", LangConfig(backend="fasttext", model_path=bundled_lid_model())),
-    ]
-    filters = {name: LangFilter(cfg) for name, cfg in runs}
-    preds = {name: f.detect(texts) for name, f in filters.items()}  # warm-up (lingua loads models lazily)
-    times: dict[str, list[float]] = {name: [] for name in filters}
-    for _ in range(repeats):  # interleaved, so load on a shared machine hits every detector alike
-        for name, f in filters.items():
-            t = time.process_time()
-            f.detect(texts)
-            times[name].append(time.process_time() - t)
-    res = {}
-    for name, pred in preds.items():
-        acc = sum(p[0] == g for p, g in zip(pred, gold)) / len(gold)
-        res[name] = (acc, len(texts) / statistics.median(times[name]))
-    peer = res[HIGH]
-    for name, (acc, rate) in res.items():
-        print(f"  {name:32s} accuracy {acc:.4f}  {rate:9,.0f} texts/s per core  ({rate / peer[1]:.1f}x lingua high-accuracy)")
-    for name in (CONFIGS[0][0], CONFIGS[1][0]):
-        ours = res[name]
-        print(f"{name.strip()} vs lingua high-accuracy: accuracy {ours[0] - peer[0]:+.4f}, speed {ours[1] / peer[1]:.1f}x per core")
+    kw = {k: (bundled_lid_model() if v == "<bundled>" else tuple(v) if isinstance(v, list) else v) for k, v in kw.items()}
+    return LangConfig(**kw)
+
+
+def labelled_sets(pairs: int, per_lang: int) -> dict[str, list[tuple[str, str]]]:
+    from winnow.demo.langid_catalogs import catalog_eval_set
+    from winnow.demo.langid_evalset import lang_eval_set
+
+    sets = {"UI set (winnow's)": lang_eval_set(pairs_per_lang=pairs)}
+    cat = catalog_eval_set(per_lang=per_lang) if per_lang > 0 else []
+    if len({g for _, g in cat}) >= 10:
+        sets["gettext catalogs (machine)"] = cat
+    return sets
+
+
+def peak_rss(kw: dict, pairs: int, per_lang: int) -> float:
+    """Peak RSS (MB) of a fresh process that builds the detector and runs it on both sets."""
+    import subprocess
+
+    code = ("import json, resource, sys\nsys.path.insert(0, sys.argv[1])\nfrom lang_bench import _config, labelled_sets\n"
+            "from winnow.filters.lang import LangFilter\n"
+            "f = LangFilter(_config(json.loads(sys.argv[2])))\n"
+            "for data in labelled_sets(int(sys.argv[3]), int(sys.argv[4])).values():\n"
+            "    f.detect([t for t, _ in data])\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).resolve().parent), json.dumps(kw), str(pairs),
+                          str(per_lang)], capture_output=True, text=True, check=True).stdout
+    return int(out.split()[-1]) / 1024
+
+
+def short_texts(repeats: int, pairs: int, per_lang: int, rss: bool) -> None:
+    from winnow.demo.langid_evalset import LANGS
+    from winnow.filters.lang import LangFilter
+
+    runs = CONFIGS + PEERS
+    filters = {name: LangFilter(_config(kw)) for name, kw in runs}
+    rss_mb = {name: peak_rss(kw, pairs, per_lang) for name, kw in runs} if rss else {}
+    for set_name, data in labelled_sets(pairs, per_lang).items():
+        texts, gold = [t for t, _ in data], [g for _, g in data]
+        print(f"\n{set_name}: {len(texts):,} short texts in {len({*gold})} of the {len(LANGS)} languages "
+              f"(median {statistics.median(map(len, texts)):.0f} chars)")
+        preds = {name: f.detect(texts) for name, f in filters.items()}  # warm-up (lingua loads models lazily)
+        times: dict[str, list[float]] = {name: [] for name in filters}
+        for _ in range(repeats):  # interleaved, so load on a shared machine hits every detector alike
+            for name, f in filters.items():
+                t = time.process_time()
+                f.detect(texts)
+                times[name].append(time.process_time() - t)
+        res = {}
+        for name, pred in preds.items():
+            acc = sum(p[0] == g for p, g in zip(pred, gold)) / len(gold)
+            res[name] = (acc, len(texts) / statistics.median(times[name]))
+        peer = res[HIGH]
+        for name, (acc, rate) in res.items():
+            mem = f"  peak RSS {rss_mb[name]:5,.0f} MB ({rss_mb[name] - rss_mb[HIGH]:+5,.0f} vs lingua high)" if rss_mb else ""
+            print(f"  {name:40s} accuracy {acc:.4f}  {rate:9,.0f} texts/s per core  "
+                  f"({rate / peer[1]:4.1f}x lingua high-accuracy){mem}")
+        ours = res[CONFIGS[0][0]]
+        print(f"{CONFIGS[0][0]} vs lingua high-accuracy on the {set_name}: accuracy {ours[0] - peer[0]:+.4f}, "
+              f"speed {ours[1] / peer[1]:.1f}x per core")
 
 
 def long_only(files: list[str], dest: str) -> str:
@@ -98,7 +142,7 @@ def long_texts(mb: float, workdir: str, only_long: bool) -> None:
     print(f"\nwinnow run --stages normalize,lang on the {mb:g} MB corpus of {workdir}, {which} (1 worker)")
     base = None
     for name, kw in CONFIGS:
-        sets = [a for k, v in kw.items() for a in ("--set", f"lang.{k}={v}")]
+        sets = [a for k, v in kw.items() for a in ("--set", f"lang.{k}={json.dumps(v) if isinstance(v, list) else v}")]
         r = measure([sys.executable, "-c", code, "run", "--input", glob_, "--output", out, "--overwrite", "--quiet",
                      "--stages", "normalize,lang", "--workers", "1", *sets])
         with open(os.path.join(out, "stats.json")) as fh:
@@ -112,11 +156,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--pairs", type=int, default=40, help="two-phrase lines per language")
+    ap.add_argument("--catalog-per-lang", type=int, default=150, help="gettext catalog strings per language (0: none)")
+    ap.add_argument("--no-rss", action="store_true", help="skip the per-config peak RSS processes")
     ap.add_argument("--long-mb", type=float, default=0.0, help="also run normalize,lang on a corpus of this many MB")
     ap.add_argument("--long-only", action="store_true", help="with --long-mb: only the records long for lingua")
     ap.add_argument("--workdir", default=".bench/memory")
     a = ap.parse_args()
-    short_texts(a.repeats, a.pairs)
+    short_texts(a.repeats, a.pairs, a.catalog_per_lang, not a.no_rss)
     if a.long_mb > 0:
         long_texts(a.long_mb, a.workdir, a.long_only)
     return 0

@@ -21,7 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable
 
-from winnow.filters.dedup.cluster import multi_star_edges, pairwise_scores, star_edges, star_rounds
+from winnow.filters.dedup.cluster import multi_star_edges, pairwise_scores, representative_rounds, star_edges, star_rounds
 from winnow.filters.dedup.config import ImageDedupConfig, MinHashDedupConfig
 
 __all__ = ["Item", "COPY_LINES", "mutate_text", "image_variants", "text_eval_set", "hard_text_eval_set",
@@ -294,11 +294,21 @@ def cluster_texts(items: list[Item], cfg: MinHashDedupConfig | None = None) -> d
         sa, sb = h.shingle_hashes(str(items[a].content)), h.shingle_hashes(str(items[b].content))
         return jaccard(sa, sb) >= cfg.threshold
 
+    def exact(a: int, b: int) -> float:
+        sa, sb = h.shingle_hashes(str(items[a].content)), h.shingle_hashes(str(items[b].content))
+        return jaccard(sa, sb)
+
     def check_sig(a: int, b: int) -> bool:
         est, bar = sketch_similarity(sketches[a], sketches[b]), cfg.signature_threshold()
         if cfg.exact_margin > 0 and abs(est - bar) < cfg.exact_margin:
             return check(a, b)
         return est >= bar
+
+    def similarity(a: int, b: int) -> float:  # what the stage weighs a verified pair by
+        est, bar = sketch_similarity(sketches[a], sketches[b]), cfg.signature_threshold()
+        if cfg.verify == "exact" or (cfg.exact_margin > 0 and abs(est - bar) < cfg.exact_margin):
+            return exact(a, b)
+        return float(est)
 
     verify = {"exact": check, "signature": check_sig}.get(cfg.verify)
     if verify is None:
@@ -308,6 +318,10 @@ def cluster_texts(items: list[Item], cfg: MinHashDedupConfig | None = None) -> d
                  for e in multi_star_edges(members, cfg.bucket_roots)}
         pos = {(0.0, it.id, ""): i for i, it in enumerate(items)}
         edges = [e for e in sorted(cands) if verify(pos[e[0]], pos[e[1]])]
+        if cfg.cluster == "representative":
+            weighted = [(a, b, similarity(pos[a], pos[b])) for a, b in edges]
+            labels, _, _ = representative_rounds(weighted, cfg.max_rounds)
+            return {i.id: labels.get((0.0, i.id, ""), (0.0, i.id, ""))[1] for i in items}
     return _components([i.id for i in items], edges)
 
 

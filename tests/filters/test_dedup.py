@@ -386,3 +386,42 @@ def test_labelled_image_set_precision_recall():
         p, r = score(items, cluster_images(items))
         print(f"\nimage eval seed {seed}: {len(items)} images, precision {p:.3f} recall {r:.3f}")
         assert p >= 0.95 and r >= 0.95
+
+
+REPRESENTATIVE_CASES = [
+    # (weighted edges, labels: every node joins its most similar representative neighbour)
+    # An edit chain a~b~c (a, c dissimilar): components would give {a, b, c}.
+    ([("a", "b", 0.9), ("b", "c", 0.85)], {"a": "a", "b": "a", "c": "c"}),
+    # b is between two representatives: it joins the more similar one.
+    ([("a", "b", 0.82), ("c", "b", 0.95), ("a", "d", 0.9)], {"a": "a", "b": "a", "c": "c", "d": "a"}),
+    ([("a", "c", 0.82), ("b", "c", 0.95)], {"a": "a", "b": "b", "c": "b"}),
+    # Equal similarity: the smaller representative.
+    ([("a", "c", 0.9), ("b", "c", 0.9)], {"a": "a", "b": "b", "c": "a"}),
+    # A triangle is one cluster around its smallest node.
+    ([("a", "b", 0.9), ("b", "c", 0.9), ("a", "c", 0.9)], {"a": "a", "b": "a", "c": "a"}),
+]
+
+
+@pytest.mark.parametrize("edges,labels", REPRESENTATIVE_CASES)
+def test_representative_rounds(edges, labels):
+    from winnow.filters.dedup.cluster import representative_rounds
+
+    got, rounds, converged = representative_rounds(edges)
+    assert got == labels and converged and rounds >= 1
+
+
+def test_representative_rounds_past_the_bound_decide_with_what_they_know():
+    from winnow.filters.dedup.cluster import representative_rounds
+
+    chain = [(f"n{i}", f"n{i + 1}", 0.9) for i in range(6)]
+    full, rounds, ok = representative_rounds(chain)
+    assert ok and rounds == 6 and full == {f"n{i}": f"n{i - i % 2}" for i in range(7)}
+    cut, rounds, ok = representative_rounds(chain, max_rounds=2)
+    assert not ok and rounds == 2 and set(cut) == set(full) and cut["n1"] == "n0"
+
+
+def test_representative_needs_verification():
+    with pytest.raises(ConfigError, match="minhash_dedup.cluster"):
+        MinHashDedupConfig(cluster="representative", verify="none")
+    with pytest.raises(ConfigError, match="minhash_dedup.cluster"):
+        MinHashDedupConfig(cluster="louvain")

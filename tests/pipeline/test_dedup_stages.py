@@ -228,3 +228,43 @@ def test_on_not_converged_fail_fails_the_run():
     with pytest.raises(Exception, match="did not converge"):
         with beam.Pipeline(runner="FnApiRunner") as p:
             _ = create_batches(p, _chain_records()) | MinHashDedup(MinHashDedupConfig(max_rounds=1, on_not_converged="fail"))
+
+
+@pytest.mark.slow
+def test_representative_clustering_through_beam_never_keeps_a_dissimilar_record_for_a_removed_one(tmp_path):
+    """``cluster: representative`` through Beam: the same clusters as the in-memory steps;
+    every removed record is similar (exact Jaccard >= 0.8) to the record kept for it, which
+    connected components do not give on edit chains; sizes and rounds in the stats."""
+    from winnow.filters.dedup.minhash import MinHasher, jaccard
+
+    items = hard_text_eval_set(seed=0)
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"id": i.id, "text": i.content}) + "\n" for i in items))
+    text = {i.id: i.content for i in items}
+    h = MinHasher()
+
+    def dissimilar(rejects):
+        return sum(jaccard(h.shingle_hashes(text[r["id"]]), h.shingle_hashes(text[r["duplicate_of"]])) < 0.8
+                   for r in rejects)
+
+    got = {}
+    for mode in ("components", "representative"):
+        out = tmp_path / mode
+        cfg = load_config(input=[str(src)], output=str(out), stages=["minhash_dedup"],
+                          overrides=[f"minhash_dedup.cluster={mode}"])
+        st = run(cfg).stats["stage_stats"]["minhash_dedup"]
+        kept, rejects = _read(out)
+        pred = _predicted(kept, rejects, "minhash_dedup")
+        got[mode] = (score(items, {i.id: pred[i.id] for i in items}), dissimilar(rejects), st, len(kept))
+        html = (out / "report.html").read_text()
+        assert ("most similar representative" in html) == (mode == "representative")
+        assert ("Connected components:" in html) == (mode == "components")
+    (pc, rc), bad_c, st_c, kept_c = got["components"]
+    (pr, rr), bad_r, st_r, kept_r = got["representative"]
+    print(f"\nhard set, {len(items)} texts: components P {pc:.3f} R {rc:.3f} ({bad_c} removed records below 0.8 to "
+          f"their kept one, {kept_c} kept); representative P {pr:.3f} R {rr:.3f} ({bad_r}, {kept_r} kept, "
+          f"{st_r['cc_rounds']} rounds, sizes {st_r['cluster_sizes']})")
+    assert st_r["cluster"] == "representative" and st_c["cluster"] == "components"
+    assert bad_r == 0 < bad_c and kept_r > kept_c and pr == 1.0
+    assert st_r["cc_converged"] and st_r["cc_unresolved_nodes"] == 0 and st_r["cluster_sizes"]
+    assert score(items, cluster_texts(items, MinHashDedupConfig(cluster="representative"))) == pytest.approx((pr, rr))
