@@ -103,8 +103,7 @@ def plain_loop(model_dir: str, texts: list[str], batch_size: int, max_length: in
 
 
 def stage_run(model_dir: str, texts: list[str], batch_size: int, max_length: int, device: str) -> dict:
-    import apache_beam as beam
-    from apache_beam.metrics.metric import MetricsFilter
+    from stage_timing import run_model_stage
 
     from winnow.filters.classifier import ClassifierConfig
     from winnow.pipeline.batch import BATCH_RECORDS, Records
@@ -115,36 +114,9 @@ def stage_run(model_dir: str, texts: list[str], batch_size: int, max_length: int
     batches = [Records(recs[i:i + BATCH_RECORDS]) for i in range(0, len(recs), BATCH_RECORDS)]
     cfg = ClassifierConfig(model_dir=model_dir, batch_size=batch_size, max_length=max_length, device=device,
                            keep_fraction=0.5)
-    sink = os.path.join(tempfile.mkdtemp(), "scores.json")
-
-    class Grab(beam.DoFn):
-        def process(self, b):
-            yield from ((r["source"], r["classifier_score"]) for r in b.rows)
-
-    def write(pairs, dead):
-        with open(sink, "w") as f:
-            json.dump({"scores": dict(pairs), "dead": sum(dead)}, f)
-
-    t = time.perf_counter()
-    p = beam.Pipeline(runner="FnApiRunner")
-    out = p | beam.Create(batches, reshuffle=False) | ClassifierStage(cfg)
-    scored = ((out.kept, out.rejected) | beam.Flatten() | beam.ParDo(Grab()) | beam.combiners.ToList())
-    dead = out.dead | beam.Map(lambda b: len(b.rows))
-    scored | beam.Map(write, dead=beam.pvalue.AsList(dead))
-    result = p.run()
-    result.wait_until_finish()
-    wall = time.perf_counter() - t
-    dist: dict[str, float] = {}
-    for d in result.metrics().query(MetricsFilter().with_namespace("winnow:classifier/run_inference"))["distributions"]:
-        v = d.committed or d.attempted
-        dist[d.key.metric.name] = dist.get(d.key.metric.name, 0) + (v.sum if v else 0)
-    load_ms = dist.get("load_model_latency_milli_secs", 0.0)
-    infer_s = dist.get("inference_batch_latency_micro_secs", 0.0) / 1e6
-    with open(sink) as f:
-        got = json.load(f)
-    by_id = got["scores"]
-    return {"wall_s": wall, "load_s": load_ms / 1000.0, "infer_s": infer_s, "dead": got.get("dead", 0),
-            "scores": [by_id.get(r["source"]) for r in recs]}
+    res = run_model_stage(ClassifierStage(cfg), batches, "source", "classifier_score", "winnow:classifier/run_inference")
+    return {"wall_s": res["wall_s"], "load_s": res["load_s"], "infer_s": res["infer_s"], "dead": res["dead"],
+            "scores": [res["values"].get(r["source"]) for r in recs]}
 
 
 def main() -> int:

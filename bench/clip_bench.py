@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import tempfile
@@ -166,16 +165,8 @@ def scorer_direct(model_dir: str, pairs, batch_size: int, device: str) -> tuple[
         s.close()
 
 
-def _read_batches(path: str):
-    import pickle
-
-    with open(path, "rb") as f:
-        yield from pickle.load(f)
-
-
 def stage_run(model_dir: str, pairs, batch_size: int, device: str) -> dict:
-    import apache_beam as beam
-    from apache_beam.metrics.metric import MetricsFilter
+    from stage_timing import run_model_stage
 
     from winnow.filters.clip import ClipConfig
     from winnow.pipeline.batch import BATCH_RECORDS, Records
@@ -185,40 +176,10 @@ def stage_run(model_dir: str, pairs, batch_size: int, device: str) -> dict:
     recs = [make_record(source=f"bench:{i}", text=c, image=d, modality="image_text") for i, (d, c) in enumerate(pairs)]
     batches = [Records(recs[i:i + BATCH_RECORDS]) for i in range(0, len(recs), BATCH_RECORDS)]
     cfg = ClipConfig(model_dir=model_dir, batch_size=batch_size, device=device, keep_fraction=0.5)
-    tmp = tempfile.mkdtemp()
-    sink = os.path.join(tmp, "scores.json")
-    source = os.path.join(tmp, "batches.pkl")
-    import pickle
-
-    with open(source, "wb") as f:
-        pickle.dump(batches, f, protocol=5)
-
-    class Grab(beam.DoFn):
-        def process(self, b):
-            yield from ((r["source"], r["image_text_cosine"]) for r in b.rows)
-
-    def write(items, dead):
-        with open(sink, "w") as f:
-            json.dump({"cos": dict(items), "dead": sum(dead)}, f)
-
-    t = time.perf_counter()
-    p = beam.Pipeline(runner="FnApiRunner")
-    out = p | beam.Create([source], reshuffle=False) | "Read" >> beam.FlatMap(_read_batches) | ImageTextScoreStage(cfg)
-    scored = (out.kept, out.rejected) | beam.Flatten() | beam.ParDo(Grab()) | beam.combiners.ToList()
-    dead = out.dead | beam.Map(lambda b: len(b.rows))
-    scored | beam.Map(write, dead=beam.pvalue.AsList(dead))
-    result = p.run()
-    result.wait_until_finish()
-    wall = time.perf_counter() - t
-    dist: dict[str, float] = {}
-    for d in result.metrics().query(MetricsFilter().with_namespace("winnow:image_text_score/run_inference"))["distributions"]:
-        v = d.committed or d.attempted
-        dist[d.key.metric.name] = dist.get(d.key.metric.name, 0) + (v.sum if v else 0)
-    with open(sink) as f:
-        got = json.load(f)
-    return {"wall_s": wall, "load_s": dist.get("load_model_latency_milli_secs", 0.0) / 1000.0,
-            "infer_s": dist.get("inference_batch_latency_micro_secs", 0.0) / 1e6, "dead": got["dead"],
-            "cos": [got["cos"].get(r["source"]) for r in recs]}
+    res = run_model_stage(ImageTextScoreStage(cfg), batches, "source", "image_text_cosine",
+                          "winnow:image_text_score/run_inference")
+    return {"wall_s": res["wall_s"], "load_s": res["load_s"], "infer_s": res["infer_s"], "dead": res["dead"],
+            "cos": [res["values"].get(r["source"]) for r in recs]}
 
 
 def _threads() -> int:

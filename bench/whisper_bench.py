@@ -42,7 +42,6 @@ import argparse
 import io
 import json
 import os
-import pickle
 import sys
 import tempfile
 import time
@@ -168,14 +167,8 @@ def model_only(model_dir: str, clips: list[bytes], batch: int, device, dtype) ->
     return {"seconds": time.perf_counter() - t, "ids_per_window": int(ids.shape[-1])}
 
 
-def _read_batches(path: str):
-    with open(path, "rb") as f:
-        yield from pickle.load(f)
-
-
 def stage_run(model_dir: str, clips: list[bytes], batch: int, per_call: int, device: str, dtype: str) -> dict:
-    import apache_beam as beam
-    from apache_beam.metrics.metric import MetricsFilter
+    from stage_timing import run_model_stage
 
     from winnow.filters.audio_models import AudioAsrConfig
     from winnow.pipeline.batch import Records
@@ -186,37 +179,9 @@ def stage_run(model_dir: str, clips: list[bytes], batch: int, per_call: int, dev
                          records_per_call=per_call, max_wer=None)
     recs = [make_record(source=f"bench:{i}", id=f"{i:06d}", audio=c, modality="audio") for i, c in enumerate(clips)]
     batches = [Records(recs[i:i + batch]) for i in range(0, len(recs), batch)]
-    tmp = tempfile.mkdtemp()
-    source, sink = os.path.join(tmp, "batches.pkl"), os.path.join(tmp, "texts.json")
-    with open(source, "wb") as f:
-        pickle.dump(batches, f, protocol=5)
-
-    class Grab(beam.DoFn):
-        def process(self, b):
-            yield from ((r["id"], r["audio_asr_transcript"]) for r in b.rows)
-
-    def write(items, dead):
-        with open(sink, "w") as f:
-            json.dump({"texts": dict(items), "dead": sum(dead)}, f)
-
-    t = time.perf_counter()
-    p = beam.Pipeline(runner="FnApiRunner")
-    out = p | beam.Create([source], reshuffle=False) | "Read" >> beam.FlatMap(_read_batches) | AudioAsrStage(cfg)
-    got = (out.kept, out.rejected) | beam.Flatten() | beam.ParDo(Grab()) | beam.combiners.ToList()
-    dead = out.dead | beam.Map(lambda b: len(b.rows))
-    got | beam.Map(write, dead=beam.pvalue.AsList(dead))
-    result = p.run()
-    result.wait_until_finish()
-    wall = time.perf_counter() - t
-    dist: dict[str, float] = {}
-    for d in result.metrics().query(MetricsFilter().with_namespace("winnow:audio_asr/run_inference"))["distributions"]:
-        v = d.committed or d.attempted
-        dist[d.key.metric.name] = dist.get(d.key.metric.name, 0) + (v.sum if v else 0)
-    with open(sink) as f:
-        res = json.load(f)
-    return {"seconds": wall, "load_s": dist.get("load_model_latency_milli_secs", 0.0) / 1000.0,
-            "infer_s": dist.get("inference_batch_latency_micro_secs", 0.0) / 1e6, "dead": res["dead"],
-            "texts": [res["texts"].get(r["id"]) for r in recs]}
+    res = run_model_stage(AudioAsrStage(cfg), batches, "id", "audio_asr_transcript", "winnow:audio_asr/run_inference")
+    return {"seconds": res["wall_s"], "load_s": res["load_s"], "infer_s": res["infer_s"], "dead": res["dead"],
+            "texts": [res["values"].get(r["id"]) for r in recs]}
 
 
 def main(argv: list[str] | None = None) -> int:

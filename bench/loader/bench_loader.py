@@ -48,6 +48,8 @@ import sys
 import threading
 import time
 
+from procstat import proc_cpu
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 PEER = os.path.join(ROOT, ".bench", "peer")
@@ -159,16 +161,6 @@ def sub(kind: str, cfg: dict, peer: bool = False, timeout: float = 900) -> dict:
 
 
 # --- measurements (each in its own process) ------------------------------------------
-def _proc_cpu(pid: int) -> float:
-    """utime + stime of one live process in seconds (0 if it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            p = f.read().rsplit(")", 1)[1].split()
-        return (int(p[11]) + int(p[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
 def _tree_cpu() -> float:
     """CPU seconds of this process, its reaped children and its live multiprocessing children
     (DataLoader workers): what the measured item cost the machine, whatever else ran beside it."""
@@ -176,7 +168,7 @@ def _tree_cpu() -> float:
     import resource
 
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    live = sum(_proc_cpu(p.pid) for p in list(mpp._children)  # read only: never polls or reaps
+    live = sum(proc_cpu(p.pid) for p in list(mpp._children)  # read only: never polls or reaps
                if p.pid and getattr(p._popen, "returncode", 0) is None)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime + live
 

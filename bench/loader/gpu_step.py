@@ -40,6 +40,8 @@ import statistics
 import sys
 import time
 
+from procstat import proc_cpu
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
@@ -168,16 +170,6 @@ def sync(dev) -> None:
         torch.cuda.synchronize()
 
 
-def _proc_cpu(pid: int) -> float:
-    """utime + stime of one process in seconds (0 if it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            p = f.read().rsplit(")", 1)[1].split()
-        return (int(p[11]) + int(p[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
 def _worker_pids() -> list[int]:
     """The DataLoader worker processes alive now (the measured loader's: each measurement closes
     its iterator, and with it its workers, before the next starts)."""
@@ -203,7 +195,7 @@ def timed(it, dev, warmup: int, steps: int, count) -> dict:
                 r = resource.getrusage(resource.RUSAGE_SELF)
                 c0 = r.ru_utime + r.ru_stime
                 pids = _worker_pids()
-                w0 = sum(_proc_cpu(p) for p in pids)
+                w0 = sum(proc_cpu(p) for p in pids)
             if k >= warmup:
                 n += count(b)
             if k + 1 >= warmup + steps:
@@ -211,7 +203,7 @@ def timed(it, dev, warmup: int, steps: int, count) -> dict:
         sync(dev)
         dt = time.perf_counter() - t0 if t0 is not None else 0.0
         r = resource.getrusage(resource.RUSAGE_SELF)
-        w1 = sum(_proc_cpu(p) for p in pids)
+        w1 = sum(proc_cpu(p) for p in pids)
     finally:
         close = getattr(it, "close", None)
         if close is not None:
