@@ -50,6 +50,7 @@ __all__ = [
     "default_whisper_dir",
     "applies",
     "decode_16k",
+    "decode_each",
     "REASON_MOS",
     "REASON_WER",
 ]
@@ -125,6 +126,20 @@ def decode_16k(record: Mapping[str, Any]) -> Any:
     except AudioUnreadable as exc:
         raise AudioModelError(f"audio could not be decoded ({exc}); run the audio stage first to reject "
                               "unreadable audio with a reason") from None
+
+
+def decode_each(records: Sequence[Mapping[str, Any]], modalities: Sequence[str], out: list) -> Any:
+    """``(index, 16 kHz audio)`` for each record of ``modalities``; a clip that does not decode
+    gets its :class:`AudioModelError` in ``out[index]`` instead."""
+    for i, r in enumerate(records):
+        if not applies(r, modalities):
+            continue
+        try:
+            audio = decode_16k(r)
+        except AudioModelError as exc:
+            out[i] = exc
+            continue
+        yield i, audio
 
 
 class DnsmosModel:
@@ -375,14 +390,7 @@ class WhisperAsr:
         """Per record: the transcript, None (not transcribed) or an error."""
         out: list[Any] = [None] * len(records)
         short: list[tuple[int, Any]] = []
-        for i, r in enumerate(records):
-            if not applies(r, self.cfg.modalities):
-                continue
-            try:
-                audio = decode_16k(r)
-            except AudioModelError as exc:
-                out[i] = exc
-                continue
+        for i, audio in decode_each(records, self.cfg.modalities, out):
             if self._tokenizer is not None and self.batch_size > 1 and len(audio) <= 30 * RATE:
                 short.append((i, audio))
             else:

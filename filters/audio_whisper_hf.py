@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from winnow.filters.audio_models import AudioModelError, applies, decode_16k
+from winnow.filters.audio_models import decode_each
 from winnow.filters.devices import torch_device_and_dtype
 
 __all__ = ["TransformersWhisperAsr", "windows", "WINDOW_SECONDS"]
@@ -92,14 +92,7 @@ class TransformersWhisperAsr:
         """Per record: the transcript, None (not transcribed) or an error."""
         out: list[Any] = [None] * len(records)
         parts: list[tuple[int, Any]] = []  # (record index, window)
-        for i, r in enumerate(records):
-            if not applies(r, self.cfg.modalities):
-                continue
-            try:
-                audio = decode_16k(r)
-            except AudioModelError as exc:
-                out[i] = exc
-                continue
+        for i, audio in decode_each(records, self.cfg.modalities, out):
             parts += [(i, w) for w in windows(audio)]
         texts: dict[int, list[str]] = {}
         bs = self.batch_size
