@@ -22,10 +22,9 @@ from winnow.format import output_schema, reject_schema
 from winnow.pipeline.config import RunConfig
 from winnow.pipeline.finalize import Finalize
 from winnow.pipeline.sink import WriteShards
-from winnow.pipeline.spill import SPILL_DIR
+from winnow.pipeline.spill import spill_prefix
 from winnow.pipeline.stages.base import StageOutputs
 from winnow.pipeline.stages.spec import BuildContext
-from winnow.shardio import join_uri
 
 __all__ = ["build_pipeline", "run_schema", "RunOutputs"]
 
@@ -146,8 +145,10 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
     published: dict[str, beam.PCollection] = {}
     spill = cfg.sink.spill == "always" or (cfg.sink.spill == "auto" and local)
 
+    prefix = spill_prefix(cfg.output, local) if spill else ""
+
     def spill_dir(subdir: str) -> str | None:
-        return join_uri(cfg.output, f"{SPILL_DIR}-{subdir}") if spill else None
+        return f"{prefix}-{subdir}" if spill else None
 
     for name in cfg.stages:
         decl = cfg.registry[name]

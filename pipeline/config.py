@@ -98,7 +98,8 @@ class SinkConfig:
         overwrite: replace a previous run in the output directory.
         spill: ``auto`` (the default: on a local runner), ``always`` or ``never``. A spilling
             sink writes each bundle's split batches to temporary Arrow files under
-            ``OUT/.tmp-spill-<subdir>/`` and shuffles only references to them, so a local runner's
+            ``OUT/.tmp-spill-<subdir>/`` (for an object-store OUT on a local runner, under the
+            machine's temporary directory) and shuffles only references to them, so a local runner's
             in-memory shuffle holds no rows (the folder is removed when the shards are
             written). A distributed runner's shuffle is its own service: ``auto`` leaves it be.
     """

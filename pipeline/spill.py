@@ -12,8 +12,10 @@ of its own: give it ``spill_dir=None`` and the transform is a plain GroupByKey.
 
 from __future__ import annotations
 
+import os
 import pickle
 import posixpath
+import tempfile
 import uuid
 from typing import Any, Iterable
 
@@ -25,7 +27,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from winnow.shardio import join_uri
 
-__all__ = ["SpillingGroupByKey", "SPILL_DIR", "SPILL_FLUSH_BYTES"]
+__all__ = ["SpillingGroupByKey", "SPILL_DIR", "SPILL_FLUSH_BYTES", "spill_prefix"]
 
 #: spill folders under the output are named ``.tmp-spill-*`` (``.tmp-`` names are a killed
 #: run's leftovers, removed by ``--overwrite``)
@@ -74,6 +76,18 @@ class _SpillValuesFn(beam.DoFn):
                 refs.append((key, (uri, offset, len(frame))))
                 offset += len(frame)
         return refs
+
+
+def spill_prefix(output: str, local: bool) -> str:
+    """The path prefix of a run's spill folders (``<prefix>-<name>``): ``OUT/.tmp-spill`` when
+    the output is on this machine's disk or the runner's workers are elsewhere (they must all
+    reach it); for a local runner writing to an object store, ``winnow-spill-<uuid>`` in this
+    machine's temporary directory (faster than the store, and the workers all run here)."""
+    fs, _ = fsspec.core.url_to_fs(output)
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    if not local or "file" in protocols or "local" in protocols:
+        return join_uri(output, SPILL_DIR)
+    return os.path.join(tempfile.gettempdir(), f"winnow-spill-{uuid.uuid4().hex}")
 
 
 def _read_group(element: tuple[Any, Iterable[Ref]]) -> Iterable[tuple[Any, list]]:

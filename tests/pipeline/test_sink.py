@@ -213,3 +213,32 @@ def test_the_log_names_a_shard_by_its_path_in_the_run(tmp_path, caplog):
             create_batches(p, records(20), size=7) | WriteShards(out, "shards", SCHEMA, SinkConfig(), shown_as="packed")
     wrote = [m for m in caplog.messages if m.startswith("winnow: wrote")]
     assert wrote and all(m.startswith("winnow: wrote packed/shards/part-00000-of-00001.arrow") for m in wrote)
+
+
+def test_a_local_run_to_an_object_store_spills_on_local_disk(tmp_path, s3, monkeypatch):
+    import tempfile
+
+    from winnow.pipeline import sink
+    from winnow.pipeline.configure import load_config
+    from winnow.pipeline.runner import run
+
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"text": f"record {i} " + "word " * (i % 7)}) + "\n" for i in range(120)))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    written = []
+    real_write = sink.write_arrow_file
+
+    def spy(uri, *a, **k):
+        written.append(uri)
+        return real_write(uri, *a, **k)
+
+    monkeypatch.setattr(sink, "write_arrow_file", spy)
+    cfg = load_config(None, input=[str(src)], output="s3://winnow-readers/spill-out", stages=["normalize", "exact_dedup"])
+    result = run(cfg, overwrite=True)
+    assert result.stats["read"] == 120 and result.stats["balanced"]
+    spilled = [u for u in written if "winnow-spill-" in u]
+    assert spilled and all(u.startswith(str(tmp_path / "tmp")) for u in spilled)  # local disk, not the store
+    assert not [u for u in written if "/.tmp-spill" in u and u.startswith("s3://")]
+    assert s3.ls("winnow-readers/spill-out/shards") and not [p for p in s3.ls("winnow-readers/spill-out") if ".tmp-" in p]
+    assert not list((tmp_path / "tmp").iterdir())  # every spill folder removed
