@@ -56,7 +56,23 @@ def test_same_records_in_any_order_give_identical_shards(tmp_path):
     assert sorted(a) == [f"part-{i:05d}-of-{n:05d}.arrow" for i in range(n)]
 
 
-def test_a_spilling_sink_writes_the_same_shards_and_removes_its_spill_files(tmp_path, monkeypatch):
+@pytest.fixture
+def written(monkeypatch):
+    """The URIs the sink's Arrow writer writes to, in order."""
+    from winnow.pipeline import sink
+
+    uris = []
+    real_write = sink.write_arrow_file
+
+    def spy(uri, *a, **k):
+        uris.append(uri)
+        return real_write(uri, *a, **k)
+
+    monkeypatch.setattr(sink, "write_arrow_file", spy)
+    return uris
+
+
+def test_a_spilling_sink_writes_the_same_shards_and_removes_its_spill_files(tmp_path, monkeypatch, written):
     import pathlib
 
     from winnow.pipeline import sink
@@ -64,14 +80,7 @@ def test_a_spilling_sink_writes_the_same_shards_and_removes_its_spill_files(tmp_
     recs = records()
     cfg = SinkConfig(shard_bytes=8_000, batch_bytes=2_000)
     plain = checksums(run_sink(tmp_path, "plain", recs, cfg))
-    written = []
-    real_write = sink.write_arrow_file
-
-    def spy(uri, *a, **k):
-        written.append(uri)
-        return real_write(uri, *a, **k)
-
-    monkeypatch.setattr(sink, "write_arrow_file", spy)
+    written.clear()
     monkeypatch.setattr(sink, "SPILL_FLUSH_BYTES", 5_000)
     out = run_sink(tmp_path, "spilled", recs, cfg, spill=True)
     spills = [u for u in written if "/.tmp-spill-shards/" in u]
@@ -215,10 +224,9 @@ def test_the_log_names_a_shard_by_its_path_in_the_run(tmp_path, caplog):
     assert wrote and all(m.startswith("winnow: wrote packed/shards/part-00000-of-00001.arrow") for m in wrote)
 
 
-def test_a_local_run_to_an_object_store_spills_on_local_disk(tmp_path, s3, monkeypatch):
+def test_a_local_run_to_an_object_store_spills_on_local_disk(tmp_path, s3, monkeypatch, written):
     import tempfile
 
-    from winnow.pipeline import sink
     from winnow.pipeline.configure import load_config
     from winnow.pipeline.runner import run
 
@@ -226,14 +234,6 @@ def test_a_local_run_to_an_object_store_spills_on_local_disk(tmp_path, s3, monke
     src.write_text("".join(json.dumps({"text": f"record {i} " + "word " * (i % 7)}) + "\n" for i in range(120)))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    written = []
-    real_write = sink.write_arrow_file
-
-    def spy(uri, *a, **k):
-        written.append(uri)
-        return real_write(uri, *a, **k)
-
-    monkeypatch.setattr(sink, "write_arrow_file", spy)
     cfg = load_config(None, input=[str(src)], output="s3://winnow-readers/spill-out", stages=["normalize", "exact_dedup"])
     result = run(cfg, overwrite=True)
     assert result.stats["read"] == 120 and result.stats["balanced"]
