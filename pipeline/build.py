@@ -144,11 +144,10 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
     timing: list[beam.PCollection] = []
     published: dict[str, beam.PCollection] = {}
     spill = cfg.sink.spill == "always" or (cfg.sink.spill == "auto" and local)
-
-    prefix = spill_prefix(cfg.output, local) if spill else ""
+    prefix = spill_prefix(cfg.output, local) if spill else None
 
     def spill_dir(subdir: str) -> str | None:
-        return f"{prefix}-{subdir}" if spill else None
+        return None if prefix is None else f"{prefix}-{subdir}"
 
     for name in cfg.stages:
         decl = cfg.registry[name]
@@ -174,7 +173,6 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
     out_dir = cfg.output
     kept_info = records | "Shards" >> WriteShards(out_dir, "shards", schema, cfg.sink, spill_dir=spill_dir("shards"))
     reject_sink = dataclasses.replace(cfg.sink, min_shards=1, shard_bytes=cfg.sink.reject_shard_bytes)
-    # sizes measured on each stage's output, before the Flatten (see WriteShards' ``sizes``)
     rejects_info = tuple(rejected) | "Rejects" >> WriteShards(
         out_dir, "rejects", rschema, reject_sink, spill_dir=spill_dir("rejects"))
     dead_info = tuple(dead) | "DeadLetters" >> WriteShards(

@@ -27,7 +27,7 @@ from winnow.format import ShardInfo, shard_name
 from winnow.pipeline.batch import Records, rows_to_arrow
 from winnow.pipeline.config import SinkConfig
 from winnow.pipeline.memory import release_memory
-from winnow.pipeline.spill import SPILL_FLUSH_BYTES
+from winnow.pipeline.spill import SPILL_FLUSH_BYTES, remove_when_done
 from winnow.shardio import (
     atomic_write,
     conform,
@@ -44,7 +44,6 @@ from winnow.shardio import (
 __all__ = ["WriteShards", "batch_bytes", "shard_of", "write_arrow_file", "join_uri", "atomic_write", "records_table"]
 
 _log = logging.getLogger("winnow")
-
 
 
 def batch_bytes(batch: Records) -> int:
@@ -170,12 +169,6 @@ def _read_spilled(refs: list[SpillRef], schema: pa.Schema) -> list[pa.Table]:
     return tables
 
 
-def _remove_spill(spill_dir: str) -> None:
-    fs, path = fsspec.core.url_to_fs(spill_dir)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
-
-
 class _WriteShardFn(beam.DoFn):
     def __init__(self, out_dir: str, subdir: str, schema: pa.Schema, cfg: SinkConfig, prefix: str,
                  shown_as: str = "") -> None:
@@ -266,7 +259,5 @@ class WriteShards(beam.PTransform):
             _WriteShardFn(self._out_dir, self._subdir, self._schema, cfg, self._prefix, self._shown_as), n=n
         )
         if self._spill_dir is not None:
-            spill_dir = self._spill_dir
-            _ = (infos | "Written" >> beam.combiners.Count.Globally()
-                 | "RemoveSpill" >> beam.Map(lambda _n: _remove_spill(spill_dir)))
+            remove_when_done(infos, self._spill_dir)
         return infos

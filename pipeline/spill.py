@@ -27,7 +27,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from winnow.shardio import join_uri
 
-__all__ = ["SpillingGroupByKey", "SPILL_DIR", "SPILL_FLUSH_BYTES", "spill_prefix"]
+__all__ = ["SpillingGroupByKey", "SPILL_DIR", "SPILL_FLUSH_BYTES", "remove_when_done", "spill_prefix"]
 
 #: spill folders under the output are named ``.tmp-spill-*`` (``.tmp-`` names are a killed
 #: run's leftovers, removed by ``--overwrite``)
@@ -104,10 +104,15 @@ def _read_group(element: tuple[Any, Iterable[Ref]]) -> Iterable[tuple[Any, list]
     yield key, values
 
 
-def _remove(spill_dir: str) -> None:
-    fs, path = fsspec.core.url_to_fs(spill_dir)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
+def remove_when_done(done: beam.PCollection, spill_dir: str) -> None:
+    """Remove ``spill_dir`` once every element of ``done`` exists (nothing reads it after)."""
+
+    def remove(_n: int) -> None:
+        fs, path = fsspec.core.url_to_fs(spill_dir)
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+
+    _ = done | "Done" >> beam.combiners.Count.Globally() | "RemoveSpill" >> beam.Map(remove)
 
 
 class SpillingGroupByKey(beam.PTransform):
@@ -137,6 +142,5 @@ class SpillingGroupByKey(beam.PTransform):
                 for i, p in enumerate(inputs)]
         grouped = (refs | "FlattenRefs" >> beam.Flatten() | "GroupRefs" >> beam.GroupByKey()
                    | "ReadBack" >> beam.FlatMap(_read_group))
-        _ = (grouped | "Read" >> beam.combiners.Count.Globally()
-             | "RemoveSpill" >> beam.Map(lambda _n: _remove(spill_dir)))
+        remove_when_done(grouped, spill_dir)
         return grouped
