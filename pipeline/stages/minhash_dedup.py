@@ -196,9 +196,7 @@ class _ExactCheck:
         return self._hasher.shingle_hashes(text)
 
     def __call__(self, text_u: str | None, shingles_v: Any) -> bool:
-        from winnow.filters.dedup.minhash import jaccard
-
-        return jaccard(self._hasher.shingle_hashes(text_u), shingles_v) >= self._cfg.threshold
+        return self.similarity(text_u, shingles_v) >= self._cfg.threshold
 
     def similarity(self, text_u: str | None, shingles_v: Any) -> float:
         from winnow.filters.dedup.minhash import jaccard
