@@ -515,16 +515,25 @@ class LangFilter(RecordFilter):
                 langs = self._latin  # Latin letters only: weigh the Latin-script candidates
             unsure.setdefault(langs, []).append((i, code, prob))
         ties: dict[tuple[str, ...], list[int]] = {}
+        use_ensemble = cfg.tie_break == "ensemble" and bool(cfg.ensemble)
+        extra = self._ensemble() if use_ensemble and unsure else []
         for langs, group in unsure.items():
             allowed = frozenset(langs) if langs is not None else frozenset(cands)
             low = self._detector if langs is None else self._detector_for(langs)
             for i, code, prob in group:
-                more: Sequence[Mapping[str, float]] = ()
-                if cfg.tie_break == "ensemble" and cfg.ensemble:
-                    # The ensemble's detectors cost a fraction of lingua's call: where they all
-                    # agree with fastText, that answer stands without lingua.
-                    more = [detect(prefixes[i], allowed) for detect in self._ensemble()]
-                    if code in allowed and all(_argmax(d) == code for d in more):
+                more: list[Mapping[str, float]] = []
+                if use_ensemble:
+                    # The ensemble's detectors (cheapest first) cost a fraction of lingua's call:
+                    # where they all agree with fastText, that answer stands without lingua. The
+                    # first one that disagrees ends the check; the rest are asked only if the
+                    # product below needs them (the answer is the same, at less cost).
+                    agree = code in allowed
+                    for detect in extra:
+                        if not agree:
+                            break
+                        more.append(d := detect(prefixes[i], allowed))
+                        agree = _argmax(d) == code
+                    if agree:
                         out[i] = (code, prob)
                         continue
                 # lingua's values rounded: their last bits vary by process.
@@ -541,6 +550,7 @@ class LangFilter(RecordFilter):
                 if (ft_top := _argmax(ft)) is not None and ft_top == _argmax(lo):
                     out[i] = (ft_top, ft[ft_top])
                     continue
+                more += [detect(prefixes[i], allowed) for detect in extra[len(more):]]
                 ranked = _product_ranking(ft, lo, allowed, *more)
                 if len(ranked) == 1 or (ranked and cfg.tie_break != "lingua_high"):
                     out[i] = ranked[0]

@@ -106,10 +106,10 @@ class _BerCheck:
     def prepare(self, fp: bytes | None) -> Any:
         return None if fp is None else np.frombuffer(fp, dtype="<u4")
 
-    def __call__(self, fp_u: bytes | None, fp_v: Any) -> bool:
+    def __call__(self, fp_u: Any, fp_v: Any) -> bool:
         if fp_u is None or fp_v is None:
             return False
-        return fingerprint_distance(np.frombuffer(fp_u, dtype="<u4"), fp_v, self._overlap) <= self._ber
+        return fingerprint_distance(fp_u, fp_v, self._overlap) <= self._ber
 
 
 def _example(rec: dict, chars: int = 300) -> dict:

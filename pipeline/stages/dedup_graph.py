@@ -363,11 +363,13 @@ class VerifyEdges(beam.PTransform):
 
     Args:
         payloads: ``(partition, blob)`` elements covering every node that may be on an edge.
-        check: a picklable object; ``check.setup()`` is called once per worker if it has one.
+        check: a picklable object: ``check.prepare(payload)`` turns a node's payload (None for a
+            node without one) into what ``check(prepared_u, prepared_v)`` compares, once per
+            node and partition; ``check.setup()`` is called once per worker if it has one.
         partitions: the partition count ``payloads`` was packed with.
             ``check`` returns True (keep), False (drop) or, with ``undecided``, None (neither).
         undecided: return ``(kept, undecided)`` edges instead of the kept edges alone.
-        weighted: kept edges are ``(u, v, check.similarity(payload[u], prepared payload[v]))``
+        weighted: kept edges are ``(u, v, check.similarity(prepared_u, prepared_v))``
             (for clusterings that weigh edges).
         spill_dir: the two shuffles spill their values there (see
             :class:`~winnow.pipeline.spill.SpillingGroupByKey`); None shuffles in the runner.
@@ -419,11 +421,10 @@ class VerifyEdges(beam.PTransform):
                     if t != "e":
                         continue
                     u, ws, shipped = e
-                    pu = _unship(shipped)
+                    pu = check.prepare(_unship(shipped))  # once per edge group, not once per edge
                     for w in ws:
                         if w not in prepared:
-                            pw = payload.get(w)
-                            prepared[w] = check.prepare(pw) if hasattr(check, "prepare") else pw
+                            prepared[w] = check.prepare(payload.get(w))
                         ok = check(pu, prepared[w])
                         if ok:
                             yield (u, w, check.similarity(pu, prepared[w])) if weighted else (u, w)

@@ -113,7 +113,7 @@ class _SketchCheck:
 
         return None if sketch is None else np.frombuffer(sketch, dtype=np.uint16)
 
-    def __call__(self, sketch_u: bytes | None, sketch_v: Any) -> bool:
+    def __call__(self, sketch_u: Any, sketch_v: Any) -> bool | None:
         from winnow.filters.dedup.minhash import sketch_similarity
 
         if sketch_u is None or sketch_v is None:
@@ -123,7 +123,7 @@ class _SketchCheck:
             return None
         return est >= self._bar
 
-    def similarity(self, sketch_u: bytes, sketch_v: Any) -> float:
+    def similarity(self, sketch_u: Any, sketch_v: Any) -> float:
         from winnow.filters.dedup.minhash import sketch_similarity
 
         return float(sketch_similarity(sketch_u, sketch_v))
@@ -195,13 +195,13 @@ class _ExactCheck:
     def prepare(self, text: str | None) -> Any:
         return self._hasher.shingle_hashes(text)
 
-    def __call__(self, text_u: str | None, shingles_v: Any) -> bool:
-        return self.similarity(text_u, shingles_v) >= self._cfg.threshold
+    def __call__(self, shingles_u: Any, shingles_v: Any) -> bool:
+        return self.similarity(shingles_u, shingles_v) >= self._cfg.threshold
 
-    def similarity(self, text_u: str | None, shingles_v: Any) -> float:
+    def similarity(self, shingles_u: Any, shingles_v: Any) -> float:
         from winnow.filters.dedup.minhash import jaccard
 
-        return float(jaccard(self._hasher.shingle_hashes(text_u), shingles_v))
+        return float(jaccard(shingles_u, shingles_v))
 
     def __getstate__(self) -> dict:
         return {"_cfg": self._cfg, "_hasher": None}
