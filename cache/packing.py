@@ -117,7 +117,7 @@ class TokenPacker(IterableDataset):
         d["_transfer_ok"], d["_slot_pool"] = False, None
         return d
 
-    def _docs(self, batch: dict[str, Any]) -> tuple["_Pieces", np.ndarray]:
+    def _docs(self, batch: dict[str, Any]) -> tuple[_Pieces, np.ndarray]:
         """The step's documents as a token stream (each followed by ``eos_id`` if set), and the
         stream offsets where they begin."""
         v = batch[self.column]
@@ -165,7 +165,7 @@ class TokenPacker(IterableDataset):
             lay.append(("doc_starts", i32, (extra,)))
         return lay
 
-    def _emit(self, parts: list["_Pieces"], starts: np.ndarray, valid: int | None = None) -> Any:
+    def _emit(self, parts: list[_Pieces], starts: np.ndarray, valid: int | None = None) -> Any:
         """Take ``batch_size * seq_len`` tokens from the front of ``parts`` (consumed in place)."""
         from winnow.cache.loader import TransferChunk
 
