@@ -13,7 +13,12 @@ import torch
 from torch.utils.data import get_worker_info
 from torch.utils.data._utils.collate import default_collate
 
-__all__ = ["cuda_ready", "pin", "pinned_collate", "to_device", "document_masks", "CudaPrefetcher"]
+__all__ = ["cuda_ready", "pin", "pinned_copy", "pinned_collate", "to_device", "document_masks", "CudaPrefetcher"]
+
+#: How :func:`pinned_copy` copies: ``"one-thread"`` (NumPy, one thread, GIL released) or ``"torch"``
+#: (``Tensor.pin_memory()``, which spreads the copy over every intra-op thread). Private: for A/B
+#: measurements in ``bench/loader/gpu_step.py``.
+_PIN_COPY = "one-thread"
 
 
 def cuda_ready() -> bool:
@@ -21,12 +26,29 @@ def cuda_ready() -> bool:
     return torch.cuda.is_available()
 
 
+def pinned_copy(t: torch.Tensor) -> torch.Tensor:
+    """A page-locked copy of the CPU tensor ``t`` (from torch's caching host allocator, so a
+    non-blocking copy from it is tracked as usual), copied by this thread alone with the GIL
+    released. ``Tensor.pin_memory()`` copies with every intra-op thread: for a batch of a few MB
+    that wakes a pool of threads (as many as cores) per batch, which then spin waiting for the
+    next parallel region on the cores the DataLoader workers need."""
+    if _PIN_COPY == "torch" or not t.is_contiguous() or t.requires_grad:
+        return t.pin_memory()
+    try:
+        src = t.numpy()
+    except (TypeError, RuntimeError):  # a dtype NumPy lacks (bfloat16, ...)
+        return t.pin_memory()
+    out = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    np.copyto(out.numpy(), src, casting="no")
+    return out
+
+
 def pin(obj: Any) -> Any:
     """Page-lock every CPU tensor in a (nested) batch; a no-op without CUDA or in a worker."""
     if not cuda_ready() or get_worker_info() is not None:
         return obj
     if isinstance(obj, torch.Tensor):
-        return obj if obj.is_pinned() or obj.device.type != "cpu" else obj.pin_memory()
+        return obj if obj.is_pinned() or obj.device.type != "cpu" else pinned_copy(obj)
     if isinstance(obj, dict):
         return {k: pin(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)) and obj and isinstance(obj[0], torch.Tensor):
