@@ -40,7 +40,7 @@ import statistics
 import sys
 import time
 
-from procstat import proc_cpu, thread_cpu
+from procstat import proc_cpu, proc_minflt, thread_cpu
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -185,7 +185,7 @@ def timed(it, dev, warmup: int, steps: int, count) -> dict:
     Closes ``it`` (its thread and workers) before returning."""
     import resource
 
-    n, t0, k, c0, w0, pids = 0, None, -1, 0.0, 0.0, []
+    n, t0, k, c0, w0, f0, pids = 0, None, -1, 0.0, 0.0, 0, []
     try:
         for k, b in enumerate(it):
             if k == warmup:
@@ -196,6 +196,7 @@ def timed(it, dev, warmup: int, steps: int, count) -> dict:
                 c0 = r.ru_utime + r.ru_stime
                 pids = _worker_pids()
                 w0 = sum(proc_cpu(p) for p in pids)
+                f0 = sum(proc_minflt(p) for p in pids)
                 th0 = thread_cpu()
             if k >= warmup:
                 n += count(b)
@@ -205,6 +206,7 @@ def timed(it, dev, warmup: int, steps: int, count) -> dict:
         dt = time.perf_counter() - t0 if t0 is not None else 0.0
         r = resource.getrusage(resource.RUSAGE_SELF)
         w1 = sum(proc_cpu(p) for p in pids)
+        f1 = sum(proc_minflt(p) for p in pids)
         th1 = thread_cpu() if t0 is not None else {}
     finally:
         close = getattr(it, "close", None)
@@ -217,6 +219,7 @@ def timed(it, dev, warmup: int, steps: int, count) -> dict:
     return {"rate": n / dt, "batches": nb, "seconds": dt, "tokens": n, "t_start": wall0, "t_end": wall0 + dt,
             "main_cpu_ms_per_batch": (r.ru_utime + r.ru_stime - c0) / nb * 1e3,
             "workers_cpu_ms_per_batch": (w1 - w0) / nb * 1e3 if pids else None,
+            "workers_minor_faults_per_batch": (f1 - f0) / nb if pids else None,
             "threads_cpu_ms_per_batch": {k: round(v, 3) for k, v in sorted(threads.items(), key=lambda kv: -kv[1])
                                          if v >= 0.005}}
 
@@ -234,7 +237,8 @@ def _diag(r: dict) -> str:
     top = ", ".join(f"{k} {v:.2f}" for k, v in list(th.items())[:4])
     return (f"[{r['batches']} batches in {r['seconds']:.2f}s; CPU per batch: trainer process "
             f"{r.get('main_cpu_ms_per_batch', float('nan')):.2f} ms" + (f" ({top})" if top else "")
-            + ("" if w is None else f", workers {w:.2f} ms") + "]")
+            + ("" if w is None else f", workers {w:.2f} ms, {r.get('workers_minor_faults_per_batch', 0):.0f} minor faults")
+            + "]")
 
 
 def bare_gather(remote: str, seconds: float = 3.0) -> float:
@@ -364,8 +368,8 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=4096)
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--ab-workers", default="",
-                    help="CUDA only: worker counts (e.g. 8,16) for an A/B of the pin copy (one thread against "
-                         "torch's intra-op pool), --ab-rounds rounds, order alternating")
+                    help="CUDA only: worker counts (e.g. 8,16) for an A/B of the pin copy (4 threads at once against "
+                         "one), --ab-rounds rounds, order alternating")
     ap.add_argument("--ab-rounds", type=int, default=2)
     ap.add_argument("--ranks", type=int, default=8, help="rank processes sharing one cache and one GPU (0: skip)")
     ap.add_argument("--rank-workers", type=int, default=2)
@@ -474,7 +478,7 @@ def main() -> None:
         from winnow.cache import gpu as wgpu
 
         res["pin_copy_ab"] = []
-        modes = ["one-thread", "torch"]
+        modes = ["parallel", "one-thread"]
         for rnd in range(a.ab_rounds):
             for w in [int(x) for x in a.ab_workers.split(",") if x]:
                 for mode in (modes if rnd % 2 == 0 else modes[::-1]):
@@ -482,7 +486,7 @@ def main() -> None:
                     try:
                         r = timed(iter(loader(200 + rnd, w)), dev, max(a.warmup, 2 * w), a.steps, with_masks)
                     finally:
-                        wgpu._PIN_COPY = "one-thread"
+                        wgpu._PIN_COPY = "parallel"
                     res["pin_copy_ab"].append({"round": rnd, "workers": w, "pin_copy": mode, **r})
                     print(f"A/B round {rnd + 1}: {w:2d} workers, pin copy {mode:10s}: {r['rate'] / 1e6:8.1f}M tokens/s "
                           f"{_diag(r)}", flush=True)

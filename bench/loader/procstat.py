@@ -15,6 +15,15 @@ def proc_cpu(pid: int) -> float:
         return 0.0
 
 
+def proc_minflt(pid: int) -> int:
+    """Minor page faults of one live process so far (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[7])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def thread_cpu() -> dict[str, float]:
     """CPU seconds of each live thread of this process, keyed by its Python thread name (the OS
     thread id for threads Python does not know, e.g. CUDA's or a queue's feeder)."""
