@@ -13,28 +13,7 @@ import torch
 from torch.utils.data import get_worker_info
 from torch.utils.data._utils.collate import default_collate
 
-__all__ = ["cuda_ready", "pin", "pinned_copy", "pinned_collate", "to_device", "document_masks", "CudaPrefetcher"]
-
-#: How :func:`pinned_copy` copies: ``"parallel"`` (a tensor of 2 MB or more in ``_COPY_PARTS``
-#: pieces, copied by NumPy in this thread and ``_COPY_PARTS - 1`` helper threads, GIL released),
-#: ``"one-thread"`` (NumPy, this thread alone) or ``"torch"`` (``Tensor.pin_memory()``). Private:
-#: for A/B measurements in ``bench/loader/gpu_step.py``.
-_PIN_COPY = "parallel"
-_COPY_PARTS = 4
-_POOL: Any = None
-_POOL_PID = 0
-
-
-def _copy_pool() -> Any:
-    global _POOL, _POOL_PID
-    import os
-
-    if _POOL is None or _POOL_PID != os.getpid():  # a forked child does not inherit the threads
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL = ThreadPoolExecutor(_COPY_PARTS - 1, thread_name_prefix="winnow-pin-copy")
-        _POOL_PID = os.getpid()
-    return _POOL
+__all__ = ["cuda_ready", "pin", "pinned_collate", "to_device", "document_masks", "CudaPrefetcher"]
 
 
 def cuda_ready() -> bool:
@@ -42,40 +21,12 @@ def cuda_ready() -> bool:
     return torch.cuda.is_available()
 
 
-def pinned_copy(t: torch.Tensor) -> torch.Tensor:
-    """A page-locked copy of the CPU tensor ``t`` (from torch's caching host allocator, so a
-    non-blocking copy from it is tracked as usual), copied by this thread alone with the GIL
-    released. ``Tensor.pin_memory()`` copies with every intra-op thread: for a batch of a few MB
-    that wakes a pool of threads (as many as cores) per batch, which then spin waiting for the
-    next parallel region on the cores the DataLoader workers need."""
-    if _PIN_COPY == "torch" or not t.is_contiguous() or t.requires_grad:
-        return t.pin_memory()
-    try:
-        src = t.numpy()
-    except (TypeError, RuntimeError):  # a dtype NumPy lacks (bfloat16, ...)
-        return t.pin_memory()
-    out = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
-    dst = out.numpy()
-    if _PIN_COPY != "parallel" or src.nbytes < (2 << 20) or src.ndim == 0:
-        np.copyto(dst, src, casting="no")
-        return out
-    # A batch of a few MB: one thread's memcpy is a good part of what the DataLoader's pin thread
-    # can do per batch, so the pieces are copied at once (NumPy drops the GIL for each).
-    flat_s, flat_d = src.reshape(-1), dst.reshape(-1)
-    cut = np.linspace(0, len(flat_s), _COPY_PARTS + 1).astype(np.int64).tolist()
-    futs = [_copy_pool().submit(np.copyto, flat_d[a:b], flat_s[a:b]) for a, b in zip(cut[1:-1], cut[2:])]
-    np.copyto(flat_d[:cut[1]], flat_s[:cut[1]])
-    for f in futs:
-        f.result()
-    return out
-
-
 def pin(obj: Any) -> Any:
     """Page-lock every CPU tensor in a (nested) batch; a no-op without CUDA or in a worker."""
     if not cuda_ready() or get_worker_info() is not None:
         return obj
     if isinstance(obj, torch.Tensor):
-        return obj if obj.is_pinned() or obj.device.type != "cpu" else pinned_copy(obj)
+        return obj if obj.is_pinned() or obj.device.type != "cpu" else obj.pin_memory()
     if isinstance(obj, dict):
         return {k: pin(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)) and obj and isinstance(obj[0], torch.Tensor):

@@ -331,10 +331,8 @@ class TransferChunk:
         """Pinned copy (called by the DataLoader's pin-memory thread); the split steps stay pinned."""
         from torch.utils.data._utils.pin_memory import pin_memory as _pin
 
-        from winnow.cache.gpu import pinned_copy
-
         fields = [(n, k, _pin(m) if k == "each" else m) for n, k, m in self.fields]
-        return TransferChunk(self.rows, pinned_copy(self.buf), fields)
+        return TransferChunk(self.rows, self.buf.pin_memory(), fields)
 
     def __repr__(self) -> str:
         return f"TransferChunk(steps={len(self.rows)}, samples={sum(self.rows)}, bytes={self.buf.numel()})"

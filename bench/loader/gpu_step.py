@@ -367,10 +367,6 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=1024)
     ap.add_argument("--hidden", type=int, default=4096)
     ap.add_argument("--no-peers", action="store_true")
-    ap.add_argument("--ab-workers", default="",
-                    help="CUDA only: worker counts (e.g. 8,16) for an A/B of the pin copy (4 threads at once against "
-                         "one), --ab-rounds rounds, order alternating")
-    ap.add_argument("--ab-rounds", type=int, default=2)
     ap.add_argument("--ranks", type=int, default=8, help="rank processes sharing one cache and one GPU (0: skip)")
     ap.add_argument("--rank-workers", type=int, default=2)
     ap.add_argument("--rank-steps", type=int, default=24, help="timed batches per rank process")
@@ -474,22 +470,6 @@ def main() -> None:
               f"on GPU) {_diag(r)}", flush=True)
     rate = {w: r["rate"] for w, r in res["workers"].items()}
     res["monotone_to_8"] = all(rate[y] >= rate[x] for x, y in zip(workers, workers[1:]) if y <= 8)
-    if a.ab_workers and dev.type == "cuda":  # A/B: how the trainer process copies each batch into pinned memory
-        from winnow.cache import gpu as wgpu
-
-        res["pin_copy_ab"] = []
-        modes = ["parallel", "one-thread"]
-        for rnd in range(a.ab_rounds):
-            for w in [int(x) for x in a.ab_workers.split(",") if x]:
-                for mode in (modes if rnd % 2 == 0 else modes[::-1]):
-                    wgpu._PIN_COPY = mode
-                    try:
-                        r = timed(iter(loader(200 + rnd, w)), dev, max(a.warmup, 2 * w), a.steps, with_masks)
-                    finally:
-                        wgpu._PIN_COPY = "parallel"
-                    res["pin_copy_ab"].append({"round": rnd, "workers": w, "pin_copy": mode, **r})
-                    print(f"A/B round {rnd + 1}: {w:2d} workers, pin copy {mode:10s}: {r['rate'] / 1e6:8.1f}M tokens/s "
-                          f"{_diag(r)}", flush=True)
     res["bare_gather"] = bare_gather(remote)
     print(f"bare shuffled gather from mmap (1 process, no loader): {res['bare_gather'] / 1e6:.1f}M tokens/s", flush=True)
 

@@ -165,18 +165,3 @@ def test_mixing_resume_reaches_persistent_workers(fixed, ragged, tmp_path):
     mixed.load_state_dict({"version": 1, "step": 45, "seed": 9})
     rest = [(int(b[SOURCE_KEY]), b[INDEX_KEY].tolist()) for b in loader]  # the same worker processes
     assert rest == ref[45:]
-
-
-@pytest.mark.parametrize("mode", ["parallel", "one-thread"])
-def test_pinned_copy_copies_every_byte(monkeypatch, mode):
-    """The pinned copy of a batch (in pieces on several threads when large) equals the batch;
-    page-locking itself needs CUDA, so here the allocation is an ordinary one."""
-    from winnow.cache import gpu
-
-    empty = torch.empty
-    monkeypatch.setattr(torch, "empty", lambda *a, pin_memory=False, **k: empty(*a, **k))
-    monkeypatch.setattr(gpu, "_PIN_COPY", mode)
-    for shape in [(7,), ((4 << 20) + 3,), (256, 4096), (3, 1 << 20)]:
-        t = torch.randint(0, 50000, shape, dtype=torch.int32)
-        out = gpu.pinned_copy(t)
-        assert out.shape == t.shape and out.data_ptr() != t.data_ptr() and torch.equal(out, t)
