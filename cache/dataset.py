@@ -171,6 +171,7 @@ class StreamingDataset(IterableDataset):
         self.transfer_steps = transfer_steps
         self._transfer_ok = False  # set in a worker's copy by StreamingDataLoader, which splits chunks
         self._slot_pool: Any = None  # a worker's recycled transfer buffers (set by StreamingDataLoader)
+        self._ragged_refs = False  # set by a TokenPacker iterating this: ragged columns as RaggedRefs, not copied
         self._shared_state: Any = None  # a worker's view of the loader's epoch and resume point
         self.epoch = 0
         self._resume: dict[str, Any] | None = None
@@ -410,7 +411,7 @@ class StreamingDataset(IterableDataset):
                             item = views = layout = None
                             in_place = False  # and stop trying
                     else:
-                        out = tier.gather(ids)
+                        out = tier.gather(ids, refs=self._ragged_refs)
                     m.steps += 1
                     m.samples += B
                     m.busy_s += perf() - t0

@@ -27,7 +27,7 @@ from winnow.cache.remote import Remote
 from winnow.cache.shard import BatchView, ShardReader, column_kind, warm_layout
 from winnow.cache.store import DiskCache, Lease
 
-__all__ = ["BatchLRU", "MemoryTier", "INDEX_KEY"]
+__all__ = ["BatchLRU", "MemoryTier", "RaggedRefs", "INDEX_KEY"]
 
 #: Key of the int64 array of global sample ids in every gathered step.
 INDEX_KEY = "_index"
@@ -180,13 +180,15 @@ class MemoryTier:
         self.mapped = 0
 
     # --- gather ------------------------------------------------------------------------
-    def gather(self, ids: np.ndarray, into: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    def gather(self, ids: np.ndarray, into: dict[str, np.ndarray] | None = None, refs: bool = False) -> dict[str, Any]:
         """Column arrays for the samples ``ids`` (global ids), grouped by shard.
 
         Args:
             ids: global sample ids.
             into: optional destination arrays, one per column and ``INDEX_KEY``, of ``len(ids)``
                 rows; filled in place (and returned) when every column gathers directly.
+            refs: a ragged column of uncompressed shards comes as :class:`RaggedRefs` (where its
+                rows are, not yet copied) instead of ``(values, offsets)``.
 
         Returns:
             ``{column: array or list, INDEX_KEY: int64 ids in output order}``; equal-length
@@ -217,7 +219,7 @@ class MemoryTier:
                 return into
             out[INDEX_KEY] = out_ids
             return out
-        return self._gather_views(ids, out_ids, groups)
+        return self._gather_views(ids, out_ids, groups, refs and not self.compressed)
 
     def _gather_direct(self, groups: list[tuple[int, np.ndarray]], n: int,
                        into: dict[str, np.ndarray] | None = None) -> dict[str, Any] | None:
@@ -266,7 +268,8 @@ class MemoryTier:
             out[name] = dst
         return out
 
-    def _gather_views(self, ids: np.ndarray, out_ids: np.ndarray, groups: list[tuple[int, np.ndarray]]) -> dict[str, Any]:
+    def _gather_views(self, ids: np.ndarray, out_ids: np.ndarray, groups: list[tuple[int, np.ndarray]],
+                      refs: bool = False) -> dict[str, Any]:
         """Any column type: per shard, per record batch (decoded through the LRU if compressed)."""
         pinned = {g[0] for g in groups}
         parts: list[tuple[BatchView, np.ndarray]] = []
@@ -296,11 +299,11 @@ class MemoryTier:
         out: dict[str, Any] = {INDEX_KEY: out_ids}
         n = len(ids)
         for name in self.kinds:
-            out[name] = _assemble([(p.columns[name], r) for p, r in parts], n)
+            out[name] = _assemble([(p.columns[name], r) for p, r in parts], n, refs)
         return out
 
 
-def _assemble(parts: list[tuple[Any, np.ndarray]], n: int) -> Any:
+def _assemble(parts: list[tuple[Any, np.ndarray]], n: int, refs: bool = False) -> Any:
     """Concatenate one column's rows from several parts with one copy where possible."""
     k0 = parts[0][0].kind
     if k0 == "fixed2d" and all(cv.kind == "fixed2d" and cv.width == parts[0][0].width for cv, _ in parts):
@@ -318,14 +321,37 @@ def _assemble(parts: list[tuple[Any, np.ndarray]], n: int) -> Any:
             return np.take(parts[0][0].values, parts[0][1])
         return np.concatenate([np.take(cv.values, rows) for cv, rows in parts])
     if all(cv.kind in ("fixed2d", "ragged") for cv, _ in parts):
-        return _ragged(parts, n)
+        return _ragged(parts, n, refs)
     vals: list[Any] = []
     for cv, rows in parts:
         vals.extend(cv.arrow.take(pa.array(rows)).to_pylist())
     return vals
 
 
-def _ragged(parts: list[tuple[Any, np.ndarray]], n: int) -> tuple[np.ndarray, np.ndarray]:
+class RaggedRefs:
+    """A ragged column's rows located but not copied: ``parts`` holds, per shard part in output
+    order, ``(flat, starts, lens)``: a flat values array (a view of the mapped shard) and each
+    row's start and length in it. :class:`~winnow.cache.packing.TokenPacker` copies the rows once,
+    straight into its packed batch, instead of gathering them into a step first."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        self.parts = parts
+
+    def lengths(self) -> np.ndarray:
+        """Each row's length, in output order."""
+        return np.concatenate([ln for _, _, ln in self.parts]) if len(self.parts) > 1 else self.parts[0][2]
+
+    def rows(self) -> list[np.ndarray]:
+        """Each row as a view (output order)."""
+        return [flat[a:a + k] for flat, s, ln in self.parts for a, k in zip(s.tolist(), ln.tolist())]
+
+    def __len__(self) -> int:
+        return sum(len(ln) for _, _, ln in self.parts)
+
+
+def _ragged(parts: list[tuple[Any, np.ndarray]], n: int, refs: bool = False) -> Any:
     starts_l, lens_l = [], []
     for cv, rows in parts:
         if cv.kind == "fixed2d":
@@ -335,6 +361,9 @@ def _ragged(parts: list[tuple[Any, np.ndarray]], n: int) -> tuple[np.ndarray, np
             s = cv.offsets[rows]
             starts_l.append(s - cv.offsets[0])
             lens_l.append(cv.offsets[rows + 1] - s)
+    if refs:
+        return RaggedRefs([(cv.values.reshape(-1) if cv.kind == "fixed2d" else cv.values[int(cv.offsets[0]):], s, ln)
+                           for (cv, _), s, ln in zip(parts, starts_l, lens_l)])
     lens = np.concatenate(lens_l)
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lens, out=offsets[1:])

@@ -24,6 +24,8 @@ from torch.utils.data import IterableDataset
 
 from winnow.errors import ConfigError
 
+from winnow.cache.memory import RaggedRefs
+
 __all__ = ["TokenPacker", "pack_positions"]
 
 
@@ -115,8 +117,24 @@ class TokenPacker(IterableDataset):
         d["_transfer_ok"], d["_slot_pool"] = False, None
         return d
 
-    def _docs(self, batch: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    def _docs(self, batch: dict[str, Any]) -> tuple[_Pieces, np.ndarray]:
+        """The step's documents as a token stream (each followed by ``eos_id`` if set), and the
+        stream offsets where they begin."""
         v = batch[self.column]
+        if isinstance(v, RaggedRefs):  # rows where they lie in the mapped shards: copied once, in _emit
+            lens = v.lengths()
+            rows = v.rows()
+            if self.eos_id is None:
+                starts = np.zeros(len(lens), dtype=np.int64)
+                np.cumsum(lens[:-1], out=starts[1:])
+                return _Pieces(rows, lens), starts
+            pieces: list[np.ndarray] = [np.full(1, self.eos_id, dtype=np.int32)] * (2 * len(rows))
+            pieces[0::2] = rows
+            plens = np.ones(2 * len(rows), dtype=np.int64)
+            plens[0::2] = lens
+            starts = np.zeros(len(lens), dtype=np.int64)
+            np.cumsum(lens[:-1] + 1, out=starts[1:])
+            return _Pieces(pieces, plens), starts
         v = v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
         offs = batch.get(f"{self.column}_offsets")
         if offs is None:
@@ -126,7 +144,8 @@ class TokenPacker(IterableDataset):
         else:
             offs = offs.numpy() if isinstance(offs, torch.Tensor) else np.asarray(offs)
         if self.eos_id is None:
-            return v[offs[0]:offs[-1]].astype(np.int32, copy=False), offs[:-1] - offs[0]
+            flat = v[offs[0]:offs[-1]].astype(np.int32, copy=False)
+            return _Pieces([flat], np.array([len(flat)], dtype=np.int64)), offs[:-1] - offs[0]
         lens = np.diff(offs)
         n = len(lens)
         starts = (offs[:-1] - offs[0]) + np.arange(n)
@@ -135,7 +154,7 @@ class TokenPacker(IterableDataset):
         keep[starts + lens] = False
         out[keep] = v[offs[0]:offs[-1]]
         out[starts + lens] = self.eos_id
-        return out, starts
+        return _Pieces([out], np.array([len(out)], dtype=np.int64)), starts
 
     def _layout(self, extra: int) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
         i32 = np.dtype(np.int32)
@@ -146,7 +165,7 @@ class TokenPacker(IterableDataset):
             lay.append(("doc_starts", i32, (extra,)))
         return lay
 
-    def _emit(self, parts: list[np.ndarray], starts: np.ndarray, valid: int | None = None) -> Any:
+    def _emit(self, parts: list[_Pieces], starts: np.ndarray, valid: int | None = None) -> Any:
         """Take ``batch_size * seq_len`` tokens from the front of ``parts`` (consumed in place)."""
         from winnow.cache.loader import TransferChunk
 
@@ -163,17 +182,13 @@ class TokenPacker(IterableDataset):
             views = {name: np.empty((shape[0], *inner), dtype=dt)
                      for name, dt, inner in self._layout(0 if bounds is None else bounds.shape[1])}
         flat = views["input_ids"].reshape(-1)
+        take: list[np.ndarray] = []
         pos = 0
         while pos < need:
-            p = parts[0]
-            k = min(len(p), need - pos)
-            flat[pos:pos + k] = p[:k]
-            pos += k
-            if k == len(p):
+            pos += parts[0].take(need - pos, take)
+            if parts[0].left == 0:
                 parts.pop(0)
-            else:
-                parts[0] = p[k:]
-                break
+        np.concatenate(take, out=flat, casting="unsafe")  # every document's tokens copied once, here
         if valid is not None:
             flat[valid:] = self.pad_id
         if self.doc_mask:
@@ -193,23 +208,68 @@ class TokenPacker(IterableDataset):
 
     def __iter__(self) -> Iterator[Any]:
         need = self.batch_size * self.seq_len
-        parts: list[np.ndarray] = []
+        parts: list[_Pieces] = []
         starts: list[np.ndarray] = []
         have = 0  # tokens in parts
-        for batch in self.source:
-            toks, st = self._docs(batch)
-            if not len(toks):
-                continue
-            parts.append(toks)
-            starts.append(st + have)
-            have += len(toks)
-            while have >= need:
+        src = self.source
+        refs = hasattr(src, "_ragged_refs")
+        if refs:  # the source hands ragged rows as RaggedRefs: _emit copies each document once
+            src._ragged_refs = True
+        try:
+            for batch in src:
+                toks, st = self._docs(batch)
+                if not toks.left:
+                    continue
+                parts.append(toks)
+                starts.append(st + have)
+                have += toks.left
+                while have >= need:
+                    allst = np.concatenate(starts) if len(starts) > 1 else starts[0]
+                    yield self._emit(parts, allst[allst < need])
+                    have -= need
+                    rest = allst[allst >= need] - need
+                    starts = [rest]
+            if have and not self.drop_remainder:
                 allst = np.concatenate(starts) if len(starts) > 1 else starts[0]
-                yield self._emit(parts, allst[allst < need])
-                have -= need
-                rest = allst[allst >= need] - need
-                starts = [rest]
-        if have and not self.drop_remainder:
-            allst = np.concatenate(starts) if len(starts) > 1 else starts[0]
-            parts.append(np.full(need - have, self.pad_id, dtype=np.int32))
-            yield self._emit(parts, allst, valid=have)
+                pad = np.full(need - have, self.pad_id, dtype=np.int32)
+                parts.append(_Pieces([pad], np.array([len(pad)], dtype=np.int64)))
+                yield self._emit(parts, allst, valid=have)
+        finally:
+            if refs:
+                src._ragged_refs = False
+
+
+class _Pieces:
+    """A step's token stream as a list of arrays (whole documents, EOS tokens, or one array),
+    consumed from the front by :meth:`take` without copying."""
+
+    __slots__ = ("arrays", "ends", "i", "off", "left")
+
+    def __init__(self, arrays: list[np.ndarray], lens: np.ndarray) -> None:
+        self.arrays = arrays
+        self.ends = np.cumsum(lens)
+        self.i = 0  # first array not wholly taken
+        self.off = 0  # tokens taken from it
+        self.left = int(self.ends[-1]) if len(arrays) else 0
+
+    def take(self, k: int, out: list[np.ndarray]) -> int:
+        """Append views of the next ``min(k, left)`` tokens to ``out``; returns how many."""
+        k = min(k, self.left)
+        if k <= 0:
+            return 0
+        i, off, a, ends = self.i, self.off, self.arrays, self.ends
+        done = (int(ends[i - 1]) if i else 0) + off
+        target = done + k
+        j = int(np.searchsorted(ends, target, side="right"))  # arrays i..j-1 end at or before target
+        if j > i:
+            out.append(a[i][off:] if off else a[i])
+            out.extend(a[i + 1:j])
+            off = 0
+        if j < len(a) and target > (int(ends[j - 1]) if j else 0):
+            base = int(ends[j - 1]) if j else 0
+            end = target - base
+            out.append(a[j][off:end] if j == i else a[j][:end])
+            off = end
+        self.i, self.off = j, off
+        self.left -= k
+        return k

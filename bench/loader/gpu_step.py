@@ -40,7 +40,7 @@ import statistics
 import sys
 import time
 
-from procstat import proc_cpu
+from procstat import proc_cpu, proc_minflt, thread_cpu
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -185,7 +185,7 @@ def timed(it, dev, warmup: int, steps: int, count) -> dict:
     Closes ``it`` (its thread and workers) before returning."""
     import resource
 
-    n, t0, k, c0, w0, pids = 0, None, -1, 0.0, 0.0, []
+    n, t0, k, c0, w0, f0, pids = 0, None, -1, 0.0, 0.0, 0, []
     try:
         for k, b in enumerate(it):
             if k == warmup:
@@ -196,6 +196,8 @@ def timed(it, dev, warmup: int, steps: int, count) -> dict:
                 c0 = r.ru_utime + r.ru_stime
                 pids = _worker_pids()
                 w0 = sum(proc_cpu(p) for p in pids)
+                f0 = sum(proc_minflt(p) for p in pids)
+                th0 = thread_cpu()
             if k >= warmup:
                 n += count(b)
             if k + 1 >= warmup + steps:
@@ -204,6 +206,8 @@ def timed(it, dev, warmup: int, steps: int, count) -> dict:
         dt = time.perf_counter() - t0 if t0 is not None else 0.0
         r = resource.getrusage(resource.RUSAGE_SELF)
         w1 = sum(proc_cpu(p) for p in pids)
+        f1 = sum(proc_minflt(p) for p in pids)
+        th1 = thread_cpu() if t0 is not None else {}
     finally:
         close = getattr(it, "close", None)
         if close is not None:
@@ -211,15 +215,29 @@ def timed(it, dev, warmup: int, steps: int, count) -> dict:
     if t0 is None or n == 0:
         return {"rate": 0.0, "batches": 0, "seconds": 0.0}
     nb = k + 1 - warmup
+    threads = {_short(name): (c - th0.get(name, 0.0)) / nb * 1e3 for name, c in th1.items()}
     return {"rate": n / dt, "batches": nb, "seconds": dt, "tokens": n, "t_start": wall0, "t_end": wall0 + dt,
             "main_cpu_ms_per_batch": (r.ru_utime + r.ru_stime - c0) / nb * 1e3,
-            "workers_cpu_ms_per_batch": (w1 - w0) / nb * 1e3 if pids else None}
+            "workers_cpu_ms_per_batch": (w1 - w0) / nb * 1e3 if pids else None,
+            "workers_minor_faults_per_batch": (f1 - f0) / nb if pids else None,
+            "threads_cpu_ms_per_batch": {k: round(v, 3) for k, v in sorted(threads.items(), key=lambda kv: -kv[1])
+                                         if v >= 0.005}}
+
+
+def _short(name: str) -> str:
+    """A thread's name without the running number threading gives it ("Thread-3 (_pin_memory_loop)")."""
+    if name.startswith("Thread-") and "(" in name:
+        return name[name.index("(") + 1:].rstrip(")")
+    return name
 
 
 def _diag(r: dict) -> str:
     w = r.get("workers_cpu_ms_per_batch")
+    th = r.get("threads_cpu_ms_per_batch") or {}
+    top = ", ".join(f"{k} {v:.2f}" for k, v in list(th.items())[:4])
     return (f"[{r['batches']} batches in {r['seconds']:.2f}s; CPU per batch: trainer process "
-            f"{r.get('main_cpu_ms_per_batch', float('nan')):.2f} ms" + ("" if w is None else f", workers {w:.2f} ms")
+            f"{r.get('main_cpu_ms_per_batch', float('nan')):.2f} ms" + (f" ({top})" if top else "")
+            + ("" if w is None else f", workers {w:.2f} ms, {r.get('workers_minor_faults_per_batch', 0):.0f} minor faults")
             + "]")
 
 
@@ -337,7 +355,10 @@ def main() -> None:
                     help="timed batches per worker count (at 1B tokens/s, 600 batches of 1M tokens are ~0.6 s; "
                          "the first H200 figures in docs/loader.md were taken with 60, a window short enough to be "
                          "noisy)")
-    ap.add_argument("--peer-steps", type=int, default=200, help="timed batches per peer")
+    ap.add_argument("--peer-steps", type=int, default=200, help="timed batches per peer window")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="interleaved rounds against the peers: each times winnow and every peer once (fresh "
+                         "loaders, rotated order); ratios per round, median reported")
     ap.add_argument("--warmup", type=int, default=6,
                     help="untimed batches first (at least 2 per worker, so every worker has started)")
     ap.add_argument("--workers", default="1,2,4,8,16")
@@ -391,6 +412,9 @@ def main() -> None:
     if not os.path.exists(os.path.join(remote, "index.json")):
         write_token_shards(remote, num_samples=docs, rows_per_shard=8192, lengths=lengths)
     written = int(sample_length(np.arange(docs), lengths).sum())
+    import winnow.cache as wc
+
+    print(f"winnow.cache from {os.path.dirname(wc.__file__)}", flush=True)
     print(f"device {torch.cuda.get_device_name(0) if dev.type == 'cuda' else 'cpu'}; torch {torch.__version__}; "
           f"{os.cpu_count()} cores; {docs} documents, {written / 1e6:.0f}M tokens written in {time.time() - t0:.0f}s",
           flush=True)
@@ -455,24 +479,60 @@ def main() -> None:
         peers = write_peers(remote, a.work, min(docs, per_batch * (max(a.warmup, 16) + a.peer_steps + 40)))
         print(f"peers written in {time.time() - t0:.0f}s", flush=True)
         pw = 8 if 8 in workers else w0
-        ours = rate[pw]
         res["peers"] = {}
+        live = {}
         for name, path in peers.items():
             if path.startswith("ERROR"):
                 print(f"{name}: {path}", flush=True)
                 res["peers"][name] = path
-                continue
-            try:
-                r = timed(iter(peer_loader(name, path, pw, dev, per_batch)), dev, max(a.warmup, 2 * pw),
-                          a.peer_steps, lambda b: b.numel())
-                res["peers"][name] = r
-                pr = r["rate"]
-                print(f"{name}, {pw} workers, {per_batch} documents a batch: {pr / 1e6:.1f}M tokens/s into GPU "
-                      f"memory (unpacked); winnow {pw} workers is {ours / pr if pr else float('nan'):.1f}x "
-                      f"{_diag(r)}", flush=True)
-            except Exception as e:
-                res["peers"][name] = f"ERROR {type(e).__name__}: {e}"
-                print(f"{name}: ERROR {type(e).__name__}: {e}", flush=True)
+            else:
+                live[name] = path
+        # Interleaved rounds: each round times winnow and every peer with pw workers, each in a fresh
+        # loader (the same warm-up of 2 batches per worker), in an order rotated from round to round;
+        # each ratio is taken against the same round's winnow window, and the median is reported, so
+        # host noise at one moment hits one round of every loader, not one loader.
+        rounds: list[dict] = []
+        names = ["winnow", *live]
+        for rnd in range(a.rounds):
+            row: dict = {}
+            for name in names[rnd % len(names):] + names[:rnd % len(names)]:
+                try:
+                    if name == "winnow":
+                        r = timed(iter(loader(100 + rnd, pw)), dev, max(a.warmup, 2 * pw), a.steps, with_masks)
+                    else:
+                        r = timed(iter(peer_loader(name, live[name], pw, dev, per_batch)), dev,
+                                  max(a.warmup, 2 * pw), a.peer_steps, lambda b: b.numel())
+                except Exception as e:  # noqa: BLE001 - a peer's failure is reported, not fatal
+                    r = {"error": f"{type(e).__name__}: {e}"}
+                row[name] = r
+                if "error" in r:
+                    print(f"round {rnd + 1}: {name}: ERROR {r['error']}", flush=True)
+                else:
+                    what = "packed, masks on GPU" if name == "winnow" else f"{per_batch} documents a batch, unpacked"
+                    print(f"round {rnd + 1}: {name}, {pw} workers: {r['rate'] / 1e6:.1f}M tokens/s into GPU memory "
+                          f"({what}) {_diag(r)}", flush=True)
+            ours = row["winnow"].get("rate", 0.0)
+            row["ratios"] = {n: ours / row[n]["rate"] for n in live if row[n].get("rate") and ours}
+            print(f"round {rnd + 1}: winnow {pw} workers / " + ", ".join(f"{n} {x:.1f}x" for n, x in row["ratios"].items()),
+                  flush=True)
+            rounds.append(row)
+        res["rounds"] = rounds
+        for name in live:
+            xs = [r["ratios"][name] for r in rounds if name in r["ratios"]]
+            rs = [r[name]["rate"] for r in rounds if r[name].get("rate")]
+            res["peers"][name] = {"rate_median": statistics.median(rs) if rs else None,
+                                  "ratio_median": statistics.median(xs) if xs else None,
+                                  "ratio_min": min(xs) if xs else None, "ratio_max": max(xs) if xs else None,
+                                  "rounds": len(xs)}
+            if xs:
+                print(f"{name}, {pw} workers: median {statistics.median(rs) / 1e6:.1f}M tokens/s; winnow {pw} workers is "
+                      f"{statistics.median(xs):.1f}x (per round {', '.join(f'{x:.1f}' for x in xs)}; "
+                      f"{len(xs)} rounds)", flush=True)
+        wr = [r["winnow"]["rate"] for r in rounds if r["winnow"].get("rate")]
+        if wr:
+            res["winnow_rounds_median"] = statistics.median(wr)
+            print(f"winnow, {pw} workers, in the rounds: median {statistics.median(wr) / 1e6:.1f}M tokens/s "
+                  f"({', '.join(f'{x / 1e6:.0f}' for x in wr)})", flush=True)
 
     if a.ranks > 0:  # N rank processes on one host, one shared L2 cache, all into the one GPU
         import subprocess
@@ -573,9 +633,11 @@ def main() -> None:
             print(f"experiment (segments page-locked in place) failed: {type(e).__name__}: {e} {tail}", flush=True)
     pw = 8 if 8 in workers else max(workers)
     print(f"\nsummary (issue 16 must-show): winnow {pw} workers {rate[pw] / 1e6:.0f}M tokens/s (target >= 500M); "
-          + "; ".join(f"{name} {rate[pw] / r['rate']:.1f}x" if isinstance(r, dict) and r.get("rate") else f"{name} n/a"
+          + "; ".join(f"{name} {r['ratio_median']:.1f}x [{r['ratio_min']:.1f}-{r['ratio_max']:.1f}]"
+                      if isinstance(r, dict) and r.get("ratio_median") else f"{name} n/a"
                       for name, r in res.get("peers", {}).items())
-          + f" (target >= 5x); monotone 1..8 {res['monotone_to_8']}; data-wait share {share * 100:.2f}% (target < 0.5%)",
+          + f" (target >= 5x, median of interleaved rounds [range]); monotone 1..8 {res['monotone_to_8']}; "
+          f"data-wait share {share * 100:.2f}% (target < 0.5%)",
           flush=True)
     if a.json:
         os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)

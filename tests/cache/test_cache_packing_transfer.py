@@ -55,6 +55,44 @@ def test_boundaries_mode_equals_cpu_masks(ragged, tmp_path):
         TokenPacker([], seq_len=4, batch_size=1, doc_mask=True, boundaries=True)
 
 
+class _Steps:
+    """The dataset's steps through a plain iterable: the packer then gets gathered (copied) steps."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __iter__(self):
+        return iter(self.inner)
+
+
+@pytest.mark.parametrize("eos,mode", [(None, "boundaries"), (50999, "boundaries"), (7, "doc_mask"), (None, "doc_mask")])
+def test_packer_copies_documents_once_from_the_shards_with_the_same_batches(ragged, tmp_path, monkeypatch, eos, mode):
+    """Over a StreamingDataset the packer takes each step's documents where they lie in the mapped
+    shards (RaggedRefs) and copies them once into its batch: the batches equal those packed from
+    gathered steps, documents straddling rows and batches included."""
+    from winnow.cache.memory import RaggedRefs
+
+    used = []
+    orig = RaggedRefs.rows
+
+    def spy(self):
+        used.append(len(self))
+        return orig(self)
+
+    monkeypatch.setattr(RaggedRefs, "rows", spy)
+    kw = dict(seq_len=32, batch_size=3, eos_id=eos, drop_remainder=False, **{mode: True})
+    src = ds(ragged, tmp_path / "a")
+    direct = list(TokenPacker(src, **kw))
+    assert sum(used) == 600 and src._ragged_refs is False  # every document by reference; flag reset after
+    used.clear()
+    copied = list(TokenPacker(_Steps(ds(ragged, tmp_path / "b")), **kw))
+    assert not used and len(direct) == len(copied) > 100
+    for a, b in zip(direct, copied):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
+
+
 @pytest.mark.timeout(120)
 def test_packer_ships_whole_batches_in_recycled_segments(ragged, tmp_path, monkeypatch):
     """Under StreamingDataLoader with workers a packed batch crosses as one TransferChunk in a
