@@ -1,26 +1,40 @@
-"""CPU seconds of a live process from /proc (shared by the loader benchmarks)."""
+"""CPU seconds and page faults of live processes and threads from /proc (shared by the loader
+benchmarks)."""
 
 from __future__ import annotations
 
 import os
 
 
+def _stat(path: str) -> list[str] | None:
+    """The fields of a /proc ``stat`` file after the command name (None if it is gone)."""
+    try:
+        with open(path) as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _cpu_s(p: list[str]) -> float:
+    """utime + stime in seconds of parsed ``stat`` fields."""
+    return (int(p[11]) + int(p[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def proc_cpu(pid: int) -> float:
     """utime + stime of one live process in seconds (0 if it is gone)."""
+    p = _stat(f"/proc/{pid}/stat")
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            p = f.read().rsplit(")", 1)[1].split()
-        return (int(p[11]) + int(p[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
+        return _cpu_s(p) if p else 0.0
+    except (ValueError, IndexError):
         return 0.0
 
 
 def proc_minflt(pid: int) -> int:
     """Minor page faults of one live process so far (0 if it is gone)."""
+    p = _stat(f"/proc/{pid}/stat")
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[7])
-    except (OSError, ValueError, IndexError):
+        return int(p[7]) if p else 0
+    except (ValueError, IndexError):
         return 0
 
 
@@ -36,11 +50,9 @@ def thread_cpu() -> dict[str, float]:
     except OSError:
         return out
     for tid in tids:
-        try:
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                p = f.read().rsplit(")", 1)[1].split()
-        except OSError:
+        p = _stat(f"/proc/self/task/{tid}/stat")
+        if p is None:
             continue
         name = names.get(int(tid), f"tid-{tid}")
-        out[name] = out.get(name, 0.0) + (int(p[11]) + int(p[12])) / os.sysconf("SC_CLK_TCK")
+        out[name] = out.get(name, 0.0) + _cpu_s(p)
     return out
