@@ -101,7 +101,7 @@ class LangConfig:
             of the normalized geometric mean, which ranks as the product does). Detectors err
             on different texts (n-grams of different orders and kinds, trained on different
             corpora), so their product is right more often than any of them; no weights are
-            fitted. It costs langid.py's ~75 MB and CLD2's <1 MB per process (loaded on the
+            fitted. It costs langid.py's ~120 MB and CLD2's <1 MB per process (loaded on the
             first short text fastText is unsure of). Short UI strings: 0.995 on winnow's set
             and 0.894 on the machine's gettext catalogs against lingua high-accuracy's 0.994
             and 0.867, at 4-10x its speed per core (``make bench-lang``). ``product``: the
@@ -114,7 +114,8 @@ class LangConfig:
             this order until one disagrees with fastText (list the cheaper first; the rest are
             asked only when the product needs them): ``cld2`` (pycld2, Chromium's CLD2, ~10 us
             a short text: its top 3 languages with their share of the text) and ``langid``
-            (py3langid, langid.py's naive Bayes model over 97 languages, ~100 us).
+            (py3langid, langid.py's naive Bayes model over 97 languages, ~40 us a short text,
+            its byte automaton walked over the texts of a batch together).
     """
 
     backend: Literal["hybrid", "lingua", "fasttext"] = "hybrid"
@@ -235,6 +236,9 @@ def _product_ranking(ft: Mapping[str, float], lo: Mapping[str, float], allowed: 
     return [(c, round(w / total, 6)) for c, w in ranked]
 
 
+#: langid.py walks this many texts or more together (fewer: one by one).
+_WALK_TOGETHER = 8
+
 # CLD2's codes where they are not lingua's ISO 639-1 codes.
 _CLD2_CODES = {"iw": "he", "in": "id", "jw": "jv"}
 
@@ -247,6 +251,10 @@ class _Cld2:
         import pycld2
 
         self._detect, self._error = pycld2.detect, pycld2.error
+
+    def many(self, texts: Sequence[str], allowed: frozenset[str]) -> list[dict[str, float]]:
+        """Each text's distribution (CLD2 is asked text by text)."""
+        return [self(t, allowed) for t in texts]
 
     def __call__(self, text: str, allowed: frozenset[str]) -> dict[str, float]:
         try:
@@ -264,13 +272,40 @@ class _Cld2:
 
 class _LangId:
     """langid.py (py3langid): naive Bayes over byte n-grams, probabilities over its 97
-    languages (rounded: the sums run in numpy)."""
+    languages (rounded: the sums run in numpy).
+
+    :meth:`many` walks langid.py's feature automaton over a whole group of texts at once, one
+    numpy step per byte position for all texts together (py3langid walks it in a Python loop,
+    byte by byte, which was most of its ~65 us a short text); the features found, their order
+    and the scoring arithmetic are py3langid's own, so the probabilities are the same to the
+    bit (``tests/filters/test_lang_ensemble.py`` compares them with py3langid's).
+    """
 
     def __init__(self) -> None:
+        import numpy as np
         from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-        self._model = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        self._model = m = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
         self._columns: dict[frozenset[str], tuple[list[str], list[int]]] = {}
+        # numpy views of the automaton's tables (py3langid keeps the big one in an array.array).
+        self._next = self._view(m.tk_nextmove)
+        self._rowbase = np.asarray(m._rowbase, dtype=np.int64)
+        self._output = self._view(m.tk_output)
+        # The model's float16 table widened once (exact): numpy widens the gathered rows to
+        # float32 before the same BLAS product anyway, so the scores are the same to the bit, at
+        # half the cost a text (the table then takes 57 MB instead of 28).
+        m.nb_ptc = np.asarray(m.nb_ptc, dtype=np.float32)
+        m._full_model = (m.nb_ptc, *m._full_model[1:])
+
+    @staticmethod
+    def _view(table: Any) -> Any:
+        import array
+
+        import numpy as np
+
+        if isinstance(table, array.array):
+            return np.frombuffer(table, dtype=np.dtype(table.typecode))
+        return np.asarray(table, dtype=np.int64)
 
     def _of(self, allowed: frozenset[str]) -> tuple[list[str], list[int]]:
         cols = self._columns.get(allowed)
@@ -282,13 +317,73 @@ class _LangId:
             cols = self._columns[allowed] = (codes, [first[c] for c in codes])
         return cols
 
-    def __call__(self, text: str, allowed: frozenset[str]) -> dict[str, float]:
+    def _visits(self, data: Sequence[bytes]) -> list[Counter]:
+        """Per text, the automaton's features found with their counts, in the order first found
+        (py3langid's ``visit_counts``), all texts walked together: longest first, so the texts
+        still being read at a position are a prefix of the rows. A few texts are walked one by
+        one, as py3langid does (a numpy step per byte costs more than a Python step there)."""
+        import numpy as np
+
+        if len(data) < _WALK_TOGETHER:
+            from py3langid.langid import visit_counts
+
+            m = self._model
+            return [visit_counts(m.tk_nextmove, m._rowbase, m.tk_output, d) or Counter() for d in data]
+        order = sorted(range(len(data)), key=lambda i: -len(data[i]))
+        lens = np.fromiter((len(data[i]) for i in order), dtype=np.int64, count=len(order))
+        width = int(lens[0]) if len(lens) else 0
+        grid = np.zeros((len(order), width), dtype=np.int64)
+        grid[np.arange(width) < lens[:, None]] = np.frombuffer(b"".join(data[i] for i in order), dtype=np.uint8)
+        found = np.empty((len(order), width), dtype=np.int64)
+        state = np.zeros(len(order), dtype=np.int64)
+        live = len(order)
+        nxt, rowbase, output = self._next, self._rowbase, self._output
+        for pos in range(width):
+            while lens[live - 1] <= pos:
+                live -= 1
+            s = nxt[rowbase[state[:live]] + grid[:live, pos]]
+            state[:live] = s
+            found[:live, pos] = output[s]
+        out: list[Counter] = [Counter()] * len(data)
+        for row, i in enumerate(order):
+            f = found[row, : lens[row]]
+            out[i] = Counter(f[f >= 0].tolist())
+        return out
+
+    def _scores(self, data: bytes, visits: Counter) -> Any:
+        """py3langid's ``_decide`` from the features found (its arithmetic, step for step)."""
+        import numpy as np
+
+        m = self._model
+        if visits:
+            idx = np.fromiter(visits.keys(), dtype=np.intp, count=len(visits))
+            counts = np.fromiter(visits.values(), dtype=np.float32, count=len(visits))
+            scores = np.log1p(counts) @ m.nb_ptc[idx] + m.nb_pc
+        else:  # no features: uniform, as py3langid gives under norm_probs
+            scores = np.full(len(m.nb_classes), 0.0, dtype=np.float32)
+        scores *= 1.0 / math.sqrt(len(data) or 1)
+        np.exp(scores - scores.max(), out=scores)
+        scores /= scores.sum()
+        for i, j in m._alias_pairs:
+            scores[i] += scores[j]
+            scores[j] = 0.0
+        return scores
+
+    def many(self, texts: Sequence[str], allowed: frozenset[str]) -> list[dict[str, float]]:
+        """Each text's probabilities of the allowed languages."""
         codes, cols = self._of(allowed)
-        if not codes:
-            return {}
-        # The scores of the allowed languages only (what ``rank`` computes, without sorting all 97).
-        probs = self._model._decide(text.encode("utf-8", "replace"))[cols].astype("float64").round(6).tolist()
-        return dict(zip(codes, probs))
+        if not codes or not texts:
+            return [{} for _ in texts]
+        data = [self._model._encode(t.encode("utf-8", "replace")) for t in texts]
+        out = []
+        for d, visits in zip(data, self._visits(data)):
+            # The scores of the allowed languages only (what ``rank`` computes, without sorting all 97).
+            probs = self._scores(d, visits)[cols].astype("float64").round(6).tolist()
+            out.append(dict(zip(codes, probs)))
+        return out
+
+    def __call__(self, text: str, allowed: frozenset[str]) -> dict[str, float]:
+        return self.many([text], allowed)[0]
 
 
 def _lingua_detector(cfg: LangConfig, only: Sequence[str] = (), low: bool | None = None) -> Any:
@@ -522,22 +617,26 @@ class LangFilter(RecordFilter):
         for langs, group in unsure.items():
             allowed = frozenset(langs) if langs is not None else frozenset(cands)
             low = self._detector if langs is None else self._detector_for(langs)
+            # The ensemble's detectors (cheapest first) cost a fraction of lingua's call: where
+            # they all agree with fastText, that answer stands without lingua. The first one that
+            # disagrees ends the check; the rest are asked only if the product below needs them
+            # (the answer is the same, at less cost). Each detector is asked about the whole
+            # group's texts still agreeing at once (langid.py walks them together).
+            asked: dict[int, list[Mapping[str, float]]] = {i: [] for i, _, _ in group}
+            agreeing = [(i, code) for i, code, _ in group if code in allowed] if use_ensemble else []
+            for detect in extra:
+                if not agreeing:
+                    break
+                found = detect.many([prefixes[i] for i, _ in agreeing], allowed)
+                for (i, _), d in zip(agreeing, found):
+                    asked[i].append(d)
+                agreeing = [(i, code) for (i, code), d in zip(agreeing, found) if _argmax(d) == code]
+            settled = {i for i, _ in agreeing}
             for i, code, prob in group:
-                more: list[Mapping[str, float]] = []
-                if use_ensemble:
-                    # The ensemble's detectors (cheapest first) cost a fraction of lingua's call:
-                    # where they all agree with fastText, that answer stands without lingua. The
-                    # first one that disagrees ends the check; the rest are asked only if the
-                    # product below needs them (the answer is the same, at less cost).
-                    agree = code in allowed
-                    for detect in extra:
-                        if not agree:
-                            break
-                        more.append(d := detect(prefixes[i], allowed))
-                        agree = _argmax(d) == code
-                    if agree:
-                        out[i] = (code, prob)
-                        continue
+                more = asked[i]
+                if i in settled:
+                    out[i] = (code, prob)
+                    continue
                 # lingua's values rounded: their last bits vary by process.
                 lo = {self._code(v.language): round(v.value, 6)
                       for v in low.compute_language_confidence_values(prefixes[i])}

@@ -348,3 +348,43 @@ def test_ensemble_detectors(name, text, allowed, top):
     assert set(probs) <= allowed and all(0 <= v <= 1 for v in probs.values())
     best = max(probs, key=probs.get) if probs and max(probs.values()) > 0.5 else None
     assert best == top
+
+
+def test_langid_walked_together_gives_py3langids_own_probabilities_to_the_bit():
+    """langid.py's automaton walked over many texts at once (and the widened table) must give
+    exactly the probabilities py3langid computes text by text: real text in several scripts,
+    upper case (py3langid lowercases it), decomposed accents (it composes them), lone
+    surrogates, control bytes, texts with no feature and an empty one, each walked both in a
+    group and alone."""
+    import random
+
+    import numpy as np
+    import pydoc_data.topics
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    from winnow.filters.lang import _WALK_TOGETHER, _LangId
+
+    words = " ".join(pydoc_data.topics.topics.values()).split()
+    rng = random.Random(7)
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 25))) for _ in range(300)]
+    texts += ["Le comité publiera son rapport final au printemps prochain.", "DER AUSSCHUSS WIRD BERICHTEN",
+              "委员会将于明年春天发布关于新铁路的最终报告。", "Комитет опубликует доклад весной.",
+              "e\u0301te\u0301 a\u0300 Montre\u0301al", "lone \udc80 surrogate", "control \x00\x01\x02", "", " ", "1234"]
+    texts += ["".join(chr(rng.randint(1, 0x2FFF)) for _ in range(rng.randint(1, 60))) for _ in range(50)]
+    reference = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)  # float16 table, Python walk
+    lid = _LangId()
+    codes, cols = lid._of(frozenset(["en", "fr", "de", "zh", "ru", "ja", "es"]))
+    allowed = frozenset(codes)
+    together = lid.many(texts, allowed)
+    assert len(texts) >= _WALK_TOGETHER
+    alone = [lid(t, allowed) for t in texts[:40]]
+    for i, t in enumerate(texts):
+        want = reference._decide(t.encode("utf-8", "replace"))[cols].astype("float64").round(6).tolist()
+        assert together[i] == dict(zip(codes, want)), t
+        if i < 40:
+            assert alone[i] == together[i]
+    assert len({max(d, key=d.get) for d in together if d}) >= 3  # not one answer for everything
+    # the exact raw scores too, before any rounding
+    data = [lid._model._encode(t.encode("utf-8", "replace")) for t in texts]
+    for d, visits in zip(data, lid._visits(data)):
+        assert np.array_equal(lid._scores(d, visits), reference._decide(d))
