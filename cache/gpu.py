@@ -147,6 +147,8 @@ class _CudaOps:
     def register(self, ptr: int, nbytes: int) -> Callable[[int], None] | None:
         """Page-lock ``nbytes`` at ``ptr`` in place; the undo function, or None if that failed."""
         cudart = torch.cuda.cudart()
+        if not hasattr(cudart, "cudaHostUnregister"):  # an older torch: what is locked could not be unlocked
+            return None
         rc = cudart.cudaHostRegister(ptr, nbytes, 0)
         if int(rc) != 0:
             _clear_cuda_error()

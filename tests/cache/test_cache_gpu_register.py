@@ -314,3 +314,55 @@ def test_on_cuda_batches_come_straight_from_page_locked_segments(fixed, tmp_path
     got = [{k: v.cpu() for k, v in b.items()} for b in pf]
     assert_same(ref, got)
     assert pf.stats["direct"] >= 40 and pf.stats["register_failed"] == 0
+
+
+def test_the_cuda_calls_register_once_and_undo_on_the_registering_device(monkeypatch):
+    """``_CudaOps.register`` through a stand-in ``cudart``: success gives an undo that unregisters
+    the same pointer on the registering device; a failed call or a ``cudart`` without
+    ``cudaHostUnregister`` (nothing could undo it) gives None, after resetting CUDA's last error."""
+    import contextlib
+
+    from winnow.cache import gpu as gpu_mod
+
+    calls = []
+
+    class Cudart:
+        def __init__(self, rc):
+            self.rc = rc
+
+        def cudaHostRegister(self, ptr, nbytes, flags):
+            calls.append(("register", ptr, nbytes, flags))
+            return self.rc
+
+        def cudaHostUnregister(self, ptr):
+            calls.append(("unregister", ptr))
+            return 0
+
+    class OldCudart:
+        def cudaHostRegister(self, ptr, nbytes, flags):
+            calls.append(("register", ptr, nbytes, flags))
+            return 0
+
+    @contextlib.contextmanager
+    def on_device(index):
+        calls.append(("device", index))
+        yield
+
+    monkeypatch.setattr(gpu_mod, "_clear_cuda_error", lambda: calls.append(("clear",)))
+    monkeypatch.setattr(torch.cuda, "device", on_device)
+    ops = object.__new__(gpu_mod._CudaOps)
+    ops.device = torch.device("cuda", 3)
+
+    monkeypatch.setattr(torch.cuda, "cudart", lambda: Cudart(0))
+    undo = ops.register(4096, 1 << 20)
+    assert calls == [("register", 4096, 1 << 20, 0)]
+    undo(4096)
+    assert calls[1:] == [("device", 3), ("unregister", 4096)]
+
+    calls.clear()
+    monkeypatch.setattr(torch.cuda, "cudart", lambda: Cudart(712))  # e.g. cudaErrorHostMemoryAlreadyRegistered
+    assert ops.register(4096, 1 << 20) is None and calls == [("register", 4096, 1 << 20, 0), ("clear",)]
+
+    calls.clear()
+    monkeypatch.setattr(torch.cuda, "cudart", lambda: OldCudart())
+    assert ops.register(4096, 1 << 20) is None and calls == []
