@@ -1,4 +1,5 @@
-"""To the GPU: collation into pinned memory and a CUDA prefetcher on a side stream.
+"""To the GPU: collation into pinned memory and a CUDA prefetcher on a side stream (copying
+straight from the DataLoader workers' page-locked shared-memory segments where it can).
 
 On a machine without CUDA (or with CPU-only torch) everything here falls back to plain
 tensors on the CPU, so the same training loop runs in CI.
@@ -6,7 +7,10 @@ tensors on the CPU, so the same training loop runs in CI.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Sequence
+import functools
+import os
+from collections import deque
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -104,52 +108,186 @@ def _record(obj: Any, stream: Any) -> None:
             _record(v, stream)
 
 
+def _clear_cuda_error() -> None:
+    """Reset the CUDA runtime's last error after a failed call we handled (torch's next kernel
+    launch check would raise it otherwise). Best effort: only through the libcudart torch loaded."""
+    import ctypes
+
+    major = (torch.version.cuda or "").split(".")[0]
+    try:
+        lib = ctypes.CDLL(f"libcudart.so.{major}", mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+        lib.cudaGetLastError()
+    except (OSError, AttributeError):  # not loaded by that name (a static cudart): nothing to reach
+        pass
+
+
+def _unregister(cudart: Any, index: int, ptr: int) -> None:
+    """Undo a ``cudaHostRegister`` (called by the segment's finalizer, from any thread)."""
+    with torch.cuda.device(index):
+        rc = cudart.cudaHostUnregister(ptr)
+    if int(rc) != 0:
+        _clear_cuda_error()
+
+
+class _CudaOps:
+    """The CUDA calls of :class:`CudaPrefetcher`'s copy path, in one place (tests substitute a
+    stand-in with the same methods to check the bookkeeping on a machine without CUDA)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.stream = torch.cuda.Stream(device=device)
+
+    def thread_start(self) -> None:
+        if self.device.index is not None:
+            torch.cuda.set_device(self.device.index)
+
+    def pin(self, t: torch.Tensor) -> torch.Tensor:
+        return pin(t)
+
+    def register(self, ptr: int, nbytes: int) -> Callable[[int], None] | None:
+        """Page-lock ``nbytes`` at ``ptr`` in place; the undo function, or None if that failed."""
+        cudart = torch.cuda.cudart()
+        if not hasattr(cudart, "cudaHostUnregister"):  # an older torch: what is locked could not be unlocked
+            return None
+        rc = cudart.cudaHostRegister(ptr, nbytes, 0)
+        if int(rc) != 0:
+            _clear_cuda_error()
+            return None
+        index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        return functools.partial(_unregister, cudart, index)
+
+    def copy(self, batch: Any) -> tuple[Any, Any]:
+        """Issue the batch's host-to-device copies on the side stream; (device batch, event)."""
+        with torch.cuda.stream(self.stream):
+            gpu = to_device(batch, self.device, non_blocking=True)
+            ev = torch.cuda.Event()
+            ev.record(self.stream)
+        return gpu, ev
+
+    def hand_over(self, gpu: Any, ev: Any) -> None:
+        """The compute stream waits for the copy; the caching allocator learns who uses ``gpu``."""
+        cur = torch.cuda.current_stream(self.device)
+        cur.wait_event(ev)
+        _record(gpu, cur)
+
+    def done(self, ev: Any) -> bool:
+        return bool(ev.query())
+
+    def sync(self) -> None:
+        self.stream.synchronize()
+
+
+def _host_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """``obj`` with ``fn`` applied to each CPU tensor of a (nested) batch (as :func:`pin` walks it)."""
+    if isinstance(obj, torch.Tensor):
+        return fn(obj) if obj.device.type == "cpu" else obj
+    if isinstance(obj, dict):
+        return {k: _host_tensors(v, fn) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)) and obj and isinstance(obj[0], torch.Tensor):
+        return type(obj)(_host_tensors(v, fn) for v in obj)
+    return obj
+
+
 class CudaPrefetcher:
     """Iterate ``loader`` with host-to-device copies running ``depth`` batches ahead.
 
-    Copies are issued on a side CUDA stream from pinned memory with ``non_blocking=True``;
-    before a batch is handed out the compute stream waits on that copy's event, and the
-    tensors are recorded on the compute stream so the caching allocator does not reuse them
-    early. Without CUDA (or for a CPU ``device``) batches are moved synchronously.
+    Copies are issued on a side CUDA stream with ``non_blocking=True``; before a batch is handed
+    out the compute stream waits on that copy's event, and the device tensors are recorded on the
+    compute stream so the caching allocator does not reuse them early. Every host batch is kept
+    until its copy's event has completed (checked at each ``next``, in order), and only then
+    dropped. Without CUDA (or for a CPU ``device``) batches are moved synchronously.
+
+    Where the host batch comes from:
+
+    * ``register=True`` (default) over a :class:`~winnow.cache.loader.StreamingDataLoader` built
+      with ``pin_memory=False`` and workers: each tensor that views one of the workers' recycled
+      shared-memory segments is copied straight from it. The segment is page-locked in place
+      once (``cudaHostRegister``), on its first batch, for as long as the main process keeps it
+      mapped (the registration is undone before the mapping goes; see ``winnow.cache.loader``).
+      Holding the host batch until its copy completed keeps the segment's slot busy, so the
+      worker cannot overwrite bytes the copy still reads. A segment whose registration fails is
+      not tried again; its batches take the pin copy (counted in ``stats``).
+    * Everything else (``register=False``, a fresh segment when a worker had no free slot,
+      in-process loading, any other loader, a DataLoader with ``pin_memory=True`` whose pin thread
+      already copied): each CPU tensor is copied into page-locked memory first (:func:`pin`; a
+      no-op for tensors already pinned), then to the device.
 
     Args:
         loader: any iterable of batches (dicts, tuples or tensors).
         device: target device (default ``cuda`` if available, else ``cpu``).
         depth: batches in flight.
+        register: page-lock the StreamingDataLoader's recycled segments in place (see above);
+            False: always the pin copy.
+        ops: for tests only: a stand-in for the CUDA calls (see ``_CudaOps``), which turns on the
+            copy path on any device.
+
+    Attributes:
+        stats: since construction, batches copied ``"direct"`` from registered segments, through
+            the ``"pinned"`` copy, and ``"fallback"`` (pin copy because their segment's
+            registration failed); segments ``"registered"`` and ``"register_failed"``.
     """
 
-    def __init__(self, loader: Iterable[Any], device: str | torch.device | None = None, depth: int = 2) -> None:
+    def __init__(self, loader: Iterable[Any], device: str | torch.device | None = None, depth: int = 2,
+                 register: bool = True, *, ops: Any = None) -> None:
         self.loader = loader
         self.device = torch.device(device if device is not None else ("cuda" if cuda_ready() else "cpu"))
         self.depth = max(1, int(depth))
-        self.on_cuda = self.device.type == "cuda" and cuda_ready()
+        self.register = bool(register)
+        self._ops = ops
+        self.on_cuda = ops is not None or (self.device.type == "cuda" and cuda_ready())
+        self.stats = {"direct": 0, "pinned": 0, "fallback": 0, "registered": 0, "register_failed": 0}
 
     def __len__(self) -> int:
         return len(self.loader)  # type: ignore[arg-type]
+
+    def _host_batch(self, batch: Any, segment: Any, ops: Any) -> Any:
+        """The batch as it is copied from: recycled-segment views as they are (the segment
+        page-locked), every other CPU tensor through the pin copy."""
+        st = self.stats
+        if segment is not None and segment.registered is None:
+            try:
+                undo = ops.register(segment.ptr, segment.nbytes)
+            except Exception:  # noqa: BLE001 - counted; the pin copy takes over for this segment
+                undo = None
+            segment.registered, segment.undo = undo is not None, undo
+            st["registered" if undo is not None else "register_failed"] += 1
+        seen = {"direct": False, "fallback": False}
+
+        def route(t: torch.Tensor) -> torch.Tensor:
+            if segment is not None and segment.holds(t):
+                if segment.registered:
+                    seen["direct"] = True
+                    return t
+                seen["fallback"] = True
+            return ops.pin(t)
+
+        out = _host_tensors(batch, route)
+        st["fallback" if seen["fallback"] else "direct" if seen["direct"] else "pinned"] += 1
+        return out
 
     def __iter__(self) -> Iterator[Any]:
         if not self.on_cuda:
             for batch in self.loader:
                 yield to_device(batch, self.device)
             return
-        # A thread pulls batches, pins them and issues their copies on a side stream, up to
-        # `depth` ahead; the consumer's next() only takes a finished (gpu batch, event) pair. The
-        # thread is let go for the next batch only once the consumer has done its own bookkeeping
-        # (a free slot is released right before the yield): waking it earlier makes next() wait
-        # for the GIL while the thread runs the DataLoader's Python code.
+        # A thread pulls batches, prepares their host side and issues their copies on a side
+        # stream, up to `depth` ahead; the consumer's next() only takes a finished (device batch,
+        # event, host batch). The thread is let go for the next batch only once the consumer has
+        # done its own bookkeeping (a free slot is released right before the yield): waking it
+        # earlier makes next() wait for the GIL while the thread runs the DataLoader's Python code.
         import queue
         import threading
 
-        stream = torch.cuda.Stream(device=self.device)
+        ops = self._ops if self._ops is not None else _CudaOps(self.device)
         ready: queue.SimpleQueue = queue.SimpleQueue()
         slots = threading.Semaphore(self.depth)
         stop = threading.Event()
         done = object()
+        held: deque = deque()  # (event, host batch) whose copy may still read the host batch
 
         def feed() -> None:
             try:
-                if self.device.index is not None:
-                    torch.cuda.set_device(self.device.index)
+                ops.thread_start()
                 it = iter(self.loader)
                 while True:
                     while not slots.acquire(timeout=0.1):
@@ -161,12 +299,14 @@ class CudaPrefetcher:
                         batch = next(it)
                     except StopIteration:
                         break
-                    batch = pin(batch)
-                    with torch.cuda.stream(stream):
-                        gpu = to_device(batch, self.device, non_blocking=True)
-                        ev = torch.cuda.Event()
-                        ev.record(stream)
+                    if self.register:
+                        batch = self._host_batch(batch, getattr(it, "segment", None), ops)
+                    else:
+                        batch = _host_tensors(batch, ops.pin)
+                        self.stats["pinned"] += 1
+                    gpu, ev = ops.copy(batch)
                     ready.put((gpu, ev, batch))
+                    del batch, gpu, ev  # only the consumer's bookkeeping decides when the host batch goes
                 ready.put(done)
             except BaseException as e:  # noqa: BLE001 - handed to the consumer thread, which re-raises it
                 ready.put(e)
@@ -180,14 +320,22 @@ class CudaPrefetcher:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                gpu, ev, _host = item  # the pinned host batch lives until its copy is waited on
-                cur = torch.cuda.current_stream(self.device)
-                cur.wait_event(ev)
-                _record(gpu, cur)
-                del item, _host
+                gpu, ev, host = item
+                ops.hand_over(gpu, ev)
+                held.append((ev, host))  # the copy may still be reading it: dropped once its event is done
+                del item, host
+                while held and ops.done(held[0][0]):  # one stream: events complete in order
+                    held.popleft()
                 slots.release()
                 yield gpu
         finally:  # stop the thread (and with it the DataLoader's iterator and workers) now,
             stop.set()  # not at interpreter exit, where a daemon thread inside CUDA aborts
             slots.release()
             th.join(timeout=30)
+            try:  # host batches go only once no copy can read them
+                ops.sync()
+            except Exception:  # noqa: BLE001 - CUDA already gone (interpreter exit): nothing reads them
+                pass
+            held.clear()
+            while not ready.empty():
+                ready.get_nowait()

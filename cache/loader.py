@@ -28,12 +28,23 @@ handshake on both sides (~0.7 ms of the main process's CPU and ~1 ms of the work
 this repo's 2-core machine, more than gathering eight 256-row steps), and mapping the segment
 again costs a page fault per 4 KB. The tensors handed out view the kept mapping through a small
 owner object; when the last of them is gone, the owner clears the slot's flag.
+
+Page-locked in place: each kept mapping is a :class:`_Segment`, which
+:class:`~winnow.cache.gpu.CudaPrefetcher` may page-lock once (``cudaHostRegister``) so that
+host-to-device copies read the worker's segment directly, without the pin copy. The registration
+is undone in the ``_Segment``'s finalizer, which runs before the mapping itself can go away: the
+``_Segment`` holds the only reference to the whole-segment tensor, and every tensor viewing the
+segment keeps the ``_Segment`` alive (through its slot owner). ``_forget`` and a slot's new
+generation only drop the table's reference; a registered segment stays mapped and registered
+until its last view is gone.
 """
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import multiprocessing
+import os
 import time
 import weakref
 from collections import deque
@@ -77,7 +88,7 @@ def _shared_bytes(nbytes: int) -> torch.Tensor:
 POOL_SLOTS = 8
 
 _FLAGS: dict[int, Any] = {}  # loader iteration token -> its flag array (main process)
-_SEGS: dict[int, dict[int, tuple[int, torch.Tensor]]] = {}  # token -> flag index -> (generation, whole segment)
+_SEGS: dict[int, dict[int, tuple[int, "_Segment"]]] = {}  # token -> flag index -> (generation, kept mapping)
 _SENT: set[tuple[int, int, int]] = set()  # in a worker: (token, flag index, generation) already mapped by main
 _TOKENS = itertools.count(1)
 #: Main process: recycled-segment chunks received with their segment's descriptor ("mapped", a
@@ -118,6 +129,51 @@ def _release(token: int, i: int) -> None:
         flags[i] = 0
 
 
+_EXIT = {"now": False}  # set at interpreter exit: finalizers then leave CUDA alone
+
+
+@atexit.register
+def _at_exit() -> None:
+    _EXIT["now"] = True
+
+
+class _Segment:
+    """The main process's kept mapping of one recycled segment, ``(token, flag index, generation)``.
+
+    Attributes:
+        tensor: uint8 tensor over the whole segment (the only reference to its storage: when this
+            object goes, the mapping goes).
+        ptr, nbytes: where the segment lies in this process.
+        registered: None until someone tried to page-lock it; then whether that worked.
+        undo: called with ``ptr`` when this object is finalized, i.e. before the mapping can go
+            away (set by whoever page-locked it: :class:`~winnow.cache.gpu.CudaPrefetcher`). Not
+            called at interpreter exit (the process is going; so is its CUDA context) nor in a
+            forked child (the registration belongs to the parent).
+    """
+
+    __slots__ = ("tensor", "key", "ptr", "nbytes", "registered", "undo", "pid")
+
+    def __init__(self, tensor: torch.Tensor, key: tuple[int, int, int]) -> None:
+        self.tensor, self.key = tensor, key
+        self.ptr, self.nbytes = tensor.data_ptr(), tensor.untyped_storage().nbytes()
+        self.registered: bool | None = None
+        self.undo: Callable[[int], None] | None = None
+        self.pid = os.getpid()
+
+    def holds(self, t: torch.Tensor) -> bool:
+        """Whether all of ``t``'s bytes lie in this segment."""
+        p = t.data_ptr()
+        return self.ptr <= p and p + t.numel() * t.element_size() <= self.ptr + self.nbytes
+
+    def __del__(self, _exit: dict = _EXIT, _getpid: Callable[[], int] = os.getpid) -> None:
+        undo, self.undo = self.undo, None
+        if undo is not None and not _exit["now"] and _getpid() == self.pid:
+            try:
+                undo(self.ptr)
+            except Exception:  # noqa: BLE001 - a finalizer must not raise; the mapping goes either way
+                pass
+
+
 def _forget(token: int) -> None:
     """Drop the main process's mappings of a loader's segments once its workers are gone (tensors
     still viewing one keep it mapped through their owner)."""
@@ -132,10 +188,10 @@ class _SlotView:
 
     __slots__ = ("__array_interface__", "seg", "token", "index")
 
-    def __init__(self, seg: torch.Tensor, nbytes: int, token: int, index: int) -> None:
+    def __init__(self, seg: _Segment, nbytes: int, token: int, index: int) -> None:
         self.seg, self.token, self.index = seg, token, index
         self.__array_interface__ = {"shape": (nbytes,), "typestr": "|u1", "version": 3,
-                                    "data": (seg.data_ptr(), False)}
+                                    "data": (seg.ptr, False)}
 
     def __del__(self, _release: Callable[[int, int], None] = _release) -> None:  # bound: safe at exit
         _release(self.token, self.index)
@@ -147,7 +203,7 @@ def _rebuild_chunk(rows: tuple[int, ...], buf: torch.Tensor | None, fields: list
         token, i, gen = slot
         segs = _SEGS.setdefault(token, {})
         if buf is not None:  # the segment's first trip: keep its mapping
-            segs[i] = (gen, torch.empty(0, dtype=torch.uint8).set_(buf.untyped_storage()))
+            segs[i] = (gen, _Segment(torch.empty(0, dtype=torch.uint8).set_(buf.untyped_storage()), (token, i, gen)))
             RECEIVED["mapped"] += 1
         else:
             RECEIVED["by_reference"] += 1
@@ -156,7 +212,7 @@ def _rebuild_chunk(rows: tuple[int, ...], buf: torch.Tensor | None, fields: list
             raise CacheError(f"a DataLoader worker shipped transfer segment {i} (generation {gen}) that this process "
                              "never mapped; iterate a StreamingDataLoader's workers only through that loader")
         view = torch.from_numpy(np.asarray(_SlotView(e[1], nbytes, token, i)))
-        return TransferChunk(rows, view, fields, slot)
+        return TransferChunk(rows, view, fields, slot, e[1])
     if buf is None:
         raise CacheError("a TransferChunk sent by reference (its segment already mapped) was received by a "
                          "process that never mapped it; only the StreamingDataLoader that started the worker can")
@@ -180,16 +236,19 @@ class TransferChunk:
             ``sum(rows) + 1``: ``meta = (dtype, count, values offset, offsets offset)``), ``"list"``
             (a Python list, concatenated) or ``"each"`` (a list with each step's own tensors, for
             a column whose shape or type differs between steps).
+        segment: in the main process, the kept mapping of the recycled segment ``buf`` lies in
+            (a :class:`_Segment`), else None.
     """
 
-    __slots__ = ("rows", "buf", "fields", "slot")
+    __slots__ = ("rows", "buf", "fields", "slot", "segment")
 
     def __init__(self, rows: tuple[int, ...], buf: torch.Tensor, fields: list[tuple[str, str, Any]],
-                 slot: tuple[int, int, int] | None = None) -> None:
+                 slot: tuple[int, int, int] | None = None, segment: _Segment | None = None) -> None:
         self.rows = rows
         self.buf = buf
         self.fields = fields
         self.slot = slot  # (loader token, flag index, generation) of a recycled segment, else None
+        self.segment = segment
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         slot = self.slot
@@ -470,12 +529,19 @@ class StreamingDataLoader(DataLoader):
 
 
 class _CountingIterator:
-    """The DataLoader's iterator (workers start at once), counting and timing each ``next``."""
+    """The DataLoader's iterator (workers start at once), counting and timing each ``next``.
+
+    Attributes:
+        segment: the kept recycled segment (:class:`_Segment`) the step last returned came from,
+            else None (an in-process step, a fresh segment, a chunk the DataLoader's pin thread
+            copied): what :class:`~winnow.cache.gpu.CudaPrefetcher` page-locks in place.
+    """
 
     def __init__(self, loader: StreamingDataLoader, inner: Iterator[Any]) -> None:
         self._loader = loader
         self._inner = inner
         self._pending: deque[dict[str, Any]] = deque()
+        self.segment: _Segment | None = None
 
     def __iter__(self) -> "_CountingIterator":
         return self
@@ -489,7 +555,10 @@ class _CountingIterator:
             batch = next(self._inner)
             if isinstance(batch, TransferChunk):
                 self._pending.extend(batch.split())
+                self.segment = batch.segment  # the pending steps all come from this chunk
                 batch = self._pending.popleft()
+            else:
+                self.segment = None
         except StopIteration:
             ds = self._loader.dataset
             if getattr(ds, "_resume", None) is not None and ds._resume.get("epoch") == ds.epoch:

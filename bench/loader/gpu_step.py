@@ -15,9 +15,17 @@ On a GPU host without network, the peers come as wheels fetched here beforehand:
 Pipeline measured: synthetic ragged documents written as winnow shards -> StreamingDataset
 (batched, shuffled, L2 cache on local disk) -> TokenPacker (fixed 4096-token sequences,
 ``boundaries=True``: tokens plus per-row document starts, packed straight into the workers'
-recycled shared-memory segments) -> StreamingDataLoader (pin_memory) -> CudaPrefetcher
-(host-to-device copies on a side stream) -> ``document_masks`` on the GPU (doc ids and
-positions). A batch counts once its masks exist in GPU memory.
+recycled shared-memory segments) -> StreamingDataLoader -> CudaPrefetcher (host-to-device copies
+on a side stream) -> ``document_masks`` on the GPU (doc ids and positions). A batch counts once
+its masks exist in GPU memory.
+
+Transfer path (``--transfer``, for the sweep, the cold run, the rounds against the peers, the rank
+processes and the training step): ``register`` (default, the loader's own default) copies each
+batch straight from the worker's recycled segment, page-locked in place once
+(``StreamingDataLoader(pin_memory=False)``, ``CudaPrefetcher(register=True)``); ``pin`` lets the
+DataLoader's pin thread copy each batch into pinned memory first (``pin_memory=True``,
+``register=False``). Every window reports how many of its prefetcher's batches went each way. On
+CUDA an A/B (``--ab-workers``, ``--ab-rounds``) times both paths in alternating order.
 
 Peers, in the same run and over the same documents written in their own formats: MosaicML
 Streaming (MDS) and LitData, each through its own loader with the same worker count, their
@@ -126,43 +134,6 @@ def install_wheels(src: str, target: str, quiet: bool = False) -> None:
               flush=True)
 
 
-def registered_batches(dl, dev):
-    """Experiment (``--zero-copy-workers``): batches straight from the workers' shared-memory
-    segments to the GPU, without the pin copy. The main process keeps each recycled segment
-    mapped (see winnow.cache.loader); here each one is page-locked in place once with
-    ``cudaHostRegister``, the host-to-device copy reads it directly on a side stream, and every
-    host batch is held until its copy's event has completed (only then may its slot be reused).
-    Yields ``(gpu batch, registration failures so far)``."""
-    import collections
-
-    import torch
-
-    from winnow.cache import loader as transfer
-
-    cudart = torch.cuda.cudart()
-    stream = torch.cuda.Stream(device=dev)
-    done: set = set()
-    failed = 0
-    pending: collections.deque = collections.deque()
-    for b in dl:
-        for token, segs in list(transfer._SEGS.items()):
-            for i, (gen, seg) in list(segs.items()):
-                if (token, i, gen) not in done:
-                    done.add((token, i, gen))
-                    rc = cudart.cudaHostRegister(seg.data_ptr(), seg.untyped_storage().nbytes(), 0)
-                    failed += int(rc) != 0
-        with torch.cuda.stream(stream):
-            gpu = {k: v.to(dev, non_blocking=True) for k, v in b.items() if isinstance(v, torch.Tensor)}
-            ev = torch.cuda.Event()
-            ev.record(stream)
-        pending.append((ev, b))
-        while pending and pending[0][0].query():
-            pending.popleft()
-        torch.cuda.current_stream(dev).wait_event(ev)
-        yield gpu, failed
-    torch.cuda.synchronize(dev)
-
-
 def sync(dev) -> None:
     import torch
 
@@ -231,11 +202,24 @@ def _short(name: str) -> str:
     return name
 
 
+def _path(pf, transfer: str) -> dict:
+    """How a window's batches reached the GPU: the path asked for and the prefetcher's counts."""
+    st = dict(pf.stats)
+    return {"transfer": transfer if pf.on_cuda else "cpu (no device copy)", "prefetcher": st,
+            "direct_share": st["direct"] / max(1, st["direct"] + st["pinned"] + st["fallback"])}
+
+
 def _diag(r: dict) -> str:
     w = r.get("workers_cpu_ms_per_batch")
     th = r.get("threads_cpu_ms_per_batch") or {}
     top = ", ".join(f"{k} {v:.2f}" for k, v in list(th.items())[:4])
-    return (f"[{r['batches']} batches in {r['seconds']:.2f}s; CPU per batch: trainer process "
+    path = r.get("path") or {}
+    st = path.get("prefetcher") or {}
+    way = ""
+    if sum(st.get(k, 0) for k in ("direct", "pinned", "fallback")):
+        way = (f"{path['transfer']}: {st['direct']} direct, {st['pinned']} pinned, {st['fallback']} fallback, "
+               f"{st['register_failed']} registrations failed; ")
+    return (f"[{way}{r['batches']} batches in {r['seconds']:.2f}s; CPU per batch: trainer process "
             f"{r.get('main_cpu_ms_per_batch', float('nan')):.2f} ms" + (f" ({top})" if top else "")
             + ("" if w is None else f", workers {w:.2f} ms, {r.get('workers_minor_faults_per_batch', 0):.0f} minor faults")
             + "]")
@@ -343,7 +327,7 @@ def peer_loader(name: str, path: str, workers: int, dev, docs_per_batch: int):
         dl = litdata.StreamingDataLoader(ds, batch_size=docs_per_batch, num_workers=workers,
                                          collate_fn=_cat_collate, pin_memory=dev.type == "cuda",
                                          prefetch_factor=4 if workers else None)
-    return CudaPrefetcher(dl, device=dev, depth=2)
+    return CudaPrefetcher(dl, device=dev, depth=2, register=False)  # their DataLoaders pin (pin_memory=True)
 
 
 def main() -> None:
@@ -371,10 +355,14 @@ def main() -> None:
     ap.add_argument("--rank-workers", type=int, default=2)
     ap.add_argument("--rank-steps", type=int, default=24, help="timed batches per rank process")
     ap.add_argument("--as-rank", type=int, default=-1, help=argparse.SUPPRESS)
-    ap.add_argument("--zero-copy-workers", type=int, default=8,
-                    help="CUDA only, last and in a process of its own: the same loader with this many workers, "
-                         "segments page-locked in place instead of the pin copy (an experiment; 0: skip)")
-    ap.add_argument("--as-zero-copy", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--transfer", choices=("register", "pin"), default="register",
+                    help="how winnow's batches reach the GPU everywhere but the A/B: straight from the workers' "
+                         "segments page-locked in place (register), or through the DataLoader's pin copy (pin)")
+    ap.add_argument("--ab-workers", type=int, default=8,
+                    help="CUDA only: an A/B of the two transfer paths with this many workers (0: skip)")
+    ap.add_argument("--ab-rounds", type=int, default=2, help="A/B rounds, each times both paths, order alternating")
+    ap.add_argument("--check-batches", type=int, default=64,
+                    help="before the A/B: the first batches of both paths (same seed) must be equal on the GPU")
     ap.add_argument("--json", default=None)
     ap.add_argument("--peer-wheels", default=None, metavar="DIR",
                     help="unpack the wheels in DIR (see --fetch-wheels) and import the peers from there")
@@ -419,52 +407,42 @@ def main() -> None:
           f"{os.cpu_count()} cores; {docs} documents, {written / 1e6:.0f}M tokens written in {time.time() - t0:.0f}s",
           flush=True)
     cache = os.path.join(a.work, "cache")
-    if a.as_rank < 0 and not a.as_zero_copy:  # the sub-processes share the parent's cache: never empty it
+    if a.as_rank < 0:  # the sub-processes share the parent's cache: never empty it
         shutil.rmtree(cache, ignore_errors=True)
 
-    def loader(seed: int, w: int):
+    def loader(seed: int, w: int, transfer: str = a.transfer):
         ds = StreamingDataset(remote=remote, local=cache, cache_limit="50GB", memory_limit="8GB", columns=["tokens"],
                               shuffle=True, seed=seed, batch_size=256, batched=True)
         packer = TokenPacker(ds, seq_len=a.seq_len, batch_size=a.seqs, eos_id=0, boundaries=True)
-        dl = StreamingDataLoader(packer, num_workers=w, pin_memory=dev.type == "cuda",
+        dl = StreamingDataLoader(packer, num_workers=w, pin_memory=dev.type == "cuda" and transfer == "pin",
                                  prefetch_factor=4 if w else None)
-        return CudaPrefetcher(dl, device=dev, depth=3)
+        return CudaPrefetcher(dl, device=dev, depth=3, register=transfer == "register")
 
     def with_masks(b) -> int:
         doc, pos = document_masks(b["doc_starts"], a.seq_len)
         return b["input_ids"].numel()
 
-    if a.as_zero_copy:  # the experiment's own process (a CUDA failure here costs only its line)
-        ds = StreamingDataset(remote=remote, local=cache, cache_limit="50GB", memory_limit="8GB",
-                              columns=["tokens"], shuffle=True, seed=11, batch_size=256, batched=True)
-        packer = TokenPacker(ds, seq_len=a.seq_len, batch_size=a.seqs, eos_id=0, boundaries=True)
-        w = a.zero_copy_workers
-        dl = StreamingDataLoader(packer, num_workers=w, pin_memory=False, prefetch_factor=4)
-        fails = [0]
-
-        def count(item) -> int:
-            fails[0] = item[1]
-            return with_masks(item[0])
-
-        r = timed(registered_batches(dl, dev), dev, max(a.warmup, 2 * w), a.steps, count)
-        print(json.dumps({**r, "register_failures": fails[0]}))
-        return
+    def window(seed: int, w: int, steps: int, warmup: int | None = None, transfer: str = a.transfer) -> dict:
+        pf = loader(seed, w, transfer)
+        r = timed(iter(pf), dev, max(a.warmup, 2 * w) if warmup is None else warmup, steps, with_masks)
+        return {**r, "path": _path(pf, transfer)}
 
     if a.as_rank >= 0:  # one of --ranks processes: its own tokens/s as JSON on the last line
         os.environ.update(RANK=str(a.as_rank), WORLD_SIZE=str(a.ranks))
         t0 = time.perf_counter()
-        r = timed(iter(loader(7, a.rank_workers)), dev, 4, a.rank_steps, with_masks)
+        r = window(7, a.rank_workers, a.rank_steps, warmup=4)
         print(json.dumps({**r, "wall": time.perf_counter() - t0}))
         return
 
-    res: dict = {"tokens_per_step": tokens_per_step, "workers": {}}
+    res: dict = {"tokens_per_step": tokens_per_step, "workers": {},
+                 "transfer": a.transfer if dev.type == "cuda" else "cpu (no device copy)"}
     w0 = max(workers)
     wc = min(w0, 8)
-    res["cold"] = timed(iter(loader(1, wc)), dev, max(a.warmup, 2 * wc), a.steps, with_masks)
+    res["cold"] = window(1, wc, a.steps)
     print(f"cold (L2 filling), {wc} workers: {res['cold']['rate'] / 1e6:.1f}M tokens/s into GPU memory "
           f"{_diag(res['cold'])}", flush=True)
     for w in workers:
-        r = timed(iter(loader(3 + w, w)), dev, max(a.warmup, 2 * w), a.steps, with_masks)
+        r = window(3 + w, w, a.steps)
         res["workers"][w] = r
         print(f"winnow, {w:2d} workers: {r['rate'] / 1e6:8.1f}M tokens/s into GPU memory (packed, boundaries, masks "
               f"on GPU) {_diag(r)}", flush=True)
@@ -498,7 +476,7 @@ def main() -> None:
             for name in names[rnd % len(names):] + names[:rnd % len(names)]:
                 try:
                     if name == "winnow":
-                        r = timed(iter(loader(100 + rnd, pw)), dev, max(a.warmup, 2 * pw), a.steps, with_masks)
+                        r = window(100 + rnd, pw, a.steps)
                     else:
                         r = timed(iter(peer_loader(name, live[name], pw, dev, per_batch)), dev,
                                   max(a.warmup, 2 * pw), a.peer_steps, lambda b: b.numel())
@@ -541,7 +519,8 @@ def main() -> None:
         args = [sys.executable, os.path.abspath(__file__), "--work", a.work, "--seq-len", str(a.seq_len),
                 "--seqs", str(a.seqs), "--steps", str(a.steps), "--warmup", str(a.warmup), "--workers", a.workers,
                 "--step-workers", str(a.step_workers), "--train-steps", str(a.train_steps),
-                "--ranks", str(a.ranks), "--rank-workers", str(a.rank_workers), "--rank-steps", str(a.rank_steps)]
+                "--ranks", str(a.ranks), "--rank-workers", str(a.rank_workers), "--rank-steps", str(a.rank_steps),
+                "--transfer", a.transfer]
         if a.peer_wheels:  # the ranks import winnow.cache's dependencies from there too, if the image lacks them
             args += ["--peer-wheels", a.peer_wheels]
         procs = [subprocess.Popen(args + ["--as-rank", str(r)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -565,7 +544,8 @@ def main() -> None:
             together = sum(o["tokens"] for o in outs) / span if span > 0 else float("nan")
             res["ranks"] = {"ranks": a.ranks, "ok": len(outs), "workers_each": a.rank_workers,
                             "sum_tokens_per_s": agg, "tokens_per_s_over_union_of_windows": together,
-                            "per_rank_min": min(o["rate"] for o in outs), "per_rank_max": max(o["rate"] for o in outs)}
+                            "per_rank_min": min(o["rate"] for o in outs), "per_rank_max": max(o["rate"] for o in outs),
+                            "paths": [o.get("path") for o in outs]}
             print(f"{len(outs)} of {a.ranks} ranks x {a.rank_workers} workers, one shared cache, one GPU: sum of rank "
                   f"rates {agg / 1e6:.1f}M tokens/s, all tokens over the union of their windows {together / 1e6:.1f}M "
                   f"(per rank {res['ranks']['per_rank_min'] / 1e6:.1f}-{res['ranks']['per_rank_max'] / 1e6:.1f}M)",
@@ -590,7 +570,8 @@ def main() -> None:
         opt.zero_grad(set_to_none=True)
         return loss.item()
 
-    it = iter(loader(2, a.step_workers))
+    step_pf = loader(2, a.step_workers)
+    it = iter(step_pf)
     waits, totals = [], []
     warm = max(a.warmup, 2 * a.step_workers)
     for k in range(warm + a.train_steps):
@@ -605,39 +586,66 @@ def main() -> None:
     it.close()  # its workers and prefetch thread stop here
     share = sum(waits) / sum(totals)
     res.update({"step_s_median": statistics.median(totals), "data_wait_s_median": statistics.median(waits),
-                "data_wait_s_max": max(waits), "data_wait_share": share})
+                "data_wait_s_max": max(waits), "data_wait_share": share, "step_path": _path(step_pf, a.transfer)})
     print(f"synthetic step of {tokens_per_step:,} tokens ({a.step_workers} workers): median "
           f"{res['step_s_median'] * 1e3:.1f} ms; data wait median {res['data_wait_s_median'] * 1e3:.3f} ms, max "
           f"{res['data_wait_s_max'] * 1e3:.2f} ms; data-wait share {share * 100:.2f}% (target < 0.5%)", flush=True)
     print("monotone in workers 1..8:", res["monotone_to_8"])
-    if dev.type == "cuda" and a.zero_copy_workers > 0:
-        import subprocess
-
-        zargs = [sys.executable, os.path.abspath(__file__), "--work", a.work, "--seq-len", str(a.seq_len), "--seqs",
-                 str(a.seqs), "--steps", str(a.steps), "--warmup", str(a.warmup), "--workers", a.workers,
-                 "--step-workers", str(a.step_workers), "--train-steps", str(a.train_steps),
-                 "--zero-copy-workers", str(a.zero_copy_workers), "--as-zero-copy"]
-        if a.peer_wheels:
-            zargs += ["--peer-wheels", a.peer_wheels]
-        try:
-            p = subprocess.run(zargs, capture_output=True, text=True, timeout=180)
-            z = json.loads(p.stdout.strip().splitlines()[-1])
-            res["zero_copy"] = z
-            zw = a.zero_copy_workers
-            base = rate.get(zw)
-            print(f"experiment: {zw} workers, segments page-locked in place (no pin copy): {z['rate'] / 1e6:.1f}M "
-                  f"tokens/s" + (f" ({z['rate'] / base:.2f}x the pinned path)" if base else "")
-                  + f", {z['register_failures']} registration failures {_diag(z)}", flush=True)
-        except Exception as e:  # noqa: BLE001 - an experiment: report and go on
-            tail = (p.stderr.strip()[-600:] if "p" in locals() and p.stderr else "")
-            print(f"experiment (segments page-locked in place) failed: {type(e).__name__}: {e} {tail}", flush=True)
+    if dev.type == "cuda" and a.ab_workers > 0:  # the two transfer paths, interleaved, same worker count
+        zw, ab = a.ab_workers, []
+        # First, that both paths deliver the same bytes: the same seed gives the same batches in the
+        # same order, so the first --check-batches of each must be equal on the GPU.
+        got: dict = {}
+        how: dict = {}
+        for transfer in ("register", "pin"):
+            pf = loader(300, zw, transfer)
+            it, got[transfer] = iter(pf), []
+            for b in it:
+                got[transfer].append((b["input_ids"], b["doc_starts"]))
+                if len(got[transfer]) == a.check_batches:
+                    break
+            it.close()
+            how[transfer] = _path(pf, transfer)
+        sync(dev)
+        bad = sum(1 for x, y in zip(got["register"], got["pin"])
+                  if x[0].shape != y[0].shape or x[1].shape != y[1].shape
+                  or not (torch.equal(x[0], y[0]) and torch.equal(x[1], y[1])))
+        n = min(len(got["register"]), len(got["pin"]))
+        res["transfer_check"] = {"workers": zw, "batches": n, "differing": bad, "paths": how}
+        print(f"check, {zw} workers: the first {n} batches through register ({how['register']['prefetcher']['direct']} "
+              f"direct) and through pin: {bad} differ", flush=True)
+        del got
+        paths = ["register", "pin"]
+        for rnd in range(a.ab_rounds):
+            row = {}
+            for transfer in (paths if rnd % 2 == 0 else paths[::-1]):
+                r = window(200 + rnd, zw, a.steps, transfer=transfer)
+                row[transfer] = r
+                print(f"A/B round {rnd + 1}: {zw} workers, transfer {transfer:8s}: {r['rate'] / 1e6:8.1f}M tokens/s "
+                      f"{_diag(r)}", flush=True)
+            row["ratio"] = row["register"]["rate"] / row["pin"]["rate"] if row["pin"]["rate"] else None
+            ab.append(row)
+        xs = [r["ratio"] for r in ab if r["ratio"]]
+        res["transfer_ab"] = {"workers": zw, "rounds": ab, "register_over_pin_median": statistics.median(xs) if xs else None}
+        if xs:
+            print(f"A/B, {zw} workers: register / pin median {statistics.median(xs):.2f}x (per round "
+                  f"{', '.join(f'{x:.2f}' for x in xs)})", flush=True)
+    elif a.ab_workers > 0:
+        print("A/B of the transfer paths: CUDA only (no device copy here)", flush=True)
     pw = 8 if 8 in workers else max(workers)
-    print(f"\nsummary (issue 16 must-show): winnow {pw} workers {rate[pw] / 1e6:.0f}M tokens/s (target >= 500M); "
+    ab = res.get("transfer_ab") or {}
+    direct = (f", {res['workers'][pw]['path']['direct_share'] * 100:.0f}% of its batches direct"
+              if dev.type == "cuda" else "")
+    print(f"\nsummary (issue 16 must-show; winnow's transfer path: {res['transfer']}): winnow {pw} workers "
+          f"{rate[pw] / 1e6:.0f}M tokens/s{direct} (target >= 500M); "
           + "; ".join(f"{name} {r['ratio_median']:.1f}x [{r['ratio_min']:.1f}-{r['ratio_max']:.1f}]"
                       if isinstance(r, dict) and r.get("ratio_median") else f"{name} n/a"
                       for name, r in res.get("peers", {}).items())
           + f" (target >= 5x, median of interleaved rounds [range]); monotone 1..8 {res['monotone_to_8']}; "
-          f"data-wait share {share * 100:.2f}% (target < 0.5%)",
+          f"data-wait share {share * 100:.2f}% (target < 0.5%)"
+          + (f"; A/B register / pin {ab['register_over_pin_median']:.2f}x" if ab.get("register_over_pin_median") else "")
+          + (f"; register/pin check: {res['transfer_check']['differing']} of {res['transfer_check']['batches']} "
+             "batches differ" if "transfer_check" in res else ""),
           flush=True)
     if a.json:
         os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
