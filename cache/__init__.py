@@ -8,7 +8,8 @@ Typical use, one instance per rank::
     ds = StreamingDataset(remote="s3://bucket/run", local="/nvme/winnow-cache", cache_limit="500GB",
                           memory_limit="8GB", columns=["tokens"], shuffle=True, seed=17,
                           batch_size=32, batched=True)
-    loader = StreamingDataLoader(ds, num_workers=4, pin_memory=True)
+    loader = StreamingDataLoader(ds, num_workers=4, pin_memory=False)  # the prefetcher copies from the
+    # workers' page-locked segments (pin_memory=True: the DataLoader's pin copy instead)
     for epoch in range(epochs):
         ds.set_epoch(epoch)
         for batch in CudaPrefetcher(loader):

@@ -63,7 +63,8 @@ def _parser(stage_help: str | None = None) -> argparse.ArgumentParser:
     r.add_argument("--config", help="YAML config file")
     r.add_argument("--input", nargs="+", action="extend", help="input URIs or globs (any fsspec URL)")
     r.add_argument("--output", help="output directory URI")
-    r.add_argument("--stages", help="comma-separated stage names, in order (overrides the config)")
+    r.add_argument("--stages", help="comma-separated stage names, in order (overrides the config); "
+                   "none: read and write shards, no stage")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set sink.shard_bytes=128MB (repeatable)")
     r.add_argument("--workers", type=int, default=1, help="local worker processes (FnApiRunner multi_processing)")
@@ -149,7 +150,7 @@ def _cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     policy = FailurePolicy(args.max_dead_letter_fraction, dict(args.max_reject_fraction),
                            allow_empty_output=args.allow_empty_output)
 
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages is not None else None
+    stages = _stage_list(args.stages)
     cfg = load_config(args.config, overrides=args.overrides, input=args.input, output=args.output, stages=stages)
     if policy.max_reject_fraction:
         unknown = sorted(set(policy.max_reject_fraction) - {"read", *cfg.stages})
@@ -215,6 +216,20 @@ def demo_augment() -> tuple[list[str], str | None]:
         overrides.append(f"augment.pivots={','.join(pivots)}")
     note = f"winnow: demo: augment runs without {'; '.join(missing)}" if missing else None
     return overrides, note
+
+
+def _stage_list(raw: str | None) -> list[str] | None:
+    """``--stages``: the names in order; ``none`` for no stage (an empty value is a mistake, not
+    a silent run without stages)."""
+    if raw is None:
+        return None
+    if raw.strip().lower() == "none":
+        return []
+    stages = [s.strip() for s in raw.split(",") if s.strip()]
+    if not stages:
+        raise ConfigError("--stages", raw, "comma-separated stage names",
+                          "use --stages none to read and write shards with no stage")
+    return stages
 
 
 def _demo_stage_list(stages: list[str]) -> list[str]:

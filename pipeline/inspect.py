@@ -17,6 +17,7 @@ import yaml
 
 from winnow.errors import ManifestError
 from winnow.format import Manifest
+from winnow.pipeline.runner import INCOMPLETE_MARKER
 from winnow.pipeline.sink import join_uri
 from winnow.units import format_size
 
@@ -162,7 +163,7 @@ def _row_lines(out: str, m: Manifest, rows: int) -> list[str]:
                         text = (r.get("text") or "").replace("\n", " ")
                         media = r.get("image") or r.get("audio")
                         extra = f" [{len(media):,} media bytes]" if media else ""
-                        lines.append(f"  {r['id'][:16]}  {r['modality']:<10} {text[:90]!r}{extra}")
+                        lines.append(f"  {r['id'][:16]:<16}  {r['modality']:<10} {text[:90]!r}{extra}")
                     if len(lines) >= rows:
                         break
         except (OSError, pa.ArrowInvalid) as exc:
@@ -177,7 +178,14 @@ def inspect_run(out: str, rows: int = 3) -> str:
         ManifestError: no readable index.json in ``out``, or a listed shard is unreadable.
     """
     index = join_uri(out, "index.json")
-    m = Manifest.loads(_read(index), where=index)
+    try:
+        raw_index = _read(index)
+    except ManifestError:
+        if _optional(join_uri(out, INCOMPLETE_MARKER)) is not None:
+            raise ManifestError(f"{out} holds an interrupted run ({INCOMPLETE_MARKER} is there, index.json is not): "
+                                "run it again to get shards to inspect") from None
+        raise
+    m = Manifest.loads(raw_index, where=index)
     stats: dict[str, Any] | None = None
     config: dict[str, Any] | None = None
     try:

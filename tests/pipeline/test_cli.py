@@ -36,6 +36,8 @@ def corpus(tmp_path, n=200):
         (["run", "--input", "IN", "--output", "OUT", "--", "--runner=NoSuchRunner"], "--runner='NoSuchRunner'"),
         (["run", "--input", "IN", "--output", "IN/sub"], "cannot be prepared"),
         (["inspect", "IN"], "cannot be read"),
+        (["run", "--input", "IN", "--output", "OUT", "--stages", ""], "--stages none"),
+        (["run", "--input", "IN", "--output", "OUT", "--stages", " , "], "--stages none"),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line(tmp_path, args, fragment):
@@ -68,6 +70,23 @@ def test_run_then_refuse_overwrite_then_inspect(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "1 shard(s), 200 rows" in text and "normalize" in text and "balance: ok" in text
     assert text.count(" text ") >= 2  # two rows shown
+
+
+def test_stages_none_reads_and_writes_shards_with_no_stage(tmp_path, capsys):
+    src, out = corpus(tmp_path), str(tmp_path / "out")
+    assert main(["run", "--input", src, "--output", out, "--stages", "none"]) == 0
+    assert "read 200  kept 200  rejected 0  dead-lettered 0  (balanced)" in capsys.readouterr().out
+
+
+def test_inspect_names_an_interrupted_run(tmp_path, capsys):
+    from winnow.pipeline.runner import INCOMPLETE_MARKER
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / INCOMPLETE_MARKER).write_text("interrupted\n")
+    assert main(["inspect", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "interrupted run" in err and "Traceback" not in err
 
 
 def test_inspect_reports_a_corrupt_shard_without_a_traceback(tmp_path, capsys):
