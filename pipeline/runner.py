@@ -163,7 +163,15 @@ def pipeline_options(workers: int = 1, beam_args: Sequence[str] = ()) -> Pipelin
         if runner not in ("FnApiRunner", "DirectRunner"):
             raise ConfigError("--workers", workers, "1 with a remote runner", f"size the {runner} cluster with its own flags")
         args += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
-    return PipelineOptions(args)
+    options = PipelineOptions(args)
+    # Beam drops flags no options class declares with a log line; a mistyped --temp_location
+    # or --num_workers would then cost a whole remote run. Refuse them here instead.
+    known = options.get_all_options(drop_default=False)
+    unknown = sorted(set(options.get_all_options(retain_unknown_options=True)) - set(known))
+    if unknown:
+        raise ConfigError("Beam option", " ".join(f"--{u}" for u in unknown), "a flag Beam's pipeline options know",
+                          "check its spelling against apache_beam.options.pipeline_options")
+    return options
 
 
 def prepare_output(uri: str, overwrite: bool) -> None:

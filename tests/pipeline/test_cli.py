@@ -37,6 +37,7 @@ def corpus(tmp_path, n=200):
         (["run", "--input", "IN", "--output", "IN/sub"], "cannot be prepared"),
         (["inspect", "IN"], "cannot be read"),
         (["run", "--input", "IN", "--output", "OUT", "--stages", ""], "--stages none"),
+        (["run", "--input", "IN", "--output", "OUT", "--", "--temp_locaton=/tmp"], "--temp_locaton"),
         (["run", "--input", "IN", "--output", "OUT", "--stages", " , "], "--stages none"),
     ],
 )
