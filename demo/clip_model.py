@@ -32,6 +32,20 @@ def image_processor_class():
         return CLIPImageProcessor
 
 
+def save_quietly(model: object, out: str) -> None:
+    """``model.save_pretrained(out)`` without transformers' progress bar on the console (the demo
+    prints its own progress)."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(out)  # type: ignore[attr-defined]
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 def build_random_clip(path: str | Path, size: Literal["tiny", "vit-b-16"] = "tiny", seed: int = 0) -> str:
     """Write a random CLIP with its tokenizer and image processor under ``path``; returns it."""
     import torch
@@ -64,7 +78,7 @@ def build_random_clip(path: str | Path, size: Literal["tiny", "vit-b-16"] = "tin
                                       bos_token_id=0, eos_token_id=1, pad_token_id=1, **text),
                      vision_config=vision, projection_dim=projection)
     torch.manual_seed(seed)
-    CLIPModel(cfg).eval().save_pretrained(str(out))
+    save_quietly(CLIPModel(cfg).eval(), str(out))
     proc = image_processor_class()(size={"shortest_edge": image_side}, crop_size={"height": image_side, "width": image_side},
                                    do_center_crop=True, do_resize=True, do_normalize=True, do_convert_rgb=True)
     CLIPProcessor(image_processor=proc, tokenizer=tok).save_pretrained(str(out))
@@ -105,7 +119,7 @@ def build_random_siglip(path: str | Path, seed: int = 0) -> str:
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                            image_size=32, patch_size=8))
     torch.manual_seed(seed)
-    SiglipModel(cfg).eval().save_pretrained(str(out))
+    save_quietly(SiglipModel(cfg).eval(), str(out))
     proc_cls = getattr(transformers, "SiglipImageProcessorPil", None) or transformers.SiglipImageProcessor
     proc = proc_cls(size={"height": 32, "width": 32}, do_resize=True, do_rescale=True, do_normalize=True)
     SiglipProcessor(image_processor=proc, tokenizer=tok).save_pretrained(str(out))

@@ -21,6 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
+from winnow.demo.clip_model import save_quietly
+
 __all__ = ["build_random_whisper", "WHISPER_SHAPES"]
 
 #: (d_model, layers per side, heads, ffn, vocabulary) of each size; tiny is a test toy.
@@ -100,7 +102,7 @@ def build_random_whisper(path: str | Path, size: Literal["tiny", "base", "small"
         gen.max_new_tokens = gen.min_new_tokens = int(max_new_tokens)
         gen.max_length = None
     model.generation_config = gen
-    model.save_pretrained(str(out))
+    save_quietly(model, str(out))
     fe = WhisperFeatureExtractor(feature_size=80, sampling_rate=16000, hop_length=160, chunk_length=30, n_fft=400)
     WhisperProcessor(feature_extractor=fe, tokenizer=tok).save_pretrained(str(out))
     return str(out)
