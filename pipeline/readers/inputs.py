@@ -10,6 +10,8 @@ smallest of its URIs.
 
 from __future__ import annotations
 
+import logging
+import os
 import posixpath
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -127,8 +129,24 @@ class _Expander:
         return self.protocol, path.rstrip("/")
 
     def _walk(self, root: str) -> list[str]:
+        """The files under ``root``, hidden names aside. Symbolic links to folders are not
+        followed (as ``find`` does not: a link to ``.`` or ``..`` would loop); they are named in
+        a warning."""
         root = root.rstrip("/")
-        return [p for p in self.fs.find(root) if not _hidden(p[len(root) :])]
+        files, links = [], []
+        for p, info in self.fs.find(root, detail=True).items():
+            if _hidden(p[len(root) :]):
+                continue
+            if info.get("islink") and self.local and os.path.isdir(p):
+                links.append(posixpath.basename(p))
+            else:
+                files.append(p)
+        if links:
+            shown = ", ".join(links[:3]) + (f" and {len(links) - 3} more" if len(links) > 3 else "")
+            logging.getLogger("winnow").warning(
+                "winnow: input %r: %d symbolic link(s) to folders not followed (%s); give their targets as inputs "
+                "to read them", self.uri, len(links), shown)
+        return sorted(files)
 
     def candidates(self) -> tuple[list[str], bool]:
         """The files this input names and whether they came from a listing (glob or directory)."""
