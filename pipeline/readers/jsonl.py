@@ -132,8 +132,7 @@ def _parse_line(line: bytes, source: str, cfg: ReaderConfig) -> dict[str, Any] |
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        hint = _DOC_HINT if exc.msg == "Extra data" else "expected one JSON object per line"
-        return dead(source, f"malformed JSON at column {exc.colno}: {exc.msg}; {hint}", raw=line)
+        return dead(source, f"malformed JSON at column {exc.colno}: {exc.msg}; expected one JSON object per line", raw=line)
     except (ValueError, RecursionError) as exc:
         return dead(source, f"malformed JSON: {type(exc).__name__}: {exc}", raw=line)
     if isinstance(obj, list) and obj and all(isinstance(v, dict) for v in obj):
