@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import re
 import time
 from types import MappingProxyType
 from typing import Any, Callable, Iterable
@@ -26,7 +27,126 @@ from winnow.pipeline.spill import spill_prefix
 from winnow.pipeline.stages.base import StageOutputs
 from winnow.pipeline.stages.spec import BuildContext
 
-__all__ = ["build_pipeline", "run_schema", "RunOutputs"]
+__all__ = ["build_pipeline", "run_schema", "RunOutputs", "dead_letter_kind", "dead_letter_file", "DEAD_KINDS_KEY"]
+
+#: ``stats["stage_stats"][DEAD_KINDS_KEY]``: dead letters counted by error kind (see :class:`_DeadKinds`).
+DEAD_KINDS_KEY = "dead_letter_kinds"
+_KINDS_MAX = 100  # kinds listed; past it, the kinds with the largest hashes are summed as "other"
+_FILE_KINDS_MAX = 50  # file-level kinds listed besides (never crowded out by per-record kinds)
+_FILES_PER_KIND = 5  # files listed per kind (with their counts)
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_PATH = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+|(?<![\w.])/[^\s,;)]+")
+_PAREN = re.compile(r"\s*\([^()]*(?:\)|$)")
+_NUMBER = re.compile(r"\d[\d,._]*")
+_FILE_LEVEL = re.compile(
+    r"truncated|anything after it|cannot read rows|stopped after|cannot open|rest of the file|every row of the file|"
+    r"not a readable (?:Parquet file|tar archive)|cannot be read \(|in the (?:JSON )?document")
+_TAR_SOURCE = re.compile(r"^(.*?\.(?:tar|tgz)(?:\.[A-Za-z0-9]+)?)#")
+
+
+def dead_letter_kind(error: str | None) -> str:
+    """The kind of a dead letter's error: its message without the specifics (paths, quoted
+    values, numbers, parentheses) and without the advice after the first ``;``, so the same
+    mistake on many lines, rows or files is one kind."""
+    s = (error or "(no error text)").split(";", 1)[0]
+    s = _PATH.sub("<file>", _QUOTED.sub("\u2026", s))
+    s = _NUMBER.sub("N", _PAREN.sub("", s))
+    return re.sub(r"\s+", " ", s).strip()[:160] or "(no error text)"
+
+
+def dead_letter_file(source: str | None) -> str:
+    """The input file a dead letter's source names (``a.jsonl:12`` and ``b.tar#key`` -> the file)."""
+    s = source or ""
+    m = _TAR_SOURCE.match(s)
+    return m.group(1) if m else re.sub(r":\d+$", "", s)
+
+
+def _rank(text: str) -> int:
+    return xxhash.xxh3_64_intdigest(text.encode("utf-8", "replace"))
+
+
+class _DeadKinds(beam.CombineFn):
+    """Dead letters counted by (stage, error kind), bounded whatever the corpus.
+
+    Per kind: the count, one example (the smallest by a hash of source and error, so every
+    runner picks the same) and up to :data:`_FILES_PER_KIND` files with their counts. At most
+    :data:`_KINDS_MAX` kinds are kept, plus :data:`_FILE_KINDS_MAX` file-level ones (a broken
+    stream or file, kept apart so that many per-record kinds never crowd them out); the kinds
+    and files kept are those with the smallest hashes (a bottom-k sample, so the result does not
+    depend on how the input was split), the rest are summed as ``other``.
+    """
+
+    def create_accumulator(self) -> dict:
+        return {"kinds": {}, "other": 0}
+
+    @staticmethod
+    def from_rows(rows: Iterable[dict]) -> dict:
+        acc: dict = {"kinds": {}, "other": 0}
+        for r in rows:
+            error, source = r.get("error") or "", r.get("source") or ""
+            kind = dead_letter_kind(error)
+            file_level = bool(_FILE_LEVEL.search(error))
+            key = (str(r.get("reject_stage")), kind, file_level)
+            k = acc["kinds"].get(key)
+            ex = (_rank(f"{source}\x00{error}"), source, error[:1000])
+            if k is None:
+                k = acc["kinds"][key] = {"count": 0, "example": ex, "files": {}, "more_files": False,
+                                         "file_level": file_level}
+            k["count"] += 1
+            k["example"] = min(k["example"], ex)
+            f = dead_letter_file(source)
+            k["files"][f] = k["files"].get(f, 0) + 1
+            if len(k["files"]) > 4 * _FILES_PER_KIND:
+                _DeadKinds._trim_files(k)
+        return _DeadKinds._trim(acc)
+
+    @staticmethod
+    def _trim_files(k: dict) -> None:
+        if len(k["files"]) > _FILES_PER_KIND:
+            keep = sorted(k["files"], key=lambda f: (_rank(f), f))[:_FILES_PER_KIND]
+            k["files"] = {f: k["files"][f] for f in keep}
+            k["more_files"] = True
+
+    @staticmethod
+    def _trim(acc: dict) -> dict:
+        for file_level, cap in ((True, _FILE_KINDS_MAX), (False, _KINDS_MAX)):
+            keys = [key for key, k in acc["kinds"].items() if k["file_level"] == file_level]
+            if len(keys) > cap:
+                for key in sorted(keys, key=lambda key: (_rank(f"{key[0]}\x00{key[1]}"), key))[cap:]:
+                    acc["other"] += acc["kinds"].pop(key)["count"]
+        for k in acc["kinds"].values():
+            _DeadKinds._trim_files(k)
+        return acc
+
+    def add_input(self, acc: dict, part: dict) -> dict:
+        return self.merge_accumulators([acc, part])
+
+    def merge_accumulators(self, accs: Iterable[dict]) -> dict:
+        out = self.create_accumulator()
+        for a in accs:
+            out["other"] += a["other"]
+            for key, k in a["kinds"].items():
+                o = out["kinds"].get(key)
+                if o is None:
+                    out["kinds"][key] = {**k, "files": dict(k["files"])}
+                    continue
+                o["count"] += k["count"]
+                o["example"] = min(o["example"], k["example"])
+                o["more_files"] = o["more_files"] or k["more_files"]
+                for f, n in k["files"].items():
+                    o["files"][f] = o["files"].get(f, 0) + n
+        return self._trim(out)
+
+    def extract_output(self, acc: dict) -> dict:
+        kinds = [
+            {"stage": stage, "kind": kind, "count": k["count"], "file_level": k["file_level"],
+             "example_source": k["example"][1], "example_error": k["example"][2],
+             "files": [[f, n] for f, n in sorted(k["files"].items(), key=lambda fn: (-fn[1], fn[0]))],
+             "more_files": k["more_files"]}
+            for (stage, kind, _), k in acc["kinds"].items()
+        ]
+        kinds.sort(key=lambda k: (not k["file_level"], -k["count"], k["stage"], k["kind"]))
+        return {"kinds": kinds, "other": acc["other"]}
 
 
 def run_schema(cfg: RunConfig) -> pa.Schema:
@@ -198,6 +318,12 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
             r.get("modality", "text"), None if r.get("aug_from") is None else (r.get("aug_method") or "unknown")))
         | "CountKept" >> beam.CombinePerKey(sum)
     )
+    dead_kinds = (
+        [d | f"DeadKinds{i}" >> beam.Map(lambda batch: _DeadKinds.from_rows(batch.rows)) for i, d in enumerate(dead)]
+        | "FlattenDeadKinds" >> beam.Flatten() | "CountDeadKinds" >> beam.CombineGlobally(_DeadKinds())
+        | "DeadKindsKey" >> beam.Map(lambda d: (DEAD_KINDS_KEY, d))
+    )
+    stage_stats.append(dead_kinds)
     stage_timing = (
         (timing | "FlattenTiming" >> beam.Flatten() if timing else p | "NoTiming" >> beam.Create([]))
         | "SumTiming" >> beam.CombinePerKey(_SumTuples())

@@ -4,8 +4,9 @@ The page has inline CSS and inline SVG only: no script, no fonts, no external as
 opens from a bucket or a laptop alike. Everything that comes from the corpus or the config is
 HTML-escaped. Sections are: the run summary with the balance check
 (read = kept + rejected + dead letters), the funnel (chart and table), modalities, any
-registered or passed :class:`ReportSection`, examples of every drop reason, and the resolved
-config.
+registered or passed :class:`ReportSection`, the dead letters by error kind (every kind with its
+count, files and one example error; file-level failures such as a truncated stream first),
+examples of every drop reason, and the resolved config.
 
 Later stages add their own sections::
 
@@ -327,7 +328,7 @@ def _example_card(e: Mapping[str, Any], chars: int) -> str:
 
 
 def _examples(stages: list[dict[str, Any]], examples: Sequence[Mapping[str, Any]],
-              colors: Mapping[str, str], config: Mapping[str, Any]) -> str:
+              colors: Mapping[str, str], config: Mapping[str, Any], stats: Mapping[str, Any] | None = None) -> str:
     rep = config.get("report") if isinstance(config.get("report"), Mapping) else {}
     per_reason = to_int(rep.get("examples_per_reason")) if "examples_per_reason" in rep else 50
     chars = max(to_int(rep.get("example_chars")), 20) if "example_chars" in rep else 400
@@ -345,6 +346,7 @@ def _examples(stages: list[dict[str, Any]], examples: Sequence[Mapping[str, Any]
     groups.update(sorted(extra.items()))
     if not groups:
         return '<p class="muted">Nothing was rejected or dead-lettered.</p>'
+    has_kinds = stats is not None and _dead_kinds(stats) is not None
     out = []
     for (stage, reason), exs in groups.items():
         n = counts.get((stage, reason))
@@ -353,11 +355,50 @@ def _examples(stages: list[dict[str, Any]], examples: Sequence[Mapping[str, Any]
         cards = "".join(_example_card(e, chars) for e in shown) or \
             '<p class="muted">No examples were captured for this reason.</p>'
         more = f'<p class="muted">{len(exs) - len(shown):,} more examples not shown.</p>' if len(exs) > len(shown) else ""
+        if reason == "dead_letter" and has_kinds:
+            more += ('<p class="muted">These examples are a sample; <a href="#dead-letter-kinds">the dead letters '
+                     "by error kind</a> list every kind with an example.</p>")
         out.append(f'<div class="group" id="{esc(_example_anchor(stage, reason))}">'
                    f'<h3><i class="sw" style="background:{esc(colors.get(reason, _PALETTE[-1]))}"></i>'
                    f'{esc(stage)} / <span class="reason">{esc(reason)}</span> <small>{esc(what)}</small></h3>'
                    f"{cards}{more}</div>")
     return "".join(out)
+
+
+def _dead_kinds(stats: Mapping[str, Any]) -> str | None:
+    """The table of dead letters by error kind (``stats["stage_stats"]["dead_letter_kinds"]``),
+    or None when the run has none to show."""
+    d = (stats.get("stage_stats") or {}).get("dead_letter_kinds") if isinstance(stats.get("stage_stats"), Mapping) else None
+    if not isinstance(d, Mapping):
+        return None
+    kinds = [k for k in d.get("kinds") or [] if isinstance(k, Mapping)]
+    other = to_int(d.get("other"))
+    if not kinds and not other:
+        return None
+    rows = []
+    for k in kinds:
+        files = [f for f in k.get("files") or [] if isinstance(f, (list, tuple)) and len(f) == 2]
+        listed = "".join(f"<li>{esc(f)} <small>({to_int(n):,})</small></li>" for f, n in files)
+        if k.get("more_files"):
+            listed += '<li class="muted">and more files</li>'
+        level = '<b class="warn">file-level</b><br>' if k.get("file_level") else ""
+        rows.append(
+            f'<tr><td>{esc(k.get("stage"))}</td><td>{level}<span class="reason">{esc(k.get("kind"))}</span></td>'
+            f'<td class="num">{to_int(k.get("count")):,}</td><td><ul class="reasons">{listed}</ul></td>'
+            f'<td><div><small>{esc(k.get("example_source"))}</small></div>'
+            f'<pre class="error">{esc(str(k.get("example_error") or "")[:1000])}</pre></td></tr>')
+    if other:
+        rows.append(f'<tr><td colspan=2 class="muted">further kinds (not listed: too many kinds)</td>'
+                    f'<td class="num">{other:,}</td><td></td><td></td></tr>')
+    total = sum(to_int(k.get("count")) for k in kinds) + other
+    n_file = sum(1 for k in kinds if k.get("file_level"))
+    intro = (f"<p>{plural(total, 'dead letter')} in {plural(len(kinds), 'kind')} of error"
+             + (f", {n_file:,} of them file-level (a broken stream or file: what follows the failure was "
+                "not read, or every row of the file is dead-lettered)" if n_file else "")
+             + ". A kind is the error message without its specifics (paths, quoted values, numbers); "
+             "each row shows one example. Every dead letter is in the output's dead_letter/ folder.</p>")
+    return (intro + "<table><thead><tr><th>stage</th><th>error kind</th><th class=num>dead letters</th>"
+            f"<th>files</th><th>example</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
 def _plain(obj: Any) -> Any:
@@ -418,7 +459,10 @@ def render_report(stats: Mapping[str, Any], examples: Sequence[Mapping[str, Any]
             {str(k): to_int(v) for k, v in modalities.items()}), "modalities"))
     blocks += _run_sections(stats, examples, config, stage_sections or {})
     blocks += [s if s.anchor else dataclasses.replace(s, anchor=f"sec-{slug(s.title)}") for s in sections]
-    blocks.append(ReportSection("Examples of each drop reason", _examples(stages, examples, colors, config), "examples"))
+    dead_kinds = _dead_kinds(stats)
+    if dead_kinds is not None:
+        blocks.append(ReportSection("Dead letters by error kind", dead_kinds, "dead-letter-kinds"))
+    blocks.append(ReportSection("Examples of each drop reason", _examples(stages, examples, colors, config, stats), "examples"))
     try:
         cfg_text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True, default_flow_style=False)
     except yaml.YAMLError as exc:

@@ -3,8 +3,13 @@
 The text comes from a string column (a binary column is decoded as UTF-8 row by row), an
 optional image from a binary column (or a ``{bytes, path}`` struct as Hugging Face writes it).
 A row's source is ``<uri>:<row>`` with the row counted from 1 across the whole file, like a
-JSONL line number. Problems of the schema (no text column, a text column of another type)
-dead-letter the file once; problems of a value dead-letter its row.
+JSONL line number. Problems of a value dead-letter their row. Problems of the schema (no text
+column, a text column of another type: int, list, struct ...) dead-letter every row of the file,
+one dead letter per row (``<uri>:<row>``, the row count taken from the footer, no row data read),
+so the rows count as read and the dead-letter threshold judges them as it would JSONL lines with
+the same mistake. Rows a corrupt row group makes unreadable are dead-lettered the same way: the
+first with the error, each later one saying it was skipped. These dead letters carry no payload
+(``text`` is null): the row is still in the source file at the row number the source names.
 """
 
 from __future__ import annotations
@@ -124,9 +129,12 @@ def read_parquet(uri: str, cfg: ReaderConfig) -> Iterator[dict[str, Any]]:
         except Exception as exc:  # noqa: BLE001
             yield dead(uri, f"{uri} is not a readable Parquet file: {error_text(exc)}")
             return
+        total = pf.metadata.num_rows
         problem = _schema_problem(schema, cfg)
         if problem:
-            yield dead(uri, f"{uri} {problem}; all {pf.metadata.num_rows:,} rows skipped")
+            error = f"{uri} {problem}; every row of the file is dead-lettered ({total:,} rows)"
+            for row in range(1, total + 1):  # lazily: nothing is read, one small dict at a time
+                yield dead(f"{uri}:{row}", error)
             return
         text_binary = cfg.text_field in schema.names and _is_binary(schema.field(cfg.text_field).type)
         batches = pf.iter_batches(batch_size=_batch_rows(pf), columns=_columns(schema, cfg), use_threads=False)
@@ -142,6 +150,9 @@ def read_parquet(uri: str, cfg: ReaderConfig) -> Iterator[dict[str, Any]]:
                     f"cannot read rows from {row + 1} on: {error_text(exc)}; the {row:,} rows before "
                     "were read; check that the file is intact",
                 )
+                lost = f"row skipped: rows from {row + 1:,} on of {uri} cannot be read (see row {row + 1:,})"
+                for later in range(row + 2, total + 1):
+                    yield dead(f"{uri}:{later}", lost)
                 return
             columns = {name: _values(batch.column(i)) for i, name in enumerate(batch.schema.names)}
             for i in range(batch.num_rows):

@@ -5,7 +5,14 @@ before the first dot of the file name, as webdataset does). A sample becomes one
 source ``<uri>#<key>``: the image (``jpg``, ``png`` ...), the audio (``wav``, ``flac`` ...), the
 caption from the first of ``reader.caption_extensions`` present (``json`` gives its
 ``text_field``), the fields of a ``json`` member and any other UTF-8 members (``cls`` ...) as
-meta. Binary members besides the chosen image and audio are not carried.
+meta. Binary members besides the chosen image and audio are not carried. A blank caption
+(empty or whitespace only) counts as no caption: the sample's text is null, so an image with an
+empty ``.txt`` is an ``image`` record, not an ``image_text`` one with text ``''``.
+
+Operating-system metadata members are skipped, not read as samples: macOS AppleDouble files
+(``._0001.jpg``), anything under ``__MACOSX/``, and other hidden names (a path component starting
+with a dot, such as ``.DS_Store``), as webdataset itself and winnow's directory inputs skip them.
+They are not records; each file that had any logs one warning with their count.
 
 The archive is read as a stream (``tarfile`` mode ``r|*``) and members only in memory; nothing
 is extracted to disk. A sample with a bad member (a path escaping the archive, a link, no
@@ -15,6 +22,7 @@ breaks (a truncated or corrupt archive) ends the file with one dead letter for t
 
 from __future__ import annotations
 
+import logging
 import re
 import tarfile
 from typing import Any, Iterator
@@ -35,9 +43,10 @@ from winnow.pipeline.readers.common import (
 )
 from winnow.pipeline.records import error_text
 
-__all__ = ["read_webdataset", "split_member_name", "escapes_archive"]
+__all__ = ["read_webdataset", "split_member_name", "escapes_archive", "is_os_metadata"]
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_log = logging.getLogger("winnow")
 
 
 class _TarInfo(tarfile.TarInfo):
@@ -64,6 +73,15 @@ def escapes_archive(name: str) -> bool:
     """True for an absolute member path or one with a ``..`` component."""
     n = name.replace("\\", "/")
     return n.startswith("/") or bool(_DRIVE.match(n)) or ".." in n.split("/")
+
+
+def is_os_metadata(name: str) -> bool:
+    """True for a member that an OS or archiver added, not the dataset: a macOS AppleDouble file
+    (``._x.jpg``), anything under ``__MACOSX/``, or another hidden name (``.DS_Store``, a folder
+    starting with a dot). ``.`` and ``..`` components are not hidden names (see
+    :func:`escapes_archive`)."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p and p not in (".", "..")]
+    return any(p == "__MACOSX" or p.startswith(".") for p in parts)
 
 
 class _Sample:
@@ -121,6 +139,9 @@ def _sample_record(uri: str, sample: _Sample, cfg: ReaderConfig, captions: tuple
                 fields.setdefault(ext, decode_text(data, name))
             except RecordError:
                 pass  # another binary member: not carried
+        caption = fields.get(cfg.text_field)
+        if isinstance(caption, str) and not caption.strip():
+            fields[cfg.text_field] = None  # a blank caption is no caption
         image = members[image_ext][1] if image_ext else None
         audio = members[audio_ext][1] if audio_ext else None
         what = f"member {members[image_ext][0]!r}" if image_ext else "image"
@@ -150,6 +171,16 @@ def _read_members(uri: str, tf: tarfile.TarFile, cfg: ReaderConfig) -> Iterator[
     seen: set[str] = set()
     sample: _Sample | None = None
     last = ""  # the last member read, for error messages
+    skipped: list[str] = []  # OS metadata members (a few names kept for the warning)
+    n_skipped = 0
+
+    def warn_skipped() -> None:
+        if n_skipped:
+            _log.warning(
+                "winnow: %s: skipped %s operating-system metadata member(s) (macOS ._* AppleDouble, "
+                "__MACOSX/, hidden names), e.g. %s; they are not samples",
+                uri, f"{n_skipped:,}", ", ".join(repr(n) for n in skipped),
+            )
 
     def broken(why: str) -> dict[str, Any]:
         where = f"after member {last!r}" if last else "at its start"
@@ -157,58 +188,66 @@ def _read_members(uri: str, tf: tarfile.TarFile, cfg: ReaderConfig) -> Iterator[
             return dead(f"{uri}#{sample.key}", f"archive {why} {where}; sample {sample.key!r} and anything after it are lost")
         return dead(uri, f"archive {why} {where}; anything after it is lost")
 
-    while True:
-        tf.winnow_stop = None  # type: ignore[attr-defined]
-        try:
-            m = tf.next()
-        except Exception as exc:  # noqa: BLE001 - a broken stream ends this file
-            yield broken(f"cannot be read ({error_text(exc)})")
-            return
-        tf.members.clear()  # stream mode would keep every header in memory
-        if m is None:
-            stop = getattr(tf, "winnow_stop", None)
-            if isinstance(stop, (tarfile.EmptyHeaderError, tarfile.TruncatedHeaderError)):
-                yield broken("ends without its end-of-archive marker (truncated?)")
+    try:
+        while True:
+            tf.winnow_stop = None  # type: ignore[attr-defined]
+            try:
+                m = tf.next()
+            except Exception as exc:  # noqa: BLE001 - a broken stream ends this file
+                yield broken(f"cannot be read ({error_text(exc)})")
                 return
-            if stop is not None and not isinstance(stop, tarfile.EOFHeaderError):
-                yield broken(f"has an invalid header ({stop})")
+            tf.members.clear()  # stream mode would keep every header in memory
+            if m is None:
+                stop = getattr(tf, "winnow_stop", None)
+                if isinstance(stop, (tarfile.EmptyHeaderError, tarfile.TruncatedHeaderError)):
+                    yield broken("ends without its end-of-archive marker (truncated?)")
+                    return
+                if stop is not None and not isinstance(stop, tarfile.EOFHeaderError):
+                    yield broken(f"has an invalid header ({stop})")
+                    return
+                if sample is not None:
+                    yield _sample_record(uri, sample, cfg, captions)
                 return
-            if sample is not None:
+            name = m.name
+            while name.startswith("./"):
+                name = name[2:]
+            if m.isdir() or not name:
+                continue
+            if is_os_metadata(name) and not escapes_archive(m.name):
+                n_skipped += 1
+                if len(skipped) < 3:
+                    skipped.append(name)
+                continue  # stream mode skips the member's data
+            key, ext = split_member_name(name)
+            if sample is not None and key != sample.key:
                 yield _sample_record(uri, sample, cfg, captions)
-            return
-        name = m.name
-        while name.startswith("./"):
-            name = name[2:]
-        if m.isdir() or not name:
-            continue
-        key, ext = split_member_name(name)
-        if sample is not None and key != sample.key:
-            yield _sample_record(uri, sample, cfg, captions)
-            sample = None
-        if sample is None:
-            sample = _Sample(key)
-            if key in seen:
-                sample.error = (
+                sample = None
+            if sample is None:
+                sample = _Sample(key)
+                if key in seen:
+                    sample.error = (
+                        f"{uri}#{name}",
+                        f"member {name!r} belongs to sample {key!r}, which appeared earlier with other "
+                        "samples in between; write each sample's members next to each other (sort by name)",
+                    )
+                seen.add(key)
+            last = name
+            if sample.error is not None:
+                continue  # stream mode skips the member's data
+            problem = _member_problem(m, name, ext, sample, cfg)
+            if problem is not None:
+                sample.error = (f"{uri}#{name}", problem)
+                continue
+            try:
+                fh = tf.extractfile(m)
+                data = fh.read() if fh is not None else b""
+            except Exception as exc:  # noqa: BLE001 - the stream cannot go on after this
+                yield dead(
                     f"{uri}#{name}",
-                    f"member {name!r} belongs to sample {key!r}, which appeared earlier with other "
-                    "samples in between; write each sample's members next to each other (sort by name)",
+                    f"member {name!r} cannot be read ({error_text(exc)}); the archive is truncated or corrupt "
+                    f"here, so sample {key!r} and anything after it are lost",
                 )
-            seen.add(key)
-        last = name
-        if sample.error is not None:
-            continue  # stream mode skips the member's data
-        problem = _member_problem(m, name, ext, sample, cfg)
-        if problem is not None:
-            sample.error = (f"{uri}#{name}", problem)
-            continue
-        try:
-            fh = tf.extractfile(m)
-            data = fh.read() if fh is not None else b""
-        except Exception as exc:  # noqa: BLE001 - the stream cannot go on after this
-            yield dead(
-                f"{uri}#{name}",
-                f"member {name!r} cannot be read ({error_text(exc)}); the archive is truncated or corrupt "
-                f"here, so sample {key!r} and anything after it are lost",
-            )
-            return
-        sample.members[ext] = (name, data)
+                return
+            sample.members[ext] = (name, data)
+    finally:
+        warn_skipped()

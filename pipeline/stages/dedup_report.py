@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from winnow.pipeline.report import ReportSection, esc, html_table, svg_bars
+from winnow.pipeline.report_svg import plural
 
 __all__ = ["dedup_section"]
 
@@ -53,13 +54,19 @@ def dedup_section(stage: str, title: str):
         if st.get("cluster") == "representative":
             how = (f"Each record joined its most similar representative: {esc(st.get('cc_rounds'))} round(s) left "
                    f"records waiting (of {esc(st.get('cc_max_rounds'))} unrolled, one shuffle each), {conv}.")
+        elif st.get("cc_rounds") == 0 and st.get("cc_converged"):
+            how = ("Connected components: linking each band bucket to its smallest record already gave every "
+                   "cluster its final shape, so no round had to change the graph "
+                   f"(of {esc(st.get('cc_max_rounds'))} unrolled, two shuffles each), {conv}.")
         else:
             how = (f"Connected components: {esc(st.get('cc_rounds'))} round(s) changed the graph "
                    f"(of {esc(st.get('cc_max_rounds'))} unrolled, two shuffles each), {conv}.")
-        parts.append(f"<p>{n_clusters:,} clusters of two or more records; {removed:,} records removed. {how}</p>")
+        parts.append(f"<p>{plural(n_clusters, 'cluster')} of two or more records; "
+                     f"{plural(removed, 'record')} removed. {how}</p>")
         if st.get("verify_candidate_edges") is not None:
             cand, gone = st["verify_candidate_edges"], st.get("verify_removed", 0)
-            parts.append(f"<p>Verification ({esc(st.get('verify'))}): {cand:,} distinct candidate pairs from "
+            verify = f" ({esc(st.get('verify'))})" if st.get("verify") not in (None, "", "none") else ""
+            parts.append(f"<p>Verification{verify}: {cand:,} distinct candidate pairs from "
                          f"the LSH bands; {gone:,} ({gone / max(cand, 1):.1%}) fell below the bar and were "
                          f"not linked.</p>")
         params = {k: st.get(k) for k in ("num_perm", "ngram", "bands", "rows", "threshold", "verify", "verify_threshold", "cluster",

@@ -485,12 +485,12 @@ def test_parquet_rows_across_row_groups(tmp_path: Path) -> None:
         (pa.table({"text": ["a"], "img": [1]}), {"image_field": "img"}, ["'img'", "int64", "binary"]),
     ],
 )
-def test_parquet_schema_problems_dead_letter_the_file(tmp_path: Path, table: pa.Table, config: dict, needles: list[str]) -> None:
+def test_parquet_schema_problems_dead_letter_every_row(tmp_path: Path, table: pa.Table, config: dict, needles: list[str]) -> None:
     path = tmp_path / "bad.parquet"
     _write_parquet(path, table)
     records, dead = read_path(path, cfg(**config))
-    assert records == [] and len(dead) == 1
-    assert dead[0]["source"] == str(path)
+    assert records == [] and len(dead) == table.num_rows
+    assert [d["source"] for d in dead] == [f"{path}:{i + 1}" for i in range(table.num_rows)]
     for needle in needles:
         assert needle in dead[0]["error"]
 
