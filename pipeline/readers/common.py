@@ -242,7 +242,7 @@ def check_audio(data: bytes, what: str) -> None:
             if f.samplerate <= 0 or f.channels <= 0:
                 raise ValueError(f"the header gives {f.samplerate} Hz and {f.channels} channel(s)")
             f.read(_AUDIO_PROBE_FRAMES, dtype="float32", always_2d=True)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever libsndfile makes of hostile bytes dead-letters them
         why = getattr(exc, "error_string", None) or str(exc)  # libsndfile's words, not the stream's repr
         raise RecordError(
             f"{what} is not readable audio ({type(exc).__name__}: {why}; first bytes {head}); "
