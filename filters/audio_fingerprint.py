@@ -11,8 +11,15 @@ level changes and resampling flip few bits; trimming shifts the sequence.
   shares most of its tokens with the original.
 * **Verification:** :func:`fingerprint_distance` slides one sequence along the other (all
   lags at once, by FFT cross-correlation of the ``±1`` bit planes) and takes the smallest bit
-  error rate over lags where the two overlap for at least ``min_overlap`` of the shorter clip.
-  Copies sit far below 0.35; unrelated audio near 0.5.
+  error rate over lags where the two overlap for at least ``min_overlap`` of the *longer*
+  sequence. Copies sit far below 0.35; unrelated audio near 0.5.
+* **Whole clips:** :func:`clip_print` keeps a clip's duration and the fingerprints of its first
+  ``max_seconds`` and, when it is longer, of its last ``max_seconds``; :func:`clip_distance`
+  calls two clips duplicates only when their durations are comparable (the shorter at least
+  ``min_overlap`` of the longer) and both their heads and (where either has one) their tails
+  match. A recording that merely *contains* a short clip (a jingle, an intro, a 2 s sample of a
+  400 s file) is therefore not its duplicate, and two long recordings that share only their
+  first minute are not duplicates either.
 
 numpy only (and the ``audio`` stage's decoder). No Beam.
 """
@@ -33,6 +40,9 @@ __all__ = [
     "fingerprint_tokens",
     "minhash_band_keys",
     "fingerprint_distance",
+    "ClipPrint",
+    "clip_print",
+    "clip_distance",
     "log_mel",
 ]
 
@@ -49,8 +59,11 @@ class AudioDedupConfig:
 
     Attributes:
         max_ber: the largest bit error rate (at the best lag) for two clips to be duplicates.
-        min_overlap: the best lag must overlap at least this share of the shorter clip.
-        max_seconds: fingerprint at most this many seconds from the start of each clip.
+        min_overlap: two clips are compared only when the shorter lasts at least this share of
+            the longer, and the best lag must overlap at least this share of the longer of the
+            two fingerprints compared (a short clip inside a long recording is not a duplicate).
+        max_seconds: fingerprint at most this many seconds from the start of each clip, and as
+            many from its end when it is longer (both ends must match).
         token_bits: bits of each sub-fingerprint used as a MinHash token (high bits first).
         bands, rows: MinHash LSH: ``bands`` keys of ``rows`` minima each.
         seed: seeds the MinHash functions.
@@ -58,6 +71,11 @@ class AudioDedupConfig:
             smallest records (a true pair still meets when an unrelated clip shares its band).
         bucket_partitions: shuffle partitions of the fingerprints sent to verification.
         keep, keep_field, max_rounds, on_not_converged, examples: as for ``minhash_dedup``.
+        cluster: ``representative`` (default): each clip joins the most similar of its matched
+            neighbours that is a representative (the greedy independent set in keep order), so
+            every removed clip matched the clip kept for it and clusters cannot chain through a
+            clip similar to two different ones. ``components``: connected components of the
+            matches (chains A~B~C form one cluster even where A and C do not match).
         modalities: records of these modalities with audio are compared.
     """
 
@@ -75,6 +93,7 @@ class AudioDedupConfig:
     max_rounds: int = 8
     on_not_converged: Literal["flag", "fail"] = "flag"
     examples: int = 5
+    cluster: Literal["components", "representative"] = "representative"
     modalities: tuple[str, ...] = ("audio", "audio_text")
 
     def __post_init__(self) -> None:
@@ -97,6 +116,8 @@ class AudioDedupConfig:
             raise ConfigError(f"{s}.bucket_roots", self.bucket_roots, "an integer from 1 to 64")
         if not 1 <= self.bucket_partitions <= 4096:
             raise ConfigError(f"{s}.bucket_partitions", self.bucket_partitions, "an integer from 1 to 4096")
+        if self.cluster not in ("components", "representative"):
+            raise ConfigError(f"{s}.cluster", self.cluster, "components or representative")
         _common(s, self.keep, self.keep_field, self.max_rounds, self.on_not_converged, self.examples)
 
 
@@ -184,13 +205,14 @@ def _planes(fp: np.ndarray) -> np.ndarray:
 def fingerprint_distance(a: np.ndarray, b: np.ndarray, min_overlap: float = 0.5) -> float:
     """The smallest bit error rate between two sub-fingerprint sequences over their lags.
 
-    Lags where the overlap is shorter than ``min_overlap`` of the shorter sequence (and than
-    8 frames) are not considered; 0.5 (unrelated) when no lag qualifies.
+    Lags where the overlap is shorter than ``min_overlap`` of the *longer* sequence (and than
+    8 frames) are not considered, so a short sequence found inside a long one is no match;
+    0.5 (unrelated) when no lag qualifies.
     """
     n, m = len(a), len(b)
     if n == 0 or m == 0:
         return 0.5
-    need = max(8, int(np.ceil(min_overlap * min(n, m))))
+    need = max(8, int(np.ceil(min_overlap * max(n, m))))
     if need > min(n, m):
         return 0.5
     size = 1 << int(np.ceil(np.log2(n + m)))
@@ -206,3 +228,64 @@ def fingerprint_distance(a: np.ndarray, b: np.ndarray, min_overlap: float = 0.5)
         return 0.5
     ber = (32.0 * overlap[ok] - s[ok]) / (64.0 * overlap[ok])
     return float(max(0.0, ber.min()))
+
+
+@dataclass(frozen=True)
+class ClipPrint:
+    """What verification knows of a clip: its whole duration and the sub-fingerprints of its
+    first ``max_seconds`` (``head``) and, when it is longer, of its last ``max_seconds``
+    (``tail``, else None)."""
+
+    seconds: float
+    head: np.ndarray
+    tail: np.ndarray | None = None
+
+    def to_bytes(self) -> bytes:
+        """``<d seconds><I head frames><I tail frames>`` then the frames as little-endian uint32."""
+        tail = np.zeros(0, np.uint32) if self.tail is None else self.tail
+        header = np.array([self.seconds], "<f8").tobytes() + np.array([len(self.head), len(tail)], "<u4").tobytes()
+        return header + self.head.astype("<u4").tobytes() + tail.astype("<u4").tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ClipPrint:
+        seconds = float(np.frombuffer(data, "<f8", 1)[0])
+        n_head, n_tail = (int(v) for v in np.frombuffer(data, "<u4", 2, 8))
+        frames = np.frombuffer(data, "<u4", n_head + n_tail, 16)
+        return cls(seconds, frames[:n_head], frames[n_head:] if n_tail else None)
+
+
+def clip_print(x: np.ndarray, max_seconds: float = 60.0) -> tuple[ClipPrint, np.ndarray]:
+    """``(ClipPrint, audible sub-fingerprints)`` of 16 kHz mono samples.
+
+    The audible sub-fingerprints (of the head and the tail) are what the MinHash tokens are made
+    of (:func:`fingerprint_tokens` of them with an all-true mask).
+    """
+    x = np.asarray(x)
+    window = int(max_seconds * RATE)
+    head, audible = fingerprint(x, max_seconds)
+    tail = None
+    loud = [head[audible]]
+    if x.size > window:
+        tail, tail_audible = fingerprint(x[-window:], max_seconds)
+        loud.append(tail[tail_audible])
+    return ClipPrint(x.size / RATE, head, tail), np.concatenate(loud)
+
+
+def clip_distance(p: ClipPrint, q: ClipPrint, min_overlap: float = 0.5) -> float:
+    """The bit error rate of two clips as duplicates; 0.5 (unrelated) when they cannot be.
+
+    Clips whose durations differ by more than ``min_overlap`` allows (the shorter under
+    ``min_overlap`` of the longer) are never duplicates: a recording holding a short clip is
+    not a copy of it. Otherwise the heads are compared by :func:`fingerprint_distance` and,
+    when either clip is longer than the fingerprinted window, the tails too (a clip without a
+    tail uses its whole fingerprint); the larger of the two rates counts.
+    """
+    lo, hi = sorted((p.seconds, q.seconds))
+    if lo <= 0.0 or lo < min_overlap * hi:
+        return 0.5
+    ber = fingerprint_distance(p.head, q.head, min_overlap)
+    if p.tail is not None or q.tail is not None:
+        tp = p.head if p.tail is None else p.tail
+        tq = q.head if q.tail is None else q.tail
+        ber = max(ber, fingerprint_distance(tp, tq, min_overlap))
+    return ber

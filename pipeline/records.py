@@ -89,7 +89,11 @@ def make_record(
         audio: encoded audio bytes.
         id: the source's id; when empty, a content hash (xxh3-128 hex) of text, image and audio.
         meta: pass-through source metadata (a mapping is JSON-encoded with sorted keys).
-        modality: inferred from which of text/image/audio are present when not given.
+        modality: inferred from which of text/image/audio are present when not given. A record
+            with an image is ``image_text``/``image`` even when it carries audio too: the image
+            stages curate it and the audio stages pass it by unless their ``modalities`` name
+            it; the readers check its audio bytes at read time all the same
+            (:func:`winnow.pipeline.readers.common.check_audio`, docs/audio.md).
     """
     if modality is None:
         if image is not None:

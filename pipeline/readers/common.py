@@ -41,6 +41,7 @@ __all__ = [
     "json_type",
     "describe",
     "check_image",
+    "check_audio",
     "decode_text",
     "image_from_field",
     "build_record",
@@ -201,6 +202,54 @@ def check_image(data: bytes, what: str) -> None:
         ) from exc
 
 
+_AUDIO_KINDS = "WAV, FLAC, Ogg Vorbis/Opus or MP3"
+# Leading bytes of the containers AUDIO_EXTENSIONS name, for when soundfile is not installed.
+_AUDIO_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"ID3")
+_AUDIO_PROBE_FRAMES = 2048  # decoded at read time: catches a header over garbage, costs ~nothing
+
+
+def _looks_like_mp3_frame(data: bytes) -> bool:
+    """An MPEG audio frame header: 11 sync bits, a known version, layer III, bitrate and rate."""
+    if len(data) < 4 or data[0] != 0xFF or data[1] & 0xE0 != 0xE0:
+        return False
+    version, layer = (data[1] >> 3) & 3, (data[1] >> 1) & 3
+    bitrate, rate = data[2] >> 4, (data[2] >> 2) & 3
+    return version != 1 and layer == 1 and bitrate not in (0, 15) and rate != 3
+
+
+def check_audio(data: bytes, what: str) -> None:
+    """Raise RecordError unless ``data`` is audio libsndfile can open and start to decode.
+
+    libsndfile (the ``soundfile`` wheel the audio stages decode with: WAV, FLAC, Ogg
+    Vorbis/Opus, MP3) parses the header and decodes the first :data:`_AUDIO_PROBE_FRAMES`
+    frames, so random bytes, text named ``.mp3`` or a destroyed header are caught here, cheaply,
+    as images are by :func:`check_image`. A stream that breaks off later is the ``audio``
+    stage's ``audio_unreadable``. Without soundfile (the ``audio`` extra) only the container's
+    leading bytes are checked.
+    """
+    head = data[:8].hex(" ") if data else "no bytes"
+    if not data:
+        raise RecordError(f"{what} is empty (0 bytes); expected encoded audio bytes ({_AUDIO_KINDS})")
+    try:
+        import soundfile as sf
+    except (ImportError, OSError):  # no audio extra, or no libsndfile: the leading bytes only
+        if not (data.startswith(_AUDIO_MAGIC) or _looks_like_mp3_frame(data)):
+            raise RecordError(f"{what} is not audio (first bytes {head}); expected encoded audio bytes "
+                              f"({_AUDIO_KINDS})") from None
+        return
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            if f.samplerate <= 0 or f.channels <= 0:
+                raise ValueError(f"the header gives {f.samplerate} Hz and {f.channels} channel(s)")
+            f.read(_AUDIO_PROBE_FRAMES, dtype="float32", always_2d=True)
+    except Exception as exc:  # noqa: BLE001 - whatever libsndfile makes of hostile bytes dead-letters them
+        why = getattr(exc, "error_string", None) or str(exc)  # libsndfile's words, not the stream's repr
+        raise RecordError(
+            f"{what} is not readable audio ({type(exc).__name__}: {why}; first bytes {head}); "
+            f"expected encoded audio bytes ({_AUDIO_KINDS})"
+        ) from None
+
+
 def decode_text(data: bytes, what: str, *, strip: bool = True) -> str:
     """Strict UTF-8, else RecordError; ``strip`` removes a leading BOM and one trailing newline."""
     try:
@@ -278,6 +327,7 @@ def build_record(
     image: bytes | None = None,
     audio: bytes | None = None,
     image_what: str = "image",
+    audio_what: str = "audio",
 ) -> dict[str, Any]:
     """A record from a mapping of fields, following the reader config.
 
@@ -285,8 +335,14 @@ def build_record(
     ``cfg.id_field`` when it is a non-empty string or an integer (else make_record hashes the
     content), and ``meta`` holds the other fields, or only ``cfg.meta_fields`` when set.
 
+    Image bytes are checked by :func:`check_image` and audio bytes by :func:`check_audio`,
+    also when a record holds both (its modality is then ``image_text`` or ``image``, see
+    :func:`~winnow.pipeline.records.make_record`: the audio stages pass it by unless their
+    ``modalities`` name it, so its audio is validated here or nowhere).
+
     Raises:
-        RecordError: the text field is not a string, or the image bytes are not an image.
+        RecordError: the text field is not a string, the image bytes are not an image, or the
+            audio bytes are not audio.
     """
     text = fields.get(cfg.text_field)
     if text is not None and not isinstance(text, str):
@@ -304,4 +360,6 @@ def build_record(
         meta = {k: v for k, v in fields.items() if k not in skip}
     if image is not None:
         check_image(image, image_what)
+    if audio is not None:
+        check_audio(audio, audio_what)
     return make_record(source=source, text=text, image=image, audio=audio, id=rid, meta=meta)

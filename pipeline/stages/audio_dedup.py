@@ -4,11 +4,16 @@ Each clip (``audio`` and ``audio_text`` records) is decoded to 16 kHz mono and f
 (:mod:`winnow.filters.audio_fingerprint`: 32-bit sub-fingerprints of the log-mel spectrogram);
 MinHash band keys of its token set put candidates in buckets, every bucket member becomes a
 candidate pair with the bucket's ``bucket_roots`` smallest records, and each candidate edge is
-verified by the best-lag bit error rate of the two fingerprints
+verified by :func:`~winnow.filters.audio_fingerprint.clip_distance`: comparable durations and
+the best-lag bit error rate of the heads (and tails, for clips longer than ``max_seconds``),
+the overlap measured against the longer clip
 (:class:`~winnow.pipeline.stages.dedup_graph.VerifyEdges`: a fingerprint travels once per
 record, packed per batch). Clusters are then found and resolved as for text and images
-(:class:`~winnow.pipeline.stages.dedup_graph.ClusterAndPick`). Re-encoded (WAV/FLAC/MP3/Ogg),
-re-levelled and trimmed copies of a clip cluster together; different clips do not.
+(:class:`~winnow.pipeline.stages.dedup_graph.ClusterAndPick`), by default with
+``cluster: representative``: every removed clip matched the clip kept for it, so a short clip
+(a jingle) shared by two different recordings cannot chain them into one cluster. Re-encoded
+(WAV/FLAC/MP3/Ogg), re-levelled and trimmed copies of a clip cluster together; different clips,
+and recordings that merely contain a shorter clip, do not.
 
 Records without audio, or of other modalities, pass through with null columns; audio that
 cannot be decoded is dead-lettered (run the ``audio`` stage first to reject it with a reason).
@@ -26,8 +31,9 @@ from winnow.filters.audio import AudioUnreadable, load_mono
 from winnow.filters.audio_fingerprint import (
     RATE,
     AudioDedupConfig,
-    fingerprint,
-    fingerprint_distance,
+    ClipPrint,
+    clip_distance,
+    clip_print,
     fingerprint_tokens,
     minhash_band_keys,
 )
@@ -70,9 +76,10 @@ class _FingerprintFn(StageFn):
             except AudioUnreadable as exc:
                 raise AudioUnreadable(f"{exc}; run the audio stage before audio_dedup to reject unreadable "
                                       "audio with a reason") from None
-            fp, audible = fingerprint(x, c.max_seconds)
-            keys = minhash_band_keys(fingerprint_tokens(fp, audible, c.token_bits), c.bands, c.rows, c.seed)
-            out.append((keys, fp.astype("<u4").tobytes()) if keys else False)
+            cp, loud = clip_print(x, c.max_seconds)
+            tokens = fingerprint_tokens(loud, np.ones(loud.shape, bool), c.token_bits)
+            keys = minhash_band_keys(tokens, c.bands, c.rows, c.seed)
+            out.append((keys, cp.to_bytes()) if keys else False)
         return out
 
     def route(self, rec: dict, result: Any, out: Emit) -> None:
@@ -98,18 +105,34 @@ class _FingerprintFn(StageFn):
 
 
 class _BerCheck:
-    """Two fingerprints are duplicates when their best-lag bit error rate is at most ``max_ber``."""
+    """Two clips are duplicates when :func:`clip_distance` is at most ``max_ber``; their
+    similarity (for ``cluster: representative``) is one minus it."""
 
     def __init__(self, cfg: AudioDedupConfig) -> None:
         self._ber, self._overlap = cfg.max_ber, cfg.min_overlap
+        self._last: tuple[Any, Any, float] | None = None
 
-    def prepare(self, fp: bytes | None) -> Any:
-        return None if fp is None else np.frombuffer(fp, dtype="<u4")
+    def prepare(self, payload: bytes | None) -> Any:
+        return None if payload is None else ClipPrint.from_bytes(payload)
 
-    def __call__(self, fp_u: Any, fp_v: Any) -> bool:
-        if fp_u is None or fp_v is None:
-            return False
-        return fingerprint_distance(fp_u, fp_v, self._overlap) <= self._ber
+    def _distance(self, p: Any, q: Any) -> float:
+        if p is None or q is None:
+            return 0.5
+        last = self._last  # VerifyEdges asks similarity() right after __call__ on the same pair
+        if last is not None and last[0] is p and last[1] is q:
+            return last[2]
+        d = clip_distance(p, q, self._overlap)
+        self._last = (p, q, d)
+        return d
+
+    def __call__(self, p: Any, q: Any) -> bool:
+        return self._distance(p, q) <= self._ber
+
+    def similarity(self, p: Any, q: Any) -> float:
+        return 1.0 - self._distance(p, q)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_last": None}
 
 
 def _example(rec: dict, chars: int = 300) -> dict:
@@ -128,14 +151,15 @@ class AudioDedup(beam.PTransform):
     def expand(self, records: beam.PCollection) -> StageOutputs:
         cfg = self._cfg
         signed = run_step(records, "Fingerprint", _FingerprintFn(cfg), tags=(_BANDS, _FP))
-        verify = VerifyEdges(signed[_FP], _BerCheck(cfg), cfg.bucket_partitions)
+        weighted = cfg.cluster == "representative"
+        verify = VerifyEdges(signed[_FP], _BerCheck(cfg), cfg.bucket_partitions, weighted=weighted)
         kept, rejected, dead, stats, timing = signed.kept | "Cluster" >> ClusterAndPick(
             NAME, REASON, "audio_dup", signed[_BANDS], node_of=NodeOf(cfg.keep, cfg.keep_field), fields=FIELDS,
             verify=verify, max_rounds=cfg.max_rounds, fail_if_not_converged=cfg.on_not_converged == "fail",
-            example_fn=_example, examples=cfg.examples, roots=cfg.bucket_roots)
+            example_fn=_example, examples=cfg.examples, roots=cfg.bucket_roots, cluster=cfg.cluster)
         params = records.pipeline | "Params" >> beam.Create([{
             "bands": cfg.bands, "rows": cfg.rows, "token_bits": cfg.token_bits, "max_ber": cfg.max_ber,
-            "min_overlap": cfg.min_overlap}])
+            "min_overlap": cfg.min_overlap, "max_seconds": cfg.max_seconds, "cluster": cfg.cluster}])
         return StageOutputs(kept=kept, rejected=rejected, dead=(signed[DEAD], dead) | "Dead" >> beam.Flatten(),
                             stats=(stats, params) | "StatsAll" >> beam.Flatten(), timing=(signed[TIMING], timing))
 

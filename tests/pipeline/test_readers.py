@@ -22,6 +22,7 @@ from typing import Any
 
 import apache_beam as beam
 import fsspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -545,6 +546,21 @@ def test_parquet_not_a_parquet_file(tmp_path: Path) -> None:
 # WebDataset tar
 
 
+def wav_bytes(seconds: float = 0.5, rate: int = 16000) -> bytes:
+    """A 16-bit mono WAV tone, written with the standard library (no soundfile needed)."""
+    import wave
+
+    t = np.arange(int(seconds * rate)) / rate
+    pcm = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2").tobytes()
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm)
+    return buf.getvalue()
+
+
 def _sample_tar() -> bytes:
     png, jpg = image_bytes("PNG"), image_bytes("JPEG")
     return (
@@ -557,8 +573,10 @@ def _sample_tar() -> bytes:
         .add("../evil.txt", b"escaped")
         .add("002.jpg", b"definitely not an image")
         .add("002.txt", b"caption of a broken image")
-        .add("003.flac", b"fLaC fake audio")
+        .add("003.wav", wav_bytes())
         .add("003.txt", b"spoken words")
+        .add("003b.flac", b"plain text, not audio")
+        .add("003b.txt", b"caption of broken audio")
         .add("dir/004.jpg", jpg)
         .add("dir/004.caption", b"in a folder")
         .link("005.jpg", "000.jpg")
@@ -577,21 +595,23 @@ def test_webdataset_samples_and_member_problems(tmp_path: Path) -> None:
     assert got == [
         ("000", "image_text", "a red square", jpg_id, {}),
         ("001", "image_text", "json caption", "s1", {"lang": "en", "cls": "3"}),
-        ("003", "audio_text", "spoken words", content_id("spoken words", None, b"fLaC fake audio"), {}),
+        ("003", "audio_text", "spoken words", content_id("spoken words", None, wav_bytes()), {}),
         ("dir/004", "image_text", "in a folder", records[3]["id"], {}),
         ("006", "text", "text only", content_id("text only", None, None), {}),
     ]
-    assert records[0]["image"] == image_bytes("JPEG") and records[2]["audio"] == b"fLaC fake audio"
+    assert records[0]["image"] == image_bytes("JPEG") and records[2]["audio"] == wav_bytes()
     assert [d["source"] for d in dead] == [
         f"{path}#../evil.txt",
         f"{path}#002",
+        f"{path}#003b",
         f"{path}#005.jpg",
         f"{path}#/abs.txt",
     ]
     assert "escapes the archive" in dead[0]["error"]
     assert "'002.jpg'" in dead[1]["error"] and "not a readable image" in dead[1]["error"]
-    assert "symbolic link" in dead[2]["error"]
-    assert "escapes the archive" in dead[3]["error"]
+    assert "not readable audio" in dead[2]["error"] or "is not audio" in dead[2]["error"]
+    assert "symbolic link" in dead[3]["error"]
+    assert "escapes the archive" in dead[4]["error"]
     assert not (tmp_path / "evil.txt").exists() and not Path("/abs.txt").exists()
 
 
