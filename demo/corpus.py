@@ -448,12 +448,16 @@ def _audio(root: Path, planted: dict[str, int]) -> DemoFile:
     from winnow.demo.hostile_audio import build_hostile_audio
 
     h = build_hostile_audio(str(root / "audio"), "speech-0000.tar.gz")
+    dead = 0
     for fate in h.expected.values():
-        if fate != "kept":
+        if isinstance(fate, tuple) and fate[0] == "dead":  # unreadable audio: a read dead letter
+            dead += 1
+            planted["audio_planted_unreadable"] = planted.get("audio_planted_unreadable", 0) + 1
+        elif fate != "kept":
             key = "audio_planted_" + fate[1].removeprefix("audio_")
             planted[key] = planted.get(key, 0) + 1
     planted["audio_synthetic_speech"] = int(not h.real_speech)
-    return DemoFile(h.path, "tar.gz", len(h.expected), len(h.expected), 0)
+    return DemoFile(h.path, "tar.gz", len(h.expected), len(h.expected) - dead, dead)
 
 
 def build_demo_corpus(dest: str, *, scale: float = 1.0, seed: int = 0,

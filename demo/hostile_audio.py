@@ -13,7 +13,7 @@ good-wav-copy       good-wav re-encoded as MP3 and trimmed                 audio
 silence             two seconds of digital silence                         audio / audio_mostly_silent
 short               0.2 s of speech                                        audio / audio_too_short
 clipped             speech amplified 8x and clipped at full scale          audio / audio_clipped
-corrupt-header      a WAV whose RIFF/fmt header is overwritten             audio / audio_unreadable
+corrupt-header      a WAV whose RIFF/fmt header is overwritten             read / dead letter (not audio)
 noisy               speech under white noise at about -3 dB SNR            audio_mos / audio_mos_too_low
 wrong-caption       speech whose caption is another sentence               audio_asr / audio_asr_wer_too_high
 ==================  =====================================================  ===================================
@@ -61,7 +61,8 @@ class HostileAudio:
 
     Attributes:
         path: the tar file.
-        expected: key -> ``"kept"`` or ``(stage, reason)``.
+        expected: key -> ``"kept"``, ``(stage, reason)`` (rejected) or ``("dead", stage, part of
+            the error)`` (dead-lettered).
         captions: key -> caption (``audio_text`` samples).
         real_speech: espeak-ng made the speech (else synthetic stand-ins).
     """
@@ -91,6 +92,9 @@ def audio_samples() -> list[HostileSample]:
         if fate == "kept":
             # a captioned clip is kept only if Whisper hears its words
             out.append(HostileSample(key, tuple(members), "kept", what=what, holds=real or caption is None))
+        elif isinstance(fate, tuple) and fate[0] == "dead":
+            _, stage, error = fate
+            out.append(HostileSample(key, tuple(members), "dead", stage, error, what))
         else:
             stage, reason = fate  # type: ignore[misc]
             holds = real or stage != "audio_asr"
@@ -113,7 +117,7 @@ def audio_samples() -> list[HostileSample]:
     add("clipped", "flac", encode(np.clip(c.samples * 8.0, -1.0, 1.0), c.rate, "flac"), ("audio", "audio_clipped"),
         c.text, "speech amplified 8x and clipped at full scale")
     good = encode(c.samples, c.rate, "wav")
-    add("corrupt-header", "wav", b"RIFX" + bytes(range(40)) + good[44:], ("audio", "audio_unreadable"), c.text,
+    add("corrupt-header", "wav", b"RIFX" + bytes(range(40)) + good[44:], ("dead", "read", "not readable audio"), c.text,
         "a WAV whose RIFF/fmt header is overwritten")
     c = clips[6]
     level = float(np.sqrt(np.mean(np.square(c.samples))))
@@ -135,7 +139,8 @@ def build_hostile_audio(dest: str, name: str = "hostile-audio.tar") -> HostileAu
     os.makedirs(dest, exist_ok=True)
     samples = audio_samples()
     members = [(f"{s.key}.{ext}", data) for s in samples for ext, data in s.members]
-    expected: dict[str, object] = {s.key: "kept" if s.expect == "kept" else (s.stage, s.reason) for s in samples}
+    expected: dict[str, object] = {s.key: "kept" if s.expect == "kept" else ("dead", s.stage, s.reason)
+                                   if s.expect == "dead" else (s.stage, s.reason) for s in samples}
     captions = {s.key: data.decode("utf-8") for s in samples for ext, data in s.members if ext == "txt"}
     path = os.path.join(dest, name)
     data = tar_bytes(members)

@@ -145,7 +145,8 @@ def _sample_record(uri: str, sample: _Sample, cfg: ReaderConfig, captions: tuple
         image = members[image_ext][1] if image_ext else None
         audio = members[audio_ext][1] if audio_ext else None
         what = f"member {members[image_ext][0]!r}" if image_ext else "image"
-        return build_record(fields, cfg, source, image=image, audio=audio, image_what=what)
+        audio_what = f"member {members[audio_ext][0]!r}" if audio_ext else "audio"
+        return build_record(fields, cfg, source, image=image, audio=audio, image_what=what, audio_what=audio_what)
     except RecordError as exc:
         return dead(source, str(exc))
 

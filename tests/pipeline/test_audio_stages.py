@@ -175,7 +175,8 @@ def test_demo_audio_file_and_stage_order(tmp_path):
 
     planted: dict = {}
     f = _audio(Path(tmp_path), planted)
-    assert f.kind == "tar.gz" and f.path.endswith("speech-0000.tar.gz") and f.records == f.units == 12
+    assert f.kind == "tar.gz" and f.path.endswith("speech-0000.tar.gz") and f.units == 12
+    assert f.malformed == planted["audio_planted_unreadable"] == 1 and f.records == 11  # read dead letter
     assert planted["audio_planted_too_short"] == planted["audio_planted_dedup_near_duplicate"] == 1
     assert planted["audio_synthetic_speech"] in (0, 1)
     order = with_audio_stages(["normalize", "exact_dedup", "minhash_dedup", "image_dedup", "toxicity"])

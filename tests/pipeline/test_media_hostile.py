@@ -96,7 +96,7 @@ def test_the_corpus_plants_every_defect_of_the_must_show():
         "silence": ("rejected", "audio", "audio_mostly_silent"),
         "short": ("rejected", "audio", "audio_too_short"),
         "clipped": ("rejected", "audio", "audio_clipped"),
-        "corrupt-header": ("rejected", "audio", "audio_unreadable"),
+        "corrupt-header": ("dead", "read", "not readable audio"),
     }
     for key, fate in planted.items():
         assert (samples[key].expect, samples[key].stage, samples[key].reason) == fate, key
