@@ -76,6 +76,11 @@ _MARK = re.compile(r"\\(?![*#@])(?s:.)|\\?([*#@])(\w*)")
 _LITERALS = "*#@"
 _PUA = (0xE000, 0xF8FF)
 _WORD = re.compile(r"\w+")
+# Input of at most this many bytes is written without a writer thread: a pipe holds at least one
+# page (Linux gives a pipe a single page when a user has many), so the write cannot block even if
+# the chain reads nothing until its output is read (the post-generation chain gets many small
+# batches).
+_INLINE_BYTES = 4096
 
 
 class Translation(str):
@@ -327,10 +332,9 @@ class ApertiumChain:
         self.close(wait_s=0)
         return RuntimeError(f"apertium {self.mode} (null-flush chain) {what}" + (f": {msg}" if msg else ""))
 
-    def _write(self, proc: subprocess.Popen, units: Sequence[str], failed: list) -> None:
+    def _write(self, proc: subprocess.Popen, data: bytes, failed: list) -> None:
         try:
-            for u in units:
-                proc.stdin.write(u.encode("utf-8", "surrogatepass") + b"\0")  # type: ignore[union-attr]
+            proc.stdin.write(data)  # type: ignore[union-attr]
             proc.stdin.flush()  # type: ignore[union-attr]
         except (OSError, ValueError) as exc:  # the chain died (or was stopped); the reader reports it
             failed.append(exc)
@@ -370,15 +374,21 @@ class ApertiumChain:
         with self._lock:
             proc = self._start()
             failed: list = []
-            writer = threading.Thread(target=self._write, args=(proc, units, failed), daemon=True)
-            writer.start()
+            writer = None
+            data = b"".join(u.encode("utf-8", "surrogatepass") + b"\0" for u in units)
+            if len(data) <= _INLINE_BYTES:  # fits the empty input pipe: written at once
+                self._write(proc, data, failed)
+            else:  # the chain's output could fill its pipe while this one still writes
+                writer = threading.Thread(target=self._write, args=(proc, data, failed), daemon=True)
+                writer.start()
             try:
                 out = self._read(proc, len(units), each)
             except BaseException:
                 self.close(wait_s=0)
                 raise
             finally:
-                writer.join()
+                if writer is not None:
+                    writer.join()
             self.units += len(units)
             return out
 
