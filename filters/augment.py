@@ -7,6 +7,9 @@ one call per direction), and judges each candidate:
 
 * ``augment_lost_term``: a protected term (or code span) of the original is missing;
 * ``augment_identical``: the candidate equals the original (whitespace aside);
+* ``augment_untranslated``: the back-translation kept words the translator could not
+  translate back (Apertium's unknown-word marks on the pivot -> English leg, other than the
+  original's own words): pivot-language words such as ``dosieraj`` in an English text;
 * ``augment_drift``: its chrF against the original is below ``min_similarity``.
 
 Originals are never changed; a kept candidate becomes a new record (a copy of the original
@@ -30,7 +33,7 @@ from winnow.filters.augment_terms import TermShield
 __all__ = ["AugmentConfig", "Augmenter", "Attempt", "chrf", "AUGMENT_FIELDS", "REASONS", "METHODS"]
 
 METHODS = ("backtranslate", "synonym", "entity", "image")
-REASONS = ("augment_lost_term", "augment_identical", "augment_drift", "augment_empty")
+REASONS = ("augment_lost_term", "augment_identical", "augment_drift", "augment_empty", "augment_untranslated")
 
 AUGMENT_FIELDS = (
     pa.field("aug_from", pa.string()),
@@ -202,10 +205,11 @@ class Augmenter:
         return self._pivots[_hash(self.cfg.seed, "pivot", rid) % len(self._pivots)]
 
     # -- judging ------------------------------------------------------------------------------
-    def judge(self, original: str, candidate: str | None,
-              shielded: frozenset[str] | None = None) -> tuple[str | None, float | None, tuple[str, ...]]:
+    def judge(self, original: str, candidate: str | None, shielded: frozenset[str] | None = None,
+              untranslated: Sequence[str] = ()) -> tuple[str | None, float | None, tuple[str, ...]]:
         """``(reason or None, chrF, lost terms)`` for a text candidate (``shielded``: the
-        original's protected spans when the caller has found them already)."""
+        original's protected spans when the caller has found them already; ``untranslated``:
+        the words the translator reported it could not translate)."""
         if candidate is None or not candidate.strip():
             return "augment_empty", None, ()
         lost = self.shield.lost(original, candidate, shielded)
@@ -214,6 +218,8 @@ class Augmenter:
             return "augment_identical", score, lost
         if lost:
             return "augment_lost_term", score, lost
+        if untranslated:
+            return "augment_untranslated", score, lost
         if score < self.cfg.min_similarity:
             return "augment_drift", score, lost
         return None, score, lost
@@ -243,9 +249,15 @@ class Augmenter:
 
             def arrived(start: int, texts: list[str]) -> None:
                 for k, text in enumerate(texts, start):
+                    # Apertium's results name the words it left untranslated (Translation)
+                    untranslated = getattr(text, "untranslated", ())
                     text = TermShield.restore(TermShield.fix_case(masked[k], text), found[k])
-                    a = Attempt("backtranslate", text, params={"pivot": pivot})
-                    a.reason, a.chrf, a.lost = self.judge(recs[idx[k]]["text"], text, frozenset(found[k]))
+                    params: dict = {"pivot": pivot}
+                    if untranslated:
+                        params["untranslated"] = list(untranslated)
+                    a = Attempt("backtranslate", text, params=params)
+                    a.reason, a.chrf, a.lost = self.judge(recs[idx[k]]["text"], text, frozenset(found[k]),
+                                                          untranslated)
                     out[idx[k]] = a
 
             streams = getattr(bt, "streams_results", False)  # BackTranslator: results while it translates the rest

@@ -10,6 +10,20 @@ before it, nor on how texts were batched: it equals ``apertium -u MODE`` run on 
 alone in a fresh process (``tests/filters/test_augment_apertium.py`` checks both, on all three
 pivots, in both directions).
 
+Unknown-word marks. A chain runs its mode's generator with marks on (``lt-proc -g``, what
+``apertium`` without ``-u`` runs): ``*`` before a word the analyser did not know (passed through
+untranslated), ``@`` before a lemma the bilingual dictionary lacked, ``#`` before a lemma the
+generator could not inflect. :func:`unmark` removes them and names the marked words; the steps
+after generation (post-generation, ``lt-proc -p``, and the like) run after that, in a second
+kept chain, on the unmarked stream, so the text is exactly ``apertium -u``'s (with the marks in
+place, post-generation would write "a elefantox" for "an elefantox"). The marks are told apart
+from the text's own ``*``, ``#`` and ``@`` because those never reach a chain: :func:`hide_literals`
+swaps them for private-use characters that no analyser knows (like ``*``, ``#`` and ``@``, they
+pass as blanks) and they are put back after. A round trip's result is a :class:`Translation`: the
+text, and the words of the back leg's marks that are not words of the round trip's input
+(``untranslated``): pivot-language words that came back (``dosieraj``), never the input's own
+unknown words (names, placeholders) that went through both legs unchanged.
+
 The plain-text formatters that the ``apertium`` script runs around a mode
 (``apertium-destxt``, ``apertium-retxt``) do not keep NUL separators, so their rules are
 applied here, in Python: :func:`deformat` and :func:`reformat`; the tests compare them with
@@ -43,8 +57,9 @@ import weakref
 from collections import Counter
 from typing import Callable, Sequence
 
-__all__ = ["deformat", "reformat", "mode_script", "ApertiumChain", "ApertiumRoundTrip", "apertium_datadir",
-           "acquire", "release", "close_idle", "chains_started"]
+__all__ = ["deformat", "reformat", "mode_script", "split_generation", "hide_literals", "unmark", "Translation",
+           "ApertiumChain", "ApertiumRoundTrip", "apertium_datadir", "acquire", "release", "close_idle",
+           "chains_started"]
 
 _ESC = re.compile(r"([$/<>@\[\\\]^{}])")
 _BLANK = re.compile(r"[ \t\n\r~]+")
@@ -55,6 +70,102 @@ _IDLE_LOCK = threading.Lock()
 _BASH_JOB = re.compile(r"(line \d+: )\d+ ")
 #: seconds a chain may go without producing output while a unit is pending
 STALL_S = 600.0
+# A generator's mark (escaped or not: lt-proc -g writes "\@lemma") and the word after it; any
+# other escape is kept as it is (so an escaped backslash before a mark is not read as "\\*").
+_MARK = re.compile(r"\\(?![*#@])(?s:.)|\\?([*#@])(\w*)")
+_LITERALS = "*#@"
+_PUA = (0xE000, 0xF8FF)
+_WORD = re.compile(r"\w+")
+# Input of at most this many bytes is written without a writer thread: a pipe holds at least one
+# page (Linux gives a pipe a single page when a user has many), so the write cannot block even if
+# the chain reads nothing until its output is read (the post-generation chain gets many small
+# batches).
+_INLINE_BYTES = 4096
+
+
+class Translation(str):
+    """A translated text that also names the words Apertium left untranslated.
+
+    Attributes:
+        untranslated: the words of the back leg's unknown-word marks (``*``, ``@``, ``#``) that
+            are not words of the round trip's input: pivot-language words in the result.
+    """
+
+    untranslated: tuple[str, ...]
+
+    def __new__(cls, text: str, untranslated: Sequence[str] = ()) -> Translation:
+        self = super().__new__(cls, text)
+        self.untranslated = tuple(untranslated)
+        return self
+
+
+def hide_literals(text: str) -> tuple[str, str]:
+    """``text`` with its own ``*``, ``#`` and ``@`` swapped for private-use characters it does
+    not contain, and those three characters (``""`` when it has none of them): the generator's
+    marks are then the only ``*``, ``#`` and ``@`` in a chain's output."""
+    if not any(c in text for c in _LITERALS):
+        return text, ""
+    free = []
+    for cp in range(*_PUA):
+        if chr(cp) not in text:
+            free.append(chr(cp))
+            if len(free) == len(_LITERALS):
+                key = "".join(free)
+                return text.translate(str.maketrans(_LITERALS, key)), key
+    raise ValueError("text holds nearly every private-use character: no stand-ins left for '*', '#' and '@'")
+
+
+def show_literals(text: str, key: str) -> str:
+    """Undo :func:`hide_literals` (``key``: its second value)."""
+    return text.translate(str.maketrans(key, _LITERALS)) if key else text
+
+
+def unmark(stream: str) -> tuple[str, list[str]]:
+    """A generator's output (``lt-proc -g``, stream format) without its unknown-word marks,
+    which is ``lt-proc -n``'s output, and the marked words (mark included: ``*dosieraj``).
+    Only right when the text's own ``*``, ``#`` and ``@`` were hidden (:func:`hide_literals`)."""
+    marked: list[str] = []
+
+    def drop(m: re.Match[str]) -> str:
+        if m.group(1) is None:
+            return m.group()
+        marked.append(m.group(1) + m.group(2))
+        return m.group(2)
+
+    if "*" not in stream and "#" not in stream and "@" not in stream:
+        return stream, marked
+    return _MARK.sub(drop, stream), marked
+
+
+def untranslated_words(marked: Sequence[str], source: str) -> tuple[str, ...]:
+    """The marked words (without their mark) that are not words of ``source``, case aside.
+
+    Underscores do not count at a word's ends (an analyser takes ``__init__``'s leading ones
+    for punctuation and marks ``init__``), and the parts of ``source``'s ``snake_case`` words
+    are its words too (the analyser may mark ``yol_`` and ``ögesi`` of ``yol_ögesi``)."""
+    if not marked:
+        return ()
+    own: set[str] = set()
+    for w in _WORD.findall(source.casefold()):
+        own.add(w.strip("_"))
+        if "_" in w:
+            own.update(w.split("_"))
+    out = []
+    for m in marked:
+        word = m[1:]
+        if word.strip("_") and word.casefold().strip("_") not in own and word not in out:
+            out.append(word)
+    return tuple(out)
+
+
+def split_generation(script: str) -> tuple[str, str | None]:
+    """A mode's pipeline cut after its generator (the step that takes the script's ``$1``): the
+    part up to it, and the steps after it (post-generation), or None when there are none."""
+    steps = script.strip().split(" | ")
+    gen = [i for i, step in enumerate(steps) if "$1" in step]
+    if len(gen) != 1 or gen[0] == len(steps) - 1:
+        return script, None
+    return " | ".join(steps[:gen[0] + 1]), " | ".join(steps[gen[0] + 1:])
 
 
 def _word(seg: str) -> str:
@@ -140,19 +251,25 @@ def _kill(proc: subprocess.Popen) -> None:
 class ApertiumChain:
     """One Apertium mode's module chain, started on first use and kept running.
 
-    ``run(units)`` writes each unit (already in Apertium's stream format, see :func:`deformat`)
-    NUL-terminated and returns the chain's output for each, in the stream format. A chain
-    that dies or stalls is stopped and raises :class:`RuntimeError` (naming the mode and its
-    error output); the next call starts a fresh one.
+    The chain runs the mode up to its generator, with unknown-word marks (see the module
+    docstring); the steps after generation run in a second kept chain that this one owns
+    (:meth:`finish`). ``run(units)`` writes each unit (already in Apertium's stream format, see
+    :func:`deformat`) NUL-terminated and returns the chain's output for each, in the stream
+    format: marked, before post-generation. A chain that dies or stalls is stopped and raises
+    :class:`RuntimeError` (naming the mode and its error output); the next call starts a fresh
+    one.
 
     Args:
         mode: the Apertium mode (``eng-spa``).
         datadir: Apertium's data directory (default: :func:`apertium_datadir`).
     """
 
-    def __init__(self, mode: str, datadir: str | None = None) -> None:
+    def __init__(self, mode: str, datadir: str | None = None, _post: bool = False) -> None:
         self.mode = mode
         self._datadir = datadir
+        self._is_post = _post  # the steps after the generator (owned by the mode's main chain)
+        self._post: ApertiumChain | None = None
+        self._scripts: tuple[str, str | None] | None = None
         self._proc: subprocess.Popen | None = None
         self._err = None
         self._buf = b""
@@ -162,24 +279,33 @@ class ApertiumChain:
         self._finalizer = None
 
     def __getstate__(self) -> dict:
-        return {"mode": self.mode, "_datadir": self._datadir}
+        return {"mode": self.mode, "_datadir": self._datadir, "_is_post": self._is_post}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["mode"], state["_datadir"])
+        self.__init__(state["mode"], state["_datadir"], state.get("_is_post", False))
+
+    def _split(self) -> tuple[str, str | None]:
+        if self._scripts is None:
+            self._scripts = split_generation(mode_script(self.mode, self._datadir))
+        return self._scripts
 
     def _start(self) -> subprocess.Popen:
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
         self.close()
-        script = mode_script(self.mode, self._datadir)
+        main, post = self._split()
+        script = post if self._is_post else main
+        if script is None:
+            raise RuntimeError(f"Apertium mode {self.mode!r} has no steps after its generator")
         self._err = tempfile.TemporaryFile()
-        # -n and "" are the script's $1 and $2: what `apertium -u` passes (no unknown-word marks)
-        self._proc = subprocess.Popen(["bash", "-c", script, "apertium", "-n", ""], stdin=subprocess.PIPE,
+        # -g and "" are the script's $1 and $2: what `apertium` passes without -u (unknown-word
+        # marks on; finish() removes them before the steps after generation, as -u would)
+        self._proc = subprocess.Popen(["bash", "-c", script, "apertium", "-g", ""], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=self._err, env=_utf8_env(),
                                       start_new_session=True)
         self._buf = b""
         self.starts += 1
-        _STARTED[self.mode] += 1
+        _STARTED[f"{self.mode} post-generation" if self._is_post else self.mode] += 1
         self._finalizer = weakref.finalize(self, _stop, self._proc, os.getpid())
         return self._proc
 
@@ -191,6 +317,8 @@ class ApertiumChain:
         if info is not None:  # only one caller gets it
             _stop(*info[2], wait_s=wait_s)
         self._proc = None
+        if self._post is not None:
+            self._post.close(wait_s)
         if self._err is not None:
             self._err.close()
             self._err = None
@@ -204,10 +332,9 @@ class ApertiumChain:
         self.close(wait_s=0)
         return RuntimeError(f"apertium {self.mode} (null-flush chain) {what}" + (f": {msg}" if msg else ""))
 
-    def _write(self, proc: subprocess.Popen, units: Sequence[str], failed: list) -> None:
+    def _write(self, proc: subprocess.Popen, data: bytes, failed: list) -> None:
         try:
-            for u in units:
-                proc.stdin.write(u.encode("utf-8", "surrogatepass") + b"\0")  # type: ignore[union-attr]
+            proc.stdin.write(data)  # type: ignore[union-attr]
             proc.stdin.flush()  # type: ignore[union-attr]
         except (OSError, ValueError) as exc:  # the chain died (or was stopped); the reader reports it
             failed.append(exc)
@@ -247,41 +374,69 @@ class ApertiumChain:
         with self._lock:
             proc = self._start()
             failed: list = []
-            writer = threading.Thread(target=self._write, args=(proc, units, failed), daemon=True)
-            writer.start()
+            writer = None
+            data = b"".join(u.encode("utf-8", "surrogatepass") + b"\0" for u in units)
+            if len(data) <= _INLINE_BYTES:  # fits the empty input pipe: written at once
+                self._write(proc, data, failed)
+            else:  # the chain's output could fill its pipe while this one still writes
+                writer = threading.Thread(target=self._write, args=(proc, data, failed), daemon=True)
+                writer.start()
             try:
                 out = self._read(proc, len(units), each)
             except BaseException:
                 self.close(wait_s=0)
                 raise
             finally:
-                writer.join()
+                if writer is not None:
+                    writer.join()
             self.units += len(units)
             return out
 
-    def translate(self, texts: Sequence[str]) -> list[str]:
-        """Plain texts in, plain translations out (as ``apertium -u MODE`` on each text alone)."""
-        return [reformat(u).strip() for u in self.run([deformat(t.strip()) for t in texts])]
+    def finish(self, outputs: Sequence[str]) -> list[tuple[str, list[str]]]:
+        """:meth:`run`'s outputs made final: for each, the plain text (still with the stand-ins of
+        :func:`hide_literals`) as ``apertium -u`` writes it, and the marked words. The mode's
+        steps after generation run here, on the unmarked streams, in the chain this one owns."""
+        pairs = [unmark(u) for u in outputs]
+        streams = [p[0] for p in pairs]
+        if streams and self._split()[1] is not None:
+            if self._post is None:
+                self._post = ApertiumChain(self.mode, self._datadir, _post=True)
+                self._post._scripts = self._scripts
+            streams = self._post.run(streams)
+        return [(reformat(st), marks) for st, (_, marks) in zip(streams, pairs)]
+
+    def translate(self, texts: Sequence[str]) -> list[Translation]:
+        """Plain texts in, plain translations out (as ``apertium -u MODE`` on each text alone),
+        each naming the marked words that are not words of its text (:class:`Translation`)."""
+        hidden = [hide_literals(t.strip()) for t in texts]
+        out = self.finish(self.run([deformat(h) for h, _ in hidden]))
+        return [Translation(show_literals(text, key).strip(), untranslated_words(marks, t))
+                for (text, marks), (_, key), t in zip(out, hidden, texts)]
 
 
 class ApertiumRoundTrip:
     """Two kept chains, one after the other: ``apertium -u A | apertium -u B`` on each text alone.
 
     Both chains work at the same time: a relay thread hands each unit of the first chain's
-    output to the second as soon as it arrives.
+    output to the second as soon as it arrives. Each result is a :class:`Translation` whose
+    ``untranslated`` names the words the second chain marked (unknown, untranslated lemma,
+    generation error) that are not words of the text that went in.
     """
 
     def __init__(self, forward: ApertiumChain, backward: ApertiumChain) -> None:
         self.forward = forward
         self.backward = backward
 
-    def run(self, texts: Sequence[str], each: Callable[[int, list[str]], None] | None = None) -> list[str]:
+    def run(self, texts: Sequence[str],
+            each: Callable[[int, list[Translation]], None] | None = None) -> list[Translation]:
         """The round trip of each text, in order; ``each(start, results)`` (optional) is called
         with the results as they arrive (``results`` are those of ``texts[start:start + len]``),
         so the caller can work on them while the chains translate the rest."""
         if not texts:
             return []
         n = len(texts)
+        hidden = [hide_literals(t.strip()) for t in texts]
+        back_keys: list[str] = []  # each pivot text's stand-ins, appended by the relay in order
         with self.backward._lock:
             back = self.backward._start()
             failed: list = []
@@ -289,9 +444,13 @@ class ApertiumRoundTrip:
             def relay(units: list[str]) -> None:
                 if failed:
                     return
-                data = "".join(deformat(reformat(u).strip()) + "\0" for u in units)
+                parts = []
+                for text, _ in self.forward.finish(units):
+                    pivot, key = hide_literals(show_literals(text, hidden[len(back_keys)][1]).strip())
+                    back_keys.append(key)
+                    parts.append(deformat(pivot) + "\0")
                 try:
-                    back.stdin.write(data.encode("utf-8", "surrogatepass"))
+                    back.stdin.write("".join(parts).encode("utf-8", "surrogatepass"))
                     back.stdin.flush()
                 except (OSError, ValueError) as exc:  # the second chain died; its reader reports it
                     failed.append(exc)
@@ -300,33 +459,36 @@ class ApertiumRoundTrip:
 
             def forward() -> None:
                 try:
-                    self.forward.run([deformat(t.strip()) for t in texts], each=relay)
+                    self.forward.run([deformat(h) for h, _ in hidden], each=relay)
                 except BaseException as exc:  # noqa: BLE001 - re-raised by the caller's thread
                     errors.append(exc)
                     self.backward.close(wait_s=0)  # unblocks the reader below
 
-            done = [0]
+            results: list[Translation] = []
 
             def arrived(units: list[str]) -> None:
+                start = len(results)
+                got = [Translation(show_literals(text, back_keys[k]).strip(), untranslated_words(marks, texts[k]))
+                       for k, (text, marks) in enumerate(self.backward.finish(units), start)]
+                results.extend(got)
                 if each is not None:
-                    each(done[0], [reformat(u).strip() for u in units])
-                done[0] += len(units)
+                    each(start, got)
 
             relayer = threading.Thread(target=forward, daemon=True)
             relayer.start()
             try:
-                out = self.backward._read(back, n, arrived)
+                self.backward._read(back, n, arrived)
             except BaseException:
+                self.backward.close(wait_s=0)  # first: a relay blocked on a full pipe gets an error
                 relayer.join()
                 if errors:
                     raise errors[0] from None
-                self.backward.close(wait_s=0)
                 raise
             relayer.join()
             if errors:
                 raise errors[0]
             self.backward.units += n
-        return [reformat(u).strip() for u in out]
+        return results
 
 
 def acquire(mode: str, datadir: str | None = None) -> ApertiumChain:

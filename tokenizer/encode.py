@@ -95,8 +95,18 @@ def pack_tokens(rows: Iterable[Sequence[int]], length: int, eos_id: int | None, 
         yield buf + [pad_id] * (length - len(buf))
 
 
+#: sentencepiece's whitespace meta symbol; in a text it is a literal character like any other
+META = "\u2581"
+
+
 class Encoder:
     """A loaded sentencepiece model that encodes batches of texts to NumPy id arrays.
+
+    A text's own U+2581 (``▁``, sentencepiece's whitespace symbol) would decode as a space, so
+    with byte fallback it is encoded as its three UTF-8 byte pieces (``<0xE2><0x96><0x81>``),
+    which sentencepiece decodes back to ``▁``: decoding gives the text back exactly, with
+    winnow's :meth:`decode` or with any sentencepiece reading ``spm.model``. Without byte
+    fallback (``tokenizer.byte_fallback: false``) a text's ``▁`` decodes as a space.
 
     Args:
         model: the serialized model (bytes).
@@ -111,6 +121,9 @@ class Encoder:
         self.dtype = token_dtype(self.vocab_size)
         self.eos_id = self._sp.eos_id()
         self._threads = threads if threads > 0 else -1
+        meta = [self._sp.piece_to_id(f"<0x{b:02X}>") for b in META.encode("utf-8")]
+        byte_pieces = all(self._sp.is_byte(i) for i in meta)
+        self._meta_ids: list[int] | None = meta if byte_pieces else None
 
     @property
     def processor(self) -> Any:
@@ -118,13 +131,29 @@ class Encoder:
         return self._sp
 
     def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Ids of each text, as arrays of :attr:`dtype`."""
-        ids = self._sp.encode(list(texts), out_type=int, num_threads=self._threads)
+        """Ids of each text, as arrays of :attr:`dtype` (a text's own ``▁`` as byte pieces)."""
+        texts = list(texts)
+        metas = {k: t for k, t in enumerate(texts) if META in t} if self._meta_ids is not None else {}
+        if metas:
+            texts = ["" if k in metas else t for k, t in enumerate(texts)]
+        ids = self._sp.encode(texts, out_type=int, num_threads=self._threads)
+        for k, t in metas.items():
+            ids[k] = self._encode_with_meta(t)
         dt = self.dtype
         return [np.array(i, dtype=dt) for i in ids]
 
+    def _encode_with_meta(self, text: str) -> list[int]:
+        """The parts between the text's ``▁`` encoded as usual, each ``▁`` as its byte pieces."""
+        parts = self._sp.encode(text.split(META), out_type=int, num_threads=1)
+        out = list(parts[0])
+        for part in parts[1:]:
+            out += self._meta_ids  # type: ignore[operator]
+            out += part
+        return out
+
     def decode(self, ids: Sequence[int]) -> str:
-        """The text of ``ids`` (exactly the encoded text under ``identity`` normalization)."""
+        """The text of ``ids`` (exactly the encoded text under ``identity`` normalization with
+        byte fallback; sentencepiece's own decode, which gives the same)."""
         return self._sp.decode([int(i) for i in ids])
 
     def piece_ids(self, terms: Iterable[str]) -> dict[str, int]:

@@ -14,7 +14,7 @@ from winnow.errors import ConfigError
         ("cafe\u0301", NormalizeConfig(), "caf\u00e9"),  # NFC composes
         ("\ufb01le", NormalizeConfig(form="NFKC"), "file"),  # NFKC folds the ligature
         ("\ufb01le", NormalizeConfig(), "\ufb01le"),  # NFC keeps it
-        ("a\x00b\x07c\x1bd\x7fe\x85f", NormalizeConfig(), "abcdef"),  # C0, DEL, C1 removed
+        ("a\x00b\x07c\x1bd\x7fe\x85f", NormalizeConfig(), "a b c d e\nf"),  # C0, DEL, C1 replaced; NEL is a line break
         ("tab\tand\nnewline", NormalizeConfig(), "tab\tand\nnewline"),  # kept
         ("crlf\r\nline\rend", NormalizeConfig(), "crlf\nline\nend"),
         ("a\x00b", NormalizeConfig(strip_control=False), "a\x00b"),
@@ -32,7 +32,7 @@ def test_normalize_text(text, cfg, expected):
         ({"modality": "text", "text": "hello"}, KEEP),
         ({"modality": "text", "text": ""}, drop("normalize_empty_text")),
         ({"modality": "text", "text": " \n\t "}, drop("normalize_empty_text")),
-        ({"modality": "text", "text": "\x00\x01"}, drop("normalize_empty_text")),  # empty once stripped
+        ({"modality": "text", "text": "\x00\x01"}, drop("normalize_empty_text")),  # blank once replaced
         ({"modality": "text", "text": None}, drop("normalize_empty_text")),
         ({"modality": "image", "text": None, "image": b"\x89PNG"}, KEEP),
         ({"modality": "image_text", "text": "", "image": b"\x89PNG"}, KEEP),  # empty caption is fine
@@ -48,7 +48,7 @@ def test_normalizer_verdicts(record, expected):
 
 def test_normalizer_rewrites_text_in_record():
     out, verdict = Normalizer(NormalizeConfig(form="NFKC")).process({"modality": "text", "text": "\ufb01\x00x"})
-    assert out["text"] == "fix" and verdict.keep
+    assert out["text"] == "fi x" and verdict.keep  # NFKC folds the ligature, NUL becomes a space
 
 
 def test_drop_empty_off_keeps_empty_text():
