@@ -4,6 +4,8 @@ Lines are split from the decompressed byte stream in bounded chunks, so neither 
 an over-long line is ever held whole. Each bad line becomes one dead letter with source
 ``<uri>:<line>`` (1-based) and the rest of the file goes on; a truncated compressed tail gives
 the complete lines before it as records, then one dead letter saying the stream is truncated.
+Text in UTF-16 or UTF-32 (told by a byte-order mark, or by the zero bytes around the first
+character) is read as UTF-8, and lines ending in a bare ``\r`` (classic Mac OS) are lines.
 
 JSON documents are read too (whatever the extension, ``.json`` being the usual one): a file
 whose first non-blank character is ``[`` (a top-level array, as Hugging Face and Alpaca exports
@@ -180,6 +182,11 @@ def read_jsonl(uri: str, cfg: ReaderConfig) -> Iterator[dict[str, Any]]:
         return
     with raw:
         stream = _Replay(decompress(raw, codec))
+        wide = _wide_encoding(stream.head)
+        if wide is not None:  # UTF-16/32 (Windows tools write it): read as UTF-8
+            stream = _Replay(_Transcoded(stream, wide))
+        if b"\r" in stream.head and b"\n" not in stream.head:  # classic Mac OS line ends (bare CR)
+            stream = _Replay(_CrToLf(stream))
         if _is_document(stream.head):
             yield from _read_document(uri, codec, stream, cfg)
             return
@@ -221,7 +228,75 @@ def _stream_error(uri: str, codec: str | None, lines: LineReader, exc: Exception
     return dead(source, msg, raw=lines.pending or None)
 
 
-class _Replay(io.RawIOBase):
+class _Stream(io.RawIOBase):
+    """A readable raw stream whose subclasses give :meth:`read1`."""
+
+    def readable(self) -> bool:
+        return True
+
+    def read1(self, n: int = -1) -> bytes:
+        raise NotImplementedError
+
+    def readinto(self, b: Any) -> int:
+        data = self.read1(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def _wide_encoding(head: bytes) -> str | None:
+    """The UTF-16/32 encoding ``head`` is written in, else None: by its byte-order mark, or
+    without one by where the zero bytes of its first (ASCII) character fall (JSON text starts
+    with ``{``, ``[`` or whitespace; RFC 4627's rule)."""
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "utf-32"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if len(head) < 4 or 0 not in head[:4]:
+        return None
+    nul = tuple(b == 0 for b in head[:4])
+    return {(True, True, True, False): "utf-32-be", (True, False, True, False): "utf-16-be",
+            (False, True, True, True): "utf-32-le", (False, True, False, True): "utf-16-le"}.get(nul)
+
+
+class _Transcoded(_Stream):
+    """A UTF-16/32 byte stream read as UTF-8, decoded incrementally (a BOM picks the byte
+    order and is dropped). Bytes the encoding cannot decode become U+FFFD; the line or
+    element holding them is then read as usual."""
+
+    def __init__(self, stream: IO[bytes], encoding: str) -> None:
+        super().__init__()
+        self._stream = stream
+        self._dec = codecs.getincrementaldecoder(encoding)("replace")
+        self._out = b""
+        self._eof = False
+
+
+    def read1(self, n: int = -1) -> bytes:
+        while not self._out and not self._eof:
+            chunk = self._stream.read1(_CHUNK)
+            self._eof = not chunk
+            self._out = self._dec.decode(chunk, final=self._eof).encode("utf-8")
+        k = len(self._out) if n < 0 else n
+        out, self._out = self._out[:k], self._out[k:]
+        return out
+
+
+
+class _CrToLf(_Stream):
+    """A stream whose lines end in a bare ``\r`` read with ``\n`` instead (JSON cannot hold a
+    raw CR inside a value: it is always a line end or whitespace there)."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        super().__init__()
+        self._stream = stream
+
+
+    def read1(self, n: int = -1) -> bytes:
+        return self._stream.read1(n if n > 0 else _CHUNK).replace(b"\r", b"\n")
+
+
+
+class _Replay(_Stream):
     """A stream whose first bytes (:attr:`head`, up to :data:`_PEEK`) were read ahead to look at.
 
     Reading gives the head again, then the rest. An error of the stream met while reading the
@@ -248,8 +323,6 @@ class _Replay(io.RawIOBase):
         self.head = b"".join(parts)
         self._pos = 0
 
-    def readable(self) -> bool:
-        return True
 
     def read1(self, n: int = -1) -> bytes:
         if self._pos < len(self.head):
@@ -262,10 +335,6 @@ class _Replay(io.RawIOBase):
             raise exc
         return self._read1(n if n > 0 else _CHUNK)
 
-    def readinto(self, b: Any) -> int:
-        data = self.read1(len(b))
-        b[: len(data)] = data
-        return len(data)
 
 
 def _is_document(head: bytes) -> bool:
