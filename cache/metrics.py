@@ -277,29 +277,18 @@ class MetricsSink:
 
 
 def serve_prometheus(source: Callable[[], Mapping[str, Any]], port: int = 9464, addr: str = "127.0.0.1",
-                     prefix: str = "winnow_loader") -> Any:
+                     prefix: str = "winnow_loader", rank: int | str = 0) -> Any:
     """Expose ``source()`` (e.g. ``dataset.metrics``) on ``http://addr:port/metrics``.
 
-    Counters become ``<prefix>_<name>_total``, rates and shares gauges. Needs ``prometheus_client``.
+    The same endpoint as :func:`winnow.monitoring.loader.serve_loader`: the names of
+    :data:`winnow.monitoring.names.LOADER` (``winnow_loader_fetched_bytes_total``,
+    ``winnow_loader_stall_seconds_total``, ...; each once, counters ending in ``_total``, units
+    in the name), labelled ``rank``. ``prefix`` replaces ``winnow_loader`` in every name.
+    Needs ``prometheus_client``.
 
     Returns:
         The ``(server, thread)`` pair from ``prometheus_client.start_http_server``.
     """
-    from prometheus_client import start_http_server
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-    from prometheus_client.registry import CollectorRegistry
+    from winnow.monitoring.loader import serve_loader
 
-    class _Collector:
-        def collect(self) -> Any:
-            data = source()
-            for k, v in data.items():
-                if not isinstance(v, (int, float)):
-                    continue
-                if k.startswith(("hit_rate", "miss_rate")) or k.endswith("_share"):
-                    yield GaugeMetricFamily(f"{prefix}_{k}", f"winnow loader {k}", value=float(v))
-                else:
-                    yield CounterMetricFamily(f"{prefix}_{k}", f"winnow loader {k}", value=float(v))
-
-    registry = CollectorRegistry()
-    registry.register(_Collector())
-    return start_http_server(port, addr=addr, registry=registry)
+    return serve_loader(source, port, rank=rank, addr=addr, prefix=prefix)

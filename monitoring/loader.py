@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from winnow.monitoring.names import LOADER
 
-__all__ = ["loader_families", "serve_loader", "push_loader", "LOADER_JOB", "SNAPSHOT_KEYS"]
+__all__ = ["loader_families", "loader_exposition", "serve_loader", "push_loader", "LOADER_JOB", "SNAPSHOT_KEYS"]
 
 LOADER_JOB = "winnow_loader"
 
@@ -27,52 +27,79 @@ SNAPSHOT_KEYS: dict[str, Callable[[Mapping[str, Any]], float]] = {
     "winnow_loader_fetch_retries_total": lambda m: m["fetch_retries"] + m["prefetch_retries"],
     "winnow_loader_checksum_failures_total": lambda m: m["checksum_failures"],
     "winnow_loader_prefetched_shards_total": lambda m: m["prefetched_shards"],
+    "winnow_loader_prefetched_bytes_total": lambda m: m["prefetch_bytes"],
+    "winnow_loader_corrupt_refetches_total": lambda m: m["corrupt_refetches"],
+    "winnow_loader_shard_accesses_total": lambda m: m["l1_hits"] + m["l2_hits"] + m["l3_fetches"],
+    "winnow_loader_batch_cache_hits_total": lambda m: m["batch_hits"],
+    "winnow_loader_batch_decodes_total": lambda m: m["batch_decodes"],
+    "winnow_loader_transfer_chunks_recycled_total": lambda m: m["transfer_recycled"],
+    "winnow_loader_transfer_chunks_fresh_total": lambda m: m["transfer_fresh"],
     "winnow_loader_stall_seconds_total": lambda m: m["stall_s"],
     "winnow_loader_busy_seconds_total": lambda m: m["busy_s"],
     "winnow_loader_hit_rate_l1": lambda m: m["hit_rate_l1"],
     "winnow_loader_hit_rate_l2": lambda m: m["hit_rate_l2"],
     "winnow_loader_miss_rate_l3": lambda m: m["miss_rate_l3"],
+    "winnow_loader_hit_rate_batch_cache": lambda m: m["hit_rate_batch_lru"],
     "winnow_loader_stall_share": lambda m: m["stall_share"],
 }
 
 
-def loader_families(snapshot: Mapping[str, Any], rank: int | str = 0) -> Iterator[Any]:
-    """Metric families from one ``StreamingDataset.metrics()`` result of ``rank``."""
+_PREFIX = "winnow_loader"
+
+
+def loader_families(snapshot: Mapping[str, Any], rank: int | str = 0, prefix: str = _PREFIX) -> Iterator[Any]:
+    """Metric families from one ``StreamingDataset.metrics()`` result of ``rank``.
+
+    ``prefix`` replaces ``winnow_loader`` at the start of every name (the rest stays as in
+    :data:`~winnow.monitoring.names.LOADER`).
+    """
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
     for name, get in SNAPSHOT_KEYS.items():
         m = LOADER[name]
-        fam = (CounterMetricFamily if m.kind == "counter" else GaugeMetricFamily)(name, m.help, labels=["rank"])
+        shown = prefix + name[len(_PREFIX):]
+        fam = (CounterMetricFamily if m.kind == "counter" else GaugeMetricFamily)(shown, m.help, labels=["rank"])
         fam.add_metric([str(rank)], float(get(snapshot)))
         yield fam
 
 
 class _Collector:
-    def __init__(self, source: Callable[[], Mapping[str, Any]], rank: int | str) -> None:
-        self._source, self._rank = source, rank
+    def __init__(self, source: Callable[[], Mapping[str, Any]], rank: int | str, prefix: str = _PREFIX) -> None:
+        self._source, self._rank, self._prefix = source, rank, prefix
 
     def collect(self) -> Iterator[Any]:
-        return loader_families(self._source(), self._rank)
+        return loader_families(self._source(), self._rank, self._prefix)
 
 
-def _registry(source: Callable[[], Mapping[str, Any]], rank: int | str) -> Any:
+def _registry(source: Callable[[], Mapping[str, Any]], rank: int | str, prefix: str = _PREFIX) -> Any:
     from prometheus_client import CollectorRegistry
 
     reg = CollectorRegistry()
-    reg.register(_Collector(source, rank))
+    reg.register(_Collector(source, rank, prefix))
     return reg
 
 
-def serve_loader(source: Callable[[], Mapping[str, Any]], port: int, rank: int | str = 0, addr: str = "127.0.0.1") -> Any:
+def loader_exposition(snapshot: Mapping[str, Any], rank: int | str = 0, prefix: str = _PREFIX) -> str:
+    """The text a scrape of :func:`serve_loader` returns for ``snapshot`` (Prometheus text format)."""
+    from prometheus_client import generate_latest
+
+    return generate_latest(_registry(lambda: snapshot, rank, prefix)).decode("utf-8")
+
+
+def serve_loader(source: Callable[[], Mapping[str, Any]], port: int, rank: int | str = 0, addr: str = "127.0.0.1",
+                 prefix: str = _PREFIX) -> Any:
     """Serve ``source()`` (e.g. ``dataset.metrics``) on ``http://addr:port/metrics``.
 
     Returns:
         The ``(server, thread)`` pair of ``prometheus_client.start_http_server``; call
         ``server.shutdown()`` to stop.
+
+    Raises:
+        OSError: the port cannot be bound (taken by another process, or out of range).
     """
     from prometheus_client import start_http_server
 
-    return start_http_server(port, addr=addr, registry=_registry(source, rank))
+    return start_http_server(port, addr=addr, registry=_registry(source, rank, prefix))
 
 
 def push_loader(url: str, snapshot: Mapping[str, Any], rank: int | str = 0, job: str = LOADER_JOB, timeout: float = 10.0) -> None:

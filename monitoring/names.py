@@ -1,5 +1,10 @@
 """The metric names winnow exports, in one scheme: ``winnow_<part>_<what>[_<unit>][_total]``.
 
+Every endpoint and push uses only these names (``winnow.cache.serve_prometheus`` too: it serves
+through :func:`winnow.monitoring.loader.serve_loader`), so a name is never exported twice with
+two meanings. The unit is spelled out in the name (``_seconds``, ``_bytes``), counters end in
+``_total`` once.
+
 ``part`` is ``pipeline`` (a curation run; labels ``run_id`` and ``stage``, plus ``reason`` on
 rejects) or ``loader`` (training input; label ``rank``). Counters end in ``_total``, times are
 seconds, sizes bytes, rates and shares are gauges between 0 and 1. The Beam counters of a run
@@ -59,11 +64,20 @@ LOADER: dict[str, Metric] = {m.name: m for m in (
     Metric("winnow_loader_fetch_retries_total", "counter", _RANK, "fetch retries (on demand and prefetch)"),
     Metric("winnow_loader_checksum_failures_total", "counter", _RANK, "shards that failed their checksum"),
     Metric("winnow_loader_prefetched_shards_total", "counter", _RANK, "shards prefetched ahead of use"),
+    Metric("winnow_loader_prefetched_bytes_total", "counter", _RANK,
+           "bytes the prefetcher fetched (included in winnow_loader_fetched_bytes_total)"),
+    Metric("winnow_loader_corrupt_refetches_total", "counter", _RANK, "shards fetched again after a failed checksum"),
+    Metric("winnow_loader_shard_accesses_total", "counter", _RANK, "shard accesses (L1 hits + L2 hits + L3 fetches)"),
+    Metric("winnow_loader_batch_cache_hits_total", "counter", _RANK, "batches served from the decoded-batch cache"),
+    Metric("winnow_loader_batch_decodes_total", "counter", _RANK, "batches decoded (decoded-batch cache misses)"),
+    Metric("winnow_loader_transfer_chunks_recycled_total", "counter", _RANK, "transfer chunks packed into a recycled slot of the slot pool"),
+    Metric("winnow_loader_transfer_chunks_fresh_total", "counter", _RANK, "transfer chunks packed into freshly allocated memory"),
     Metric("winnow_loader_stall_seconds_total", "counter", _RANK, "seconds the training loop waited for data"),
     Metric("winnow_loader_busy_seconds_total", "counter", _RANK, "seconds the loader was iterated"),
     Metric("winnow_loader_hit_rate_l1", "gauge", _RANK, "share of shard accesses served by L1"),
     Metric("winnow_loader_hit_rate_l2", "gauge", _RANK, "share of shard accesses served by L2"),
     Metric("winnow_loader_miss_rate_l3", "gauge", _RANK, "share of shard accesses that fetched (L3)"),
+    Metric("winnow_loader_hit_rate_batch_cache", "gauge", _RANK, "share of batches served from the decoded-batch cache"),
     Metric("winnow_loader_stall_share", "gauge", _RANK, "share of loader time spent waiting for data"),
 )}
 

@@ -32,6 +32,13 @@ def _family(name: str) -> Any:
     return cls(name, m.help, labels=list(m.labels))
 
 
+def _bytes(timing: Mapping[str, Any], way: str) -> float:
+    """A stage's exact ``bytes_<way>``; stats.json written before they were recorded has only
+    the MB figure rounded to 1 kB, which is all there is to give then."""
+    exact = timing.get(f"bytes_{way}")
+    return float(exact) if isinstance(exact, (int, float)) else float(timing[f"mb_{way}"]) * 1e6
+
+
 def pipeline_families(stats: Mapping[str, Any], run_id: str) -> Iterator[Any]:
     """The metric families of one finished run, from its stats.json contents."""
     totals = {
@@ -65,8 +72,8 @@ def pipeline_families(stats: Mapping[str, Any], run_id: str) -> Iterator[Any]:
     for stage, t in stats.get("timing", {}).items():
         labels = [run_id, stage]
         timing["winnow_pipeline_stage_cpu_seconds_total"].add_metric(labels, float(t["cpu_s"]))
-        timing["winnow_pipeline_stage_bytes_in_total"].add_metric(labels, float(t["mb_in"]) * 1e6)
-        timing["winnow_pipeline_stage_bytes_out_total"].add_metric(labels, float(t["mb_out"]) * 1e6)
+        timing["winnow_pipeline_stage_bytes_in_total"].add_metric(labels, float(_bytes(t, "in")))
+        timing["winnow_pipeline_stage_bytes_out_total"].add_metric(labels, float(_bytes(t, "out")))
     yield from fam.values()
     yield from timing.values()
 

@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any, Iterator, TextIO
 
-__all__ = ["record", "flush", "ProgressReporter", "ENV", "LIVE", "read_totals", "format_line"]
+__all__ = ["record", "flush", "ProgressReporter", "check_port", "port_error", "ENV", "LIVE", "read_totals", "format_line"]
 
 ENV = "WINNOW_PROGRESS_DIR"
 
@@ -72,6 +72,33 @@ def flush(directory: str | None = None) -> None:
         os.replace(tmp, path)
     except OSError:  # the driver removed the directory: the run is over
         pass
+
+
+def port_error(port: int, exc: BaseException) -> Exception:
+    """The one-line error (exit 2) for a ``--metrics-port`` that cannot be served on."""
+    from winnow.errors import ConfigError
+
+    return ConfigError("--metrics-port", port, "a free TCP port (1-65535) on 127.0.0.1",
+                       f"it cannot be bound ({exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}); "
+                       "pick another port or stop what holds it")
+
+
+def check_port(port: int) -> None:
+    """Raise the error of :func:`port_error` unless ``port`` can be bound on 127.0.0.1 now.
+
+    The run binds it again later (a port taken in between still fails with the same one line).
+    Binds as ``http.server`` does (``SO_REUSEADDR``), so a port in ``TIME_WAIT`` passes.
+    """
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise port_error(port, ValueError("out of range"))
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+    except (OSError, OverflowError) as exc:
+        raise port_error(port, exc) from exc
 
 
 def read_totals(directory: str) -> dict[str, list[int]]:
@@ -138,20 +165,29 @@ class ProgressReporter:
 
             reg = CollectorRegistry()
             reg.register(_LiveCollector(self))
-            self._server, _ = start_http_server(self.metrics_port, addr="127.0.0.1", registry=reg)
+            try:
+                self._server, _ = start_http_server(self.metrics_port, addr="127.0.0.1", registry=reg)
+            except (OSError, OverflowError) as exc:
+                self._restore()
+                raise port_error(self.metrics_port, exc) from exc
         self._thread = threading.Thread(target=self._loop, name="winnow-progress", daemon=True)
         self._thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        import shutil
-
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         flush(self.directory)
         if self._server is not None:
             self._server.shutdown()
+            self._server.server_close()
+        self._restore()
+
+    def _restore(self) -> None:
+        """Put ``WINNOW_PROGRESS_DIR`` back as it was and remove the run's progress directory."""
+        import shutil
+
         if self._old_env is None:
             os.environ.pop(ENV, None)
         else:

@@ -156,6 +156,10 @@ def _cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
         unknown = sorted(set(policy.max_reject_fraction) - {"read", *cfg.stages})
         if unknown:
             raise ConfigError("--max-reject-fraction", ",".join(unknown), f"one of the run's stages ({', '.join(cfg.stages)})")
+    if args.metrics_port is not None:  # before the output is prepared: a bad or taken port is a usage error
+        from winnow.monitoring.progress import check_port
+
+        check_port(args.metrics_port)
     from winnow.monitoring.pipeline import new_run_id
 
     run_id = args.run_id or new_run_id()

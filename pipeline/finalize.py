@@ -25,7 +25,8 @@ __all__ = ["Finalize", "compute_stats", "add_timing"]
 
 def add_timing(stats: dict[str, Any], timing: Iterable[tuple[str, Sequence[float]]]) -> None:
     """Per-stage time into the funnel entries and ``stats["timing"]``: CPU seconds of the
-    stage's steps, records and MB in and out, and records/s and MB/s per CPU second.
+    stage's steps, records and MB in and out (and the exact bytes, ``bytes_in``/``bytes_out``),
+    and records/s and MB/s per CPU second.
 
     ``timing`` holds ``(stage, (cpu_s, records_in, bytes_in, records_out, bytes_out))``
     summed over the run (from :class:`~winnow.pipeline.stages.base.StageFn`).
@@ -36,6 +37,7 @@ def add_timing(stats: dict[str, Any], timing: Iterable[tuple[str, Sequence[float
         by_stage[stage] = {
             "cpu_s": round(cpu, 3), "records_in": int(n_in), "records_out": int(n_out),
             "mb_in": round(b_in / 1e6, 3), "mb_out": round(b_out / 1e6, 3),
+            "bytes_in": int(b_in), "bytes_out": int(b_out),  # exact (the MB figures are rounded)
             "records_per_s": rate(n_in), "mb_per_s_in": rate(b_in / 1e6), "mb_per_s_out": rate(b_out / 1e6),
         }
     stats["timing"] = dict(sorted(by_stage.items()))

@@ -210,8 +210,8 @@ def test_metrics_from_workers_and_prometheus_endpoint(fixed, tmp_path):
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     finally:
         server.shutdown()
-    assert "winnow_loader_samples_total 2400.0" in text
-    assert "winnow_loader_hit_rate_l1 " in text
+    assert 'winnow_loader_samples_total{rank="0"} 2400.0' in text
+    assert 'winnow_loader_hit_rate_l1{rank="0"} ' in text
 
 
 def _numeric_shards(root, batches=(70, 1, 129, 40), shards=3, ragged_shard=-1):
