@@ -92,7 +92,9 @@ def check_port(port: int) -> None:
     import socket
 
     if not 1 <= port <= 65535:
-        raise port_error(port, ValueError("out of range"))
+        from winnow.errors import ConfigError
+
+        raise ConfigError("--metrics-port", port, "a TCP port number, 1-65535")
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
