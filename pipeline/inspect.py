@@ -7,8 +7,10 @@ the packed dataset (``packed/index.json``, paths shown relative to ``OUT``) and 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import posixpath
+import re
 from typing import Any
 
 import fsspec
@@ -45,6 +47,26 @@ def _optional(uri: str) -> bytes | None:
         if isinstance(exc.__cause__, FileNotFoundError):
             return None
         raise
+
+
+def _check_listed(out: str, shards: Any, where: str) -> None:
+    """Raise unless every shard the manifest lists is there (one listing per directory)."""
+    listed: dict[str, set[str] | None] = {}
+    for s in shards:
+        uri = join_uri(out, s.path)
+        parent = posixpath.dirname(uri)
+        if parent not in listed:
+            try:
+                fs, path = fsspec.core.url_to_fs(parent)
+                listed[parent] = {posixpath.basename(p.rstrip("/")) for p in fs.ls(path, detail=False)}
+            except FileNotFoundError:
+                listed[parent] = set()
+            except (OSError, ImportError, ValueError):
+                listed[parent] = None  # cannot list: reading the rows says what is wrong
+        names = listed[parent]
+        if names is not None and posixpath.basename(s.path) not in names:
+            raise ManifestError(f"{uri} is listed in {where} but does not exist; the output was changed after "
+                                "the run (run it again)")
 
 
 def _shard_lines(title: str, prefix: str, shards: Any) -> list[str]:
@@ -149,7 +171,32 @@ def _stats_lines(stats: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _row_lines(out: str, m: Manifest, rows: int) -> list[str]:
+def _row_line(r: dict[str, Any], packing: dict[str, Any] | None) -> str:
+    """One row: its id in full, the modality, and the text (or, for a row of tokens only, the token counts)."""
+    rid = str(r.get("id"))
+    ident = f"{rid:<24}" if len(rid) <= 24 else rid
+    text = (r.get("text") or "").replace("\n", " ")
+    media = r.get("image") or r.get("audio")
+    extra = f" [{len(media):,} media bytes]" if media else ""
+    tokens = r.get("tokens")
+    if tokens is not None:
+        n = len(tokens)
+        if packing is not None:  # a packed row: documents joined by the separator, padded at the end
+            eos, pad = packing.get("eos_id"), packing.get("pad_id")
+            n_pad = 0
+            while n_pad < n and tokens[n - 1 - n_pad] == pad:
+                n_pad += 1
+            seps = sum(1 for t in tokens[: n - n_pad] if t == eos)
+            detail = f"{n:,} tokens, {seps:,} separator(s) (id {eos}), {n_pad:,} trailing padding (id {pad})"
+        else:
+            detail = f"{n:,} tokens"
+        if not text:
+            return f"  {ident}  {r['modality']:<10} [{detail}; first ids {list(tokens[:8])}]{extra}"
+        extra = f" [{detail}]" + extra
+    return f"  {ident}  {r['modality']:<10} {text[:90]!r}{extra}"
+
+
+def _row_lines(out: str, m: Manifest, rows: int, packing: dict[str, Any] | None = None) -> list[str]:
     lines: list[str] = []
     for shard in m.shards:
         if len(lines) >= rows:
@@ -160,15 +207,82 @@ def _row_lines(out: str, m: Manifest, rows: int) -> list[str]:
                 reader = pa.ipc.open_file(fh)
                 for b in range(reader.num_record_batches):
                     for r in reader.get_batch(b).slice(0, rows - len(lines)).to_pylist():
-                        text = (r.get("text") or "").replace("\n", " ")
-                        media = r.get("image") or r.get("audio")
-                        extra = f" [{len(media):,} media bytes]" if media else ""
-                        lines.append(f"  {r['id'][:16]:<16}  {r['modality']:<10} {text[:90]!r}{extra}")
+                        lines.append(_row_line(r, packing))
                     if len(lines) >= rows:
                         break
         except (OSError, pa.ArrowInvalid) as exc:
             raise ManifestError(f"{uri} is listed in index.json but unreadable ({type(exc).__name__}: {exc})") from exc
     return lines
+
+
+_PACKED = re.compile(r"\(packed, length (\d+)\)")
+
+
+def _packed_of(out: str, m: Manifest) -> dict[str, Any] | None:
+    """What a packed output (``OUT/packed``) says of itself: its length, ids and parent run; None
+    for any other manifest. Manifests from before the packed ``tokenizer`` entry (``null``) are
+    known by ``created_by`` and get the ids from the parent run's stats.json."""
+    t = dict(m.tokenizer or {})
+    found = _PACKED.search(m.created_by)
+    if "parent" not in t and not found:
+        return None
+    parent = posixpath.normpath(join_uri(out.rstrip("/"), str(t.get("parent") or "..")))
+    if "://" in out:  # normpath would fold the scheme's "//"
+        parent = posixpath.dirname(out.rstrip("/")) if str(t.get("parent") or "..") == ".." else join_uri(out, t["parent"])
+    info = {k: t[k] for k in ("length", "eos_id", "pad_id", "dtype") if k in t}
+    if "length" not in info:
+        field = m.schema.field("tokens") if "tokens" in m.schema.names else None
+        size = getattr(field.type, "list_size", None) if field is not None else None
+        info["length"] = size if isinstance(size, int) else (int(found.group(1)) if found else None)
+    if "eos_id" not in info:
+        try:
+            raw = _optional(join_uri(parent, "stats.json"))
+            packing = (json.loads(raw).get("stage_stats") or {}).get("encode", {}).get("packing") if raw else None
+        except (ManifestError, ValueError, AttributeError):
+            packing = None
+        if isinstance(packing, dict):
+            info.update({k: packing[k] for k in ("eos_id", "pad_id", "dtype") if k in packing and k not in info})
+    return {**info, "parent": parent, "entry": t}
+
+
+def _inspect_packed(out: str, m: Manifest, pk: dict[str, Any], rows: int) -> str:
+    c = m.counts
+    length = pk.get("length")
+    lines = [f"{out}: packed token sequences{f' of {length:,} tokens' if isinstance(length, int) else ''}"
+             f" ({pk.get('dtype') or '?'} ids), {m.total_rows:,} rows in {len(m.shards)} shard(s), "
+             f"{format_size(sum(s.bytes for s in m.shards))}, compression {m.compression or 'none'}, {m.created_by}"]
+    parent, parent_m = pk["parent"], None
+    what = []
+    if isinstance(c.get("documents"), int):
+        what.append(f"{c['documents']:,} documents")
+    if isinstance(c.get("tokens"), int):
+        what.append(f"{c['tokens']:,} tokens")
+    if isinstance(c.get("padding"), int) and isinstance(length, int) and m.total_rows:
+        what.append(f"padding {c['padding']:,} slots ({c['padding'] / (m.total_rows * length):.2%})")
+    try:
+        parent_m = Manifest.loads(_read(join_uri(parent, "index.json")), where=join_uri(parent, "index.json"))
+        lines.append(f"packed from the run {parent} ({len(parent_m.shards)} shard(s), {parent_m.total_rows:,} rows); "
+                     + ", ".join(what))
+    except ManifestError as exc:
+        lines.append(f"packed from the run {parent} (its index.json: {exc}); " + ", ".join(what))
+    if isinstance(pk.get("eos_id"), int):
+        lines.append(f"each row: documents' token ids joined by the separator id {pk['eos_id']} (</s>), "
+                     f"the last row of a group padded with id {pk.get('pad_id')}")
+    lines += _shard_lines("shards", "", m.shards)
+    lines.append("columns: " + ", ".join(f"{f.name}:{f.type}" for f in m.schema))
+    entry = pk["entry"]
+    if parent_m is not None and parent_m.tokenizer:
+        tok = _tokenizer_lines(parent, parent_m, None, None)
+    elif entry.get("model"):
+        resolved = {**entry, "model": posixpath.relpath(posixpath.normpath(join_uri("run/packed", entry["model"])), "run")}
+        tok = _tokenizer_lines(parent, dataclasses.replace(m, tokenizer=resolved), None, None)
+    else:
+        tok = ["tokenizer: none recorded (the parent run's index.json names none; see its config.yaml encode.model)"]
+    tok[0] = tok[0].replace("tokenizer: ", "tokenizer (the parent run's): ", 1)
+    lines += tok
+    lines.append("rows:")
+    lines += _row_lines(out, m, rows, pk)
+    return "\n".join(lines)
 
 
 def inspect_run(out: str, rows: int = 3) -> str:
@@ -186,6 +300,11 @@ def inspect_run(out: str, rows: int = 3) -> str:
                                 "run it again to get shards to inspect") from None
         raise
     m = Manifest.loads(raw_index, where=index)
+    for key, listed in (("shards", m.shards), ("rejects", m.rejects), ("dead_letter", m.dead_letter)):
+        _check_listed(out, listed, f"{index} ({key})")
+    pk = _packed_of(out, m)
+    if pk is not None:
+        return _inspect_packed(out, m, pk, rows)
     stats: dict[str, Any] | None = None
     config: dict[str, Any] | None = None
     try:

@@ -14,6 +14,7 @@ that order; row ids (``pack-<group>-<row>``) sort in packing order.
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any, Iterable
 
 import apache_beam as beam
@@ -27,7 +28,7 @@ from winnow.pipeline.sink import WriteShards
 from winnow.shardio import atomic_write, join_uri, shard_count, shard_index
 from winnow.tokenizer.encode import pack_tokens
 
-__all__ = ["PackTokens", "packed_schema", "PACKED_DIR"]
+__all__ = ["PackTokens", "packed_schema", "packed_tokenizer_entry", "PACKED_DIR"]
 
 #: Where the packed dataset goes, under the run's output.
 PACKED_DIR = "packed"
@@ -55,6 +56,41 @@ class _PackGroupFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput("measure", (len(docs), n_tok, len(out)))
 
 
+def packed_tokenizer_entry(packed_dir: str, info: dict[str, Any]) -> dict[str, Any]:
+    """The packed manifest's ``tokenizer`` entry: the parent run's tokenizer, paths relative to
+    ``packed/`` (``../tokenizer/spm.model``), with the packing's ids.
+
+    ``parent`` is the run's output directory relative to ``packed/`` (``..``); ``length``,
+    ``eos_id`` (the separator between documents), ``pad_id`` and ``dtype`` are the packing's.
+    When the run trained its tokenizer (a ``*.model`` under ``OUT/tokenizer/``, written before
+    any record was encoded) the entry also has what the run's own manifest says of it: ``model``,
+    ``vocab``, ``type``, ``vocab_size``, ``sha256``, ``bos_id``, ``unk_id``. Manifests written
+    before this entry existed have ``tokenizer: null``; ``winnow inspect`` then reads the parent.
+    """
+    import fsspec
+
+    entry: dict[str, Any] = {"parent": "..", **info}
+    run_dir = posixpath.dirname(packed_dir.rstrip("/"))
+    try:
+        fs, path = fsspec.core.url_to_fs(join_uri(run_dir, "tokenizer"))
+        models = sorted(p for p in fs.ls(path, detail=False) if p.endswith(".model"))
+    except (OSError, ValueError):
+        models = []
+    if len(models) != 1:
+        return entry
+    import sentencepiece as spm
+
+    from winnow.tokenizer.train import model_sha256
+
+    with fs.open(models[0], "rb") as fh:
+        model = fh.read()
+    sp = spm.SentencePieceProcessor(model_proto=model)
+    name = posixpath.basename(models[0])
+    return {**entry, "type": "sentencepiece_bpe", "model": f"../tokenizer/{name}",
+            "vocab": f"../tokenizer/{name.removesuffix('.model')}.vocab", "vocab_size": sp.get_piece_size(),
+            "sha256": model_sha256(model), "bos_id": sp.bos_id(), "unk_id": sp.unk_id()}
+
+
 class _WriteManifestFn(beam.DoFn):
     def __init__(self, out_dir: str, schema: pa.Schema, length: int, info: dict[str, Any]) -> None:
         self._out, self._schema, self._length, self._info = out_dir, schema, length, info
@@ -70,7 +106,7 @@ class _WriteManifestFn(beam.DoFn):
         slots = rows * self._length
         counts = {"read": rows, "kept": rows, "rejected": 0, "dead_letter": 0, "augmented": 0,
                   "documents": docs, "tokens": toks, "padding": slots - toks - docs}
-        m = Manifest(schema=self._schema, shards=infos, counts=counts, tokenizer=None,
+        m = Manifest(schema=self._schema, shards=infos, counts=counts, tokenizer=packed_tokenizer_entry(self._out, self._info),
                      created_by=f"winnow {__version__} (packed, length {self._length})")
         atomic_write(join_uri(self._out, "index.json"), m.dumps().encode("utf-8"))
         yield {"packing": {**self._info, "rows": rows, "documents": docs, "tokens": toks,
