@@ -70,7 +70,7 @@ LOADER: dict[str, Metric] = {m.name: m for m in (
     Metric("winnow_loader_shard_accesses_total", "counter", _RANK, "shard accesses (L1 hits + L2 hits + L3 fetches)"),
     Metric("winnow_loader_batch_cache_hits_total", "counter", _RANK, "batches served from the decoded-batch cache"),
     Metric("winnow_loader_batch_decodes_total", "counter", _RANK, "batches decoded (decoded-batch cache misses)"),
-    Metric("winnow_loader_transfer_chunks_recycled_total", "counter", _RANK, "transfer chunks packed into a recycled slot of the slot pool"),
+    Metric("winnow_loader_transfer_chunks_recycled_total", "counter", _RANK, "transfer chunks packed into a recycled pool slot"),
     Metric("winnow_loader_transfer_chunks_fresh_total", "counter", _RANK, "transfer chunks packed into freshly allocated memory"),
     Metric("winnow_loader_stall_seconds_total", "counter", _RANK, "seconds the training loop waited for data"),
     Metric("winnow_loader_busy_seconds_total", "counter", _RANK, "seconds the loader was iterated"),
