@@ -38,7 +38,7 @@ from winnow.cache.curriculum import iter_curriculum, load_curriculum
 from winnow.cache.loader import TransferChunk
 from winnow.cache.memory import INDEX_KEY, MemoryTier
 from winnow.cache.metrics import Metrics, MetricsSession, MetricsSink, summarize
-from winnow.cache.order import PARTITIONS, EpochOrder, RankPlan, worker_chunks
+from winnow.cache.order import PARTITIONS, EpochOrder, RankPlan, check_global_step, worker_chunks
 from winnow.cache.prefetch import Prefetcher
 from winnow.cache.remote import Remote, RetryPolicy
 from winnow.units import format_size, parse_size
@@ -51,6 +51,22 @@ _VERIFY = ("fetch", "open")
 #: Steps per DataLoader item when ``transfer_steps`` is left at None (batched, through a
 #: StreamingDataLoader with workers).
 DEFAULT_TRANSFER_STEPS = 8
+
+
+def _size_at_least(n: int) -> str:
+    """``n`` bytes as :func:`format_size` writes it, rounded up so that the text parses to ``>= n``
+    (advice such as "raise cache_limit to at least ..." must work when copied)."""
+    text, m = format_size(n), int(n)
+    step = 10 ** max(0, len(str(m)) - 3)  # the last of format_size's three significant digits
+    while parse_size(text) < n:
+        m = (m // step + 1) * step
+        text = format_size(m)
+    return text
+
+
+def _two_consecutive(sizes: Sequence[int]) -> int:
+    """The largest sum of two neighbours in ``sizes`` (the one size if there is only one)."""
+    return max(a + b for a, b in zip(sizes, sizes[1:])) if len(sizes) > 1 else int(sizes[0])
 
 
 def detect_rank() -> tuple[int, int]:
@@ -77,13 +93,16 @@ class StreamingDataset(IterableDataset):
         local: node-local cache directory (shared by workers, ranks and datasets).
         cache_limit: byte budget of the L2 cache (``"50GB"``).
         memory_limit: byte budget of L1 per process: mapped shards plus decoded batches.
-        columns: columns to read (default all); a sample also carries ``_index``, its global id.
+        columns: columns to read (default all): a list of names, or one name as a string; a sample
+            also carries ``_index``, its global id.
         shuffle: shuffle shards and, within blocks, samples.
         seed: shuffle seed; the order is a function of (seed, epoch, manifest) only.
-        batch_size: samples per step per rank; ranks get equal step counts.
+        batch_size: samples per step per rank; ranks get equal step counts. The dataset must hold
+            at least one global step (``world_size * batch_size`` samples).
         batched: yield whole steps as dicts of tensors instead of single samples.
         shuffle_block: minimum samples per shuffle block (blocks are whole shards).
-        drop_last: drop the tail that does not fill a step on every rank (else wrap and repeat).
+        drop_last: drop the tail that does not fill a step on every rank (else wrap and repeat
+            the start of the order to complete the last global step).
         partition: ``"interleave"`` or ``"contiguous"`` (see :mod:`winnow.cache.order`).
         prefetch: bytes that may be downloaded ahead of the current block.
         fetch_workers: parallel downloads per process.
@@ -114,9 +133,11 @@ class StreamingDataset(IterableDataset):
             once per epoch.
 
     Raises:
-        ConfigError: a bad argument.
+        ConfigError: a bad argument, or ``world_size * batch_size`` above the dataset's samples
+            (the epoch would be empty, or one step repeating samples within itself).
         ManifestError: ``index.json`` is missing or unreadable.
-        CacheFullError: ``cache_limit`` is below what two consecutive shuffle blocks need.
+        CacheFullError: ``cache_limit`` is below what two consecutive shuffle blocks need (or below
+            the largest shard, which is cached whole).
     """
 
     def __init__(self, *, remote: str, local: str, cache_limit: int | str = "50GB",
@@ -154,7 +175,11 @@ class StreamingDataset(IterableDataset):
         self.manifest = self.remote.read_manifest()
         if not self.manifest.shards or self.manifest.total_rows == 0:
             raise CacheError(f"{remote}/index.json lists no rows; nothing to stream")
+        check_global_step(self.manifest.total_rows, self.world_size, batch_size,
+                          bool(drop_last) or curriculum is not None, self.remote.url)
         names = self.manifest.schema.names
+        if isinstance(columns, str):  # one column, not its characters
+            columns = [columns]
         if columns is not None:
             missing = [c for c in columns if c not in names]
             if missing:
@@ -205,19 +230,48 @@ class StreamingDataset(IterableDataset):
         return o
 
     def cache_needed(self, epoch: int | None = None) -> int:
-        """Bytes of the two largest consecutive shuffle blocks; raises if ``cache_limit`` is smaller."""
+        """Bytes of the two largest consecutive shuffle blocks; raises if ``cache_limit`` is smaller.
+
+        The error's advice follows the cause: a shard larger than ``cache_limit`` (shards are
+        cached whole, so no ``shuffle_block`` helps), two shards that do not fit together (one
+        shard per block is not enough either), or blocks of several shards (then a lower
+        ``shuffle_block`` is offered, with what blocks of one shard need in any epoch).
+        """
         o = self.order(epoch)
-        sizes = [sum(self.manifest.shards[s].bytes for s in b) for b in o.blocks]
-        need = max(a + b for a, b in zip(sizes, sizes[1:])) if len(sizes) > 1 else sizes[0]
+        shard_bytes = [s.bytes for s in self.manifest.shards]
+        sizes = [sum(shard_bytes[s] for s in b) for b in o.blocks]
+        need = _two_consecutive(sizes)
+        # blocks of one shard need at most the two largest shards, whatever the epoch's order
+        floor = sum(sorted(shard_bytes)[-2:])
+        per = ""
         if self._curriculum is not None:  # one reader position (one or two blocks) per bucket
             need = min(need * self._curriculum.buckets, sum(sizes))
+            floor = min(floor * self._curriculum.buckets, sum(sizes))
+            per = f" (one reader position per bucket, {self._curriculum.buckets} buckets)"
         if need > self.cache_limit:
-            raise CacheFullError(
-                f"cache_limit={format_size(self.cache_limit)} is below the {format_size(need)} that two "
-                f"consecutive shuffle blocks of {self.remote.url} need (shuffle_block={self.shuffle_block} samples); "
-                f"raise cache_limit to at least {format_size(need)} or lower shuffle_block"
-            )
+            raise CacheFullError(self._cache_full_message(len(o.blocks), shard_bytes, need, floor, per))
         return need
+
+    def _cache_full_message(self, blocks: int, shard_bytes: list[int], need: int, floor: int, per: str) -> str:
+        limit, url = format_size(self.cache_limit), self.remote.url
+        big = int(np.argmax(shard_bytes))
+        one = max(1, min((s.rows for s in self.manifest.shards if s.rows), default=1))
+        if shard_bytes[big] > self.cache_limit:
+            name = self.manifest.shards[big].path
+            lower = f" ({_size_at_least(floor)} with shuffle_block <= {one}, one shard per block)" if floor < need else ""
+            return (f"cache_limit={limit} is below the largest shard of {url} ({name}, "
+                    f"{format_size(shard_bytes[big])}); shards are cached whole, so no shuffle_block can help: "
+                    f"raise cache_limit to at least {_size_at_least(need)}{per}{lower}, or write the run with "
+                    f"smaller shards (the pipeline's sink.shard_bytes)")
+        what = "the one shuffle block" if blocks == 1 else "two consecutive shuffle blocks"
+        head = (f"cache_limit={limit} is below the {_size_at_least(need)} that {what} of {url} "
+                f"{'needs' if blocks == 1 else 'need'}{per} (shuffle_block={self.shuffle_block} samples); "
+                f"raise cache_limit to at least {_size_at_least(need)}")
+        if floor > self.cache_limit:
+            return (f"{head}; lowering shuffle_block is not enough: with one shard per block two shards "
+                    f"need up to {_size_at_least(floor)}{per}")
+        return (f"{head}, or lower shuffle_block to {one} samples or less (one shard per block, which needs "
+                f"at most {_size_at_least(floor)}{per} in any epoch)")
 
     def plan(self, epoch: int | None = None) -> RankPlan:
         """This rank's plan for the epoch, resumed if a state for that epoch was loaded."""

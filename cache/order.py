@@ -24,9 +24,9 @@ from typing import Sequence
 
 import numpy as np
 
-from winnow.errors import CacheError
+from winnow.errors import CacheError, ConfigError
 
-__all__ = ["EpochOrder", "RankPlan", "worker_steps", "worker_chunks", "PARTITIONS"]
+__all__ = ["EpochOrder", "RankPlan", "worker_steps", "worker_chunks", "check_global_step", "PARTITIONS"]
 
 #: ``interleave``: global step s is positions [s*G, (s+1)*G), rank r takes its r-th slice
 #: (the samples of a global step are the same whatever the world size).
@@ -112,13 +112,53 @@ class EpochOrder:
         return np.concatenate([self.block_ids(b) for b in range(len(self.blocks))])
 
 
+def check_global_step(total: int, world: int, batch_size: int, drop_last: bool, what: str = "the dataset") -> None:
+    """Raise :class:`ConfigError` unless the epoch holds at least one global step.
+
+    A global step is ``world * batch_size`` samples. With fewer samples than that the epoch is
+    either empty (``drop_last=True``) or one step padded by wrapping the order, in which a sample
+    comes back two or more times within the same global step (``drop_last=False``). Both are
+    refused: the wrap padding is only ever what completes the epoch's last global step, which
+    then repeats fewer samples than the epoch holds (each sample at most twice per epoch).
+
+    Args:
+        total: samples in the epoch.
+        world: number of ranks.
+        batch_size: samples per step per rank.
+        drop_last: the plan's ``drop_last``.
+        what: how the message names the dataset (its URL).
+    """
+    g = world * batch_size
+    if total >= g:
+        return
+    if total == 0:
+        effect = "the epoch has no sample"
+    elif drop_last:
+        effect = "with drop_last=True the epoch would have no step at all"
+    else:
+        copies = math.ceil(g / total)
+        effect = (f"with drop_last=False the one step would be padded with {g - total} repeats, a sample up to "
+                  f"{copies} times in the same global step")
+    if total == 0:
+        fix = "stream a dataset that has samples"
+    elif total >= world:
+        fix = f"use batch_size <= {total // world} with world_size={world}, or fewer ranks"
+    else:
+        fix = f"the dataset has fewer samples than ranks: use at most {total} ranks, or a larger dataset"
+    raise ConfigError("batch_size", batch_size,
+                      f"batch_size x world_size ({batch_size} x {world} = {g}) at most the {total} samples of {what}",
+                      f"{effect}; {fix}")
+
+
 @dataclass(frozen=True)
 class RankPlan:
     """One rank's share of an epoch: ``steps`` batches of ``batch_size`` positions each.
 
     Every rank gets the same number of steps. With ``drop_last`` the tail that does not fill
     a step on every rank is left out; otherwise the last steps wrap to the start of the epoch
-    order (those samples are seen twice, as with ``DistributedSampler``).
+    order (those samples are seen twice, as with ``DistributedSampler``). The epoch must hold
+    at least one global step (``world * batch_size`` samples; see :func:`check_global_step`), so
+    the padding never repeats a sample more than once.
 
     Attributes:
         total: samples in the epoch.
@@ -145,6 +185,7 @@ class RankPlan:
             raise CacheError(f"partition={self.partition!r}; expected one of {PARTITIONS}")
         if not 0 <= self.rank < self.world:
             raise CacheError(f"rank={self.rank} is outside world_size={self.world}")
+        check_global_step(self.total, self.world, self.batch_size, self.drop_last)
 
     @property
     def _per_rank_steps(self) -> int:
