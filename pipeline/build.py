@@ -37,7 +37,7 @@ _FILES_PER_KIND = 5  # files listed per kind (with their counts)
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _PATH = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+|(?<![\w.])/[^\s,;)]+")
 _PAREN = re.compile(r"\s*\([^()]*(?:\)|$)")
-_NUMBER = re.compile(r"\d[\d,._]*")
+_NUMBER = re.compile(r"(?<![\w-])\d[\d,._]*")  # not inside a word: UTF-8 stays a name
 _FILE_LEVEL = re.compile(
     r"truncated|anything after it|cannot read rows|stopped after|cannot open|rest of the file|every row of the file|"
     r"not a readable (?:Parquet file|tar archive)|cannot be read \(|in the (?:JSON )?document")

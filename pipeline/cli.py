@@ -109,6 +109,9 @@ def _parser(stage_help: str | None = None) -> argparse.ArgumentParser:
 
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    # Model stages load weights through transformers / huggingface_hub, whose progress bars
+    # would interleave with winnow's own progress lines (the environment wins if it says so).
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     logging.getLogger("winnow").setLevel(logging.INFO)
 
 
