@@ -116,7 +116,7 @@ class TokenPacker(IterableDataset):
         if doc_mask and boundaries:
             raise ConfigError("doc_mask/boundaries", (doc_mask, boundaries), "at most one of them",
                               "boundaries replaces the CPU-built masks")
-        if not getattr(source, "batched", False):
+        if getattr(source, "batched", True) is False:
             raise ConfigError("source", type(source).__name__, "a batched source (StreamingDataset(batched=True, "
                               "batch_size=B) or a MixedDataset)", "TokenPacker packs whole steps of documents")
         cols = getattr(source, "columns", None)
@@ -168,12 +168,17 @@ class TokenPacker(IterableDataset):
                                  f"count as 1) and this loader has {self._workers}; the packed batches of "
                                  "different worker counts differ, so resume with the same num_workers")
             self._base = r["source"]
-        else:
+        elif hasattr(self.source, "state_dict"):
             self._base = self.source.state_dict(num_batches=0)
+        else:
+            self._base = None  # a plain iterable of steps: no resume
         self._iter_resume = r  # positions of the workers that have not handed out a batch yet
 
     def _pack_state(self, positions: Mapping[int, tuple[int, int]] | None, last: int | None) -> dict[str, Any]:
         """The state after the batches whose positions a StreamingDataLoader recorded."""
+        if not hasattr(self.source, "state_dict"):
+            raise CacheError(f"TokenPacker can resume only a source with state_dict/load_state_dict (a StreamingDataset "
+                             f"or MixedDataset), not {type(self.source).__name__}")
         if self._base is None:  # no iteration yet: the loaded state, or the source's start
             if self._resume is not None:
                 return dict(self._resume)
