@@ -236,6 +236,21 @@ class CudaPrefetcher:
         self._ops = ops
         self.on_cuda = ops is not None or (self.device.type == "cuda" and cuda_ready())
         self.stats = {"direct": 0, "pinned": 0, "fallback": 0, "registered": 0, "register_failed": 0}
+        self._handed: Any = None  # the loader's mark after the last batch handed to the trainer
+
+    def state_dict(self) -> dict[str, Any]:
+        """The loader's state after the batches this prefetcher handed to the trainer (the loader
+        itself is up to ``depth`` batches further on): exact resume through the prefetcher."""
+        if not hasattr(self.loader, "_mark"):
+            raise TypeError(f"CudaPrefetcher.state_dict needs a StreamingDataLoader, not {type(self.loader).__name__}")
+        if self._handed is None:
+            return self.loader.state_dict()  # type: ignore[attr-defined]
+        return self.loader.state_dict(self._handed)  # type: ignore[attr-defined]
+
+    def load_state_dict(self, state: Any) -> None:
+        """The loader's ``load_state_dict``."""
+        self.loader.load_state_dict(state)  # type: ignore[attr-defined]
+        self._handed = None
 
     def __len__(self) -> int:
         return len(self.loader)  # type: ignore[arg-type]
@@ -266,8 +281,13 @@ class CudaPrefetcher:
         return out
 
     def __iter__(self) -> Iterator[Any]:
+        marks = hasattr(self.loader, "_mark")
         if not self.on_cuda:
-            for batch in self.loader:
+            it0 = iter(self.loader)
+            self._handed = (0, None, None) if marks else None
+            for batch in it0:
+                if marks:
+                    self._handed = self.loader._mark()  # type: ignore[attr-defined]
                 yield to_device(batch, self.device)
             return
         # A thread pulls batches, prepares their host side and issues their copies on a side
@@ -304,13 +324,15 @@ class CudaPrefetcher:
                     else:
                         batch = _host_tensors(batch, ops.pin)
                         self.stats["pinned"] += 1
+                    mark = self.loader._mark() if marks else None  # type: ignore[attr-defined]
                     gpu, ev = ops.copy(batch)
-                    ready.put((gpu, ev, batch))
+                    ready.put((gpu, ev, batch, mark))
                     del batch, gpu, ev  # only the consumer's bookkeeping decides when the host batch goes
                 ready.put(done)
             except BaseException as e:  # noqa: BLE001 - handed to the consumer thread, which re-raises it
                 ready.put(e)
 
+        self._handed = (0, None, None) if marks else None  # nothing handed out of this iteration yet
         th = threading.Thread(target=feed, name="winnow-cuda-prefetch", daemon=True)
         th.start()
         try:
@@ -320,8 +342,9 @@ class CudaPrefetcher:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                gpu, ev, host = item
+                gpu, ev, host, mark = item
                 ops.hand_over(gpu, ev)
+                self._handed = mark
                 held.append((ev, host))  # the copy may still be reading it: dropped once its event is done
                 del item, host
                 while held and ops.done(held[0][0]):  # one stream: events complete in order

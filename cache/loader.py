@@ -198,7 +198,14 @@ class _SlotView:
 
 
 def _rebuild_chunk(rows: tuple[int, ...], buf: torch.Tensor | None, fields: list,
-                   slot: tuple[int, ...] | None, nbytes: int = -1) -> "TransferChunk":
+                   slot: tuple[int, ...] | None, nbytes: int = -1, tag: Any = None) -> "TransferChunk":
+    c = _rebuild(rows, buf, fields, slot, nbytes)
+    c.tag = tag
+    return c
+
+
+def _rebuild(rows: tuple[int, ...], buf: torch.Tensor | None, fields: list,
+             slot: tuple[int, ...] | None, nbytes: int) -> "TransferChunk":
     if slot is not None and slot[0] in _FLAGS:  # in the main process of the loader that owns the slot
         token, i, gen = slot
         segs = _SEGS.setdefault(token, {})
@@ -238,9 +245,11 @@ class TransferChunk:
             a column whose shape or type differs between steps).
         segment: in the main process, the kept mapping of the recycled segment ``buf`` lies in
             (a :class:`_Segment`), else None.
+        tag: a small picklable value travelling with the chunk (a
+            :class:`~winnow.cache.packing.TokenPacker` batch: where its worker's next batch starts).
     """
 
-    __slots__ = ("rows", "buf", "fields", "slot", "segment")
+    __slots__ = ("rows", "buf", "fields", "slot", "segment", "tag")
 
     def __init__(self, rows: tuple[int, ...], buf: torch.Tensor, fields: list[tuple[str, str, Any]],
                  slot: tuple[int, int, int] | None = None, segment: _Segment | None = None) -> None:
@@ -249,17 +258,18 @@ class TransferChunk:
         self.fields = fields
         self.slot = slot  # (loader token, flag index, generation) of a recycled segment, else None
         self.segment = segment
+        self.tag: Any = None
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         slot = self.slot
         if slot is None or get_worker_info() is None:
-            return _rebuild_chunk, (self.rows, self.buf, self.fields, None)
+            return _rebuild_chunk, (self.rows, self.buf, self.fields, None, -1, self.tag)
         # A worker's recycled segment: its descriptor travels once (pickled in order on the one
         # result queue, so the main process has mapped it before any later item refers to it).
         if slot in _SENT:
-            return _rebuild_chunk, (self.rows, None, self.fields, slot, self.buf.numel())
+            return _rebuild_chunk, (self.rows, None, self.fields, slot, self.buf.numel(), self.tag)
         _SENT.add(slot)
-        return _rebuild_chunk, (self.rows, self.buf, self.fields, slot, self.buf.numel())
+        return _rebuild_chunk, (self.rows, self.buf, self.fields, slot, self.buf.numel(), self.tag)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -391,7 +401,9 @@ class TransferChunk:
         from torch.utils.data._utils.pin_memory import pin_memory as _pin
 
         fields = [(n, k, _pin(m) if k == "each" else m) for n, k, m in self.fields]
-        return TransferChunk(self.rows, self.buf.pin_memory(), fields)
+        out = TransferChunk(self.rows, self.buf.pin_memory(), fields)
+        out.tag = self.tag
+        return out
 
     def __repr__(self) -> str:
         return f"TransferChunk(steps={len(self.rows)}, samples={sum(self.rows)}, bytes={self.buf.numel()})"
@@ -467,10 +479,24 @@ class StreamingDataLoader(DataLoader):
         super().__init__(dataset, **kwargs)
         self._yielded = 0
         self.wait_s = 0.0
+        self._base: dict[str, Any] | None = None  # the dataset's state when the current iteration began
+        self._pack_pos: dict[int, tuple[int, int]] = {}  # TokenPacker: worker -> where its next batch starts
+        self._pack_last: int | None = None  # TokenPacker: the worker of the last batch handed out
 
     def __iter__(self) -> "_CountingIterator":
         self._yielded = 0
         self.wait_s = 0.0
+        self._pack_pos, self._pack_last = {}, None
+        packer = hasattr(self.dataset, "_pack_state")
+        if packer:
+            if (self.num_workers > 0 and self.persistent_workers and self._iterator is not None
+                    and self.dataset._fresh_resume):
+                raise CacheError("load_state_dict on a StreamingDataLoader over a TokenPacker with persistent_workers="
+                                 "True must come before its first iteration (the running workers keep their copy)")
+            self.dataset._begin(self.num_workers)
+            self._base = None
+        else:
+            self._base = self._dataset_state(0)
         if self._direct():
             return _CountingIterator(self, self._direct_iter())
         init = self.worker_init_fn
@@ -488,7 +514,7 @@ class StreamingDataLoader(DataLoader):
                 started = init.token
                 while len(_FLAGS) > 64:  # chunks of long-gone loaders then free nothing, harmlessly
                     _forget(next(iter(_FLAGS)))
-            ds = self.dataset
+            ds = getattr(self.dataset, "source", self.dataset) if packer else self.dataset
             resume = getattr(ds, "_resume", None)
             init.state[0] = int(getattr(ds, "epoch", 0))
             init.state[1] = int(resume is not None)
@@ -496,6 +522,8 @@ class StreamingDataLoader(DataLoader):
                 init.state[2], init.state[3], init.state[4] = resume["epoch"], resume["start"], resume["skip"]
             init.state[5] = int(getattr(ds, "start", 0))  # a MixedDataset's resume step
         inner = super().__iter__()
+        if packer:
+            self.dataset._fresh_resume = False
         if started:  # the workers' segments stay mapped here as long as their iterator lives
             weakref.finalize(inner, _forget, started)
         return _CountingIterator(self, inner)
@@ -518,14 +546,44 @@ class StreamingDataLoader(DataLoader):
         for step in self.dataset:
             yield _pin(step)
 
-    def state_dict(self) -> dict[str, Any]:
-        """The dataset's state after the steps handed out by the current iteration."""
-        return self.dataset.state_dict(num_batches=self._yielded)
+    def _dataset_state(self, n: int) -> dict[str, Any]:
+        return self.dataset.state_dict(num_batches=n)
+
+    def _mark(self) -> tuple[int, dict[int, tuple[int, int]] | None, int | None]:
+        """What the state after the steps handed out so far needs (cheap; see :meth:`state_dict`)."""
+        return self._yielded, (dict(self._pack_pos) if self._pack_last is not None else None), self._pack_last
+
+    def state_dict(self, mark: tuple[int, Any, Any] | None = None) -> dict[str, Any]:
+        """The dataset's state after the steps handed out by the current iteration.
+
+        Args:
+            mark: the state after an earlier point of this iteration instead, as :meth:`_mark`
+                took it then (what :class:`~winnow.cache.gpu.CudaPrefetcher` hands out lags).
+        """
+        n, pos, last = self._mark() if mark is None else mark
+        ds = self.dataset
+        if hasattr(ds, "_pack_state"):
+            return ds._pack_state(pos, last)
+        b = self._base
+        if b is None or getattr(ds, "epoch", b.get("epoch")) != b.get("epoch"):
+            return ds.state_dict(num_batches=n if b is None else 0)
+        if "partition" in b and hasattr(ds, "plan"):  # from the iteration's start: the dataset forgets a
+            from winnow.cache.order import RankPlan  # resume point once the epoch's remainder was read
+
+            p = ds.plan(b["epoch"])
+            q = RankPlan(p.total, p.world, p.rank, p.batch_size, p.drop_last, p.partition,
+                         int(b["start"]), int(b["skip"])).resumed(n)
+            return {**b, "start": q.start, "skip": q.skip}
+        if "step" in b:
+            return {**b, "step": int(b["step"]) + n}
+        return ds.state_dict(num_batches=n)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume: the next iteration continues where ``state`` was taken."""
         self.dataset.load_state_dict(state)
         self._yielded = 0
+        self._base = None
+        self._pack_pos, self._pack_last = {}, None
 
 
 class _CountingIterator:
@@ -551,21 +609,30 @@ class _CountingIterator:
             self._loader._yielded += 1
             return self._pending.popleft()
         t0 = time.perf_counter()
+        loader = self._loader
         try:
             batch = next(self._inner)
             if isinstance(batch, TransferChunk):
                 self._pending.extend(batch.split())
                 self.segment = batch.segment  # the pending steps all come from this chunk
+                tag = batch.tag
                 batch = self._pending.popleft()
             else:
                 self.segment = None
+                tag = getattr(loader.dataset, "_last_pos", None) if loader.num_workers == 0 else None
+            if tag is not None:  # a TokenPacker batch: where its worker's next batch starts
+                loader._pack_pos[tag[0]] = (tag[1], tag[2])
+                loader._pack_last = tag[0]
         except StopIteration:
             ds = self._loader.dataset
-            if getattr(ds, "_resume", None) is not None and ds._resume.get("epoch") == ds.epoch:
+            if getattr(ds, "_resume", None) is not None and ds._resume.get("epoch") == getattr(ds, "epoch", None):
                 ds._resume = None  # that epoch's remainder has been delivered
+            src = getattr(ds, "source", None) if hasattr(ds, "_pack_state") else None
+            if getattr(src, "_resume", None) is not None and src._resume.get("epoch") == getattr(src, "epoch", None):
+                src._resume = None  # a TokenPacker's source: the same
             raise
-        self._loader.wait_s += time.perf_counter() - t0
-        self._loader._yielded += 1
+        loader.wait_s += time.perf_counter() - t0
+        loader._yielded += 1
         return batch
 
     def __getattr__(self, name: str) -> Any:  # e.g. _workers of the multiprocessing iterator

@@ -10,23 +10,34 @@ into ``(batch_size, seq_len)`` int32 tensors. With ``doc_mask=True`` each batch 
 * ``position_ids``: per position, its offset inside its document (restarting at 0).
 
 All of it is vectorised over the whole step. Packing happens per DataLoader worker on that
-worker's steps; on resume the partial sequence a worker had buffered (fewer than
-``batch_size * seq_len`` tokens) is not replayed.
+worker's steps.
+
+Resume: every packed batch records where its worker's next batch starts (the source step, counted
+from the iteration's start, and the tokens of it already packed). A
+:class:`~winnow.cache.loader.StreamingDataLoader` keeps that for the batches it handed out, and
+its ``state_dict()`` is the packer's state: the source's state at the iteration's start, each
+worker's position and which worker the next batch comes from. After ``load_state_dict`` each
+worker re-reads the source step it was in the middle of and skips the tokens already packed, so
+the batches continue exactly as in an uninterrupted epoch. The state needs the same
+``max(num_workers, 1)`` to resume (0 and 1 pack the same stream).
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+import logging
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
-from torch.utils.data import IterableDataset
+from torch.utils.data import IterableDataset, get_worker_info
 
-from winnow.errors import ConfigError
+from winnow.errors import CacheError, ConfigError
 
 from winnow.cache.memory import RaggedRefs
 
 __all__ = ["TokenPacker", "pack_positions"]
+
+_log = logging.getLogger(__name__)
 
 
 def pack_positions(doc_starts: np.ndarray, total: int) -> tuple[np.ndarray, np.ndarray]:
@@ -105,17 +116,129 @@ class TokenPacker(IterableDataset):
         if doc_mask and boundaries:
             raise ConfigError("doc_mask/boundaries", (doc_mask, boundaries), "at most one of them",
                               "boundaries replaces the CPU-built masks")
+        if getattr(source, "batched", True) is False:
+            raise ConfigError("source", type(source).__name__, "a batched source (StreamingDataset(batched=True, "
+                              "batch_size=B) or a MixedDataset)", "TokenPacker packs whole steps of documents")
+        cols = getattr(source, "columns", None)
+        if cols is None and hasattr(source, "manifest"):
+            cols = list(source.manifest.schema.names)
+        if cols is not None and column not in cols:
+            raise ConfigError("column", column, f"one of the source's columns {list(cols)}",
+                              "pass TokenPacker(column=...) the token column, and read it (StreamingDataset(columns=...))")
         self.source, self.seq_len, self.batch_size = source, int(seq_len), int(batch_size)
         self.column, self.eos_id, self.pad_id = column, eos_id, int(pad_id)
         self.doc_mask, self.boundaries = bool(doc_mask), bool(boundaries)
         self.drop_remainder = bool(drop_remainder)
         self._transfer_ok = False  # set in workers of a StreamingDataLoader
         self._slot_pool: Any = None
+        self._resume: dict[str, Any] | None = None  # loaded state: source base, per-worker positions
+        self._fresh_resume = False  # loaded since the loader's workers last started
+        self._base: dict[str, Any] | None = None  # the source's state at the current iteration's start
+        self._iter_resume: dict[str, Any] | None = None  # the loaded state the current iteration started from
+        self._workers = 1  # max(num_workers, 1) of the current iteration
+        self._last_pos: tuple[int, int, int] | None = None  # in-process: (worker, step, tokens) after the last batch
+        self._warned_empty = False
 
     def __getstate__(self) -> dict[str, Any]:
         d = self.__dict__.copy()
         d["_transfer_ok"], d["_slot_pool"] = False, None
         return d
+
+    def __len__(self) -> int:
+        raise TypeError("len(TokenPacker) is not known before packing: the number of packed batches depends on "
+                        "the lengths of the documents; count the batches of an epoch instead")
+
+    # --- resume ----------------------------------------------------------------------
+    def _active_resume(self, epoch: int | None) -> dict[str, Any] | None:
+        r = self._resume
+        if r is None:
+            return None
+        e = r["source"].get("epoch")
+        if e is not None and epoch is not None and e != epoch:
+            return None  # another epoch was selected since: start it from scratch
+        return r
+
+    def _begin(self, workers: int) -> None:
+        """Main process, before an iteration: remember where the source starts and check the workers."""
+        self._workers = max(int(workers), 1)
+        r = self._active_resume(getattr(self.source, "epoch", None))
+        if r is not None:
+            if r["workers"] != self._workers:
+                raise CacheError(f"this TokenPacker state was saved with num_workers={r['workers']} (0 and 1 "
+                                 f"count as 1) and this loader has {self._workers}; the packed batches of "
+                                 "different worker counts differ, so resume with the same num_workers")
+            self._base = r["source"]
+        elif hasattr(self.source, "state_dict"):
+            self._base = self.source.state_dict(num_batches=0)
+        else:
+            self._base = None  # a plain iterable of steps: no resume
+        self._iter_resume = r  # positions of the workers that have not handed out a batch yet
+
+    def _pack_state(self, positions: Mapping[int, tuple[int, int]] | None, last: int | None) -> dict[str, Any]:
+        """The state after the batches whose positions a StreamingDataLoader recorded."""
+        if not hasattr(self.source, "state_dict"):
+            raise CacheError(f"TokenPacker can resume only a source with state_dict/load_state_dict (a StreamingDataset "
+                             f"or MixedDataset), not {type(self.source).__name__}")
+        if self._base is None:  # no iteration yet: the loaded state, or the source's start
+            if self._resume is not None:
+                return dict(self._resume)
+            self._begin(self._workers)
+        assert self._base is not None
+        w = self._workers
+        r = self._iter_resume
+        pos = [list(p) for p in r["pos"]] if r is not None else [[o, 0] for o in range(w)]
+        rot = r["rotate"] if r is not None else 0
+        for o, (g, t) in (positions or {}).items():
+            pos[o] = [int(g), int(t)]
+        if last is not None:
+            rot = (last + 1) % w
+        return {"version": 1, "kind": "TokenPacker", "source": dict(self._base), "workers": w, "rotate": rot,
+                "pos": pos, "seq_len": self.seq_len, "batch_size": self.batch_size, "eos_id": self.eos_id}
+
+    def state_dict(self, num_batches: int | None = None) -> dict[str, Any]:
+        """Use :meth:`StreamingDataLoader.state_dict` (it knows which batches the trainer got)."""
+        if num_batches is None and self._last_pos is not None and self._workers == 1:
+            o, g, t = self._last_pos
+            return self._pack_state({o: (g, t)}, o)
+        if num_batches in (None, 0):
+            return self._pack_state(None, None)
+        raise CacheError("TokenPacker.state_dict(num_batches=...) cannot turn a count into a position: take the "
+                         "state from the StreamingDataLoader (or CudaPrefetcher) that iterates the packer")
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``state`` (from a StreamingDataLoader over a packer with the same settings)."""
+        if state.get("kind") != "TokenPacker":
+            raise CacheError("this state was not saved from a TokenPacker (take it from the StreamingDataLoader "
+                             "iterating the packer)")
+        mine = (self.seq_len, self.batch_size, self.eos_id)
+        theirs = (state.get("seq_len"), state.get("batch_size"), state.get("eos_id"))
+        if theirs != mine:
+            raise CacheError(f"TokenPacker state has (seq_len, batch_size, eos_id)={theirs} but this packer has "
+                             f"{mine}; resume with the same packing settings")
+        self.source.load_state_dict(state["source"])
+        self._resume = {k: state[k] for k in ("source", "workers", "rotate", "pos")}
+        self._resume["steps"] = len(self.source)
+        self._base = None
+        self._last_pos = None
+        self._fresh_resume = True
+
+    def _shifted(self, base: Mapping[str, Any], off: int, epoch_now: int | None) -> list[int]:
+        """The source's shared state (see StreamingDataset.__iter__) for starting ``off`` steps after ``base``."""
+        src = self.source
+        if "partition" in base:
+            start, skip = int(base["start"]), int(base["skip"])
+            if base["partition"] == "interleave":
+                start += off * src.world_size * src.batch_size
+            else:
+                skip += off
+            return [int(base["epoch"]), 1, int(base["epoch"]), start, skip, 0]
+        if "step" in base:
+            if base["step"] + off < 0:
+                raise CacheError("this TokenPacker state cannot be resumed with DataLoader workers over a "
+                                 "MixedDataset (a worker would start before the first step); resume with num_workers=0")
+            e = 0 if epoch_now is None else epoch_now
+            return [e, 0, 0, 0, 0, int(base["step"]) + off]
+        raise CacheError(f"TokenPacker cannot resume a source of type {type(src).__name__}")
 
     def _docs(self, batch: dict[str, Any]) -> tuple[_Pieces, np.ndarray]:
         """The step's documents as a token stream (each followed by ``eos_id`` if set), and the
@@ -206,37 +329,96 @@ class TokenPacker(IterableDataset):
             return chunk
         return {k: torch.from_numpy(v) for k, v in views.items()}
 
+    def _out(self, item: Any, tag: tuple[int, int, int]) -> Any:
+        from winnow.cache.loader import TransferChunk
+
+        if isinstance(item, TransferChunk):
+            item.tag = tag
+        self._last_pos = tag
+        return item
+
     def __iter__(self) -> Iterator[Any]:
         need = self.batch_size * self.seq_len
         parts: list[_Pieces] = []
+        pg: list[int] = []  # the source step (from the iteration's start) of each part
         starts: list[np.ndarray] = []
         have = 0  # tokens in parts
         src = self.source
+        wi = get_worker_info()
+        wid, nw = (wi.id, wi.num_workers) if wi is not None else (0, 1)
+        shared = getattr(src, "_shared_state", None)
+        epoch_now = int(shared[0]) if (shared is not None and "epoch" in vars(src)) else getattr(src, "epoch", None)
+        if wi is None:
+            self._begin(1 if self._base is None else self._workers)
+        res = self._active_resume(epoch_now)
+        role, g, skip_tokens, limit = wid, wid, 0, None
+        saved = {k: getattr(src, k) for k in ("_shared_state", "_resume", "start") if hasattr(src, k)}
+        if res is not None:
+            if res["workers"] != nw:
+                raise CacheError(f"this TokenPacker state was saved with num_workers={res['workers']} (0 and 1 "
+                                 f"count as 1) and is iterated with {nw}; resume with the same num_workers")
+            role = (wid + int(res["rotate"])) % nw
+            g, skip_tokens = (int(x) for x in res["pos"][role])
+            limit = int(res["steps"])
+            src._shared_state = self._shifted(res["source"], g - wid, epoch_now)
         refs = hasattr(src, "_ragged_refs")
         if refs:  # the source hands ragged rows as RaggedRefs: _emit copies each document once
             src._ragged_refs = True
+        done = False
+        emitted = 0
+        self._last_pos = None
         try:
             for batch in src:
+                if limit is not None and g >= limit:
+                    break
+                this, g = g, g + nw
                 toks, st = self._docs(batch)
+                if skip_tokens:  # the step this worker was in the middle of: its packed tokens are done
+                    toks.take(skip_tokens, [])
+                    st = st[st >= skip_tokens] - skip_tokens
+                    skip_tokens = 0
                 if not toks.left:
                     continue
                 parts.append(toks)
+                pg.append(this)
                 starts.append(st + have)
                 have += toks.left
                 while have >= need:
                     allst = np.concatenate(starts) if len(starts) > 1 else starts[0]
-                    yield self._emit(parts, allst[allst < need])
+                    n0 = len(parts)
+                    item = self._emit(parts, allst[allst < need])
+                    del pg[:n0 - len(parts)]
                     have -= need
                     rest = allst[allst >= need] - need
                     starts = [rest]
+                    nxt = (pg[0], parts[0].taken) if parts else (g, 0)
+                    emitted += 1
+                    yield self._out(item, (role, *nxt))
             if have and not self.drop_remainder:
                 allst = np.concatenate(starts) if len(starts) > 1 else starts[0]
                 pad = np.full(need - have, self.pad_id, dtype=np.int32)
                 parts.append(_Pieces([pad], np.array([len(pad)], dtype=np.int64)))
-                yield self._emit(parts, allst, valid=have)
+                item = self._emit(parts, allst, valid=have)
+                emitted += 1
+                yield self._out(item, (role, g, 0))
+            done = True
+            if not emitted and res is None and not self._warned_empty:
+                self._warned_empty = True
+                _log.warning("TokenPacker yielded no batch this epoch%s: the source held fewer than one packed "
+                             "batch of %d tokens (batch_size=%d x seq_len=%d)%s",
+                             f" in DataLoader worker {wid}" if wi is not None else "", need, self.batch_size,
+                             self.seq_len, "; drop_remainder=True dropped them" if have else "")
         finally:
             if refs:
                 src._ragged_refs = False
+            if res is not None:
+                if done:
+                    self._resume = None  # that epoch's remainder is delivered
+                for k, v in saved.items():
+                    setattr(src, k, v)
+                if done and wi is None and "_resume" in saved and saved["_resume"] is not None \
+                        and saved["_resume"].get("epoch") == epoch_now:
+                    src._resume = None
 
 
 class _Pieces:
@@ -244,6 +426,11 @@ class _Pieces:
     consumed from the front by :meth:`take` without copying."""
 
     __slots__ = ("arrays", "ends", "i", "off", "left")
+
+    @property
+    def taken(self) -> int:
+        """Tokens already taken from the front."""
+        return (int(self.ends[-1]) if len(self.ends) else 0) - self.left
 
     def __init__(self, arrays: list[np.ndarray], lens: np.ndarray) -> None:
         self.arrays = arrays
