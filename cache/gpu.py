@@ -29,12 +29,18 @@ def pin(obj: Any) -> Any:
     """Page-lock every CPU tensor in a (nested) batch; a no-op without CUDA or in a worker."""
     if not cuda_ready() or get_worker_info() is not None:
         return obj
+    return _map_tensors(obj, lambda t: t if t.is_pinned() or t.device.type != "cpu" else t.pin_memory())
+
+
+def _map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """``obj`` with ``fn`` applied to each tensor of a (nested) batch: a tensor, a dict of
+    batches, or a list/tuple of tensors; anything else as it is."""
     if isinstance(obj, torch.Tensor):
-        return obj if obj.is_pinned() or obj.device.type != "cpu" else obj.pin_memory()
+        return fn(obj)
     if isinstance(obj, dict):
-        return {k: pin(v) for k, v in obj.items()}
+        return {k: _map_tensors(v, fn) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)) and obj and isinstance(obj[0], torch.Tensor):
-        return type(obj)(pin(v) for v in obj)
+        return type(obj)(_map_tensors(v, fn) for v in obj)
     return obj
 
 
@@ -62,13 +68,7 @@ def pinned_collate(samples: Sequence[Any]) -> Any:
 
 def to_device(obj: Any, device: torch.device, non_blocking: bool = False) -> Any:
     """Move every tensor of a (nested) batch to ``device``."""
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=non_blocking)
-    if isinstance(obj, dict):
-        return {k: to_device(v, device, non_blocking) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)) and obj and isinstance(obj[0], torch.Tensor):
-        return type(obj)(to_device(v, device, non_blocking) for v in obj)
-    return obj
+    return _map_tensors(obj, lambda t: t.to(device, non_blocking=non_blocking))
 
 
 def document_masks(doc_starts: torch.Tensor, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,13 +179,7 @@ class _CudaOps:
 
 def _host_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
     """``obj`` with ``fn`` applied to each CPU tensor of a (nested) batch (as :func:`pin` walks it)."""
-    if isinstance(obj, torch.Tensor):
-        return fn(obj) if obj.device.type == "cpu" else obj
-    if isinstance(obj, dict):
-        return {k: _host_tensors(v, fn) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)) and obj and isinstance(obj[0], torch.Tensor):
-        return type(obj)(_host_tensors(v, fn) for v in obj)
-    return obj
+    return _map_tensors(obj, lambda t: fn(t) if t.device.type == "cpu" else t)
 
 
 class CudaPrefetcher:

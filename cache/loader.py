@@ -586,6 +586,12 @@ class StreamingDataLoader(DataLoader):
         self._pack_pos, self._pack_last = {}, None
 
 
+def _spend_resume(ds: Any) -> None:
+    """Forget ``ds``'s resume point once the epoch it was taken in has been delivered."""
+    if getattr(ds, "_resume", None) is not None and ds._resume.get("epoch") == getattr(ds, "epoch", None):
+        ds._resume = None
+
+
 class _CountingIterator:
     """The DataLoader's iterator (workers start at once), counting and timing each ``next``.
 
@@ -625,11 +631,11 @@ class _CountingIterator:
                 loader._pack_last = tag[0]
         except StopIteration:
             ds = self._loader.dataset
-            if getattr(ds, "_resume", None) is not None and ds._resume.get("epoch") == getattr(ds, "epoch", None):
-                ds._resume = None  # that epoch's remainder has been delivered
-            src = getattr(ds, "source", None) if hasattr(ds, "_pack_state") else None
-            if getattr(src, "_resume", None) is not None and src._resume.get("epoch") == getattr(src, "epoch", None):
-                src._resume = None  # a TokenPacker's source: the same
+            if hasattr(ds, "_pack_state"):  # a TokenPacker: its resume point is used up, and its source's
+                ds._resume = None
+                _spend_resume(ds.source)
+            else:
+                _spend_resume(ds)
             raise
         loader.wait_s += time.perf_counter() - t0
         loader._yielded += 1

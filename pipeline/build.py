@@ -22,6 +22,7 @@ import xxhash
 from winnow.format import output_schema, reject_schema
 from winnow.pipeline.config import RunConfig
 from winnow.pipeline.finalize import Finalize
+from winnow.pipeline.report import DEAD_KINDS_KEY  # stats["stage_stats"] key of _DeadKinds' counts
 from winnow.pipeline.sink import WriteShards
 from winnow.pipeline.spill import spill_prefix
 from winnow.pipeline.stages.base import StageOutputs
@@ -29,8 +30,6 @@ from winnow.pipeline.stages.spec import BuildContext
 
 __all__ = ["build_pipeline", "run_schema", "RunOutputs", "dead_letter_kind", "dead_letter_file", "DEAD_KINDS_KEY"]
 
-#: ``stats["stage_stats"][DEAD_KINDS_KEY]``: dead letters counted by error kind (see :class:`_DeadKinds`).
-DEAD_KINDS_KEY = "dead_letter_kinds"
 _KINDS_MAX = 100  # kinds listed; past it, the kinds with the largest hashes are summed as "other"
 _FILE_KINDS_MAX = 50  # file-level kinds listed besides (never crowded out by per-record kinds)
 _FILES_PER_KIND = 5  # files listed per kind (with their counts)

@@ -328,7 +328,7 @@ def _example_card(e: Mapping[str, Any], chars: int) -> str:
 
 
 def _examples(stages: list[dict[str, Any]], examples: Sequence[Mapping[str, Any]],
-              colors: Mapping[str, str], config: Mapping[str, Any], stats: Mapping[str, Any] | None = None) -> str:
+              colors: Mapping[str, str], config: Mapping[str, Any], has_kinds: bool = False) -> str:
     rep = config.get("report") if isinstance(config.get("report"), Mapping) else {}
     per_reason = to_int(rep.get("examples_per_reason")) if "examples_per_reason" in rep else 50
     chars = max(to_int(rep.get("example_chars")), 20) if "example_chars" in rep else 400
@@ -346,7 +346,6 @@ def _examples(stages: list[dict[str, Any]], examples: Sequence[Mapping[str, Any]
     groups.update(sorted(extra.items()))
     if not groups:
         return '<p class="muted">Nothing was rejected or dead-lettered.</p>'
-    has_kinds = stats is not None and _dead_kinds(stats) is not None
     out = []
     for (stage, reason), exs in groups.items():
         n = counts.get((stage, reason))
@@ -365,10 +364,15 @@ def _examples(stages: list[dict[str, Any]], examples: Sequence[Mapping[str, Any]
     return "".join(out)
 
 
+#: ``stats["stage_stats"][DEAD_KINDS_KEY]``: dead letters counted by error kind (made by
+#: ``winnow.pipeline.build``'s combiner).
+DEAD_KINDS_KEY = "dead_letter_kinds"
+
+
 def _dead_kinds(stats: Mapping[str, Any]) -> str | None:
     """The table of dead letters by error kind (``stats["stage_stats"]["dead_letter_kinds"]``),
     or None when the run has none to show."""
-    d = (stats.get("stage_stats") or {}).get("dead_letter_kinds") if isinstance(stats.get("stage_stats"), Mapping) else None
+    d = (stats.get("stage_stats") or {}).get(DEAD_KINDS_KEY) if isinstance(stats.get("stage_stats"), Mapping) else None
     if not isinstance(d, Mapping):
         return None
     kinds = [k for k in d.get("kinds") or [] if isinstance(k, Mapping)]
@@ -462,7 +466,8 @@ def render_report(stats: Mapping[str, Any], examples: Sequence[Mapping[str, Any]
     dead_kinds = _dead_kinds(stats)
     if dead_kinds is not None:
         blocks.append(ReportSection("Dead letters by error kind", dead_kinds, "dead-letter-kinds"))
-    blocks.append(ReportSection("Examples of each drop reason", _examples(stages, examples, colors, config, stats), "examples"))
+    blocks.append(ReportSection("Examples of each drop reason",
+                                _examples(stages, examples, colors, config, dead_kinds is not None), "examples"))
     try:
         cfg_text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True, default_flow_style=False)
     except yaml.YAMLError as exc:

@@ -47,7 +47,6 @@ _HEAD = 4096  # bytes of an over-long or broken line kept in its dead letter
 # A \uD800-\uDFFF escape: json.loads turns an unpaired one into a lone surrogate, which is
 # not valid Unicode and would fail later when the record is written as Arrow UTF-8.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-_SURROGATE_ESCAPE_STR = re.compile(r"\\u[dD][89a-fA-F]")
 _PEEK = 1 << 20  # bytes read ahead to tell JSON Lines from a JSON document
 _WS = " \t\n\r"
 _DOC_HINT = "this is a JSON document, not JSON Lines; convert it with jq -c '.[]' (an array) or jq -c . (objects)"
@@ -143,14 +142,15 @@ def _parse_line(line: bytes, source: str, cfg: ReaderConfig) -> dict[str, Any] |
             f"line is a JSON array of {len(obj):,} objects; expected one JSON object per line: {_DOC_HINT}",
             raw=line,
         )
-    return _record(obj, source, cfg, line, "line", bool(_SURROGATE_ESCAPE.search(line)))
+    return _record(obj, source, cfg, line, "line")
 
 
-def _record(obj: Any, source: str, cfg: ReaderConfig, raw: bytes | str, what: str, surrogate: bool) -> dict[str, Any]:
+def _record(obj: Any, source: str, cfg: ReaderConfig, raw: bytes | str, what: str) -> dict[str, Any]:
     """A parsed JSON value to a record, or a dead letter naming ``what`` (line, array element)."""
     if not isinstance(obj, dict):
         return dead(source, f"{what} is {describe(obj)}; expected a JSON object", raw=raw)
-    if surrogate:
+    # A \uD800-\uDFFF escape may have made a lone surrogate (checked only where one is written).
+    if _SURROGATE_ESCAPE.search(raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw):
         try:
             json.dumps(obj, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
@@ -506,4 +506,4 @@ def _read_document(uri: str, codec: str | None, stream: IO[bytes], cfg: ReaderCo
             yield dead(source, f"array element is over reader.max_record_bytes={cfg.max_record_bytes:,}; "
                        "raise reader.max_record_bytes or split the record", raw=text)
             continue
-        yield _record(obj, source, cfg, text, "array element", bool(_SURROGATE_ESCAPE_STR.search(text)))
+        yield _record(obj, source, cfg, text, "array element")
