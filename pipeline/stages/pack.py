@@ -78,17 +78,13 @@ def packed_tokenizer_entry(packed_dir: str, info: dict[str, Any]) -> dict[str, A
         models = []
     if len(models) != 1:
         return entry
-    import sentencepiece as spm
-
-    from winnow.tokenizer.train import model_sha256
+    from winnow.pipeline.stages.tokenize import model_entry
 
     with fs.open(models[0], "rb") as fh:
         model = fh.read()
-    sp = spm.SentencePieceProcessor(model_proto=model)
     name = posixpath.basename(models[0])
-    return {**entry, "type": "sentencepiece_bpe", "model": f"../tokenizer/{name}",
-            "vocab": f"../tokenizer/{name.removesuffix('.model')}.vocab", "vocab_size": sp.get_piece_size(),
-            "sha256": model_sha256(model), "bos_id": sp.bos_id(), "unk_id": sp.unk_id()}
+    # the packing's own length, separator, pad id and dtype stand over the model's
+    return {**model_entry(model, f"../tokenizer/{name}", f"../tokenizer/{name.removesuffix('.model')}.vocab"), **entry}
 
 
 class _WriteManifestFn(beam.DoFn):

@@ -34,7 +34,7 @@ from winnow.tokenizer.train import (
     vocab_tsv,
 )
 
-__all__ = ["TOKENIZER", "ENCODE", "TrainTokenizer", "EncodeTokens", "encode_fields", "MODEL_KEY", "write_tokenizer_files"]
+__all__ = ["TOKENIZER", "ENCODE", "TrainTokenizer", "EncodeTokens", "encode_fields", "MODEL_KEY", "write_tokenizer_files", "model_entry"]
 
 #: ``published`` key of the PCollection holding the trained model bytes (zero or one element).
 MODEL_KEY = "tokenizer_model"
@@ -43,14 +43,21 @@ MODEL_KEY = "tokenizer_model"
 def write_tokenizer_files(out_dir: str, cfg: TokenizerConfig, model: bytes, info: dict[str, Any]) -> dict[str, Any]:
     """Write ``<prefix>.model`` and ``<prefix>.vocab`` under ``out_dir/tokenizer/`` atomically;
     return the manifest's ``tokenizer`` entry (paths relative to ``out_dir``)."""
-    import sentencepiece as spm
-
     from winnow.shardio import atomic_write, join_uri
 
     model_rel = f"tokenizer/{cfg.model_prefix}.model"
     vocab_rel = f"tokenizer/{cfg.model_prefix}.vocab"
     atomic_write(join_uri(out_dir, model_rel), model)
     atomic_write(join_uri(out_dir, vocab_rel), vocab_tsv(model))
+    return {**model_entry(model, model_rel, vocab_rel), "normalization": cfg.normalization,
+            "byte_fallback": cfg.byte_fallback, **info}
+
+
+def model_entry(model: bytes, model_rel: str, vocab_rel: str) -> dict[str, Any]:
+    """What a manifest says of a sentencepiece model: its files (as given), type, vocabulary
+    size, sha256, token dtype and special ids."""
+    import sentencepiece as spm
+
     sp = spm.SentencePieceProcessor(model_proto=model)
     n = sp.get_piece_size()
     return {
@@ -63,9 +70,6 @@ def write_tokenizer_files(out_dir: str, cfg: TokenizerConfig, model: bytes, info
         "eos_id": sp.eos_id(),
         "bos_id": sp.bos_id(),
         "unk_id": sp.unk_id(),
-        "normalization": cfg.normalization,
-        "byte_fallback": cfg.byte_fallback,
-        **info,
     }
 
 
