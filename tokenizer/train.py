@@ -24,6 +24,7 @@ __all__ = [
     "vocab_tsv",
     "sample_rank",
     "model_sha256",
+    "model_entry",
 ]
 
 Normalization = Literal["identity", "nfkc", "nmt_nfkc", "nfkc_cf", "nmt_nfkc_cf"]
@@ -185,3 +186,25 @@ def vocab_tsv(model: bytes) -> bytes:
 def model_sha256(model: bytes) -> str:
     """sha256 hex of the model bytes (what the manifest records)."""
     return hashlib.sha256(model).hexdigest()
+
+
+def model_entry(model: bytes, model_rel: str, vocab_rel: str) -> dict[str, Any]:
+    """What a manifest says of a sentencepiece model: its files (as given), type, vocabulary
+    size, sha256, token dtype and special ids."""
+    import sentencepiece as spm
+
+    from winnow.tokenizer.encode import token_dtype
+
+    sp = spm.SentencePieceProcessor(model_proto=model)
+    n = sp.get_piece_size()
+    return {
+        "type": "sentencepiece_bpe",
+        "model": model_rel,
+        "vocab": vocab_rel,
+        "vocab_size": n,
+        "sha256": model_sha256(model),
+        "dtype": token_dtype(n).name,
+        "eos_id": sp.eos_id(),
+        "bos_id": sp.bos_id(),
+        "unk_id": sp.unk_id(),
+    }

@@ -78,7 +78,7 @@ def packed_tokenizer_entry(packed_dir: str, info: dict[str, Any]) -> dict[str, A
         models = []
     if len(models) != 1:
         return entry
-    from winnow.pipeline.stages.tokenize import model_entry
+    from winnow.tokenizer.train import model_entry
 
     with fs.open(models[0], "rb") as fh:
         model = fh.read()

@@ -27,14 +27,14 @@ from winnow.pipeline.stages.domain_report import tokenizer_section
 from winnow.pipeline.stages.spec import BuildContext, StageDecl
 from winnow.tokenizer.train import (
     TokenizerConfig,
-    model_sha256,
+    model_entry,
     read_dictionary,
     sample_rank,
     train_sentencepiece,
     vocab_tsv,
 )
 
-__all__ = ["TOKENIZER", "ENCODE", "TrainTokenizer", "EncodeTokens", "encode_fields", "MODEL_KEY", "write_tokenizer_files", "model_entry"]
+__all__ = ["TOKENIZER", "ENCODE", "TrainTokenizer", "EncodeTokens", "encode_fields", "MODEL_KEY", "write_tokenizer_files"]
 
 #: ``published`` key of the PCollection holding the trained model bytes (zero or one element).
 MODEL_KEY = "tokenizer_model"
@@ -52,25 +52,6 @@ def write_tokenizer_files(out_dir: str, cfg: TokenizerConfig, model: bytes, info
     return {**model_entry(model, model_rel, vocab_rel), "normalization": cfg.normalization,
             "byte_fallback": cfg.byte_fallback, **info}
 
-
-def model_entry(model: bytes, model_rel: str, vocab_rel: str) -> dict[str, Any]:
-    """What a manifest says of a sentencepiece model: its files (as given), type, vocabulary
-    size, sha256, token dtype and special ids."""
-    import sentencepiece as spm
-
-    sp = spm.SentencePieceProcessor(model_proto=model)
-    n = sp.get_piece_size()
-    return {
-        "type": "sentencepiece_bpe",
-        "model": model_rel,
-        "vocab": vocab_rel,
-        "vocab_size": n,
-        "sha256": model_sha256(model),
-        "dtype": token_dtype(n).name,
-        "eos_id": sp.eos_id(),
-        "bos_id": sp.bos_id(),
-        "unk_id": sp.unk_id(),
-    }
 
 
 class _TrainFn(beam.DoFn):
