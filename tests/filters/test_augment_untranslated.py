@@ -6,7 +6,6 @@ tell them apart from the text's own ``*``, ``#`` and ``@``, and name the marked 
 not words of the input.
 """
 
-import shutil
 import subprocess
 
 import pytest
@@ -21,8 +20,8 @@ from winnow.filters.augment_apertium import (
     untranslated_words,
 )
 
-needs_apertium = pytest.mark.skipif(shutil.which("apertium") is None,
-                                    reason="apertium missing: make install (as root) installs it")
+from .test_augment_apertium import needs_apertium
+
 
 
 # -- the pure parts -------------------------------------------------------------------------------

@@ -11,13 +11,13 @@ import sys
 import tarfile
 
 import numpy as np
-import pyarrow as pa
 import pytest
 
 from winnow.errors import RecordError
 from winnow.pipeline.config import ReaderConfig
 from winnow.pipeline.readers.common import build_record, check_audio
 
+from .test_media_hostile import _rows
 from .test_readers import image_bytes, wav_bytes
 
 sf = pytest.importorskip("soundfile")
@@ -102,12 +102,6 @@ def _tar(path: str, members: list[tuple[str, bytes]]) -> None:
             tf.addfile(ti, io.BytesIO(data))
 
 
-def _rows(out: str, entries) -> list[dict]:
-    got = []
-    for e in entries:
-        with pa.memory_map(os.path.join(out, e.path)) as src:
-            got += pa.ipc.open_file(src).read_all().to_pylist()
-    return got
 
 
 def test_default_pipeline_dead_letters_unreadable_audio_and_keeps_good_audio(tmp_path):
