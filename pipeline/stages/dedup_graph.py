@@ -24,6 +24,7 @@ smallest record, but a component may keep more than one record and a reject's
 from __future__ import annotations
 
 import base64
+import itertools
 import pickle
 from typing import Any, Callable, Iterable
 
@@ -46,7 +47,8 @@ from winnow.pipeline.spill import SpillingGroupByKey
 from winnow.pipeline.stages.base import DEAD, REJECTED, TIMING, Emit, StageFn, TimedFn, explode, run_step
 from winnow.pipeline.stages.stats import HistogramFn
 
-__all__ = ["ClusterAndPick", "VerifyEdges", "SIZE_EDGES", "COMPARED", "NodeOf", "BucketPacker", "pack_payloads", "unpack_payloads", "node_partition"]
+__all__ = ["ClusterAndPick", "VerifyEdges", "SIZE_EDGES", "COMPARED", "NodeOf", "BucketPacker", "pack_payloads", "unpack_payloads",
+           "select_payloads", "node_partition"]
 
 #: Edges of the cluster-size histogram (clusters of two or more records).
 SIZE_EDGES = (2, 3, 4, 5, 8, 16, 32, 64, 128, 256, 1024, 4096, 16384, 65536, 1 << 20, 1 << 30)
@@ -138,7 +140,8 @@ _ZSTD = pa.Codec("zstd", compression_level=1)
 
 def unpack_payloads(blob: bytes) -> list[tuple[Any, Any]]:
     """The ``(node, payload)`` pairs of one :func:`pack_payloads` blob."""
-    return _unpack(blob)
+    nodes, entries, framed = _blob_entries(blob)
+    return list(zip(nodes, [_unship(e) for e in entries] if framed else entries))
 
 
 def _unpack(blob: bytes) -> Any:
@@ -325,17 +328,98 @@ def node_partition(node: Any, partitions: int) -> int:
 
 
 def pack_payloads(pairs: Iterable[tuple[Any, Any]], partitions: int) -> Iterable[tuple[int, bytes]]:
-    """``(node, payload)`` pairs as one compressed blob per partition of the node."""
-    parts: dict[int, list] = {}
+    """``(node, payload)`` pairs as one compressed blob per partition of the node.
+
+    A blob of text payloads holds each text of :data:`_SHIP_MIN_CHARS` characters or more as a
+    zstd frame of its own (:func:`_ship`), so a reader decompresses only the texts it looks up
+    and passes a text on without compressing it again; any other blob is compressed whole."""
+    parts: dict[int, tuple[list, list]] = {}
     for node, payload in pairs:
-        parts.setdefault(node_partition(node, partitions), []).append((node, payload))
+        nodes, payloads = parts.setdefault(node_partition(node, partitions), ([], []))
+        nodes.append(node)
+        payloads.append(payload)
     for k in sorted(parts):
-        raw = pickle.dumps(parts[k], protocol=pickle.HIGHEST_PROTOCOL)
-        yield k, len(raw).to_bytes(8, "little") + _ZSTD.compress(raw, asbytes=True)
+        nodes, payloads = parts[k]
+        if all(isinstance(p, str) for p in payloads):
+            yield k, _make_blob(nodes, [_ship(p) for p in payloads], True)
+        else:
+            yield k, _make_blob(nodes, payloads, False)
+
+
+_FRAMED, _WHOLE = b"F", b"W"
+
+
+def _make_blob(nodes: list, entries: list, framed: bool) -> bytes:
+    """A payload blob: ``framed`` entries are :func:`_ship` forms (texts compressed one by one),
+    pickled as they are; other payloads are pickled and compressed together."""
+    raw = pickle.dumps((nodes, entries), protocol=pickle.HIGHEST_PROTOCOL)
+    if framed:
+        return _FRAMED + raw
+    return _WHOLE + len(raw).to_bytes(8, "little") + _ZSTD.compress(raw, asbytes=True)
+
+
+def _blob_entries(blob: bytes) -> tuple[list, list, bool]:
+    """``(nodes, entries, framed)`` of a :func:`_make_blob` blob (frames stay compressed)."""
+    if blob[:1] == _FRAMED:
+        nodes, entries = pickle.loads(memoryview(blob)[1:])
+        return nodes, entries, True
+    nodes, entries = _unpack(memoryview(blob)[1:])
+    return nodes, entries, False
+
+
+def select_payloads(blobs: Iterable[bytes], wanted: Any) -> bytes | None:
+    """One blob of the entries of ``blobs`` (of one partition) whose node is in ``wanted``, or
+    None when there is none; texts stay the frames they were (nothing is decompressed)."""
+    nodes: list = []
+    entries: list = []
+    framed: list[bool] = []
+    for blob in blobs:
+        ns, es, fr = _blob_entries(blob)
+        for n, e in zip(ns, es):
+            if n in wanted:
+                nodes.append(n)
+                entries.append(e)
+                framed.append(fr)
+    if not nodes:
+        return None
+    if all(framed):
+        return _make_blob(nodes, entries, True)
+    return _make_blob(nodes, [_unship(e) if fr else e for e, fr in zip(entries, framed)], False)
+
+
+class _Payloads:
+    """A partition's payloads by node, from its blobs; a text is decompressed when looked up."""
+
+    __slots__ = ("_by",)
+
+    def __init__(self, values: Iterable[tuple[str, Any]]) -> None:
+        by: dict = {}
+        for t, v in values:
+            if t == "p":
+                nodes, entries, framed = _blob_entries(v)
+                for n, e in zip(nodes, entries):
+                    by[n] = (framed, e)
+        self._by = by
+
+    def get(self, node: Any) -> Any:
+        """The node's payload (None without one)."""
+        got = self._by.get(node)
+        if got is None:
+            return None
+        return _unship(got[1]) if got[0] else got[1]
+
+    def shipped(self, node: Any) -> Any:
+        """The node's payload as it travels (:func:`_ship`), without compressing a text again."""
+        got = self._by.get(node)
+        if got is None:
+            return None
+        return got[1] if got[0] else _ship(got[1])
 
 
 #: A text payload longer than this travels zstd-compressed between the two joins of VerifyEdges.
 _SHIP_MIN_CHARS = 256
+#: Edge groups whose payloads :class:`VerifyEdges` prepares together (``check.prepare_many``).
+_CHECK_CHUNK = 512
 
 
 def _ship(payload: Any) -> Any:
@@ -365,7 +449,9 @@ class VerifyEdges(beam.PTransform):
         payloads: ``(partition, blob)`` elements covering every node that may be on an edge.
         check: a picklable object: ``check.prepare(payload)`` turns a node's payload (None for a
             node without one) into what ``check(prepared_u, prepared_v)`` compares, once per
-            node and partition; ``check.setup()`` is called once per worker if it has one.
+            node and partition; ``check.setup()`` is called once per worker if it has one, and
+            ``check.prepare_many(payloads)`` (a list of what ``prepare`` gives, in order), if it
+            has one, prepares a chunk of payloads at once.
         partitions: the partition count ``payloads`` was packed with.
             ``check`` returns True (keep), False (drop) or, with ``undecided``, None (neither).
         undecided: return ``(kept, undecided)`` edges instead of the kept edges alone.
@@ -385,26 +471,23 @@ class VerifyEdges(beam.PTransform):
     def expand(self, edges: beam.PCollection) -> Any:
         check, parts, weighted = self._check, self._partitions, self._weighted
 
-        def table(values: Iterable[tuple[str, Any]]) -> dict:
-            out: dict = {}
-            for t, v in values:
-                if t == "p":
-                    out.update(_unpack(v))
-            return out
-
         class _Attach(beam.DoFn):
             def process(self, element):
                 _, values = element
-                payload = table(values)
+                payload = _Payloads(values)
                 # u's payload travels once per partition of its neighbours (not once per edge),
                 # and a text travels compressed: a node on many edges is not copied per edge
                 by_u: dict = {}
+                part_of: dict = {}
                 for t, v in values:
                     if t == "e":
                         u, w = v
-                        by_u.setdefault(u, {}).setdefault(node_partition(w, parts), []).append(w)
+                        pw = part_of.get(w)
+                        if pw is None:
+                            pw = part_of[w] = node_partition(w, parts)
+                        by_u.setdefault(u, {}).setdefault(pw, []).append(w)
                 for u, groups in by_u.items():
-                    shipped = _ship(payload.get(u))
+                    shipped = payload.shipped(u)
                     for pw, ws in groups.items():
                         yield pw, ("e", (u, ws, shipped))
 
@@ -415,21 +498,33 @@ class VerifyEdges(beam.PTransform):
 
             def process(self, element):
                 _, values = element
-                payload = table(values)
+                payload = _Payloads(values)
                 prepared: dict = {}
-                for t, e in values:
-                    if t != "e":
-                        continue
-                    u, ws, shipped = e
-                    pu = check.prepare(_unship(shipped))  # once per edge group, not once per edge
-                    for w in ws:
-                        if w not in prepared:
-                            prepared[w] = check.prepare(payload.get(w))
-                        ok = check(pu, prepared[w])
-                        if ok:
-                            yield (u, w, check.similarity(pu, prepared[w])) if weighted else (u, w)
-                        elif ok is None:
-                            yield beam.pvalue.TaggedOutput("undecided", (u, w))
+                many = getattr(check, "prepare_many", None)
+                groups = (e for t, e in values if t == "e")
+                while True:
+                    # a chunk of edge groups at a time: prepared together when the check can
+                    # (one batched call instead of one per payload)
+                    chunk = list(itertools.islice(groups, _CHECK_CHUNK))
+                    if not chunk:
+                        break
+                    if many is not None:
+                        new = list(dict.fromkeys(w for _, ws, _ in chunk for w in ws if w not in prepared))
+                        prepared.update(zip(new, many([payload.get(w) for w in new])))
+                        pus = many([_unship(shipped) for _, _, shipped in chunk])
+                    else:
+                        pus = None
+                    for i, (u, ws, shipped) in enumerate(chunk):
+                        # once per edge group, not once per edge
+                        pu = pus[i] if pus is not None else check.prepare(_unship(shipped))
+                        for w in ws:
+                            if w not in prepared:
+                                prepared[w] = check.prepare(payload.get(w))
+                            ok = check(pu, prepared[w])
+                            if ok:
+                                yield (u, w, check.similarity(pu, prepared[w])) if weighted else (u, w)
+                            elif ok is None:
+                                yield beam.pvalue.TaggedOutput("undecided", (u, w))
 
         tagged_p = self._payloads | "TagP" >> beam.Map(lambda kv: (kv[0], ("p", kv[1])))
         by_u = edges | "ByU" >> beam.Map(lambda e: (node_partition(e[0], parts), ("e", e)))

@@ -27,7 +27,7 @@ from winnow.pipeline.stages.dedup_graph import (
     VerifyEdges,
     node_partition,
     pack_payloads,
-    unpack_payloads,
+    select_payloads,
 )
 from winnow.pipeline.stages.dedup_report import dedup_section
 from winnow.pipeline.stages.spec import BuildContext, StageDecl
@@ -166,12 +166,14 @@ class _SignatureThenExact(beam.PTransform):
             return [(k, ("t", blob)) for k, blob in pack_payloads(pairs, parts)]
 
         def wanted(element: Any) -> Iterable[tuple[int, bytes]]:
-            _, values = element
+            part, values = element
             flagged = {v for tag, v in values if tag == "f"}
             if not flagged:
                 return
-            pairs = [(n, t) for tag, v in values if tag == "t" for n, t in unpack_payloads(v) if n in flagged]
-            yield from pack_payloads(pairs, parts)
+            # the flagged nodes' texts, still compressed as they were packed
+            blob = select_payloads((v for tag, v in values if tag == "t"), flagged)
+            if blob is not None:
+                yield part, blob
 
         payloads = ((self._records | "AllTexts" >> beam.FlatMap(texts), flags)
                     | "GroupTexts" >> SpillingGroupByKey(spill) | "UndecidedTexts" >> beam.FlatMap(wanted))
@@ -194,6 +196,9 @@ class _ExactCheck:
 
     def prepare(self, text: str | None) -> Any:
         return self._hasher.shingle_hashes(text)
+
+    def prepare_many(self, texts: list[str | None]) -> list[Any]:
+        return self._hasher.shingle_hashes_many(texts)
 
     def __call__(self, shingles_u: Any, shingles_v: Any) -> bool:
         return self.similarity(shingles_u, shingles_v) >= self._cfg.threshold
