@@ -15,7 +15,7 @@ import numpy as np
 
 from winnow.filters.dedup.minhash import _fmix64
 
-__all__ = ["optimal_bands", "band_keys", "collision_probability"]
+__all__ = ["optimal_bands", "band_keys", "band_key_array", "collision_probability"]
 
 
 @lru_cache(maxsize=64)
@@ -41,14 +41,8 @@ def _multipliers(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return m[0], m[1]
 
 
-def band_keys(sig: np.ndarray, bands: int, rows: int, seed: int = 0) -> list[list[bytes]]:
-    """Band keys of each signature row: ``keys[i][j]`` is 18 bytes (band j, 128-bit hash).
-
-    Args:
-        sig: ``[n, num_perm]`` uint32 signatures (``bands * rows <= num_perm``).
-        bands, rows: the banding.
-        seed: seeds the band hashes (fixed per run, so keys agree across workers).
-    """
+def _band_records(sig: np.ndarray, bands: int, rows: int, seed: int) -> np.ndarray:
+    """``[n, bands]`` records (band number, two 64-bit hashes): 18 bytes each, no padding."""
     n = sig.shape[0]
     if bands * rows > sig.shape[1]:
         raise ValueError(f"bands*rows = {bands * rows} exceeds the signature length {sig.shape[1]}")
@@ -59,6 +53,28 @@ def band_keys(sig: np.ndarray, bands: int, rows: int, seed: int = 0) -> list[lis
     rec = np.empty((n, bands), dtype=[("band", "<u2"), ("h1", "<u8"), ("h2", "<u8")])
     rec["band"] = np.arange(bands, dtype=np.uint16)[None, :]
     rec["h1"], rec["h2"] = h1, h2
-    raw = rec.tobytes()
+    return rec
+
+
+def band_keys(sig: np.ndarray, bands: int, rows: int, seed: int = 0) -> list[list[bytes]]:
+    """Band keys of each signature row: ``keys[i][j]`` is 18 bytes (band j, 128-bit hash).
+
+    Args:
+        sig: ``[n, num_perm]`` uint32 signatures (``bands * rows <= num_perm``).
+        bands, rows: the banding.
+        seed: seeds the band hashes (fixed per run, so keys agree across workers).
+    """
+    n = sig.shape[0]
+    raw = _band_records(sig, bands, rows, seed).tobytes()
     w = 18
     return [[raw[(i * bands + j) * w:(i * bands + j + 1) * w] for j in range(bands)] for i in range(n)]
+
+
+def band_key_array(sig: np.ndarray, bands: int, rows: int, seed: int = 0, width: int = 18) -> np.ndarray:
+    """:func:`band_keys` as one ``[n, bands]`` array of ``S<width>`` values: the first
+    ``width`` bytes of each key (no Python object per key)."""
+    if not 1 <= width <= 18:
+        raise ValueError(f"width must be 1..18 bytes, got {width}")
+    n = sig.shape[0]
+    raw = _band_records(sig, bands, rows, seed).view(np.uint8).reshape(n, bands, 18)
+    return np.ascontiguousarray(raw[:, :, :width]).view(f"S{width}").reshape(n, bands)

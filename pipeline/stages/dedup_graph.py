@@ -104,35 +104,56 @@ class BucketPacker:
 
     def __init__(self, partitions: int, key_width: int) -> None:
         self.partitions, self.key_width = partitions, key_width
+        self._dtype = np.dtype(f"S{key_width}")
         self._nodes: list[Any] = []
-        self._keys: list[bytes] = []
-        self._refs: list[int] = []
+        self._keys: list[np.ndarray] = []
+        self._counts: list[int] = []
+        #: keys added since the last drain
+        self.pending = 0
 
-    def add(self, node: Any, keys: Iterable[bytes]) -> None:
-        i = len(self._nodes)
+    def add(self, node: Any, keys: Iterable[bytes] | np.ndarray) -> None:
+        """A node and its band keys (``key_width`` bytes each, or an array of ``S<key_width>``)."""
+        if isinstance(keys, np.ndarray):
+            arr = keys.reshape(-1)
+            if arr.dtype != self._dtype:
+                raise ValueError(f"band keys of dtype {arr.dtype}, expected {self._dtype}")
+        else:
+            arr = np.frombuffer(b"".join(keys), dtype=self._dtype)
         self._nodes.append(node)
-        for k in keys:
-            self._keys.append(k)
-            self._refs.append(i)
+        self._keys.append(arr)
+        self._counts.append(len(arr))
+        self.pending += len(arr)
 
     def drain(self) -> Iterable[tuple[int, bytes]]:
-        """``(partition, blob)`` for every partition this batch has keys in; then empty."""
-        if not self._keys:
+        """``(partition, blob)`` for every partition the added keys are in; then empty."""
+        if not self.pending:
             return
-        keys = np.frombuffer(b"".join(self._keys), dtype=f"S{self.key_width}")
-        refs = np.asarray(self._refs, dtype=np.int64)
+        nodes, n = self._nodes, len(self._nodes)
+        keys = np.concatenate(self._keys)
+        refs = np.repeat(np.arange(n, dtype=np.int64), self._counts)
+        self._nodes, self._keys, self._counts, self.pending = [], [], [], 0
+        w = self.key_width
         # the partition: 8 bytes of the key's hash (after the 2-byte band number) modulo P
-        part = (np.frombuffer(keys.tobytes(), dtype=np.uint8).reshape(len(keys), self.key_width)[:, 2:10]
+        part = (np.frombuffer(keys.tobytes(), dtype=np.uint8).reshape(len(keys), w)[:, 2:10]
                 .copy().view("<u8").ravel() % np.uint64(self.partitions)).astype(np.int64)
         order = np.argsort(part, kind="stable")
-        bounds = np.flatnonzero(np.diff(part[order])) + 1
-        for sel in np.split(order, bounds):
-            used, local = np.unique(refs[sel], return_inverse=True)
-            nodes = [self._nodes[j] for j in used]
-            raw = pickle.dumps((keys[sel].tobytes(), local.astype(np.int32).tobytes(), nodes),
+        ps, rs, ks = part[order], refs[order], keys[order]
+        # each partition's nodes once, in node order, and each key's index into them: one
+        # np.unique of (partition, node) for all partitions
+        pairs, local = np.unique(ps * n + rs, return_inverse=True)
+        pair_part = pairs // n
+        used = (pairs % n).tolist()
+        first_pair = np.searchsorted(pair_part, ps)
+        local = (local.reshape(-1) - first_pair).astype(np.int32)
+        bounds = np.flatnonzero(np.diff(ps)) + 1
+        starts = [0, *bounds.tolist()]
+        ends = [*bounds.tolist(), len(ps)]
+        pair_bounds = np.searchsorted(pair_part, ps[starts]).tolist() + [len(pairs)]
+        for i, (a, b) in enumerate(zip(starts, ends)):
+            part_nodes = [nodes[j] for j in used[pair_bounds[i]:pair_bounds[i + 1]]]
+            raw = pickle.dumps((ks[a:b].tobytes(), local[a:b].tobytes(), part_nodes),
                                protocol=pickle.HIGHEST_PROTOCOL)
-            yield int(part[sel[0]]), len(raw).to_bytes(8, "little") + _ZSTD.compress(raw, asbytes=True)
-        self._nodes, self._keys, self._refs = [], [], []
+            yield int(ps[a]), len(raw).to_bytes(8, "little") + _ZSTD.compress(raw, asbytes=True)
 
 
 _ZSTD = pa.Codec("zstd", compression_level=1)

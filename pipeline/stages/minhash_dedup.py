@@ -9,6 +9,7 @@ Records of the configured modalities are signed in batches (vectorised MinHash, 
 
 from __future__ import annotations
 
+import time
 from typing import Any, Iterable
 
 import apache_beam as beam
@@ -47,8 +48,16 @@ KEY_WIDTH = 10
 _SKETCH = "sketch"
 
 
+#: Band keys the signing step gathers (across batches of a bundle) before it packs them: a
+#: packed element per shuffle partition per this many keys, not per batch.
+_DRAIN_KEYS = 1 << 16
+
+
 class _SignFn(StageFn):
-    """Signs the batch's compared records; every record goes on (flagged), band keys go out."""
+    """Signs the batch's compared records; every record goes on (flagged), band keys go out.
+
+    Band keys and sketches are packed per shuffle partition once ``_DRAIN_KEYS`` keys have
+    gathered, and at the end of the bundle (timed like the batches)."""
 
     def __init__(self, cfg: MinHashDedupConfig, bands: int, rows: int) -> None:
         super().__init__(NAME, last=False)
@@ -59,11 +68,14 @@ class _SignFn(StageFn):
 
         c = self._cfg
         self._hasher = MinHasher(c.num_perm, c.ngram, c.seed, window_chars=c.window_chars)
-        self._packer = BucketPacker(c.bucket_partitions, KEY_WIDTH)
+        self.start_bundle()
+
+    def start_bundle(self) -> None:
+        self._packer = BucketPacker(self._cfg.bucket_partitions, KEY_WIDTH)
         self._sketches: list[tuple[Any, bytes]] = []
 
     def compute(self, rows: list[dict], *side: Any) -> list[Any]:
-        from winnow.filters.dedup.lsh import band_keys
+        from winnow.filters.dedup.lsh import band_key_array
         from winnow.filters.dedup.minhash import sketch_of
 
         mods = self._cfg.modalities
@@ -71,19 +83,36 @@ class _SignFn(StageFn):
         out: list[Any] = [None] * len(rows)
         if idx:
             sigs, seen = self._hasher.signatures([rows[i]["text"] for i in idx])
-            keys = band_keys(sigs, self._bands, self._rows, self._cfg.seed)
+            keys = band_key_array(sigs, self._bands, self._rows, self._cfg.seed, KEY_WIDTH)
             sketches = sketch_of(sigs) if self._cfg.verify == "signature" else None
             for j, i in enumerate(idx):
                 out[i] = (keys[j], None if sketches is None else sketches[j].tobytes()) if seen[j] else False
         return out
 
-    def finish_batch(self, out: Emit) -> None:
+    def _drain(self) -> Iterable[tuple[str, Any]]:
         for element in self._packer.drain():
-            out.emit(_BANDS, element)
+            yield _BANDS, element
         if self._sketches:
-            for element in pack_payloads(self._sketches, self._cfg.bucket_partitions):
-                out.emit(_SKETCH, element)
-            self._sketches = []
+            sketches, self._sketches = self._sketches, []
+            for element in pack_payloads(sketches, self._cfg.bucket_partitions):
+                yield _SKETCH, element
+
+    def finish_batch(self, out: Emit) -> None:
+        if self._packer.pending >= _DRAIN_KEYS:
+            for tag, element in self._drain():
+                out.emit(tag, element)
+
+    def finish_bundle(self) -> Iterable[Any]:
+        from apache_beam.transforms.window import GlobalWindows
+
+        t0 = time.thread_time()
+        rest = list(self._drain())
+        cpu = time.thread_time() - t0
+        super().finish_bundle()
+        if rest:
+            yield beam.pvalue.TaggedOutput(TIMING, GlobalWindows.windowed_value((NAME, (cpu, 0, 0, 0, 0))))
+        for tag, element in rest:
+            yield beam.pvalue.TaggedOutput(tag, GlobalWindows.windowed_value(element))
 
     def route(self, row: dict, keys: Any, out: Emit) -> None:
         row = dict(row)
@@ -95,7 +124,7 @@ class _SignFn(StageFn):
         else:
             node = node_key(row, self._cfg.keep, self._cfg.keep_field)
             band, sketch = keys
-            self._packer.add(node, [k[:KEY_WIDTH] for k in band])
+            self._packer.add(node, band)
             if sketch is not None:
                 self._sketches.append((node, sketch))
         out.keep(row)
