@@ -56,6 +56,7 @@ SIZE_EDGES = (2, 3, 4, 5, 8, 16, 32, 64, 128, 256, 1024, 4096, 16384, 65536, 1 <
 _CHANGES = "changes"
 _SIZES = "sizes"
 _UNRESOLVED = "unresolved"
+_FINAL = "final"
 #: A private flag the signing step sets on records it put in buckets (removed by the pick).
 COMPARED = _COMPARED = "_dedup_compared"
 
@@ -208,29 +209,39 @@ class _PackedBucketsFn(TimedFn):
             self._big.update(count + 1)
 
 
-class _LargeStarFn(TimedFn):
+class _StarRoundFn(TimedFn):
+    """A step of a connected-component round: the edges it rewires are counted over the bundle
+    and go out once, as ``(round, count)`` on the ``changes`` output, at its end."""
+
     def __init__(self, stage: str, round_: int) -> None:
         super().__init__(stage)
         self._round = round_
+        self._changed = 0
 
+    def start_bundle(self) -> None:
+        super().start_bundle()
+        self._changed = 0
+
+    def finish_bundle(self) -> Iterable[Any]:
+        from apache_beam.transforms.window import GlobalWindows
+
+        yield from super().finish_bundle()
+        if self._changed:
+            yield beam.pvalue.TaggedOutput(_CHANGES, GlobalWindows.windowed_value((self._round, self._changed)))
+        self._changed = 0
+
+
+class _LargeStarFn(_StarRoundFn):
     def work(self, element: tuple[tuple, Iterable[tuple]]) -> Iterable[Any]:
         u, nbrs = element
-        ch = large_star_changes(u, nbrs)
-        if ch:
-            yield beam.pvalue.TaggedOutput(_CHANGES, (self._round, ch))
+        self._changed += large_star_changes(u, nbrs)
         yield from large_star(u, nbrs)
 
 
-class _SmallStarFn(TimedFn):
-    def __init__(self, stage: str, round_: int) -> None:
-        super().__init__(stage)
-        self._round = round_
-
+class _SmallStarFn(_StarRoundFn):
     def work(self, element: tuple[tuple, Iterable[tuple]]) -> Iterable[Any]:
         u, smaller = element
-        ch = small_star_changes(u, smaller)
-        if ch:
-            yield beam.pvalue.TaggedOutput(_CHANGES, (self._round, ch))
+        self._changed += small_star_changes(u, smaller)
         yield from small_star(u, smaller)
 
 
@@ -252,6 +263,18 @@ class _ClusterSizeFn(TimedFn):
         yield root, (root, size)
         for m in members:
             yield m, (root, size)
+
+
+class _GateFn(beam.DoFn):
+    """An edge enters the round when the round before changed something (``changed``: its
+    ``(round, count)`` per bundle, empty when nothing changed), else it is final (the ``final``
+    output)."""
+
+    def process(self, edge, changed):  # no annotations: Beam would read them as type hints
+        if changed:
+            yield edge
+        else:
+            yield beam.pvalue.TaggedOutput(_FINAL, edge)
 
 
 class NodeOf:
@@ -668,14 +691,27 @@ class ClusterAndPick(beam.PTransform):
             changes.append(rep_changes)
             unresolved_parts.append(rep_unresolved)
             timing += rep_timing
+        final = []  # edges that skipped the rounds after one that changed nothing
+        prev: tuple = ()  # the changes outputs of the round before
         for r in range(self._max if self._cluster == "components" else 0):
+            if prev:
+                # a round that changed nothing gave the edges it was given (each once): every later
+                # round would too, so they skip the rounds' shuffles (the stats see no change either way)
+                changed = prev | f"R{r - 1}Changed" >> beam.Flatten()
+                gated = edges | f"R{r}Gate" >> beam.ParDo(_GateFn(), beam.pvalue.AsList(changed)).with_outputs(
+                    _FINAL, main="edges")
+                final.append(gated[_FINAL])
+                edges = gated.edges
             ls = (edges | f"R{r}BothWays" >> beam.FlatMap(_both_ways) | f"R{r}GroupLS" >> beam.GroupByKey()
                   | f"R{r}LargeStar" >> beam.ParDo(_LargeStarFn(self._stage, r)).with_outputs(_CHANGES, TIMING, main="edges"))
             ss = (ls.edges | f"R{r}GroupSS" >> beam.GroupByKey()
                   | f"R{r}SmallStar" >> beam.ParDo(_SmallStarFn(self._stage, r)).with_outputs(_CHANGES, TIMING, main="edges"))
             changes += [ls[_CHANGES], ss[_CHANGES]]
+            prev = (ls[_CHANGES], ss[_CHANGES])
             timing += [ls[TIMING], ss[TIMING]]
             edges = ss.edges
+        if final:
+            edges = (edges, *final) | "FinalEdges" >> beam.Flatten()
         if self._cluster == "components":
             labels = (edges | "GroupLabel" >> beam.GroupByKey()
                       | "Label" >> beam.Map(lambda kv: (min(kv[1]), kv[0])))
