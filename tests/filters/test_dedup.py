@@ -25,7 +25,7 @@ from winnow.filters.dedup.cluster import (
 from winnow.filters.dedup.config import ImageDedupConfig, MinHashDedupConfig
 from winnow.demo.dedup_evalset import (cluster_images, cluster_texts, hard_text_eval_set, image_eval_set, score,
                                           text_eval_set)
-from winnow.filters.dedup.lsh import band_keys, collision_probability, optimal_bands
+from winnow.filters.dedup.lsh import band_key_array, band_keys, collision_probability, optimal_bands
 from winnow.filters.dedup.minhash import EMPTY, MinHasher, jaccard, normalize_bytes
 from winnow.filters.dedup.phash import band_probability, caption_similarity, hamming, image_band_keys, phash
 
@@ -171,6 +171,48 @@ def test_signature_agreement_estimates_jaccard():
     true = jaccard(h.shingle_hashes(a), h.shingle_hashes(b))
     est = float((h.signature(a) == h.signature(b)).mean())
     assert abs(est - true) < 0.06, (est, true)
+
+
+def test_shingle_hashes_many_equal_shingle_hashes_one_by_one():
+    texts = [None, "", " ,;; -- ", "one", "two words", "a b c d", "a b c d e", "a b c d e f g h",
+             "Ünïcödé Straße ΣΊΣΥΦΟΣ İstanbul " * 20, "the quick brown fox " * 3000,
+             "x" * 5000, "alpha beta gamma delta epsilon " * 400]
+    rng = np.random.RandomState(4)
+    words = [f"w{i}" for i in range(300)]
+    texts += [" ".join(rng.choice(words, rng.randint(1, 400))) for _ in range(60)]
+    for window in (1 << 18, 1000):  # 1000: long texts are hashed window by window
+        h = MinHasher(num_perm=64, ngram=5, seed=3, window_chars=window)
+        one = [h.shingle_hashes(t) for t in texts]
+        for chunk in (1, 7, len(texts)):
+            many = [a for i in range(0, len(texts), chunk) for a in h.shingle_hashes_many(texts[i:i + chunk])]
+            assert len(many) == len(one)
+            for a, b in zip(one, many):
+                assert b.dtype == np.uint64 and np.array_equal(a, b)
+    assert h.shingle_hashes_many([]) == []
+
+
+def test_jaccard_is_the_exact_set_similarity():
+    rng = np.random.RandomState(9)
+    sets = [np.unique(rng.randint(0, 50, size=n).astype(np.uint64)) for n in (0, 0, 1, 3, 10, 40, 200)]
+    sets.append(np.array([0, 2**64 - 1], dtype=np.uint64))
+    for a in sets:
+        for b in sets:
+            sa, sb = set(a.tolist()), set(b.tolist())
+            want = 1.0 if not sa and not sb else len(sa & sb) / len(sa | sb)
+            assert jaccard(a, b) == want
+
+
+def test_band_key_array_holds_the_band_keys():
+    rng = np.random.RandomState(1)
+    sig = rng.randint(0, 2**32, size=(9, 32), dtype=np.uint64).astype(np.uint32)
+    sig[:, :4] = 0  # zero bytes inside keys
+    keys = band_keys(sig, 8, 4, seed=5)
+    for width in (10, 18):
+        arr = band_key_array(sig, 8, 4, seed=5, width=width)
+        assert arr.shape == (9, 8) and arr.dtype == np.dtype(f"S{width}")
+        assert [arr[i].tobytes() for i in range(9)] == [b"".join(k[:width] for k in row) for row in keys]
+    with pytest.raises(ValueError):
+        band_key_array(sig, 9, 4)
 
 
 def test_band_keys_equal_bands_give_equal_keys():

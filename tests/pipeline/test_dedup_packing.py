@@ -75,3 +75,73 @@ def test_verify_edges_with_packed_payloads_keeps_only_edges_that_pass():
         blobs = p | "B" >> beam.Create(batches) | beam.FlatMap(lambda b: pack_payloads(b, 4))
         kept = p | "E" >> beam.Create(edges) | VerifyEdges(blobs, _Close(), 4)
         assert_that(kept, equal_to(want))
+
+
+def test_packer_takes_key_arrays_and_gives_the_same_blobs_as_key_lists():
+    import numpy as np
+
+    rng = random.Random(11)
+    pool = [_key(b, rng.getrandbits(128)) for b in range(6) for _ in range(20)]
+    a, b = BucketPacker(partitions=7, key_width=WIDTH), BucketPacker(partitions=7, key_width=WIDTH)
+    for i in range(300):
+        node = (0.0, f"id{i % 250:04d}", "s")  # some nodes twice
+        keys = [rng.choice(pool) for _ in range(rng.randrange(0, 5))]
+        a.add(node, keys)
+        b.add(node, np.frombuffer(b"".join(keys), dtype=f"S{WIDTH}"))
+    assert a.pending == b.pending > 0
+    assert list(a.drain()) == list(b.drain())
+    assert a.pending == 0 and list(a.drain()) == []
+
+
+def test_payload_blobs_round_trip_and_texts_are_picked_out_still_compressed():
+    from winnow.pipeline.stages import dedup_graph as g
+
+    long_text = "word " * 500 + "\udc80 surrogate and \u00e9"
+    pairs = [((0.0, f"n{i}", "s"), long_text + str(i) if i % 3 else f"short {i}") for i in range(40)]
+    others = [((0.0, f"b{i}", "s"), payload) for i, payload in enumerate([b"\x00" * 300, None, 7, "x" * 300])]
+    for group in (pairs, others):
+        blobs = list(g.pack_payloads(group, 4))
+        assert [k for k, _ in blobs] == sorted({g.node_partition(n, 4) for n, _ in group})
+        back = [pair for _, blob in blobs for pair in g.unpack_payloads(blob)]
+        assert sorted(back, key=repr) == sorted(group, key=repr)
+    blobs = dict(g.pack_payloads(pairs, 4))
+    part, blob = next((k, v) for k, v in blobs.items() if len(g.unpack_payloads(v)) > 2)
+    nodes = [n for n, _ in g.unpack_payloads(blob)]
+    wanted = set(nodes[::2])
+    picked = g.select_payloads([blob], wanted)
+    assert dict(g.unpack_payloads(picked)) == {n: p for n, p in pairs if n in wanted}
+    # a long text's frame is carried over byte for byte (never decompressed and compressed again)
+    frames = dict(zip(*g._blob_entries(blob)[:2]))
+    assert all(frames[n] == e for n, e in zip(*g._blob_entries(picked)[:2]))
+    assert any(isinstance(e, tuple) for e in frames.values())
+    assert g.select_payloads([blob], {(0.0, "absent", "s")}) is None
+
+
+class _CloseMany(_Close):
+    """The same check, preparing payloads in chunks (``prepare_many``)."""
+
+    def prepare(self, p):
+        raise AssertionError("prepare_many is used when a check has it")
+
+    def prepare_many(self, ps):
+        return list(ps)
+
+
+def test_verify_edges_prepares_in_chunks_when_the_check_can_with_the_same_edges():
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from winnow.pipeline.stages.dedup_graph import VerifyEdges, pack_payloads
+
+    nodes = [(0.0, f"n{i:03d}", "s") for i in range(300)]
+    value = {n: i * (1 if i < 150 else 3) for i, n in enumerate(nodes)}
+    rng = random.Random(2)
+    edges = sorted({(nodes[i], nodes[j]) for i, j in ((rng.randrange(300), rng.randrange(300)) for _ in range(2000)) if i > j})
+    want = [e for e in edges if abs(value[e[0]] - value[e[1]]) <= 1]
+    assert 0 < len(want) < len(edges)
+    batches = [list(value.items())[i:i + 40] for i in range(0, 300, 40)]
+    with beam.Pipeline(runner="FnApiRunner") as p:
+        blobs = p | "B" >> beam.Create(batches) | beam.FlatMap(lambda b: pack_payloads(b, 3))
+        edges_in = p | "E" >> beam.Create(edges)
+        assert_that(edges_in | "One" >> VerifyEdges(blobs, _Close(), 3), equal_to(want), label="one")
+        assert_that(edges_in | "Many" >> VerifyEdges(blobs, _CloseMany(), 3), equal_to(want), label="many")

@@ -220,6 +220,46 @@ def test_rounds_are_counted_in_metrics_and_non_convergence_is_flagged_not_lossy(
     assert all(r[2] <= r[1] for r in rows1 if r[0] == "rej")
 
 
+def test_rounds_after_a_round_that_changed_nothing_are_skipped_with_the_same_result(tmp_path, monkeypatch):
+    """Once a round changes nothing, the edges skip the later rounds (no element reaches them),
+    and the records end as in a run whose last round is that one."""
+    import collections
+
+    import apache_beam as beam
+
+    from winnow.pipeline.stages import dedup_graph
+    from winnow.pipeline.stages.minhash_dedup import MinHashDedup
+
+    calls: collections.Counter = collections.Counter()
+    for cls in (dedup_graph._LargeStarFn, dedup_graph._SmallStarFn):
+        def counted(self, element, _work=cls.work):  # the in-process runner runs these DoFns here
+            calls[self._round] += 1
+            return _work(self, element)
+        monkeypatch.setattr(cls, "work", counted)
+    recs = _chain_records()
+    results = {}
+    for rounds in (8, None):
+        if rounds is None:  # just enough rounds: the last one is the first that changes nothing
+            rounds = results[8][0]["cc_rounds"] + 1
+        calls.clear()
+        with beam.Pipeline(runner="FnApiRunner") as p:
+            out = create_batches(p, recs, size=7) | MinHashDedup(MinHashDedupConfig(max_rounds=rounds))
+            _ = out.stats | "SL" >> beam.combiners.ToList() | "SW" >> beam.Map(_dump(str(tmp_path / "stats.json")))
+            both = (rows(out.kept, "RowsK") | "K" >> beam.Map(lambda r: ("kept", r["id"], r["dup_cluster"], r["dup_cluster_size"])),
+                    rows(out.rejected, "RowsR") | "R" >> beam.Map(lambda r: ("rej", r["id"], r["duplicate_of"], r["dup_cluster_size"]))
+                    ) | "F" >> beam.Flatten()
+            _ = both | "RL" >> beam.combiners.ToList() | "RW" >> beam.Map(_dump(str(tmp_path / "rows.json")))
+        stats = {k: v for d in json.loads((tmp_path / "stats.json").read_text()) for k, v in d.items()}
+        got = sorted(tuple(r) for r in json.loads((tmp_path / "rows.json").read_text()))
+        results[rounds] = (stats, got, set(calls))
+    (stats8, rows8, ran8), (stats_k, rows_k, ran_k) = results[8], results[rounds]
+    assert stats8["cc_converged"] and 2 <= stats8["cc_rounds"] < 7
+    assert ran8 == ran_k == set(range(stats8["cc_rounds"] + 1))  # rounds past the quiet one never ran
+    assert rows8 == rows_k and len(rows8) == len(recs)
+    assert stats8["cc_changes_per_round"][:rounds] == stats_k["cc_changes_per_round"]
+    assert stats8["cc_rounds"] == stats_k["cc_rounds"]
+
+
 def test_on_not_converged_fail_fails_the_run():
     import apache_beam as beam
 
