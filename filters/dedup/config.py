@@ -65,8 +65,9 @@ class MinHashDedupConfig:
         keep: which record of a cluster is kept: ``smallest_id`` (then source), or
             ``highest_field`` (the highest value of ``keep_field``, ties by id and source).
         keep_field: the numeric record field for ``highest_field``.
-        max_rounds: connected-component rounds unrolled in the graph (each is two shuffles;
-            ``cluster: representative``: one shuffle each, plus one).
+        max_rounds: connected-component rounds unrolled in the graph (each is two shuffles,
+            skipped once a round changed nothing; ``cluster: representative``: one shuffle
+            each, plus one).
         on_not_converged: ``flag`` (stats and report say so; the component's smallest record is
             still kept and every record still ends in one place) or ``fail`` the run.
         cluster: how verified pairs become clusters. ``components`` (default): connected

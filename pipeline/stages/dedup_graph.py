@@ -8,7 +8,8 @@ band keys, :class:`ClusterAndPick`:
 2. removes repeated edges, and optionally verifies each edge (:class:`VerifyEdges`);
 3. runs ``max_rounds`` unrolled large-star / small-star rounds (two GroupByKeys each) and
    counts, as data, the edges each round changed; a round that changes nothing proves
-   convergence, and later rounds pass the edges through unchanged;
+   convergence, and the edges skip the later rounds (a gate reads the round's change count as
+   a side input), which would only pass them through unchanged;
 4. labels each node with its smallest neighbour, groups by label to size the clusters
    (reading each cluster twice), and joins labels back to the records: the label's record is
    kept with ``<prefix>_cluster`` and ``<prefix>_cluster_size``; every other member is
@@ -88,11 +89,12 @@ class _StarEdgesFn(TimedFn):
 
 
 class BucketPacker:
-    """Band entries of one batch, packed as one compressed blob per shuffle partition.
+    """Band entries of the records added since the last drain (a batch, or the batches of a
+    bundle), packed as one compressed blob per shuffle partition.
 
     A record signed with ``b`` bands would otherwise enter the shuffle as ``b`` elements, each
     a Python object with its own copy of the node, which a local runner's shuffle buffer holds
-    decoded (about 0.5 KB each). Packed, a batch is at most ``partitions`` elements, each one
+    decoded (about 0.5 KB each). Packed, a drain is at most ``partitions`` elements, each one
     ``bytes``: the partition's band keys (fixed width), an index per key into the partition's
     node list, and that list (each node once), zstd-compressed. Buckets are then found by
     sorting a partition's keys (:class:`_PackedBucketsFn`); a bucket never spans partitions
