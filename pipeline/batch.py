@@ -17,14 +17,23 @@ Two encodings, both zstd level 1:
   ever becoming dicts.
 
 ``len`` and the record count never decode a batch.
+
+Beam samples the size of elements by encoding them (the first few of every output of every
+step, then fewer); for a batch that would be a whole pickle and compression of up to
+:data:`BATCH_RECORDS` records, several times over on a fused chain where the batch never leaves
+the process. A :class:`Records` therefore declares itself observable
+(:class:`~apache_beam.coders.observable.ObservableMixin`, Beam's way for a value to report its
+size itself): it reports the length of its encoding when it holds one, and is never encoded
+only to be measured.
 """
 
 from __future__ import annotations
 
 import pickle
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import pyarrow as pa
+from apache_beam.coders.observable import ObservableMixin
 
 from winnow.pipeline.records import record_bytes
 from winnow.shardio import row_sizes
@@ -111,7 +120,7 @@ def _decode(data: bytes) -> "Records":
     return out
 
 
-class Records:
+class Records(ObservableMixin):
     """A batch of records (dicts keyed by column name).
 
     Args:
@@ -188,6 +197,15 @@ class Records:
 
     def __repr__(self) -> str:
         return f"Records({len(self)} rows)"
+
+    def register_observer(self, callback: Callable[..., None]) -> None:
+        """Beam's size sampling (see the module docstring): the encoded size when the batch
+        holds its encoding, else nothing (it is not encoded only to be measured)."""
+        if self._data is not None:
+            callback(self._data, is_encoded=True)
+
+    def notify_observers(self, value: Any, **kwargs: Any) -> None:
+        """Nothing observes a batch's contents (:meth:`register_observer` keeps no observer)."""
 
     def nbytes(self) -> int:
         """Bytes of the records as :func:`~winnow.pipeline.records.record_bytes` counts them
