@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pyarrow as pa
 
-from winnow.pipeline.batch import Records, batch_rows, record_weight, rows_to_arrow
+from winnow.pipeline.batch import Records, batch_rows, record_weight, rows_to_arrow, rows_weight
 from winnow.pipeline.records import make_record, record_bytes
 
 
@@ -119,3 +119,16 @@ def test_beam_measures_a_batch_without_encoding_it(monkeypatch):
                   | "Len" >> beam.Map(len))
         assert_that(counts, equal_to([30] * 9 + [29]))
     assert encoded == []  # the batches stayed inside one fused stage: never encoded
+
+
+def test_rows_weight_is_the_sum_of_record_weights_and_a_batch_carries_it():
+    full = [{"text": "caf\u00e9", "image": b"12", "audio": None}, {"text": None, "image": None, "audio": b"xyz"},
+            {"text": "", "image": None, "audio": None}]
+    partial = [{"id": "a"}, {"text": "xy", "lang": "en"}, {"image": b"1234"}]  # slim records lack the columns
+    for rows in (full, partial, full + partial, []):
+        assert rows_weight(rows) == sum(record_weight(r) for r in rows)
+        assert rows_weight(iter(rows)) == rows_weight(rows)
+    assert Records(full).weight() == 9
+    assert Records(full, weight=123).weight() == 123  # what its maker summed
+    assert pickle.loads(pickle.dumps(Records(full, weight=123))).weight() == 9  # summed again after a boundary
+    assert [b.weight() for b in batch_rows([{"text": "x" * 10}] * 5, max_records=2)] == [20, 20, 10]
