@@ -131,13 +131,17 @@ class _SpillFn(beam.DoFn):
 
 class _SplitSpilledFn(beam.DoFn):
     """Split one spill file by shard into a new spill file (its record batches grouped by
-    shard); emit ``(shard, SpillRef)`` for each shard it holds rows of."""
+    shard); emit ``(shard, SpillRef)`` for each shard it holds rows of. With one shard the
+    reference is to the spill file itself (nothing is read or written)."""
 
     def __init__(self, spill_dir: str, schema: pa.Schema) -> None:
         self._dir = spill_dir
         self._schema = schema
 
     def process(self, uri: str, n: int) -> Iterable[tuple[int, SpillRef]]:
+        if n == 1:  # every row goes to the one shard: the spill file is already that part
+            with fsspec.open(uri, "rb") as fh:
+                return [(0, (uri, 0, pa.ipc.open_file(fh).num_record_batches))]
         with fsspec.open(uri, "rb") as fh:
             table = pa.ipc.open_file(fh).read_all()
         out = join_uri(self._dir, f"{uuid.uuid4().hex}.arrow")
