@@ -217,6 +217,42 @@ def _counted(batch: Any, key: Callable[[dict], Any]) -> list[tuple[Any, int]]:
     return list(counts.items())
 
 
+_COUNTS, _EXAMPLES, _KINDS = "counts", "examples", "kinds"
+
+
+def _reject_key(r: dict) -> tuple:
+    return r["reject_stage"], r["reject_reason"]
+
+
+def _dead_key(r: dict) -> Any:
+    return r["reject_stage"]
+
+
+class _TallyFn(beam.DoFn):
+    """The bookkeeping of one batch of rejects or dead letters, as tagged outputs: ``counts``
+    (``(key, count)`` pairs by stage and reason, or by stage for dead letters), ``examples``
+    (the batch's report-example candidates: per reason the ``keep_n`` smallest by rank, as
+    ``TopExamples`` picks, only those made into examples) and, for dead letters, ``kinds``
+    (:meth:`_DeadKinds.from_rows`). One step, not one per output: every transform costs the
+    runner several milliseconds per run however few batches pass it."""
+
+    def __init__(self, chars: int, keep_n: int, dead: bool) -> None:
+        self._chars, self._keep_n, self._dead = chars, keep_n, dead
+
+    def process(self, batch):  # no annotations: Beam would read them as type hints
+        rows = batch.rows
+        for kv in _counted(batch, _dead_key if self._dead else _reject_key):
+            yield beam.pvalue.TaggedOutput(_COUNTS, kv)
+        found: dict = {}
+        for r in rows:
+            found.setdefault(_reject_key(r), []).append((_example_rank(r), r))
+        for key, candidates in found.items():
+            for _, r in heapq.nsmallest(self._keep_n, candidates, key=_first):
+                yield beam.pvalue.TaggedOutput(_EXAMPLES, (key, _example(r, self._chars)))
+        if self._dead:
+            yield beam.pvalue.TaggedOutput(_KINDS, _DeadKinds.from_rows(rows))
+
+
 class _SumTuples(beam.CombineFn):
     """Element-wise sums of equal-length number tuples (a stage's CPU seconds, records, bytes)."""
 
@@ -347,13 +383,21 @@ def _build(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: float | No
         (read.records | "ReadSizes" >> beam.Map(len), read.dead | "DeadSizes" >> beam.Map(len))
         | "FlattenRead" >> beam.Flatten() | "CountRead" >> beam.CombineGlobally(sum)
     )
+    n_examples = cfg.report.examples_per_reason
+    keep_n = max(n_examples, 1)
+    # one step per PCollection of rejects or dead letters gives all their bookkeeping (counts,
+    # report examples, dead-letter kinds), cut small before any Flatten (a Flatten of the records
+    # would buffer another copy of them)
+    reject_tally = [r | f"TallyRejects{i}" >> beam.ParDo(_TallyFn(cfg.report.example_chars, keep_n, dead=False))
+                    .with_outputs(_COUNTS, _EXAMPLES) for i, r in enumerate(rejected)]
+    dead_tally = [d | f"TallyDead{i}" >> beam.ParDo(_TallyFn(cfg.report.example_chars, keep_n, dead=True))
+                  .with_outputs(_COUNTS, _EXAMPLES, _KINDS) for i, d in enumerate(dead)]
     reject_counts = (
-        [r | f"RejectKey{i}" >> beam.FlatMap(_counted, lambda r: (r["reject_stage"], r["reject_reason"]))
-         for i, r in enumerate(rejected)]
+        [t[_COUNTS] for t in reject_tally]
         | "FlattenRejectKeys" >> beam.Flatten() | "CountRejects" >> beam.CombinePerKey(sum)
     )
     dead_counts = (
-        [d | f"DeadKey{i}" >> beam.FlatMap(_counted, lambda r: r["reject_stage"]) for i, d in enumerate(dead)]
+        [t[_COUNTS] for t in dead_tally]
         | "FlattenDeadKeys" >> beam.Flatten() | "CountDead" >> beam.CombinePerKey(sum)
     )
     kept_kinds = (
@@ -363,7 +407,7 @@ def _build(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: float | No
         | "CountKept" >> beam.CombinePerKey(sum)
     )
     dead_kinds = (
-        [d | f"DeadKinds{i}" >> beam.Map(lambda batch: _DeadKinds.from_rows(batch.rows)) for i, d in enumerate(dead)]
+        [t[_KINDS] for t in dead_tally]
         | "FlattenDeadKinds" >> beam.Flatten() | "CountDeadKinds" >> beam.CombineGlobally(_DeadKinds())
         | "DeadKindsKey" >> beam.Map(lambda d: (DEAD_KINDS_KEY, d))
     )
@@ -372,23 +416,8 @@ def _build(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: float | No
         (timing | "FlattenTiming" >> beam.Flatten() if timing else p | "NoTiming" >> beam.Create([]))
         | "SumTiming" >> beam.CombinePerKey(_SumTuples())
     )
-    n_examples = cfg.report.examples_per_reason
-    chars = cfg.report.example_chars
-    keep_n = max(n_examples, 1)
-
-    def example_keys(batch: Any) -> list:
-        # the batch's own candidates first (the smallest ranks per reason, as TopExamples picks);
-        # only those are made into examples
-        found: dict = {}
-        for r in batch.rows:
-            found.setdefault((r["reject_stage"], r["reject_reason"]), []).append((_example_rank(r), r))
-        return [(key, _example(r, chars)) for key, candidates in found.items()
-                for _, r in heapq.nsmallest(keep_n, candidates, key=_first)]
-
     examples = (
-        # cut to examples before the Flatten, which would buffer another copy of every reject
-        [r | f"ExampleRows{i}" >> beam.FlatMap(example_keys) for i, r in enumerate(rejected)]
-        + [d | f"DeadExampleRows{i}" >> beam.FlatMap(example_keys) for i, d in enumerate(dead)]
+        [t[_EXAMPLES] for t in reject_tally + dead_tally]
         | "FlattenExamples" >> beam.Flatten()
         | "TopExamples" >> beam.combiners.Top.PerKey(keep_n, key=lambda e: e[:3], reverse=True)
         | "ExampleValues" >> beam.FlatMap(lambda kv: [_example_json(e[3]) for e in kv[1][:n_examples]])
