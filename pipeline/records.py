@@ -71,9 +71,10 @@ def _meta_encoder() -> Any:
     (and CPython's C encoder under it) for every record, half the cost of its metadata. The C
     encoder is kept without a circular-reference memo (a memo left by a failed call would
     misreport the next one); a cyclic value still fails, with RecursionError, as before."""
-    if c_make_encoder is None:  # no C accelerator: the pure-Python encoder, made once
+    try:
+        encode = c_make_encoder(None, str, encode_basestring, None, ": ", ", ", True, False, False)
+    except TypeError:  # no C accelerator (None), or another signature: the Python encoder, made once
         return json.JSONEncoder(**_META_ARGS).encode
-    encode = c_make_encoder(None, str, encode_basestring, None, ": ", ", ", True, False, False)
 
     def meta_dumps(value: Any) -> str:
         if isinstance(value, str):  # as JSONEncoder.encode does
