@@ -9,11 +9,13 @@ may exit once a Dataflow job is submitted.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
+import heapq
 import re
 import time
 from types import MappingProxyType
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import apache_beam as beam
 import pyarrow as pa
@@ -167,6 +169,15 @@ class RunOutputs:
         self.dead = dead
 
 
+def _example_rank(r: dict) -> tuple[int, str, str]:
+    """What orders a reject among the examples of its reason: a hash of (id, source), then both."""
+    return xxhash.xxh3_64_intdigest(f"{r['id']}\x00{r['source']}".encode("utf-8", "replace")), r["id"], r["source"]
+
+
+def _first(pair: tuple) -> Any:
+    return pair[0]
+
+
 def _example(r: dict, chars: int) -> tuple[int, str, str, dict]:
     """A reject's report example, ranked by a hash of (id, source) so the pick is deterministic.
 
@@ -194,8 +205,7 @@ def _example(r: dict, chars: int) -> tuple[int, str, str, dict]:
         "bytes": nbytes,
         "image": image if image is not None and len(image) <= 65536 else None,  # thumbnailed in Finalize
     }
-    rank = xxhash.xxh3_64_intdigest(f"{r['id']}\x00{r['source']}".encode("utf-8", "replace"))
-    return rank, r["id"], r["source"], ex
+    return (*_example_rank(r), ex)
 
 
 def _counted(batch: Any, key: Callable[[dict], Any]) -> list[tuple[Any, int]]:
@@ -205,6 +215,42 @@ def _counted(batch: Any, key: Callable[[dict], Any]) -> list[tuple[Any, int]]:
         k = key(r)
         counts[k] = counts.get(k, 0) + 1
     return list(counts.items())
+
+
+_COUNTS, _EXAMPLES, _KINDS = "counts", "examples", "kinds"
+
+
+def _reject_key(r: dict) -> tuple:
+    return r["reject_stage"], r["reject_reason"]
+
+
+def _dead_key(r: dict) -> Any:
+    return r["reject_stage"]
+
+
+class _TallyFn(beam.DoFn):
+    """The bookkeeping of one batch of rejects or dead letters, as tagged outputs: ``counts``
+    (``(key, count)`` pairs by stage and reason, or by stage for dead letters), ``examples``
+    (the batch's report-example candidates: per reason the ``keep_n`` smallest by rank, as
+    ``TopExamples`` picks, only those made into examples) and, for dead letters, ``kinds``
+    (:meth:`_DeadKinds.from_rows`). One step, not one per output: every transform costs the
+    runner several milliseconds per run however few batches pass it."""
+
+    def __init__(self, chars: int, keep_n: int, dead: bool) -> None:
+        self._chars, self._keep_n, self._dead = chars, keep_n, dead
+
+    def process(self, batch):  # no annotations: Beam would read them as type hints
+        rows = batch.rows
+        for kv in _counted(batch, _dead_key if self._dead else _reject_key):
+            yield beam.pvalue.TaggedOutput(_COUNTS, kv)
+        found: dict = {}
+        for r in rows:
+            found.setdefault(_reject_key(r), []).append((_example_rank(r), r))
+        for key, candidates in found.items():
+            for _, r in heapq.nsmallest(self._keep_n, candidates, key=_first):
+                yield beam.pvalue.TaggedOutput(_EXAMPLES, (key, _example(r, self._chars)))
+        if self._dead:
+            yield beam.pvalue.TaggedOutput(_KINDS, _DeadKinds.from_rows(rows))
 
 
 class _SumTuples(beam.CombineFn):
@@ -238,6 +284,36 @@ def _example_json(ex: dict) -> dict:
     return out
 
 
+class _ReusedViews:
+    """``options.view_as`` that builds each view once (see :func:`_views_reused`)."""
+
+    def __init__(self, options: Any) -> None:
+        self._options = options
+        self._views: dict[type, Any] = {}
+
+    def __call__(self, cls: type) -> Any:
+        view = self._views.get(cls)
+        if view is None:
+            view = self._views[cls] = type(self._options).view_as(self._options, cls)
+        return view
+
+
+@contextlib.contextmanager
+def _views_reused(options: Any) -> Iterator[None]:
+    """While the graph is built, ``options.view_as(cls)`` returns one view per class.
+
+    Beam builds a new view (an argparse parser, a parse of the flags) on every ``view_as`` and
+    asks for several on every transform it applies: about 2,600 views, 0.7 s of CPU, for the
+    default text stages. A view holds no values of its own (reads and writes go to the options'
+    shared values), so reusing it changes nothing but the time.
+    """
+    object.__setattr__(options, "view_as", _ReusedViews(options))  # PipelineOptions.__setattr__ takes options only
+    try:
+        yield
+    finally:
+        object.__delattr__(options, "view_as")
+
+
 def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: float | None = None,
                    local: bool = True) -> RunOutputs:
     """Add the whole run to pipeline ``p``.
@@ -250,6 +326,11 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
         local: the runner shuffles in this machine's memory (FnApiRunner, multi_processing):
             ``sink.spill: auto`` spills the sinks' batches to files (see ``SinkConfig``).
     """
+    with _views_reused(p.options):
+        return _build(p, cfg, files, started=started, local=local)
+
+
+def _build(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: float | None, local: bool) -> RunOutputs:
     from winnow.pipeline.readers import ReadRecords
 
     schema = run_schema(cfg)
@@ -302,13 +383,21 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
         (read.records | "ReadSizes" >> beam.Map(len), read.dead | "DeadSizes" >> beam.Map(len))
         | "FlattenRead" >> beam.Flatten() | "CountRead" >> beam.CombineGlobally(sum)
     )
+    n_examples = cfg.report.examples_per_reason
+    keep_n = max(n_examples, 1)
+    # one step per PCollection of rejects or dead letters gives all their bookkeeping (counts,
+    # report examples, dead-letter kinds), cut small before any Flatten (a Flatten of the records
+    # would buffer another copy of them)
+    reject_tally = [r | f"TallyRejects{i}" >> beam.ParDo(_TallyFn(cfg.report.example_chars, keep_n, dead=False))
+                    .with_outputs(_COUNTS, _EXAMPLES) for i, r in enumerate(rejected)]
+    dead_tally = [d | f"TallyDead{i}" >> beam.ParDo(_TallyFn(cfg.report.example_chars, keep_n, dead=True))
+                  .with_outputs(_COUNTS, _EXAMPLES, _KINDS) for i, d in enumerate(dead)]
     reject_counts = (
-        [r | f"RejectKey{i}" >> beam.FlatMap(_counted, lambda r: (r["reject_stage"], r["reject_reason"]))
-         for i, r in enumerate(rejected)]
+        [t[_COUNTS] for t in reject_tally]
         | "FlattenRejectKeys" >> beam.Flatten() | "CountRejects" >> beam.CombinePerKey(sum)
     )
     dead_counts = (
-        [d | f"DeadKey{i}" >> beam.FlatMap(_counted, lambda r: r["reject_stage"]) for i, d in enumerate(dead)]
+        [t[_COUNTS] for t in dead_tally]
         | "FlattenDeadKeys" >> beam.Flatten() | "CountDead" >> beam.CombinePerKey(sum)
     )
     kept_kinds = (
@@ -318,7 +407,7 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
         | "CountKept" >> beam.CombinePerKey(sum)
     )
     dead_kinds = (
-        [d | f"DeadKinds{i}" >> beam.Map(lambda batch: _DeadKinds.from_rows(batch.rows)) for i, d in enumerate(dead)]
+        [t[_KINDS] for t in dead_tally]
         | "FlattenDeadKinds" >> beam.Flatten() | "CountDeadKinds" >> beam.CombineGlobally(_DeadKinds())
         | "DeadKindsKey" >> beam.Map(lambda d: (DEAD_KINDS_KEY, d))
     )
@@ -327,21 +416,8 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, files: list, *, started: fl
         (timing | "FlattenTiming" >> beam.Flatten() if timing else p | "NoTiming" >> beam.Create([]))
         | "SumTiming" >> beam.CombinePerKey(_SumTuples())
     )
-    n_examples = cfg.report.examples_per_reason
-    chars = cfg.report.example_chars
-    keep_n = max(n_examples, 1)
-
-    def example_keys(batch: Any) -> list:
-        # the batch's own candidates first (the smallest ranks per reason, as TopExamples picks)
-        found: dict = {}
-        for r in batch.rows:
-            found.setdefault((r["reject_stage"], r["reject_reason"]), []).append(_example(r, chars))
-        return [(key, e) for key, es in found.items() for e in sorted(es, key=lambda e: e[:3])[:keep_n]]
-
     examples = (
-        # cut to examples before the Flatten, which would buffer another copy of every reject
-        [r | f"ExampleRows{i}" >> beam.FlatMap(example_keys) for i, r in enumerate(rejected)]
-        + [d | f"DeadExampleRows{i}" >> beam.FlatMap(example_keys) for i, d in enumerate(dead)]
+        [t[_EXAMPLES] for t in reject_tally + dead_tally]
         | "FlattenExamples" >> beam.Flatten()
         | "TopExamples" >> beam.combiners.Top.PerKey(keep_n, key=lambda e: e[:3], reverse=True)
         | "ExampleValues" >> beam.FlatMap(lambda kv: [_example_json(e[3]) for e in kv[1][:n_examples]])

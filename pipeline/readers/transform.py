@@ -112,13 +112,13 @@ class _ReadFn(beam.DoFn):
                 rows.append(item)
                 size += record_weight(item)
                 if len(rows) >= BATCH_RECORDS or size >= BATCH_BYTES:
-                    yield Records(rows)
+                    yield Records(rows, weight=size)
                     rows, size = [], 0
             if records + dead >= _FLUSH_EVERY:
                 self._flush(0, records, dead)
                 records = dead = 0
         if rows:
-            yield Records(rows)
+            yield Records(rows, weight=size)
         if dead_rows:
             yield beam.pvalue.TaggedOutput(DEAD, Records(dead_rows))
         self._flush(1, records, dead)

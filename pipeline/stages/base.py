@@ -27,7 +27,7 @@ from apache_beam.metrics import Metrics
 
 from winnow.filters.base import RecordFilter
 from winnow.monitoring import progress
-from winnow.pipeline.batch import Records, record_weight
+from winnow.pipeline.batch import Records, rows_weight
 from winnow.pipeline.memory import release_memory
 from winnow.pipeline.records import error_text, make_dead_letter, make_reject
 from winnow.pipeline.stages.validate import FieldChecks
@@ -207,16 +207,16 @@ class StageFn(beam.DoFn):
         n_in = b_in = n_out = b_out = 0
         if self._first:
             n_in = len(rows)
-            b_in = sum(record_weight(r) for r in rows)
+            b_in = batch.weight()
         if self._last:
             n_out = len(emit.kept)
-            b_out = sum(record_weight(r) for r in emit.kept)
+            b_out = rows_weight(emit.kept)
         progress.record(self.stage, n_in, n_out, len(emit.rejected), len(dead), b_in)
         # measured before anything is yielded: a yield runs the fused steps downstream
         cpu = time.thread_time() - t0
         yield beam.pvalue.TaggedOutput(TIMING, (self.stage, (cpu, n_in, b_in, n_out, b_out)))
         if emit.kept:
-            yield Records(emit.kept)
+            yield Records(emit.kept, weight=b_out if self._last else None)  # the next stage's bytes in
         if emit.rejected:
             yield beam.pvalue.TaggedOutput(REJECTED, Records(emit.rejected))
         if dead:

@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pyarrow as pa
 
-from winnow.pipeline.batch import Records, batch_rows, record_weight, rows_to_arrow
+from winnow.pipeline.batch import Records, batch_rows, record_weight, rows_to_arrow, rows_weight
 from winnow.pipeline.records import make_record, record_bytes
 
 
@@ -86,3 +86,49 @@ def test_text_is_compressed_across_a_boundary():
     recs = [{"id": f"r{i}", "text": "the same words again and again " * 50} for i in range(200)]
     raw = sum(len(r["text"]) for r in recs)
     assert len(pickle.dumps(Records(recs))) < raw / 5
+
+
+def test_beam_measures_a_batch_without_encoding_it(monkeypatch):
+    """Beam samples element sizes by encoding them; a batch reports its size itself instead, so a
+    fused chain of steps never pickles and compresses a batch that does not leave the process."""
+    import apache_beam as beam
+    from apache_beam.coders import coders
+    from apache_beam.testing.util import assert_that, equal_to
+
+    import winnow.pipeline.batch as batch_mod
+
+    encoded = []
+    real = batch_mod._encode_rows
+    monkeypatch.setattr(batch_mod, "_encode_rows", lambda rows: encoded.append(len(rows)) or real(rows))
+
+    recs = [{"id": f"r{i}", "text": "words " * 20} for i in range(50)]
+    impl = coders.FastPrimitivesCoder().get_impl()
+    size, observables = impl.get_estimated_size_and_observables(Records(recs))
+    assert not encoded and observables  # measured through the observer, not by encoding
+    seen = []
+    held = pickle.loads(pickle.dumps(Records(recs)))
+    encoded.clear()
+    held.register_observer(lambda value, is_encoded=False: seen.append((len(value), is_encoded)))
+    assert seen == [(len(held._data), True)] and not encoded  # a decoded batch reports its encoding
+
+    with beam.Pipeline(runner="FnApiRunner") as p:
+        counts = (p | beam.Create([list(range(i, i + 30)) for i in range(0, 300, 30)])
+                  | "Make" >> beam.Map(lambda ns: Records({"id": str(n), "text": "x" * n} for n in ns))
+                  | "A" >> beam.Map(lambda b: Records(b.rows[::-1]))
+                  | "B" >> beam.Map(lambda b: Records(r for r in b.rows if r["id"] != "7"))
+                  | "Len" >> beam.Map(len))
+        assert_that(counts, equal_to([30] * 9 + [29]))
+    assert encoded == []  # the batches stayed inside one fused stage: never encoded
+
+
+def test_rows_weight_is_the_sum_of_record_weights_and_a_batch_carries_it():
+    full = [{"text": "caf\u00e9", "image": b"12", "audio": None}, {"text": None, "image": None, "audio": b"xyz"},
+            {"text": "", "image": None, "audio": None}]
+    partial = [{"id": "a"}, {"text": "xy", "lang": "en"}, {"image": b"1234"}]  # slim records lack the columns
+    for rows in (full, partial, full + partial, []):
+        assert rows_weight(rows) == sum(record_weight(r) for r in rows)
+        assert rows_weight(iter(rows)) == rows_weight(rows)
+    assert Records(full).weight() == 9
+    assert Records(full, weight=123).weight() == 123  # what its maker summed
+    assert pickle.loads(pickle.dumps(Records(full, weight=123))).weight() == 9  # summed again after a boundary
+    assert [b.weight() for b in batch_rows([{"text": "x" * 10}] * 5, max_records=2)] == [20, 20, 10]

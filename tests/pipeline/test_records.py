@@ -48,3 +48,26 @@ def test_record_bytes_counts_utf8_bytes_not_characters():
     cjk_rec = {"text": "\u65e5" * 100}  # 100 characters, 300 bytes
     assert record_bytes(ascii_rec) == record_bytes(cjk_rec)
     assert record_bytes({"text": None, "image": b"1234"}) == record_bytes({"text": "1234"})
+
+
+@pytest.mark.parametrize("meta", [
+    {},
+    {"b": 1, "a": [1.5, "caf\u00e9", None, True], "c": {"z": -0.0, "y": 2**80}, "t": (1, "x")},
+    {"nan": float("nan"), "deep": {"inf": [float("-inf"), 1e300]}},
+    {"bytes": b"\x00\xff", "obj": object, "nl": "a\nb\u2028\x00"},
+    {"lone": "\ud800"},
+])
+def test_meta_json_is_json_dumps_with_its_arguments(meta):
+    """meta_json encodes through one encoder made once; the text is json.dumps's, byte for byte."""
+    from winnow.pipeline.records import _finite
+
+    def reference(m):  # what meta_json did with json.dumps
+        args = dict(sort_keys=True, ensure_ascii=False, default=str, allow_nan=False)
+        try:
+            return json.dumps(m, **args)
+        except ValueError:  # NaN and infinities: null
+            return json.dumps(_finite(dict(m)), **args)
+
+    assert meta_json(meta) == reference(meta)
+    with pytest.raises(TypeError):
+        meta_json({1: "int key", "b": "str key"})  # keys that cannot be sorted, as json.dumps
