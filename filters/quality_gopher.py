@@ -31,16 +31,24 @@ _ENDS_ELLIPSIS = methodcaller("endswith", _ELLIPSES)
 # such word is counted once. The pattern's class also holds numbers that are not digits
 # (½, ², Ⅻ); text with one of those is counted word by word instead.
 _LETTER_WORD = re.compile(r"[^\W\d_]\S*")
+# ASCII words: delete what is neither a letter nor a space, mark letters "a"; then each word
+# with a letter is one run of "a".
+_ASCII_LETTERS = bytes(i for i in range(128) if chr(i).isalpha())
+_ASCII_MARK = bytes.maketrans(_ASCII_LETTERS, b"a" * len(_ASCII_LETTERS))
+_ASCII_DROP = bytes(i for i in range(128) if not chr(i).isalpha() and i != 0x20)
 
 
 def alpha_words(words: list[str]) -> int:
     """How many of ``words`` hold a letter (of any script)."""
-    whole = sum(map(str.isalpha, words))
-    if whole == len(words):
-        return whole
     rest = list(filterfalse(str.isalpha, words))
+    whole = len(words) - len(rest)
+    if not rest:
+        return whole
     joined = " ".join(rest)
-    if not joined.isascii() and any(ch.isnumeric() and not ch.isalpha() for ch in set(joined) if not ch.isascii()):
+    if joined.isascii():
+        marked = joined.encode("ascii").translate(_ASCII_MARK, _ASCII_DROP)
+        return whole + marked.count(b" a") + marked.startswith(b"a")
+    if any(ch.isnumeric() and not ch.isalpha() for ch in set(joined) if not ch.isascii()):
         return whole + sum(1 for w in rest if any(map(str.isalpha, w)))
     return whole + _LETTER_WORD.subn("", joined)[1]
 
