@@ -8,6 +8,7 @@ length rule, a language without a stop-word list skips the stop-word rule.
 from __future__ import annotations
 
 import re
+from functools import cache
 from itertools import filterfalse
 from operator import methodcaller
 
@@ -29,7 +30,8 @@ _ENDS_ELLIPSIS = methodcaller("endswith", _ELLIPSES)
 # A word with a letter of any script: all letters (str.isalpha, most words), or else the
 # pattern finds one; a match starts at the word's first letter and runs to its end, so each
 # such word is counted once. The pattern's class also holds numbers that are not digits
-# (½, ², Ⅻ); text with one of those is counted word by word instead.
+# (½, ², Ⅻ); text with one of those (or any character beyond the BMP) is counted word by
+# word instead.
 _LETTER_WORD = re.compile(r"[^\W\d_]\S*")
 # ASCII words: delete what is neither a letter nor a space, mark letters "a"; then each word
 # with a letter is one run of "a".
@@ -38,8 +40,24 @@ _ASCII_MARK = bytes.maketrans(_ASCII_LETTERS, b"a" * len(_ASCII_LETTERS))
 _ASCII_DROP = bytes(i for i in range(128) if not chr(i).isalpha() and i != 0x20)
 
 
+@cache
+def _not_letters() -> re.Pattern[str]:
+    """The characters ``_LETTER_WORD``'s class holds that are no letters: numbers that are not
+    decimal digits (this Python's Unicode tables; a BMP bitmap, built on first use), and
+    every character beyond the BMP, whose class the regex engine would scan range by range."""
+    ranges: list[list[int]] = []
+    for i in range(0x80, 0x10000):
+        ch = chr(i)
+        if ch.isnumeric() and not ch.isalpha() and not ch.isdecimal():
+            if ranges and ranges[-1][1] == i - 1:
+                ranges[-1][1] = i
+            else:
+                ranges.append([i, i])
+    return re.compile("[" + "".join(f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges) + "\\U00010000-\\U0010ffff]")
+
+
 def alpha_words(words: list[str]) -> int:
-    """How many of ``words`` hold a letter (of any script)."""
+    """How many of ``words`` (whitespace tokens) hold a letter (of any script)."""
     rest = list(filterfalse(str.isalpha, words))
     whole = len(words) - len(rest)
     if not rest:
@@ -48,7 +66,7 @@ def alpha_words(words: list[str]) -> int:
     if joined.isascii():
         marked = joined.encode("ascii").translate(_ASCII_MARK, _ASCII_DROP)
         return whole + marked.count(b" a") + marked.startswith(b"a")
-    if any(ch.isnumeric() and not ch.isalpha() for ch in set(joined) if not ch.isascii()):
+    if _not_letters().search(joined):
         return whole + sum(1 for w in rest if any(map(str.isalpha, w)))
     return whole + _LETTER_WORD.subn("", joined)[1]
 
