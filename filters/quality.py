@@ -123,5 +123,5 @@ class QualityFilter(RecordFilter):
         if reason is None and c.fineweb:
             reason = fineweb(c, text, n, lines, punct_ratio, dup_line_chars)
         if reason is None and c.gopher_repetition:
-            reason = gopher_ngrams(c, words)
+            reason = gopher_ngrams(c, words, st["word_chars"])
         return ann, reason, kept_text

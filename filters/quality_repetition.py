@@ -20,7 +20,7 @@ from winnow.filters.quality_config import QualityConfig
 __all__ = ["GOPHER_REPETITION_REASONS", "dup_stats", "gopher_lines", "gopher_ngrams"]
 
 _TOP_N = (2, 3, 4)
-_SMALL = 400  # below this many words the n-gram rules use Counters, above numpy
+_SMALL = 600  # below this many words the n-gram rules use Counters, above numpy
 _DUP_N = (5, 6, 7, 8, 9, 10)
 GOPHER_REPETITION_REASONS: tuple[str, ...] = (
     "quality_gopher_dup_lines", "quality_gopher_dup_paragraphs",
@@ -127,12 +127,13 @@ def gopher_lines(c: QualityConfig, text: str, lines: list[str], dup_lines: int, 
     return None
 
 
-def gopher_ngrams(c: QualityConfig, words: list[str]) -> str | None:
-    """The first Gopher n-gram repetition rule ``words`` fail, or None."""
+def gopher_ngrams(c: QualityConfig, words: list[str], total: int | None = None) -> str | None:
+    """The first Gopher n-gram repetition rule ``words`` fail, or None (``total``: their
+    chars, when the caller has counted them)."""
     if len(words) < 2:
         return None
     if len(words) < _SMALL:
-        return _gopher_ngrams_small(c, words)
+        return _gopher_ngrams_small(c, words, sum(map(len, words)) if total is None else total)
     # Each word's id is the position of its first occurrence.
     first: dict[str, int] = {}
     ids = np.fromiter(map(first.setdefault, words, range(len(words))), dtype=np.intp, count=len(words))
@@ -173,6 +174,9 @@ def gopher_ngrams(c: QualityConfig, words: list[str]) -> str | None:
     return None
 
 
+_TWICE = bytes.maketrans(bytes(range(256)), bytes([0, 0] + [1] * 254))  # a word count -> "repeats"
+
+
 def _grams_in_runs(words: list[str], repeated: int, n: int) -> tuple[list[int], list[tuple[str, ...]]]:
     """Start positions and n-grams of every n-gram made of repeated words, in text order
     (``repeated``: byte i of this little-endian integer is 1 when word i repeats)."""
@@ -185,18 +189,22 @@ def _grams_in_runs(words: list[str], repeated: int, n: int) -> tuple[list[int], 
     return at, [tuple(words[i:i + n]) for i in at]
 
 
-def _gopher_ngrams_small(c: QualityConfig, words: list[str]) -> str | None:
+def _gopher_ngrams_small(c: QualityConfig, words: list[str], total: int) -> str | None:
     """The same n-gram rules with Counters: faster than numpy on short documents."""
     word_counts = Counter(words)
-    if max(word_counts.values()) < 2:
+    most = max(word_counts.values())
+    if most < 2:
         return None  # no word repeats, so no n-gram does
-    total = sum(map(len, words))
     if total == 0:
         return None
     # Which words repeat, and _TOP_BOUND's (count x length) of the top one of them.
-    twice = set(compress(word_counts, map((1).__lt__, word_counts.values())))
+    twice = list(compress(word_counts, map((1).__lt__, word_counts.values())))
     top_cl = max(map(mul, map(word_counts.__getitem__, twice), map(len, twice)))
-    repeated = int.from_bytes(bytes(map(twice.__contains__, words)), "little")
+    if most < 256:
+        flags = bytes(map(word_counts.__getitem__, words)).translate(_TWICE)
+    else:
+        flags = bytes(map(set(twice).__contains__, words))
+    repeated = int.from_bytes(flags, "little")
     for n, limit in zip(_TOP_N, c.top_ngram_max):
         if len(words) < n:
             break
