@@ -112,7 +112,13 @@ def _dup_ngram_frac(h: np.ndarray, lens: np.ndarray, at: np.ndarray, n: int, tot
 
 
 def gopher_lines(c: QualityConfig, text: str, lines: list[str], dup_lines: int, dup_line_chars: int) -> str | None:
-    """The first Gopher line and paragraph repetition rule ``text`` fails, or None."""
+    """The first Gopher line and paragraph repetition rule ``text`` fails, or None
+    (``lines``: the text's stripped non-empty lines, ``dup_lines`` and ``dup_line_chars``
+    their :func:`dup_stats`)."""
+    if not dup_lines:
+        # Paragraphs are whole lines (split at newlines with only whitespace between), so
+        # two equal paragraphs hold equal lines: no line repeats, no paragraph does.
+        return None
     total = len(text)
     if lines and dup_lines / len(lines) > c.max_dup_line_ratio:
         return "quality_gopher_dup_lines"
