@@ -66,6 +66,15 @@ def alpha_words(words: list[str]) -> int:
     if joined.isascii():
         marked = joined.encode("ascii").translate(_ASCII_MARK, _ASCII_DROP)
         return whole + marked.count(b" a") + marked.startswith(b"a")
+    # Without their ASCII non-letters (digits, punctuation; deleting ASCII bytes leaves valid
+    # UTF-8) most of these words are all letters; a word of ASCII non-letters alone vanishes.
+    bare = joined.encode("utf-8", "surrogatepass").translate(None, _ASCII_DROP).decode("utf-8", "surrogatepass")
+    bare_words = bare.split()
+    rest = list(filterfalse(str.isalpha, bare_words))
+    whole += len(bare_words) - len(rest)
+    if not rest:
+        return whole
+    joined = " ".join(rest)
     if _not_letters().search(joined):
         return whole + sum(1 for w in rest if any(map(str.isalpha, w)))
     return whole + _LETTER_WORD.subn("", joined)[1]
