@@ -107,7 +107,7 @@ class QualityFilter(RecordFilter):
         lines = list(filter(None, map(str.strip, text.split("\n"))))
         total_chars = len(text)
         mean_len = word_chars / n if n else 0.0
-        alpha = 1.0 - (n - alpha_words(words)) / n if n and lang not in NO_SPACE_LANGS else 1.0
+        alpha = 1.0 - (n - alpha_words(words, text)) / n if n and lang not in NO_SPACE_LANGS else 1.0
         punct_lines = sum(map(ENDS_FW_PUNCT, lines))
         punct_ratio = punct_lines / len(lines) if lines else 0.0
         dup_lines, dup_line_chars = dup_stats(lines)

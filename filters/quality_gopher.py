@@ -33,11 +33,12 @@ _ENDS_ELLIPSIS = methodcaller("endswith", _ELLIPSES)
 # (½, ², Ⅻ); text with one of those (or any character beyond the BMP) is counted word by
 # word instead.
 _LETTER_WORD = re.compile(r"[^\W\d_]\S*")
-# ASCII words: delete what is neither a letter nor a space, mark letters "a"; then each word
-# with a letter is one run of "a".
+# ASCII words: delete what is neither a letter nor whitespace, mark letters "a" and whitespace
+# " "; then each word with a letter is one run of "a".
 _ASCII_LETTERS = bytes(i for i in range(128) if chr(i).isalpha())
-_ASCII_MARK = bytes.maketrans(_ASCII_LETTERS, b"a" * len(_ASCII_LETTERS))
-_ASCII_DROP = bytes(i for i in range(128) if not chr(i).isalpha() and i != 0x20)
+_ASCII_SPACES = bytes(i for i in range(128) if chr(i).isspace())
+_ASCII_MARK = bytes.maketrans(_ASCII_LETTERS + _ASCII_SPACES, b"a" * len(_ASCII_LETTERS) + b" " * len(_ASCII_SPACES))
+_ASCII_DROP = bytes(i for i in range(128) if not chr(i).isalpha() and not chr(i).isspace())
 
 
 @cache
@@ -56,8 +57,12 @@ def _not_letters() -> re.Pattern[str]:
     return re.compile("[" + "".join(f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges) + "\\U00010000-\\U0010ffff]")
 
 
-def alpha_words(words: list[str]) -> int:
-    """How many of ``words`` (whitespace tokens) hold a letter (of any script)."""
+def alpha_words(words: list[str], text: str | None = None) -> int:
+    """How many of ``words`` (whitespace tokens) hold a letter (of any script); ``text``: the
+    text they are ``text.split()`` of, when known (an ASCII text is counted on its bytes)."""
+    if text is not None and text.isascii():
+        marked = text.encode("ascii").translate(_ASCII_MARK, _ASCII_DROP)
+        return marked.count(b" a") + marked.startswith(b"a")
     rest = list(filterfalse(str.isalpha, words))
     whole = len(words) - len(rest)
     if not rest:
