@@ -92,13 +92,16 @@ def gopher_quality(c: QualityConfig, text: str, lang: str | None, words: list[st
         return "quality_gopher_word_count"
     if lang not in NO_SPACE_LANGS and not c.min_mean_word_length <= mean_len <= c.max_mean_word_length:
         return "quality_gopher_mean_word_length"
-    symbols = text.count("#") + text.count("...") + text.count("\u2026")
+    ellipses = text.count("...") + text.count("\u2026")
+    symbols = text.count("#") + ellipses
     if n and symbols / n > c.max_symbol_word_ratio:
         return "quality_gopher_symbol_ratio"
     if lines:
         if sum(map(_STARTS_BULLET, lines)) / len(lines) > c.max_bullet_lines_ratio:
             return "quality_gopher_bullet_lines"
-        if sum(map(_ENDS_ELLIPSIS, lines)) / len(lines) > c.max_ellipsis_lines_ratio:
+        # A line ending in an ellipsis holds one of the text's, so there are at most that many.
+        if (ellipses / len(lines) > c.max_ellipsis_lines_ratio
+                and sum(map(_ENDS_ELLIPSIS, lines)) / len(lines) > c.max_ellipsis_lines_ratio):
             return "quality_gopher_ellipsis_lines"
     if alpha < c.min_alpha_words_ratio:
         return "quality_gopher_alpha_words"

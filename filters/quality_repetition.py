@@ -217,11 +217,10 @@ def _gopher_ngrams_small(c: QualityConfig, words: list[str], total: int) -> str 
         if n * top_cl / total <= limit:
             continue  # _TOP_BOUND: this n-gram rule cannot fail
         counts = Counter(_grams_in_runs(words, repeated, n)[1])
-        if not counts:
-            return None  # no n-gram repeats, so no longer one does either
-        gram, count = counts.most_common(1)[0]
+        count = max(counts.values(), default=1)
         if count == 1:
-            return None
+            return None  # no n-gram repeats, so no longer one does either
+        gram = next(compress(counts, map(count.__eq__, counts.values())))  # the first seen (as most_common)
         if sum(map(len, gram)) * count / total > limit:
             return f"quality_gopher_top_{n}gram"
     for n, limit in zip(_DUP_N, c.dup_ngram_max):
