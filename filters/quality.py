@@ -69,6 +69,7 @@ class QualityFilter(RecordFilter):
     def __init__(self, config: QualityConfig | None = None) -> None:
         self.config = config or QualityConfig()
         self._modalities = frozenset(self.config.modalities)
+        self._verdicts = {None: KEEP, **{r: drop(r) for r in QUALITY_REASONS}}  # (verdicts are frozen)
 
     def fields(self) -> tuple[pa.Field, ...]:
         return self.FIELDS
@@ -83,7 +84,7 @@ class QualityFilter(RecordFilter):
         record.update(ann)
         if kept_text is not None and self.config.c4_rewrite:
             record["text"] = kept_text
-        return record, (KEEP if reason is None else drop(reason))
+        return record, self._verdicts[reason]
 
     def annotate(self, record: Mapping[str, Any]) -> Mapping[str, Any]:
         text = record.get("text")
@@ -95,16 +96,18 @@ class QualityFilter(RecordFilter):
         text = record.get("text")
         if record.get("modality", "text") not in self._modalities or text is None:
             return KEEP
-        reason = self._judge(text, record.get("lang"))[1]
-        return KEEP if reason is None else drop(reason)
+        return self._verdicts[self._judge(text, record.get("lang"))[1]]
 
     def _judge(self, text: str, lang: str | None) -> tuple[dict[str, Any], str | None, str | None]:
         c = self.config
-        st = text_stats(text, lang)
-        words, n, lines = st["words"], st["n_words"], st["lines"]
+        # (text_stats, inline)
+        words = split_words(text, lang)
+        n = len(words)
+        word_chars = len("".join(words))
+        lines = list(filter(None, map(str.strip, text.split("\n"))))
         total_chars = len(text)
-        mean_len = st["word_chars"] / n if n else 0.0
-        alpha = 1.0 - (n - alpha_words(words)) / n if n and lang not in NO_SPACE_LANGS else 1.0
+        mean_len = word_chars / n if n else 0.0
+        alpha = 1.0 - (n - alpha_words(words, text)) / n if n and lang not in NO_SPACE_LANGS else 1.0
         punct_lines = sum(map(ENDS_FW_PUNCT, lines))
         punct_ratio = punct_lines / len(lines) if lines else 0.0
         dup_lines, dup_line_chars = dup_stats(lines)
@@ -123,5 +126,5 @@ class QualityFilter(RecordFilter):
         if reason is None and c.fineweb:
             reason = fineweb(c, text, n, lines, punct_ratio, dup_line_chars)
         if reason is None and c.gopher_repetition:
-            reason = gopher_ngrams(c, words)
+            reason = gopher_ngrams(c, words, word_chars)
         return ann, reason, kept_text

@@ -26,24 +26,38 @@ def _has_policy(lw: str) -> bool:
     return any(p in lw for p in _POLICY)
 
 
+def _has_lorem_ipsum(text: str) -> bool:
+    """Whether ``text.lower()`` holds "lorem ipsum", without lowering all of a non-ASCII text.
+
+    ``str.lower`` turns a non-ASCII character into ASCII only for U+0130 (to "i" and a
+    combining dot, so never an "i" before "p") and U+212A (to "k", which the phrase lacks), so
+    the phrase is in the lowered text exactly when the text holds it in ASCII letters of any
+    case: ``bytes.lower`` of the UTF-8 finds that (it lowers A-Z only)."""
+    if text.isascii():
+        return "lorem ipsum" in text.lower()
+    return b"lorem ipsum" in text.encode("utf-8", "surrogatepass").lower()
+
+
 def c4(c: QualityConfig, text: str, lines: list[str]) -> tuple[str | None, str | None]:
     """The first C4 rule ``text`` fails (or None) and, when it passes, the lines C4 keeps."""
-    low = text.lower()
-    if c.c4_lorem_ipsum and "lorem ipsum" in low:
+    if c.c4_lorem_ipsum and _has_lorem_ipsum(text):
         return "quality_c4_lorem_ipsum", None
     if c.c4_curly_bracket and "{" in text:
         return "quality_c4_curly_bracket", None
     kept = []
     sentences = 0
+    min_words, max_len = c.c4_min_words_per_line, c.c4_max_word_length
     for ln in lines:
         if "[" in ln:
             ln = _CITATION.sub("", ln).rstrip()
         if not ln.endswith(_TERMINAL) or ln.endswith("..."):
             continue
-        ws = ln.split()
-        if len(ws) < c.c4_min_words_per_line or (len(ln) > c.c4_max_word_length
-                                                 and max(map(len, ws)) > c.c4_max_word_length):
-            continue
+        if len(ln) > max_len:
+            ws = ln.split()
+            if len(ws) < min_words or max(map(len, ws)) > max_len:
+                continue
+        elif min_words and len(ln.split(None, min_words - 1)) < min_words:
+            continue  # (at most min_words - 1 splits: min_words parts when it has that many words)
         lw = ln.lower()
         if "javascript" in lw or _has_policy(lw):
             continue
