@@ -34,7 +34,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = "normalize,exact_dedup,lang,quality,minhash_dedup,pii"
 #: package folders mapped into the ``winnow`` namespace (pyproject's package-dir)
-PACKAGE_DIRS = ("pipeline", "filters", "tokenizer", "cache", "demo")
+PACKAGE_DIRS = ("pipeline", "filters", "tokenizer", "cache", "demo", "monitoring")
 
 
 def ensure_corpus(workdir: str, mb: float) -> list[str]:
