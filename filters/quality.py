@@ -28,7 +28,7 @@ import pyarrow as pa
 from winnow.filters.base import KEEP, RecordFilter, Verdict, drop
 from winnow.filters.quality_c4 import C4_REASONS, c4
 from winnow.filters.quality_config import QualityConfig
-from winnow.filters.quality_fineweb import ENDS_FW_PUNCT, FINEWEB_REASONS, fineweb
+from winnow.filters.quality_fineweb import FINEWEB_REASONS, fineweb, punct_lines
 from winnow.filters.quality_gopher import GOPHER_QUALITY_REASONS, alpha_words, gopher_quality
 from winnow.filters.quality_repetition import GOPHER_REPETITION_REASONS, dup_stats, gopher_lines, gopher_ngrams
 from winnow.filters.stopwords import NO_SPACE_LANGS, split_words
@@ -108,8 +108,7 @@ class QualityFilter(RecordFilter):
         total_chars = len(text)
         mean_len = word_chars / n if n else 0.0
         alpha = 1.0 - (n - alpha_words(words, text)) / n if n and lang not in NO_SPACE_LANGS else 1.0
-        punct_lines = sum(map(ENDS_FW_PUNCT, lines))
-        punct_ratio = punct_lines / len(lines) if lines else 0.0
+        punct_ratio = punct_lines(lines) / len(lines) if lines else 0.0
         dup_lines, dup_line_chars = dup_stats(lines)
         dup_line_char_ratio = dup_line_chars / total_chars if total_chars else 0.0
         ann = {"quality_words": n, "quality_mean_word_length": mean_len, "quality_alpha_ratio": alpha,

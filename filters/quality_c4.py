@@ -14,6 +14,7 @@ __all__ = ["C4_REASONS", "c4"]
 C4_REASONS: tuple[str, ...] = ("quality_c4_lorem_ipsum", "quality_c4_curly_bracket", "quality_c4_too_few_sentences")
 
 _TERMINAL = (".", "!", "?", '"', "\u201d", "'", "\u3002", "\uff01", "\uff1f")
+_TERMINAL_LAST = frozenset(_TERMINAL)  # (each one character)
 _SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f]+[\"'\u201d\u2019)\]]*(?=\s|$)")
 _POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 _CITATION = re.compile(r"\[\d+\]|\[edit\]|\[citation needed\]")
@@ -50,7 +51,7 @@ def c4(c: QualityConfig, text: str, lines: list[str]) -> tuple[str | None, str |
     for ln in lines:
         if "[" in ln:
             ln = _CITATION.sub("", ln).rstrip()
-        if not ln.endswith(_TERMINAL) or ln.endswith("..."):
+        if not ln or ln[-1] not in _TERMINAL_LAST or ln.endswith("..."):
             continue
         if len(ln) > max_len:
             ws = ln.split()

@@ -4,11 +4,11 @@ characters in duplicated lines, newlines per word.
 
 from __future__ import annotations
 
-from operator import methodcaller
+from operator import itemgetter, methodcaller
 
 from winnow.filters.quality_config import QualityConfig
 
-__all__ = ["FINEWEB_REASONS", "ENDS_FW_PUNCT", "fineweb"]
+__all__ = ["FINEWEB_REASONS", "ENDS_FW_PUNCT", "fineweb", "punct_lines"]
 
 FINEWEB_REASONS: tuple[str, ...] = (
     "quality_fineweb_line_punct", "quality_fineweb_short_lines", "quality_fineweb_dup_line_chars",
@@ -17,6 +17,13 @@ FINEWEB_REASONS: tuple[str, ...] = (
 
 _FW_PUNCT = (".", "!", "?", '"', "'", ")", "\u201d", "\u2019", ":", ";", "\u3002", "\uff01", "\uff1f", "\u2026")
 ENDS_FW_PUNCT = methodcaller("endswith", _FW_PUNCT)
+_FW_LAST = frozenset(_FW_PUNCT)  # (each one character: a line ends in one when its last character is one)
+_LAST = itemgetter(-1)
+
+
+def punct_lines(lines: list[str]) -> int:
+    """How many of ``lines`` (non-empty) end in punctuation (``ENDS_FW_PUNCT``)."""
+    return sum(map(_FW_LAST.__contains__, map(_LAST, lines)))
 
 
 def fineweb(c: QualityConfig, text: str, n: int, lines: list[str], punct_ratio: float, dup_line_chars: int) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from functools import cache
 from itertools import filterfalse
-from operator import methodcaller
+from operator import itemgetter, methodcaller
 
 from winnow.filters.quality_config import QualityConfig
 from winnow.filters.stopwords import NO_SPACE_LANGS, stop_words
@@ -25,7 +25,8 @@ GOPHER_QUALITY_REASONS: tuple[str, ...] = (
 
 _BULLETS = ("-", "*", "\u2022", "\u25cf", "\u25cb", "\u25aa", "\u25a0", "\u2023", "\u2043", "\u2013", "\u27a2", "\u2192")
 _ELLIPSES = ("...", "\u2026")
-_STARTS_BULLET = methodcaller("startswith", _BULLETS)
+_BULLET_FIRST = frozenset(_BULLETS)  # (each one character: a line starts with one when its first character is one)
+_FIRST = itemgetter(0)
 _ENDS_ELLIPSIS = methodcaller("endswith", _ELLIPSES)
 # A word with a letter of any script: all letters (str.isalpha, most words), or else the
 # pattern finds one; a match starts at the word's first letter and runs to its end, so each
@@ -97,7 +98,7 @@ def gopher_quality(c: QualityConfig, text: str, lang: str | None, words: list[st
     if n and symbols / n > c.max_symbol_word_ratio:
         return "quality_gopher_symbol_ratio"
     if lines:
-        if sum(map(_STARTS_BULLET, lines)) / len(lines) > c.max_bullet_lines_ratio:
+        if sum(map(_BULLET_FIRST.__contains__, map(_FIRST, lines))) / len(lines) > c.max_bullet_lines_ratio:
             return "quality_gopher_bullet_lines"
         # A line ending in an ellipsis holds one of the text's, so there are at most that many.
         if (ellipses / len(lines) > c.max_ellipsis_lines_ratio

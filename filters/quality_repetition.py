@@ -32,17 +32,10 @@ _PARAS = re.compile(r"\n\s*\n")
 
 def dup_stats(items: Sequence[str]) -> tuple[int, int]:
     """(#items equal to an earlier item, chars in those items)."""
-    if len(set(items)) == len(items):
+    first = set(items)  # (the first of each: the others are the items and chars beyond these)
+    if len(first) == len(items):
         return 0, 0
-    seen: set[str] = set()
-    n = chars = 0
-    for it in items:
-        if it in seen:
-            n += 1
-            chars += len(it)
-        else:
-            seen.add(it)
-    return n, chars
+    return len(items) - len(first), sum(map(len, items)) - sum(map(len, first))
 
 
 def _gram_ids(h: np.ndarray, n: int) -> np.ndarray:
