@@ -150,6 +150,9 @@ class FilterStatsFn(beam.CombineFn):
     list of stat dicts the stage reports: ``{key: histogram}`` per histogram, then each count's
     dict.
 
+    A histogram's ``sum`` (and ``mean``) is the :func:`math.fsum` of its per-batch sums (each
+    added in record order), so it does not depend on the order the runner merges batches in.
+
     Args:
         hists: ``(stats key, column, edges, transform or None)``: a :class:`HistogramFn` of the
             column's values that are not None (``transform`` applied to them).
@@ -161,33 +164,52 @@ class FilterStatsFn(beam.CombineFn):
         self._counts = tuple(counts)
 
     def create_accumulator(self) -> list:
-        return [h.create_accumulator() for _, _, h, _ in self._hists] + [c.create() for c in self._counts]
+        # histogram accumulators, count accumulators, per histogram the sums of the batches
+        return [[h.create_accumulator() for _, _, h, _ in self._hists], [c.create() for c in self._counts],
+                [[] for _ in self._hists]]
 
     def batch(self, batch: Records) -> list:
         """The partial accumulator of one batch of judged records."""
         rows = batch.rows
-        acc = self.create_accumulator()
+        hists, counts, sums = self.create_accumulator()
         for i, (_, column, h, transform) in enumerate(self._hists):
             values = [v for v in [r.get(column) for r in rows] if v is not None]
-            h.add_inputs(acc[i], values if transform is None else [transform(v) for v in values])
-        nh = len(self._hists)
+            h.add_inputs(hists[i], values if transform is None else [transform(v) for v in values])
+            if values:
+                sums[i].append(h.extract_output(hists[i])["sum"])
         for j, c in enumerate(self._counts):
-            acc[nh + j] = c.add_rows(acc[nh + j], rows)
-        return acc
+            counts[j] = c.add_rows(counts[j], rows)
+        return [hists, counts, sums]
 
     def add_input(self, acc: list, partial: list) -> list:
         return self.merge_accumulators([acc, partial])
 
     def merge_accumulators(self, accs: Iterable[list]) -> list:
         accs = list(accs)
-        nh = len(self._hists)
-        return ([h.merge_accumulators([a[i] for a in accs]) for i, (_, _, h, _) in enumerate(self._hists)]
-                + [c.merge([a[nh + j] for a in accs]) for j, c in enumerate(self._counts)])
+        sums = [list(s) for s in accs[0][2]]
+        for a in accs[1:]:
+            for s, more in zip(sums, a[2]):
+                s.extend(more)
+        return [[h.merge_accumulators([a[0][i] for a in accs]) for i, (_, _, h, _) in enumerate(self._hists)],
+                [c.merge([a[1][j] for a in accs]) for j, c in enumerate(self._counts)],
+                sums]
 
     def extract_output(self, acc: list) -> list[dict]:
-        nh = len(self._hists)
-        return ([{key: h.extract_output(acc[i])} for i, (key, _, h, _) in enumerate(self._hists)]
-                + [c.extract(acc[nh + j]) for j, c in enumerate(self._counts)])
+        out = []
+        for (key, _, h, _), hacc, sums in zip(self._hists, acc[0], acc[2]):
+            d = h.extract_output(hacc)
+            d["sum"] = _sum(sums)
+            d["mean"] = d["sum"] / d["n"] if d["n"] else None
+            out.append({key: d})
+        return out + [c.extract(cacc) for c, cacc in zip(self._counts, acc[1])]
+
+
+def _sum(values: list[float]) -> float:
+    """The sum of ``values`` whatever their order (inf or NaN among them: the plain sum)."""
+    try:
+        return math.fsum(values)
+    except (ValueError, OverflowError):
+        return sum(sorted(values, key=repr), 0.0)
 
 
 class FilterStage(beam.PTransform):

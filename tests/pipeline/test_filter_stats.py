@@ -179,6 +179,12 @@ def test_partials_merge_in_any_grouping():
     for part in parts:
         b = fn.add_input(b, part)
     assert fn.extract_output(a) == fn.extract_output(b)
+    # the same sums, to the last bit, whatever order the partials are merged in
+    rng = random.Random(5)
+    for _ in range(5):
+        shuffled = rng.sample(parts, len(parts))
+        c = fn.merge_accumulators([fn.merge_accumulators(shuffled[:4]), fn.merge_accumulators(shuffled[4:])])
+        assert json.dumps(fn.extract_output(c)) == json.dumps(fn.extract_output(a))
     # merging leaves the partials as they were
     assert fn.extract_output(fn.merge_accumulators(parts)) == fn.extract_output(a)
 
