@@ -189,6 +189,17 @@ def test_partials_merge_in_any_grouping():
     assert fn.extract_output(fn.merge_accumulators(parts)) == fn.extract_output(a)
 
 
+def test_infinite_values_sum_as_a_plain_sum_would():
+    from winnow.pipeline.batch import Records
+
+    fn = FilterStatsFn((("h", "x", EDGES, None),))
+    for values, want in (([1.0, math.inf], math.inf), ([math.inf, 2.0, -math.inf], math.nan), ([-math.inf], -math.inf)):
+        parts = [fn.batch(Records([{"x": v}])) for v in values]
+        (h,) = fn.extract_output(fn.merge_accumulators(parts))
+        assert h["h"]["n"] == len(values)
+        assert (math.isnan(h["h"]["sum"]) and math.isnan(want)) or h["h"]["sum"] == want
+
+
 def _texts():
     from pydoc_data.topics import topics
 
