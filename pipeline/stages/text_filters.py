@@ -23,7 +23,8 @@ from winnow.pipeline.stages.filter_report import lang_section, pii_section, qual
 from winnow.pipeline.stages.spec import BuildContext, StageDecl
 
 __all__ = ["LANG", "QUALITY", "TOXICITY", "PII", "FilterStage", "slim", "HEAVY_COLUMNS", "lang_stage",
-           "quality_stage", "toxicity_stage", "pii_stage", "SumCountsFn"]
+           "quality_stage", "toxicity_stage", "pii_stage", "SumCountsFn",
+           "FilterStatsFn", "BatchCounts", "LangCounts", "ColumnCounts"]
 
 
 class SumCountsFn(beam.CombineFn):
@@ -54,19 +55,6 @@ class SumCountsFn(beam.CombineFn):
         return {"found": dict(sorted(acc[0].items())), "records": dict(sorted(acc[1].items()))}
 
 
-def _hist(judged: beam.PCollection, column: str, edges: tuple[float, ...], label: str,
-          transform: Callable[[float], float] | None = None) -> beam.PCollection:
-    def values(batch: Records, c: str = column) -> list:
-        vs = [r.get(c) for r in batch.rows]
-        if transform is None:
-            return [v for v in vs if v is not None]
-        return [transform(v) for v in vs if v is not None]
-
-    return (judged
-            | f"{label}Values" >> beam.FlatMap(values)
-            | f"{label}Hist" >> beam.CombineGlobally(HistogramFn(edges)))
-
-
 #: Columns the stats never read; :func:`slim` leaves them out of the judged records.
 HEAVY_COLUMNS = ("text", "image", "audio", "meta")
 
@@ -77,8 +65,158 @@ def slim(batch: Records) -> Records:
                     for r in batch.rows])
 
 
+class BatchCounts:
+    """A stat of a :class:`FilterStage` counted per batch of judged records, then merged.
+
+    A subclass defines ``create() -> acc``, ``add_rows(acc, rows) -> acc`` (``rows``: the record
+    dicts of one kept or rejected batch, text and media included), ``merge(accs) -> acc`` (leaves
+    its inputs unchanged) and ``extract(acc) -> dict`` (one stat dict, e.g. ``{"languages": ...}``).
+    """
+
+    def create(self) -> Any:
+        raise NotImplementedError
+
+    def add_rows(self, acc: Any, rows: list[dict]) -> Any:
+        raise NotImplementedError
+
+    def merge(self, accs: list) -> Any:
+        raise NotImplementedError
+
+    def extract(self, acc: Any) -> dict:
+        raise NotImplementedError
+
+
+class LangCounts(BatchCounts):
+    """``{"languages": {lang: records}}``, most first: ``(none)`` for a record with text and no
+    language, ``(no text)`` for a record without text."""
+
+    def create(self) -> dict:
+        return {}
+
+    def add_rows(self, acc: dict, rows: list[dict]) -> dict:
+        for r in rows:
+            k = r.get("lang") or ("(none)" if r.get("text") is not None else "(no text)")
+            acc[k] = acc.get(k, 0) + 1
+        return acc
+
+    def merge(self, accs: list[dict]) -> dict:
+        out: dict = {}
+        for a in accs:
+            for k, v in a.items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    def extract(self, acc: dict) -> dict:
+        return {"languages": dict(sorted(acc.items(), key=lambda x: (-x[1], x[0])))}
+
+
+class ColumnCounts(BatchCounts):
+    """``{key: SumCountsFn's result}`` over integer columns: per name, the column's sum and the
+    records where it is non-zero.
+
+    Args:
+        key: the stat key.
+        columns: ``(name, column)`` pairs.
+    """
+
+    def __init__(self, key: str, columns: Iterable[tuple[str, str]]) -> None:
+        self._key, self._columns = key, tuple(columns)
+
+    def create(self) -> tuple[dict, dict]:
+        return {}, {}
+
+    def add_rows(self, acc: tuple[dict, dict], rows: list[dict]) -> tuple[dict, dict]:
+        total, nz = acc
+        for r in rows:
+            for name, column in self._columns:
+                v = r.get(column)
+                if v:
+                    total[name] = total.get(name, 0) + int(v)
+                    nz[name] = nz.get(name, 0) + 1
+        return acc
+
+    def merge(self, accs: list[tuple[dict, dict]]) -> tuple[dict, dict]:
+        return SumCountsFn().merge_accumulators(accs)
+
+    def extract(self, acc: tuple[dict, dict]) -> dict:
+        return {self._key: SumCountsFn().extract_output(acc)}
+
+
+class FilterStatsFn(beam.CombineFn):
+    """All the stats of one :class:`FilterStage`, from its kept and rejected batches.
+
+    :meth:`batch` turns one batch into a partial accumulator (every histogram and count of the
+    stage at once); the combiner's inputs are those partials, one per batch. The output is the
+    list of stat dicts the stage reports: ``{key: histogram}`` per histogram, then each count's
+    dict.
+
+    A histogram's ``sum`` (and ``mean``) is the :func:`math.fsum` of its per-batch sums (each
+    added in record order), so it does not depend on the order the runner merges batches in.
+
+    Args:
+        hists: ``(stats key, column, edges, transform or None)``: a :class:`HistogramFn` of the
+            column's values that are not None (``transform`` applied to them).
+        counts: :class:`BatchCounts` to compute.
+    """
+
+    def __init__(self, hists: tuple = (), counts: tuple = ()) -> None:
+        self._hists = tuple((key, column, HistogramFn(edges), transform) for key, column, edges, transform in hists)
+        self._counts = tuple(counts)
+
+    def create_accumulator(self) -> list:
+        # histogram accumulators, count accumulators, per histogram the sums of the batches
+        return [[h.create_accumulator() for _, _, h, _ in self._hists], [c.create() for c in self._counts],
+                [[] for _ in self._hists]]
+
+    def batch(self, batch: Records) -> list:
+        """The partial accumulator of one batch of judged records."""
+        rows = batch.rows
+        hists, counts, sums = self.create_accumulator()
+        for i, (_, column, h, transform) in enumerate(self._hists):
+            values = [v for v in [r.get(column) for r in rows] if v is not None]
+            h.add_inputs(hists[i], values if transform is None else [transform(v) for v in values])
+            if values:
+                sums[i].append(h.extract_output(hists[i])["sum"])
+        for j, c in enumerate(self._counts):
+            counts[j] = c.add_rows(counts[j], rows)
+        return [hists, counts, sums]
+
+    def add_input(self, acc: list, partial: list) -> list:
+        return self.merge_accumulators([acc, partial])
+
+    def merge_accumulators(self, accs: Iterable[list]) -> list:
+        accs = list(accs)
+        sums = [list(s) for s in accs[0][2]]
+        for a in accs[1:]:
+            for s, more in zip(sums, a[2]):
+                s.extend(more)
+        return [[h.merge_accumulators([a[0][i] for a in accs]) for i, (_, _, h, _) in enumerate(self._hists)],
+                [c.merge([a[1][j] for a in accs]) for j, c in enumerate(self._counts)],
+                sums]
+
+    def extract_output(self, acc: list) -> list[dict]:
+        out = []
+        for (key, _, h, _), hacc, sums in zip(self._hists, acc[0], acc[2]):
+            d = h.extract_output(hacc)
+            d["sum"] = _sum(sums)
+            d["mean"] = d["sum"] / d["n"] if d["n"] else None
+            out.append({key: d})
+        return out + [c.extract(cacc) for c, cacc in zip(self._counts, acc[1])]
+
+
+def _sum(values: list[float]) -> float:
+    """The sum of ``values`` whatever their order (inf or NaN among them: the plain sum)."""
+    try:
+        return math.fsum(values)
+    except (ValueError, OverflowError):
+        return sum(sorted(values, key=repr), 0.0)
+
+
 class FilterStage(beam.PTransform):
     """A :class:`RecordStage` plus stats computed from the records it judged.
+
+    Histograms and counts are computed per batch of kept and rejected records (one small
+    partial result per batch, merged by :class:`FilterStatsFn`), not one Beam element per record.
 
     Args:
         name: the stage name.
@@ -86,49 +224,45 @@ class FilterStage(beam.PTransform):
         batch_size: records handed to ``process_batch`` at once.
         hists: ``(stats key, column, edges, transform or None)`` histograms to compute.
         extra: ``fn(judged) -> PCollection of stat dicts`` for anything else; ``judged`` holds
-            the stage's kept and rejected records without text or media (:func:`slim`).
+            the stage's kept and rejected records without text or media (:func:`slim`). It costs
+            a copy of every record: prefer ``counts``.
         constants: stat values known at build time (thresholds), merged in.
+        counts: :class:`BatchCounts` to compute with the histograms.
     """
 
     def __init__(self, name: str, factory: Callable[[], Any], batch_size: int = 1,
                  hists: tuple = (), extra: Callable[[beam.PCollection], list[beam.PCollection]] | None = None,
-                 constants: dict | None = None) -> None:
+                 constants: dict | None = None, counts: tuple = ()) -> None:
         super().__init__(label=name)
         self._name, self._factory, self._batch = name, factory, batch_size
         self._hists, self._extra, self._constants = hists, extra, constants or {}
+        self._counts = tuple(counts)
 
     def expand(self, records: beam.PCollection) -> StageOutputs:
         out = records | "Filter" >> RecordStage(self._name, self._factory, batch_size=self._batch)
-        # the stats see slim records (no text or media): a Flatten is a buffer on local runners
-        judged = ((out.kept | "SlimKept" >> beam.Map(slim), out.rejected | "SlimRejected" >> beam.Map(slim))
-                  | "Judged" >> beam.Flatten())
-        parts = []
-        for key, column, edges, transform in self._hists:
-            h = _hist(judged, column, edges, f"H[{key}]", transform)
-            parts.append(h | f"Wrap[{key}]" >> beam.Map(lambda v, k=key: {k: v}))
+        fn = FilterStatsFn(self._hists, self._counts)
+        constants = self._constants
+        # one partial per batch, made before the Flatten (a Flatten of the records themselves
+        # would be a buffer on local runners)
+        partials = ((out.kept | "StatsKept" >> beam.Map(fn.batch),
+                     out.rejected | "StatsRejected" >> beam.Map(fn.batch))
+                    | "StatsPartials" >> beam.Flatten())
+        parts = [partials
+                 | "StatsCombine" >> beam.CombineGlobally(fn)
+                 | "StatsDicts" >> beam.FlatMap(lambda dicts: [*dicts, constants])]
         if self._extra is not None:
+            judged = ((out.kept | "SlimKept" >> beam.Map(slim), out.rejected | "SlimRejected" >> beam.Map(slim))
+                      | "Judged" >> beam.Flatten())
             parts.extend(self._extra(judged))
-        p = records.pipeline
-        parts.append(p | "Constants" >> beam.Create([self._constants]))
         stats = parts | "StatsFlatten" >> beam.Flatten()
         return StageOutputs(kept=out.kept, rejected=out.rejected, dead=out.dead, stats=stats, timing=out.timing)
-
-
-def _lang_counts(judged: beam.PCollection) -> list[beam.PCollection]:
-    counts = (judged
-              | "LangKey" >> beam.FlatMap(lambda b: [r.get("lang") or ("(none)" if r.get("has_text") else "(no text)")
-                                                     for r in b.rows])
-              | "LangCount" >> beam.combiners.Count.PerElement()
-              | "LangList" >> beam.combiners.ToList()
-              | "LangDict" >> beam.Map(lambda kv: {"languages": dict(sorted(kv, key=lambda x: (-x[1], x[0])))}))
-    return [counts]
 
 
 def lang_stage(cfg: LangConfig, ctx: BuildContext) -> beam.PTransform:
     return FilterStage(
         "lang", lambda: LangFilter(cfg), batch_size=1024,
         hists=(("score_hist", "lang_score", linear_edges(0, 1, 40), None),),
-        extra=_lang_counts,
+        counts=(LangCounts(),),
         constants={"thresholds": {"min_score": cfg.min_score}, "keep": list(cfg.keep),
                    "backend": cfg.backend},
     )
@@ -160,21 +294,10 @@ def toxicity_stage(cfg: ToxicityConfig, ctx: BuildContext) -> beam.PTransform:
     )
 
 
-def _pii_counts(cfg: PIIConfig) -> Callable[[beam.PCollection], list[beam.PCollection]]:
-    cols = tuple(f"pii_{t}" for t in PIIFilter.all_types(cfg))
-
-    def extra(judged: beam.PCollection) -> list[beam.PCollection]:
-        sums = (judged
-                | "PiiCounts" >> beam.FlatMap(lambda b: [{c[4:]: r.get(c) or 0 for c in cols} for r in b.rows])
-                | "PiiSum" >> beam.CombineGlobally(SumCountsFn()))
-        return [sums | "PiiWrap" >> beam.Map(lambda d: {"pii": d})]
-
-    return extra
-
-
 def pii_stage(cfg: PIIConfig, ctx: BuildContext) -> beam.PTransform:
     return FilterStage(
-        "pii", lambda: PIIFilter(cfg), batch_size=1, extra=_pii_counts(cfg),
+        "pii", lambda: PIIFilter(cfg), batch_size=1,
+        counts=(ColumnCounts("pii", ((t, f"pii_{t}") for t in PIIFilter.all_types(cfg))),),
         constants={"actions": {t: getattr(cfg, t) for t in PIIFilter.all_types(cfg)}},
     )
 
