@@ -343,6 +343,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3,
                     help="interleaved rounds against the peers: each times winnow and every peer once (fresh "
                          "loaders, rotated order); ratios per round, median reported")
+    ap.add_argument("--sweep-rounds", type=int, default=3,
+                    help="rounds of the worker sweep, each count once per round in a rotated order; medians reported")
+    ap.add_argument("--no-warm-pass", dest="warm_pass", action="store_false",
+                    help="skip the untimed epoch after the cold window that puts every shard in L2")
     ap.add_argument("--warmup", type=int, default=6,
                     help="untimed batches first (at least 2 per worker, so every worker has started)")
     ap.add_argument("--workers", default="1,2,4,8,16")
@@ -441,13 +445,34 @@ def main() -> None:
     res["cold"] = window(1, wc, a.steps)
     print(f"cold (L2 filling), {wc} workers: {res['cold']['rate'] / 1e6:.1f}M tokens/s into GPU memory "
           f"{_diag(res['cold'])}", flush=True)
+    if a.warm_pass:  # the rest of the shards into L2 (the cold window read ~4/5 of them): the sweep is warm
+        t0 = time.perf_counter()
+        pf = loader(2, min(w0, 16))
+        n = sum(1 for _ in iter(pf))
+        res["warm_pass"] = {"batches": n, "seconds": time.perf_counter() - t0}
+        print(f"warm pass: one untimed epoch, {n} batches in {res['warm_pass']['seconds']:.1f}s", flush=True)
+    # The sweep in --sweep-rounds rounds, each worker count once per round in an order rotated
+    # from round to round (a fresh loader each time): host noise at one moment hits one window of
+    # each count, not every window of one count. Each count's median is its rate.
+    runs: dict[int, list[dict]] = {w: [] for w in workers}
+    for rnd in range(a.sweep_rounds):
+        k = rnd % len(workers)
+        for w in workers[k:] + workers[:k]:
+            r = window(3 + w + 1000 * rnd, w, a.steps)
+            runs[w].append(r)
+            print(f"sweep round {rnd + 1}: winnow, {w:2d} workers: {r['rate'] / 1e6:8.1f}M tokens/s into GPU memory "
+                  f"(packed, boundaries, masks on GPU) {_diag(r)}", flush=True)
     for w in workers:
-        r = window(3 + w, w, a.steps)
-        res["workers"][w] = r
-        print(f"winnow, {w:2d} workers: {r['rate'] / 1e6:8.1f}M tokens/s into GPU memory (packed, boundaries, masks "
-              f"on GPU) {_diag(r)}", flush=True)
+        rs = [r["rate"] for r in runs[w]]
+        mid = sorted(runs[w], key=lambda r: r["rate"])[(len(rs) - 1) // 2]  # the median window (lower middle)
+        res["workers"][w] = {**mid, "rate": statistics.median(rs), "rates": rs}
+        print(f"winnow, {w:2d} workers: median {statistics.median(rs) / 1e6:8.1f}M tokens/s "
+              f"[{min(rs) / 1e6:.0f}-{max(rs) / 1e6:.0f}] over {len(rs)} rounds", flush=True)
     rate = {w: r["rate"] for w, r in res["workers"].items()}
     res["monotone_to_8"] = all(rate[y] >= rate[x] for x, y in zip(workers, workers[1:]) if y <= 8)
+    res["monotone_to_8_per_round"] = [all(runs[y][i]["rate"] >= runs[x][i]["rate"]
+                                          for x, y in zip(workers, workers[1:]) if y <= 8)
+                                      for i in range(a.sweep_rounds)]
     res["bare_gather"] = bare_gather(remote)
     print(f"bare shuffled gather from mmap (1 process, no loader): {res['bare_gather'] / 1e6:.1f}M tokens/s", flush=True)
 
@@ -590,7 +615,7 @@ def main() -> None:
     print(f"synthetic step of {tokens_per_step:,} tokens ({a.step_workers} workers): median "
           f"{res['step_s_median'] * 1e3:.1f} ms; data wait median {res['data_wait_s_median'] * 1e3:.3f} ms, max "
           f"{res['data_wait_s_max'] * 1e3:.2f} ms; data-wait share {share * 100:.2f}% (target < 0.5%)", flush=True)
-    print("monotone in workers 1..8:", res["monotone_to_8"])
+    print("monotone in workers 1..8 (medians):", res["monotone_to_8"], "; per round:", res["monotone_to_8_per_round"])
     if dev.type == "cuda" and a.ab_workers > 0:  # the two transfer paths, interleaved, same worker count
         zw, ab = a.ab_workers, []
         # First, that both paths deliver the same bytes: the same seed gives the same batches in the
