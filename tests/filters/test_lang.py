@@ -188,9 +188,7 @@ def _pydoc_sentences(n: int = 400, cut: bool = True, seed: int = 0) -> list[str]
     return out[:n]
 
 
-def test_hybrid_long_texts_take_the_lingua_path_unchanged():
-    """From 120 cleaned characters on, hybrid answers exactly as the default ``lingua`` path
-    (labels and scores), asks no high-accuracy detector and does not even ask fastText."""
+def _long_texts() -> list[str]:
     from winnow.filters.lang import LONG_TEXT, lingua_length
 
     long = [" ".join(t for t, _ in SENTENCES[i:i + 3]) for i in range(len(SENTENCES))]
@@ -198,10 +196,80 @@ def test_hybrid_long_texts_take_the_lingua_path_unchanged():
     long += [" ".join(prose[i:i + 3]) for i in range(0, len(prose), 3)]
     long = [t for t in long if lingua_length(" ".join(t[:300].split())[:200]) >= LONG_TEXT]
     assert len(long) >= 40
-    hyb = LangFilter(LangConfig(backend="hybrid", tie_break="lingua_high"))
+    return long
+
+
+def test_hybrid_long_texts_lingua_take_the_lingua_path_unchanged():
+    """``long_texts: lingua``: from 120 cleaned characters on, hybrid answers exactly as the
+    ``lingua`` path (labels and scores), asks no high-accuracy detector and not even fastText."""
+    long = _long_texts()
+    hyb = LangFilter(LangConfig(backend="hybrid", tie_break="lingua_high", long_texts="lingua"))
     hyb._ft = type("NoFastText", (), {"f": None})()  # a long text reaching fastText would raise
     assert hyb.detect(long) == LangFilter(LangConfig(backend="lingua")).detect(long)
     assert hyb._high == {}
+
+
+def test_hybrid_long_texts_fast_path_then_sure_fasttext_then_lingua():
+    """The default ``long_texts: fasttext``, against its rule written out: the fast path's single
+    language (score 1), else fastText's top candidate at ``ft_confidence`` or more (its
+    probability), else the ``lingua`` path's answer. Both of the last two occur."""
+    from winnow.filters.fasttext_util import ft_predict
+
+    long = _long_texts()
+    long += ["Ceci est un texte assez long : il faut bien plus de cent vingt lettres pour que la "
+             "detection passe par le chemin des textes longs, alors ecrivons encore.",
+             "Dit is een tamelijk lange tekst: er zijn meer dan honderdtwintig letters nodig voordat "
+             "de taaldetectie het pad voor lange teksten neemt, dus schrijven we verder."]
+    seen = {"fast": 0, "fasttext": 0, "lingua": 0}
+    for cfg in (LangConfig(), LangConfig(ft_confidence=0.6), LangConfig(fast_path=False)):
+        hyb = LangFilter(cfg)
+        ling = LangFilter(LangConfig(backend="lingua", fast_path=cfg.fast_path)).detect(long)
+        m, ways = cfg.max_chars, {"fast": 0, "fasttext": 0, "lingua": 0}
+        want = []
+        for t, lg in zip(long, ling):
+            p = " ".join(t[: m + m // 2].split())[:m].rstrip()
+            langs = hyb._shortlist(p) if cfg.fast_path else None
+            (lab,), (prob,) = (x[0] for x in ft_predict(hyb._ft, [p], k=1))
+            code = lab.removeprefix("__label__")
+            if langs is not None and len(langs) == 1:
+                want.append((langs[0], 1.0))
+                ways["fast"] += 1
+            elif prob >= cfg.ft_confidence and code in hyb._cands:
+                want.append((code, round(min(1.0, float(prob)), 6)))
+                ways["fasttext"] += 1
+            else:
+                want.append(lg)
+                ways["lingua"] += 1
+        assert hyb.detect(long) == want, cfg
+        seen = {k: v + ways[k] for k, v in seen.items()}
+    assert min(seen.values()) > 0, seen
+
+
+def test_hybrid_long_texts_fasttext_at_least_as_accurate_as_the_lingua_path():
+    """Labelled long texts (phrases of one language joined until 120 letters or more): fastText
+    where it is sure is right at least as often as the ``lingua`` path alone."""
+    import random
+
+    from winnow.demo.langid_evalset import PHRASES
+    from winnow.filters.lang import LONG_TEXT, lingua_length
+
+    rng, data = random.Random(7), []
+    for lang, phrases in PHRASES.items():
+        for _ in range(12):
+            t = ""
+            while lingua_length(t[:200]) < LONG_TEXT and len(t) < 400:
+                t = f"{t} {rng.choice(phrases)}".strip()
+            if lingua_length(t[:200]) >= LONG_TEXT:
+                data.append((t, lang))
+    assert len({g for _, g in data}) >= 18
+    texts, gold = [t for t, _ in data], [g for _, g in data]
+
+    def acc(cfg: LangConfig) -> float:
+        return sum(a == g for (a, _), g in zip(LangFilter(cfg).detect(texts), gold)) / len(gold)
+
+    new, old = acc(LangConfig()), acc(LangConfig(long_texts="lingua"))
+    print(f"\n{len(texts)} long texts: long_texts fasttext {new:.4f}, lingua {old:.4f}")
+    assert new >= old >= 0.9
 
 
 def test_hybrid_as_accurate_as_lingua_high_accuracy_on_short_texts():
