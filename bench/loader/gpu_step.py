@@ -157,8 +157,11 @@ def timed(it, dev, warmup: int, steps: int, count) -> dict:
     import resource
 
     n, t0, k, c0, w0, f0, pids = 0, None, -1, 0.0, 0.0, 0, []
+    arrivals: list[float] = []  # when each timed batch was handed out (stalls show as long gaps)
     try:
         for k, b in enumerate(it):
+            if t0 is not None:
+                arrivals.append(time.perf_counter())
             if k == warmup:
                 sync(dev)
                 t0 = time.perf_counter()
@@ -186,11 +189,17 @@ def timed(it, dev, warmup: int, steps: int, count) -> dict:
     if t0 is None or n == 0:
         return {"rate": 0.0, "batches": 0, "seconds": 0.0}
     nb = k + 1 - warmup
+    gaps = sorted(y - x for x, y in zip([t0, *arrivals], arrivals))
+    med = gaps[len(gaps) // 2] if gaps else 0.0
+    stalls = [g for g in gaps if g > max(4 * med, 1e-3)]
     threads = {_short(name): (c - th0.get(name, 0.0)) / nb * 1e3 for name, c in th1.items()}
     return {"rate": n / dt, "batches": nb, "seconds": dt, "tokens": n, "t_start": wall0, "t_end": wall0 + dt,
             "main_cpu_ms_per_batch": (r.ru_utime + r.ru_stime - c0) / nb * 1e3,
             "workers_cpu_ms_per_batch": (w1 - w0) / nb * 1e3 if pids else None,
             "workers_minor_faults_per_batch": (f1 - f0) / nb if pids else None,
+            "gap_ms": {"p50": med * 1e3, "p99": gaps[int(0.99 * (len(gaps) - 1))] * 1e3 if gaps else 0.0,
+                       "max": gaps[-1] * 1e3 if gaps else 0.0, "stalls": len(stalls),
+                       "stalled_share": sum(stalls) / dt if dt > 0 else 0.0},
             "threads_cpu_ms_per_batch": {k: round(v, 3) for k, v in sorted(threads.items(), key=lambda kv: -kv[1])
                                          if v >= 0.005}}
 
@@ -222,6 +231,8 @@ def _diag(r: dict) -> str:
     return (f"[{way}{r['batches']} batches in {r['seconds']:.2f}s; CPU per batch: trainer process "
             f"{r.get('main_cpu_ms_per_batch', float('nan')):.2f} ms" + (f" ({top})" if top else "")
             + ("" if w is None else f", workers {w:.2f} ms, {r.get('workers_minor_faults_per_batch', 0):.0f} minor faults")
+            + (f"; gaps p50 {g['p50']:.2f} ms, p99 {g['p99']:.2f} ms, max {g['max']:.1f} ms, {g['stalls']} stalls "
+               f"(> 4x p50) holding {g['stalled_share'] * 100:.0f}% of the window" if (g := r.get("gap_ms")) else "")
             + "]")
 
 
