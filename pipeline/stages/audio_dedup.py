@@ -152,7 +152,7 @@ class AudioDedup(beam.PTransform):
         cfg = self._cfg
         signed = run_step(records, "Fingerprint", _FingerprintFn(cfg), tags=(_BANDS, _FP))
         weighted = cfg.cluster == "representative"
-        verify = VerifyEdges(signed[_FP], _BerCheck(cfg), cfg.bucket_partitions, weighted=weighted)
+        verify = VerifyEdges(signed[_FP], _BerCheck(cfg), cfg.bucket_partitions, weighted=weighted, stage=NAME)
         kept, rejected, dead, stats, timing = signed.kept | "Cluster" >> ClusterAndPick(
             NAME, REASON, "audio_dup", signed[_BANDS], node_of=NodeOf(cfg.keep, cfg.keep_field), fields=FIELDS,
             verify=verify, max_rounds=cfg.max_rounds, fail_if_not_converged=cfg.on_not_converged == "fail",

@@ -231,7 +231,7 @@ class TimedFn(beam.DoFn):
     Subclasses implement :meth:`work` (what ``process`` would be); the outputs are gathered
     before they are yielded, so a fused step downstream is not counted, and the time goes out
     at the end of the bundle on the ``timing`` output (wire it with ``with_outputs(TIMING, ...)``
-    or :func:`timed`).
+    or :func:`timed_step`).
     """
 
     def __init__(self, stage: str) -> None:
@@ -256,6 +256,29 @@ class TimedFn(beam.DoFn):
         if self._cpu:
             yield beam.pvalue.TaggedOutput(TIMING, GlobalWindows.windowed_value((self.stage, (self._cpu, 0, 0, 0, 0))))
         self._cpu = 0.0
+
+
+class _TimedCall(TimedFn):
+    """A plain function of a stage's step, timed: ``fn(element, *side)`` gives the outputs."""
+
+    def __init__(self, stage: str, fn: Callable[..., Iterable[Any] | None]) -> None:
+        super().__init__(stage)
+        self._fn = fn
+
+    def work(self, element: Any, *args: Any) -> Iterable[Any]:
+        return self._fn(element, *args)
+
+
+def timed_step(pcoll: beam.PCollection, label: str, stage: str, fn: Callable[..., Iterable[Any] | None] | TimedFn,
+               *side: Any, timings: list | None = None) -> beam.PCollection:
+    """``pcoll | label >> FlatMap(fn, *side)`` whose CPU time counts toward ``stage``'s: the step's
+    timing output is appended to ``timings`` (wire those into the stage's ``StageOutputs.timing``).
+    ``fn`` may also be a :class:`TimedFn` (its own ``stage``)."""
+    dofn = fn if isinstance(fn, TimedFn) else _TimedCall(stage, fn)
+    out = pcoll | label >> beam.ParDo(dofn, *side).with_outputs(TIMING, main="out")
+    if timings is not None:
+        timings.append(out[TIMING])
+    return out.out
 
 
 def run_step(pcoll: beam.PCollection, label: str, fn: StageFn, *side: Any, tags: Sequence[str] = ()) -> Any:

@@ -519,20 +519,25 @@ class VerifyEdges(beam.PTransform):
             (for clusterings that weigh edges).
         spill_dir: the two shuffles spill their values there (see
             :class:`~winnow.pipeline.spill.SpillingGroupByKey`); None shuffles in the runner.
+        stage: the stage whose CPU time the attach and check steps count toward; once applied,
+            :attr:`timings` holds their timing outputs (wire them into the stage's timing;
+            :class:`ClusterAndPick` does for its ``verify``). None: untimed.
     """
 
     def __init__(self, payloads: beam.PCollection, check: Any, partitions: int, undecided: bool = False,
-                 weighted: bool = False, spill_dir: str | None = None) -> None:
+                 weighted: bool = False, spill_dir: str | None = None, stage: str | None = None) -> None:
         super().__init__()
         self._payloads, self._check, self._partitions = payloads, check, partitions
         self._undecided, self._weighted = undecided, weighted
         self._spill_dir = spill_dir
+        self._stage = stage
+        self.timings: list[beam.PCollection] = []
 
     def expand(self, edges: beam.PCollection) -> Any:
-        check, parts, weighted = self._check, self._partitions, self._weighted
+        check, parts, weighted, stage = self._check, self._partitions, self._weighted, self._stage
 
-        class _Attach(beam.DoFn):
-            def process(self, element):
+        class _Attach(TimedFn):
+            def work(self, element):
                 _, values = element
                 payload = _Payloads(values)
                 # u's payload travels once per partition of its neighbours (not once per edge),
@@ -551,12 +556,12 @@ class VerifyEdges(beam.PTransform):
                     for pw, ws in groups.items():
                         yield pw, ("e", (u, ws, shipped))
 
-        class _Check(beam.DoFn):
+        class _Check(TimedFn):
             def setup(self):
                 if hasattr(check, "setup"):
                     check.setup()
 
-            def process(self, element):
+            def work(self, element):
                 _, values = element
                 payload = _Payloads(values)
                 prepared: dict = {}
@@ -589,9 +594,11 @@ class VerifyEdges(beam.PTransform):
         tagged_p = self._payloads | "TagP" >> beam.Map(lambda kv: (kv[0], ("p", kv[1])))
         by_u = edges | "ByU" >> beam.Map(lambda e: (node_partition(e[0], parts), ("e", e)))
         attached = ((by_u, tagged_p) | "GroupU" >> SpillingGroupByKey(self._spill_dir)
-                    | "Attach" >> beam.ParDo(_Attach()))
-        out = ((attached, tagged_p) | "GroupV" >> SpillingGroupByKey(self._spill_dir)
-               | "Check" >> beam.ParDo(_Check()).with_outputs("undecided", main="kept"))
+                    | "Attach" >> beam.ParDo(_Attach(stage or "")).with_outputs(TIMING, main="edges"))
+        out = ((attached.edges, tagged_p) | "GroupV" >> SpillingGroupByKey(self._spill_dir)
+               | "Check" >> beam.ParDo(_Check(stage or "")).with_outputs("undecided", TIMING, main="kept"))
+        # untimed (no stage): the timing outputs go nowhere
+        self.timings = [attached[TIMING], out[TIMING]] if stage else []
         return (out.kept, out.undecided) if self._undecided else out.kept
 
 
@@ -672,6 +679,7 @@ class ClusterAndPick(beam.PTransform):
         if self._verify is not None:
             candidates = edges
             edges = edges | "Verify" >> self._verify
+            timing += list(getattr(self._verify, "timings", ()))  # its steps count toward the stage
             n_cand = candidates | "CountCandidates" >> beam.combiners.Count.Globally()
             n_kept = edges | "CountVerified" >> beam.combiners.Count.Globally()
 

@@ -19,7 +19,7 @@ from apache_beam.metrics import Metrics
 from winnow.filters.dedup.cluster import node_key
 from winnow.filters.dedup.config import MinHashDedupConfig
 from winnow.pipeline.spill import SpillingGroupByKey
-from winnow.pipeline.stages.base import DEAD, TIMING, Emit, StageFn, StageOutputs, run_step
+from winnow.pipeline.stages.base import DEAD, TIMING, Emit, StageFn, StageOutputs, run_step, timed_step
 from winnow.pipeline.stages.dedup_graph import (
     COMPARED,
     BucketPacker,
@@ -169,14 +169,17 @@ class _SignatureThenExact(beam.PTransform):
         super().__init__()
         self._sketches, self._records, self._cfg = sketches, records, cfg
         self._spill_dir = spill_dir
+        #: once applied: the timing outputs of its steps (they count toward the stage's time)
+        self.timings: list[beam.PCollection] = []
 
     def expand(self, edges: beam.PCollection) -> beam.PCollection:
         cfg = self._cfg
         spill = self._spill_dir
         weighted = cfg.cluster == "representative"
-        sure, maybe = edges | "Sketch" >> VerifyEdges(
-            self._sketches, _SketchCheck(cfg.signature_threshold(), cfg.exact_margin), cfg.bucket_partitions,
-            undecided=True, weighted=weighted, spill_dir=spill)
+        sketch = VerifyEdges(self._sketches, _SketchCheck(cfg.signature_threshold(), cfg.exact_margin),
+                             cfg.bucket_partitions, undecided=True, weighted=weighted, spill_dir=spill, stage=NAME)
+        sure, maybe = edges | "Sketch" >> sketch
+        timings = self.timings = list(sketch.timings)
 
         def counted(e: Any) -> Any:
             Metrics.counter("winnow", f"{NAME}/verify_exact_checked").inc()
@@ -204,9 +207,12 @@ class _SignatureThenExact(beam.PTransform):
             if blob is not None:
                 yield part, blob
 
-        payloads = ((self._records | "AllTexts" >> beam.FlatMap(texts), flags)
-                    | "GroupTexts" >> SpillingGroupByKey(spill) | "UndecidedTexts" >> beam.FlatMap(wanted))
-        exact = maybe | "Exact" >> VerifyEdges(payloads, _ExactCheck(cfg), parts, weighted=weighted, spill_dir=spill)
+        all_texts = timed_step(self._records, "AllTexts", NAME, texts, timings=timings)
+        grouped = (all_texts, flags) | "GroupTexts" >> SpillingGroupByKey(spill)
+        payloads = timed_step(grouped, "UndecidedTexts", NAME, wanted, timings=timings)
+        check = VerifyEdges(payloads, _ExactCheck(cfg), parts, weighted=weighted, spill_dir=spill, stage=NAME)
+        exact = maybe | "Exact" >> check
+        timings += check.timings
         return (sure, exact) | "Verified" >> beam.Flatten()
 
 
@@ -259,19 +265,21 @@ class MinHashDedup(beam.PTransform):
         bands, rows = cfg.banding()
         signed = run_step(records, "Sign", _SignFn(cfg, bands, rows), tags=(_BANDS, _SKETCH))
         verify = None
+        extra: list = []  # timing outputs of steps outside the clustering
         weighted = cfg.cluster == "representative"
         if cfg.verify == "signature" and cfg.exact_margin > 0:
             verify = _SignatureThenExact(signed[_SKETCH], signed.kept, cfg, spill_dir=self._spill_dir)
         elif cfg.verify == "signature":
             verify = VerifyEdges(signed[_SKETCH], _SketchCheck(cfg.signature_threshold()), cfg.bucket_partitions,
-                                 weighted=weighted, spill_dir=self._spill_dir)
+                                 weighted=weighted, spill_dir=self._spill_dir, stage=NAME)
         elif cfg.verify == "exact":
             def payloads(batch: Any) -> Iterable[tuple[int, bytes]]:
                 pairs = [(node_key(r, cfg.keep, cfg.keep_field), r.get("text")) for r in batch.rows if r.get(COMPARED)]
                 return pack_payloads(pairs, cfg.bucket_partitions)
 
-            verify = VerifyEdges(signed.kept | "TextPayload" >> beam.FlatMap(payloads), _ExactCheck(cfg),
-                                 cfg.bucket_partitions, weighted=weighted, spill_dir=self._spill_dir)
+            verify = VerifyEdges(timed_step(signed.kept, "TextPayload", NAME, payloads, timings=extra),
+                                 _ExactCheck(cfg), cfg.bucket_partitions, weighted=weighted,
+                                 spill_dir=self._spill_dir, stage=NAME)
         kept, rejected, dead, stats, timing = signed.kept | "Cluster" >> ClusterAndPick(
             NAME, REASON, "dup", signed[_BANDS], node_of=NodeOf(cfg.keep, cfg.keep_field), fields=FIELDS, verify=verify,
             max_rounds=cfg.max_rounds, fail_if_not_converged=cfg.on_not_converged == "fail",
@@ -284,7 +292,7 @@ class MinHashDedup(beam.PTransform):
             "exact_margin": cfg.exact_margin if cfg.verify == "signature" else None}])
         all_stats = (stats, params) | "StatsAll" >> beam.Flatten()
         return StageOutputs(kept=kept, rejected=rejected, dead=(signed[DEAD], dead) | "Dead" >> beam.Flatten(),
-                            stats=all_stats, timing=(signed[TIMING], timing))
+                            stats=all_stats, timing=(signed[TIMING], timing, *extra))
 
 
 def _build(cfg: MinHashDedupConfig, ctx: BuildContext) -> beam.PTransform:

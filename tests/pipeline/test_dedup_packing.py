@@ -77,6 +77,42 @@ def test_verify_edges_with_packed_payloads_keeps_only_edges_that_pass():
         assert_that(kept, equal_to(want))
 
 
+class _SlowClose(_Close):
+    """``_Close`` that spends measurable CPU per comparison (so its step's time is not zero)."""
+
+    def __call__(self, pu, pv):
+        x = 0
+        for i in range(20000):
+            x += i
+        return super().__call__(pu, pv)
+
+
+def test_verify_edges_steps_count_toward_their_stage():
+    """With ``stage``, the attach and check steps report CPU time for that stage on
+    ``timings`` (what ClusterAndPick wires into the stage's time); without, there is none."""
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to, is_not_empty
+
+    from winnow.pipeline.stages.dedup_graph import VerifyEdges, pack_payloads
+
+    nodes = [(0.0, f"n{i}", "s") for i in range(30)]
+    value = {n: i for i, n in enumerate(nodes)}
+    edges = [(nodes[i + 1], nodes[i]) for i in range(29)]
+    batches = [list(value.items())[i:i + 8] for i in range(0, 30, 8)]
+    with beam.Pipeline(runner="FnApiRunner") as p:
+        blobs = p | "B" >> beam.Create(batches) | beam.FlatMap(lambda b: pack_payloads(b, 4))
+        timed = VerifyEdges(blobs, _SlowClose(), 4, stage="st")
+        kept = p | "E" >> beam.Create(edges) | "Timed" >> timed
+        assert len(timed.timings) == 2
+        assert_that(kept, equal_to(edges), label="same edges")
+        check = timed.timings[1] | "Check" >> beam.Map(lambda t: (t[0], t[1][0] > 0))
+        assert_that(check | "Bad" >> beam.Filter(lambda t: t != ("st", True)), equal_to([]), label="all st, > 0")
+        assert_that(check, is_not_empty(), label="check timed")
+        plain = VerifyEdges(blobs, _Close(), 4)
+        assert_that(p | "E2" >> beam.Create(edges) | "Plain" >> plain, equal_to(edges), label="plain edges")
+        assert plain.timings == []
+
+
 def test_packer_takes_key_arrays_and_gives_the_same_blobs_as_key_lists():
     import numpy as np
 
