@@ -14,19 +14,31 @@ from 1.45 GB to about 1.0 GB with the settings below, for a few per cent more CP
   around each shard it writes and every stage step at the end of a bundle.
 
 Both are no-ops where glibc is not the C library.
+
+* :func:`tune_gc` (called by ``winnow run`` and by every stage step's ``setup``, so in every
+  worker process of every runner): Python's cycle collector runs its youngest generation after
+  every 700 net container allocations, and a run allocates a dict per record per stage; with
+  its first threshold at :data:`GC_THRESHOLD` it runs ~70x less often. On the 100 MB benchmark
+  job (six text stages, one worker): 2,283 collections taking 1.1 s, against 34 taking 0.25 s;
+  the job's CPU time 47.0 and 52.3 s against 45.0 and 48.5 s, the same peak RSS. Records hold no
+  reference cycles, so garbage waits no longer for it.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import os
 from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["tune_local_memory", "release_memory", "MMAP_THRESHOLD"]
+__all__ = ["tune_local_memory", "release_memory", "tune_gc", "MMAP_THRESHOLD", "GC_THRESHOLD"]
+
+#: The cycle collector's first threshold in winnow's processes (Python's default is 700).
+GC_THRESHOLD = 20_000
 
 #: Allocations of this size and more are mmapped (and returned to the OS when freed).
 MMAP_THRESHOLD = 1 << 20
@@ -65,3 +77,11 @@ def release_memory() -> None:
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
+
+
+def tune_gc() -> None:
+    """Raise the cycle collector's thresholds to ``(GC_THRESHOLD, 20, 20)`` unless they are higher
+    already (a process that tuned them itself keeps its own); idempotent."""
+    t0, t1, t2 = gc.get_threshold()
+    if t0 and t0 < GC_THRESHOLD:  # 0: the collector's automatic runs are off; leave it so
+        gc.set_threshold(GC_THRESHOLD, max(t1, 20), max(t2, 20))

@@ -22,7 +22,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from winnow.errors import ConfigError, OutputError, WinnowError
 from winnow.pipeline.config import RunConfig
-from winnow.pipeline.memory import tune_local_memory
+from winnow.pipeline.memory import tune_gc, tune_local_memory
 from winnow.pipeline.sink import join_uri
 
 __all__ = [
@@ -324,6 +324,7 @@ def run(
     dry_run = bool(std.get("dry_run"))
     if not dry_run:
         prepare_output(cfg.output, cfg.sink.overwrite if overwrite is None else overwrite)
+    tune_gc()  # this process runs the pipeline on a local runner and builds it on any
     if runner in LOCAL_RUNNERS:
         tune_local_memory()
     log.info("winnow: %d input file(s), stages %s, output %s, runner %s", len(files), ",".join(cfg.stages), cfg.output, runner)

@@ -28,7 +28,7 @@ from apache_beam.metrics import Metrics
 from winnow.filters.base import RecordFilter
 from winnow.monitoring import progress
 from winnow.pipeline.batch import Records, rows_weight
-from winnow.pipeline.memory import release_memory
+from winnow.pipeline.memory import release_memory, tune_gc
 from winnow.pipeline.records import error_text, make_dead_letter, make_reject
 from winnow.pipeline.stages.validate import FieldChecks
 
@@ -153,6 +153,7 @@ class StageFn(beam.DoFn):
 
     # -- the mechanism ----------------------------------------------------------------------
     def setup(self) -> None:
+        tune_gc()  # once per worker process, whatever the runner
         self._counters = StageCounters(self.stage)
         self._checks = FieldChecks(self.stage, self._fields) if self._fields and self._last else None
         self.start()
