@@ -270,13 +270,11 @@ class _TimedCall(TimedFn):
         return self._fn(element, *args)
 
 
-def timed_step(pcoll: beam.PCollection, label: str, stage: str, fn: Callable[..., Iterable[Any] | None] | TimedFn,
+def timed_step(pcoll: beam.PCollection, label: str, stage: str, fn: Callable[..., Iterable[Any] | None],
                *side: Any, timings: list | None = None) -> beam.PCollection:
     """``pcoll | label >> FlatMap(fn, *side)`` whose CPU time counts toward ``stage``'s: the step's
-    timing output is appended to ``timings`` (wire those into the stage's ``StageOutputs.timing``).
-    ``fn`` may also be a :class:`TimedFn` (its own ``stage``)."""
-    dofn = fn if isinstance(fn, TimedFn) else _TimedCall(stage, fn)
-    out = pcoll | label >> beam.ParDo(dofn, *side).with_outputs(TIMING, main="out")
+    timing output is appended to ``timings`` (wire those into the stage's ``StageOutputs.timing``)."""
+    out = pcoll | label >> beam.ParDo(_TimedCall(stage, fn), *side).with_outputs(TIMING, main="out")
     if timings is not None:
         timings.append(out[TIMING])
     return out.out
