@@ -152,11 +152,15 @@ def main() -> None:
     ap.add_argument("--mb", type=float, default=300.0, help="corpus size in MB of uncompressed JSONL (default 300)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--baseline-ref", default=None, help="also run the code of this git commit (side by side)")
+    ap.add_argument("--no-tree", action="store_true",
+                    help="run only the baseline (with --baseline-ref), not this tree's code")
     ap.add_argument("--workdir", default=".bench/memory")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="also run this tree with these config overrides (repeatable), e.g. the previous "
                          "contract's stage semantics: minhash_dedup.verify=none lang.backend=lingua")
     args = ap.parse_args()
+    if args.no_tree and not args.baseline_ref:
+        ap.error("--no-tree needs --baseline-ref")
     args.workdir = os.path.abspath(args.workdir)
 
     files = ensure_corpus(args.workdir, args.mb)
@@ -172,8 +176,9 @@ def main() -> None:
 
     row("peer: bare gzip+json read", bare_read(files))
     # (name, environment, config overrides, working directory)
-    variants: list[tuple[str, dict | None, list[str], str | None]] = [("winnow (this tree)", None, [], None)]
-    if args.sets:
+    variants: list[tuple[str, dict | None, list[str], str | None]] = (
+        [] if args.no_tree else [("winnow (this tree)", None, [], None)])
+    if args.sets and not args.no_tree:
         variants.append(("this tree, " + " ".join(args.sets), None, args.sets, None))
     tmp = None
     if args.baseline_ref:
