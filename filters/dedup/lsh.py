@@ -1,10 +1,11 @@
 """LSH banding: bands x rows from a Jaccard threshold, and band keys of signature batches.
 
 The band count and rows per band minimise the weighted false-positive and false-negative
-areas under the LSH S-curve, as datasketch's ``MinHashLSH`` chooses them (the same choice on every
-case the tests compare, without importing SciPy: about 0.3 s of every process). Band keys are vectorised: each band's rows
-hash to 128 bits (two seeded multiply-sum hashes plus the MurmurHash3 finalizer), prefixed by
-the band index, so equal keys mean (all but certainly) equal bands.
+areas under the LSH S-curve, as datasketch's ``MinHashLSH`` chooses them (the same choice on
+every case the tests compare, without importing SciPy: about 0.3 s of every process). Band
+keys are vectorised: each band's rows hash to 128 bits (two seeded multiply-sum hashes plus the
+MurmurHash3 finalizer), prefixed by the band index, so equal keys mean (all but certainly) equal
+bands.
 """
 
 from __future__ import annotations
