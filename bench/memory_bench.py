@@ -161,6 +161,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.no_tree and not args.baseline_ref:
         ap.error("--no-tree needs --baseline-ref")
+    if args.no_tree and args.sets:
+        ap.error("--set runs this tree's code, which --no-tree leaves out")
     args.workdir = os.path.abspath(args.workdir)
 
     files = ensure_corpus(args.workdir, args.mb)
@@ -178,7 +180,7 @@ def main() -> None:
     # (name, environment, config overrides, working directory)
     variants: list[tuple[str, dict | None, list[str], str | None]] = (
         [] if args.no_tree else [("winnow (this tree)", None, [], None)])
-    if args.sets and not args.no_tree:
+    if args.sets:
         variants.append(("this tree, " + " ".join(args.sets), None, args.sets, None))
     tmp = None
     if args.baseline_ref:
